@@ -1,1 +1,3 @@
-//! x
+//! Concurrency core of ociregistry: naming and content-addressing types.
+pub mod digest;
+pub mod reference;
