@@ -1,1 +1,5 @@
+//! x
+#[allow(dead_code)]
+mod http;
+
 fn main() {}

@@ -1,0 +1,2 @@
+//! The HTTP layer: request-target parsing (more to come).
+pub mod target;
