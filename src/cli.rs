@@ -15,13 +15,7 @@ use crate::config::{parse_duration, parse_host, LogLevel};
 #[command(name = "ociregistry", version, about)]
 pub struct Cli {
     /// Log level: debug, info, warn or error [default: from the config, else info]
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        ignore_case = true,
-        value_name = "LEVEL"
-    )]
+    #[arg(long, global = true, value_enum, ignore_case = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
     /// Config file (YAML); replaces the embedded default config
@@ -276,10 +270,7 @@ mod tests {
         assert_eq!(cli.command.name(), "prune");
         let cli = parse(&["load", "--image-file", "/i.txt", "--os", "linux"]).expect("load");
         assert_eq!(cli.command.name(), "load");
-        assert_eq!(
-            parse(&["version"]).expect("version").command.name(),
-            "version"
-        );
+        assert_eq!(parse(&["version"]).expect("version").command.name(), "version");
         assert!(version_line().starts_with("ociregistry "));
     }
 }

@@ -115,12 +115,8 @@ impl Digest {
 fn is_algorithm_grammar(s: &str) -> bool {
     let is_sep = |c: char| matches!(c, '+' | '.' | '_' | '-');
     !s.is_empty()
-        && s.split(is_sep).all(|comp| {
-            !comp.is_empty()
-                && comp
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
+        && s.split(is_sep)
+            .all(|comp| !comp.is_empty() && comp.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 /// `[a-zA-Z0-9=_-]+`.
@@ -134,17 +130,14 @@ impl FromStr for Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, encoded) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::Malformed(s.to_owned()))?;
+        let (name, encoded) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_owned()))?;
         if !is_algorithm_grammar(name) || !is_encoded_grammar(encoded) {
             return Err(DigestError::Malformed(s.to_owned()));
         }
-        let algorithm =
-            DigestAlgorithm::from_name(name).ok_or_else(|| DigestError::UnsupportedAlgorithm {
-                algorithm: name.to_owned(),
-                digest: s.to_owned(),
-            })?;
+        let algorithm = DigestAlgorithm::from_name(name).ok_or_else(|| DigestError::UnsupportedAlgorithm {
+            algorithm: name.to_owned(),
+            digest: s.to_owned(),
+        })?;
         if encoded.len() != algorithm.hex_len() {
             return Err(DigestError::WrongLength {
                 algorithm,
@@ -204,10 +197,7 @@ impl Digester {
             DigestAlgorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             DigestAlgorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
         };
-        Digester {
-            algorithm: alg,
-            hasher,
-        }
+        Digester { algorithm: alg, hasher }
     }
 
     /// Feeds `data` into the hash.
@@ -276,10 +266,7 @@ mod tests {
             (format!("sha256:{HEX64}0"), Want::WrongLength),
             (format!("sha512:{HEX64}"), Want::WrongLength),
             (format!("sha256:{hex128}"), Want::WrongLength),
-            (
-                "md5:d41d8cd98f00b204e9800998ecf8427e".into(),
-                Want::Unsupported,
-            ),
+            ("md5:d41d8cd98f00b204e9800998ecf8427e".into(), Want::Unsupported),
             (
                 "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".into(),
                 Want::Unsupported,
@@ -303,11 +290,7 @@ mod tests {
         ];
         for (input, want) in &cases {
             let got = input.parse::<Digest>();
-            assert_eq!(
-                classify(&got),
-                format!("{want:?}"),
-                "case {input:?}: got {got:?}"
-            );
+            assert_eq!(classify(&got), format!("{want:?}"), "case {input:?}: got {got:?}");
             if let Ok(d) = got {
                 assert_eq!(&d.to_string(), input, "case {input:?}: round trip");
             }
@@ -316,9 +299,7 @@ mod tests {
 
     #[test]
     fn unsupported_algorithm_carries_name() {
-        let err = "md5:d41d8cd98f00b204e9800998ecf8427e"
-            .parse::<Digest>()
-            .unwrap_err();
+        let err = "md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>().unwrap_err();
         assert!(
             matches!(&err, DigestError::UnsupportedAlgorithm { algorithm, .. } if algorithm == "md5"),
             "{err:?}"

@@ -179,8 +179,7 @@ impl FromStr for Namespace {
                 Some((h, p)) => (h, Some(p)),
                 None => (lower.as_str(), None),
             };
-            let host =
-                canonical_host(host).ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?;
+            let host = canonical_host(host).ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?;
             (host, port)
         };
         match port {
@@ -269,9 +268,7 @@ impl FromStr for Tag {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut bytes = s.bytes();
-        let first_ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
         let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !first_ok || !rest_ok {
             return Err(ReferenceError::InvalidTag(s.to_owned()));
@@ -421,11 +418,7 @@ mod tests {
             let got = parse(input);
             match (want, &got) {
                 (Ok(canon), Ok(v)) => {
-                    assert_eq!(
-                        &v.to_string(),
-                        canon,
-                        "{what} case {input:?}: canonical form"
-                    )
+                    assert_eq!(&v.to_string(), canon, "{what} case {input:?}: canonical form")
                 }
                 (Err(variant), Err(e)) => assert!(
                     format!("{e:?}").starts_with(variant),
@@ -520,10 +513,7 @@ mod tests {
                 ("alpine", Ok("alpine")),
                 ("library/alpine", Ok("library/alpine")),
                 ("a/b/c/d", Ok("a/b/c/d")),
-                (
-                    "my.repo/a_b/a__b/a-b/a---b",
-                    Ok("my.repo/a_b/a__b/a-b/a---b"),
-                ),
+                ("my.repo/a_b/a__b/a-b/a---b", Ok("my.repo/a_b/a__b/a-b/a---b")),
                 ("0", Ok("0")),
                 (&max, Ok(&max)),
                 ("", Err("EmptyRepoName")),
@@ -599,10 +589,7 @@ mod tests {
                 ("bad/tag", Err("InvalidTag")),
             ],
         );
-        assert!(matches!(
-            good.parse::<Reference>(),
-            Ok(Reference::Digest(_))
-        ));
+        assert!(matches!(good.parse::<Reference>(), Ok(Reference::Digest(_))));
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
     }
 
@@ -611,11 +598,7 @@ mod tests {
         let cases = [
             ("docker.io", "alpine", "docker.io/library/alpine"),
             ("index.docker.io", "alpine", "docker.io/library/alpine"),
-            (
-                "registry-1.docker.io",
-                "library/alpine",
-                "docker.io/library/alpine",
-            ),
+            ("registry-1.docker.io", "library/alpine", "docker.io/library/alpine"),
             ("docker.io", "bitnami/redis", "docker.io/bitnami/redis"),
             ("quay.io", "alpine", "quay.io/alpine"),
             ("localhost:5000", "a/b", "localhost:5000/a/b"),
@@ -623,17 +606,10 @@ mod tests {
         for (ns, repo, want) in cases {
             let key = ImageKey::new(ns.parse().expect(ns), repo.parse().expect(repo));
             assert_eq!(key.to_string(), want, "case {ns:?} {repo:?}");
-            assert_eq!(
-                want.parse::<ImageKey>().as_ref(),
-                Ok(&key),
-                "case {want:?} round trip"
-            );
+            assert_eq!(want.parse::<ImageKey>().as_ref(), Ok(&key), "case {want:?} round trip");
         }
         let long = "a".repeat(250);
-        let key = ImageKey::new(
-            "docker.io".parse().expect("ns"),
-            long.parse().expect("repo"),
-        );
+        let key = ImageKey::new("docker.io".parse().expect("ns"), long.parse().expect("repo"));
         assert_eq!(key.repo().as_str(), long, "too long for library/ prefix");
         assert_eq!(key.ns().as_str(), "docker.io");
         assert!("noslash".parse::<ImageKey>().is_err());
@@ -651,9 +627,6 @@ mod tests {
         let ns: Namespace = serde_json::from_str("\"Quay.IO\"").expect("ns");
         assert_eq!(ns.as_str(), "quay.io");
         let r: Reference = serde_json::from_str("\"latest\"").expect("ref");
-        assert_eq!(
-            serde_json::to_string(&r).ok().as_deref(),
-            Some("\"latest\"")
-        );
+        assert_eq!(serde_json::to_string(&r).ok().as_deref(), Some("\"latest\""));
     }
 }

@@ -9,9 +9,7 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("a duration must be greater than zero")]
     NotPositive,
-    #[error(
-        "expected whole milliseconds or a duration with a unit such as \"10s\", \"2m\", \"500ms\""
-    )]
+    #[error("expected whole milliseconds or a duration with a unit such as \"10s\", \"2m\", \"500ms\"")]
     Unparsable,
 }
 
@@ -60,10 +58,7 @@ mod tests {
         assert_eq!(parse_duration("0s"), Err(DurationError::NotPositive));
         assert_eq!(parse_duration("-5s"), Err(DurationError::NotPositive));
         assert_eq!(from_millis(0), Err(DurationError::NotPositive));
-        assert_eq!(
-            parse_duration("ten seconds"),
-            Err(DurationError::Unparsable)
-        );
+        assert_eq!(parse_duration("ten seconds"), Err(DurationError::Unparsable));
         assert_eq!(parse_duration(""), Err(DurationError::Unparsable));
         assert_eq!(parse_duration("10 parsecs"), Err(DurationError::Unparsable));
     }

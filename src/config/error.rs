@@ -83,10 +83,7 @@ mod tests {
     fn read_error_drops_os_error_suffix() {
         let err = io::Error::from_raw_os_error(2);
         let msg = ConfigError::read("/x.yaml", &err).to_string();
-        assert_eq!(
-            msg,
-            "cannot read config file /x.yaml: No such file or directory"
-        );
+        assert_eq!(msg, "cannot read config file /x.yaml: No such file or directory");
     }
 
     #[test]

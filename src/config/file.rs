@@ -69,11 +69,8 @@ pub struct FileConfig {
 /// Parses config text. `file` names the document in messages (a path or "embedded default").
 /// Returns the values and the warnings (unknown keys, keys with no effect yet).
 pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>), ConfigError> {
-    let mut document: Value =
-        serde_yaml::from_str(text).map_err(|e| ConfigError::parse(file, e))?;
-    document
-        .apply_merge()
-        .map_err(|e| ConfigError::parse(file, e))?;
+    let mut document: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::parse(file, e))?;
+    document.apply_merge().map_err(|e| ConfigError::parse(file, e))?;
     if !matches!(document, Value::Null | Value::Mapping(_)) {
         return Err(ConfigError::parse(
             file,
@@ -278,19 +275,10 @@ serverTlsConfig:
             ("imageFile: /imgs.txt", "imageFile"),
             ("health: 8081", "health"),
             ("metrics: 2112", "metrics"),
-            (
-                "pruneConfig: {enabled: true, type: accessed}",
-                "pruneConfig.enabled",
-            ),
-            (
-                "serverTlsConfig: {cert: /s.crt, key: /s.key}",
-                "serverTlsConfig.cert",
-            ),
+            ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
+            ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
             ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
-            (
-                "serverTlsConfig: {clientAuth: verify}",
-                "serverTlsConfig.clientAuth",
-            ),
+            ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
             (
                 "registries: [{name: a.io, auth: {user: u, password: p}}]",
                 "registries[0].auth.user",
@@ -337,11 +325,8 @@ serverTlsConfig:
 
     #[test]
     fn duration_forms() {
-        let (config, _) = parse_config(
-            "pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n",
-            "f",
-        )
-        .expect("loads");
+        let (config, _) =
+            parse_config("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(config.connect_timeout, Some(Duration::from_secs(10)));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
@@ -384,8 +369,7 @@ serverTlsConfig:
             ("serverTlsConfig: on", "serverTlsConfig", "\"on\""),
         ] {
             let msg = error(yaml);
-            let expected =
-                format!("config key '{key}' (in /etc/cfg.yaml) has an invalid value {value}: ");
+            let expected = format!("config key '{key}' (in /etc/cfg.yaml) has an invalid value {value}: ");
             assert!(msg.starts_with(&expected), "for {yaml}: {msg}");
             assert!(!msg.contains('\n'));
         }
@@ -402,10 +386,7 @@ serverTlsConfig:
     #[test]
     fn unparsable_or_non_mapping_documents() {
         let msg = error("port: [1\n");
-        assert!(
-            msg.starts_with("cannot parse config file /etc/cfg.yaml: "),
-            "{msg}"
-        );
+        assert!(msg.starts_with("cannot parse config file /etc/cfg.yaml: "), "{msg}");
         assert!(!msg.contains('\n'));
         let msg = error("- name: docker.io\n");
         assert!(msg.contains("top level must be a mapping"), "{msg}");

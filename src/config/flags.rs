@@ -11,9 +11,7 @@ pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     match &cli.command {
         Command::Serve(serve) => check_serve(serve),
         Command::Version => Ok(Vec::new()),
-        other => Err(ConfigError::UnsupportedCommand {
-            command: other.name(),
-        }),
+        other => Err(ConfigError::UnsupportedCommand { command: other.name() }),
     }
 }
 
@@ -25,10 +23,7 @@ fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
         ),
         ("--health", serve.health.is_some()),
         ("--metrics", serve.metrics.is_some()),
-        (
-            "--always-pull-latest",
-            serve.always_pull_latest == Some(true),
-        ),
+        ("--always-pull-latest", serve.always_pull_latest == Some(true)),
         ("--hello-world", serve.hello_world == Some(true)),
         ("--air-gapped", serve.air_gapped == Some(true)),
     ];
@@ -38,9 +33,7 @@ fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
     for (flag, value) in [("--os", &serve.os), ("--arch", &serve.arch)] {
         if value.is_some() {
-            warnings.push(format!(
-                "option {flag} has no effect yet in this build, ignored"
-            ));
+            warnings.push(format!("option {flag} has no effect yet in this build, ignored"));
         }
     }
     Ok(warnings)

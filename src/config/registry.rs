@@ -95,11 +95,7 @@ pub fn parse_registries(
     Ok(registries)
 }
 
-fn parse_registry(
-    walker: &mut Walker,
-    path: &str,
-    value: &Value,
-) -> Result<RegistrySettings, ConfigError> {
+fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<RegistrySettings, ConfigError> {
     let section = walker.section(path, value, REGISTRY_KEYS)?;
     let name = walker
         .string(&section, "name")?
@@ -121,18 +117,10 @@ fn parse_registry(
     let endpoint = match walker.string(&section, "endpoint")? {
         None => None,
         Some(text) => {
-            let bad = |reason: &str| {
-                walker.invalid(
-                    &section.key("endpoint"),
-                    &Value::String(text.clone()),
-                    reason,
-                )
-            };
+            let bad = |reason: &str| walker.invalid(&section.key("endpoint"), &Value::String(text.clone()), reason);
             let url = parse_endpoint(&text).map_err(bad)?;
             if scheme_given.is_some() && !url.starts_with(&format!("{scheme}://")) {
-                return Err(bad(
-                    "its scheme contradicts the 'scheme' key of this registry",
-                ));
+                return Err(bad("its scheme contradicts the 'scheme' key of this registry"));
             }
             Some(url)
         }
@@ -169,12 +157,7 @@ fn reject_non_default(walker: &Walker, section: &Section<'_>) -> Result<(), Conf
     }
 }
 
-fn parse_tls(
-    walker: &mut Walker,
-    path: &str,
-    value: &Value,
-    registry: &str,
-) -> Result<TlsSettings, ConfigError> {
+fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str) -> Result<TlsSettings, ConfigError> {
     let section = walker.section(path, value, TLS_KEYS)?;
     for client_key in ["cert", "key"] {
         if section.get(client_key).is_some_and(|v| !is_default(v)) {
@@ -250,10 +233,7 @@ fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
             return Err("the URL port must be a number from 1 to 65535");
         }
     }
-    Ok(format!(
-        "{scheme}://{authority}{}",
-        path.trim_end_matches('/')
-    ))
+    Ok(format!("{scheme}://{authority}{}", path.trim_end_matches('/')))
 }
 
 /// Splits `host[:port]` or `[v6]:port`.
@@ -343,10 +323,7 @@ mod tests {
         let msg = error("- name: a.io\n  endpoint: 'a.io:5000'\n");
         assert!(msg.contains("'registries[0].endpoint'") && msg.contains("\"a.io:5000\""));
         let msg = error("- scheme: http\n");
-        assert_eq!(
-            msg,
-            "config key 'registries[0].name' (in cfg.yaml) is required"
-        );
+        assert_eq!(msg, "config key 'registries[0].name' (in cfg.yaml) is required");
         let msg = error("- name: https://a.io\n");
         assert!(msg.contains("'registries[0].name'"), "{msg}");
         let msg = error("- name: a.io\n  scheme: https\n  endpoint: http://b\n");
@@ -354,10 +331,7 @@ mod tests {
         let msg = error("- name: a.io\n  tls: {ca: /nonexistent/ca.pem}\n");
         assert!(msg.contains("'registries[0].tls.ca'") && msg.contains("No such file"));
         let msg = error("- name: a.io\n  tls: {insecureSkipVerify: 1}\n");
-        assert!(
-            msg.contains("'registries[0].tls.insecureSkipVerify'"),
-            "{msg}"
-        );
+        assert!(msg.contains("'registries[0].tls.insecureSkipVerify'"), "{msg}");
         let msg = error("name: a.io\n");
         assert!(msg.contains("'registries'") && msg.contains("expected a list"));
     }
@@ -377,14 +351,8 @@ mod tests {
         for (yaml, key) in [
             ("auth: {user: u}", "registries[0].auth.user"),
             ("auth: {password: p}", "registries[0].auth.password"),
-            (
-                "auth: {passwordFromEnv: X}",
-                "registries[0].auth.passwordFromEnv",
-            ),
-            (
-                "auth: {token: {provider: ecr}}",
-                "registries[0].auth.token.provider",
-            ),
+            ("auth: {passwordFromEnv: X}", "registries[0].auth.passwordFromEnv"),
+            ("auth: {token: {provider: ecr}}", "registries[0].auth.token.provider"),
             ("tls: {cert: /c.pem}", "registries[0].tls.cert"),
             ("tls: {key: /k.pem}", "registries[0].tls.key"),
         ] {

@@ -9,8 +9,7 @@ use clap::Parser;
 use super::*;
 
 fn cli(args: &[&str]) -> Cli {
-    Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied()))
-        .expect("test command line parses")
+    Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied())).expect("test command line parses")
 }
 
 /// A config file in a fresh temporary directory (removed when the guard drops).
@@ -29,11 +28,7 @@ fn path_arg(path: &Path) -> &str {
 fn embedded_default_lists_the_public_registries() {
     let (settings, warnings) = load(&cli(&["serve"])).expect("embedded default loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<&str> = settings
-        .registries
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let names: Vec<&str> = settings.registries.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -46,9 +41,10 @@ fn embedded_default_lists_the_public_registries() {
             "public.ecr.aws"
         ]
     );
-    assert!(settings.registries.iter().all(|r| r.scheme == Scheme::Https
-        && r.endpoint.is_none()
-        && r.tls == TlsSettings::default()));
+    assert!(settings
+        .registries
+        .iter()
+        .all(|r| r.scheme == Scheme::Https && r.endpoint.is_none() && r.tls == TlsSettings::default()));
     let mut expected = Settings::defaults(EMBEDDED_SOURCE);
     expected.registries = settings.registries.clone();
     assert_eq!(settings, expected);
@@ -75,8 +71,7 @@ fn flags_override_file_values() {
          host: 127.0.0.1\npullTimeout: 1000\nconnectTimeout: 1s\nidleTimeout: 1s\n\
          defaultNs: file.io\nregistries: [{name: file.io, scheme: http}]\n",
     );
-    let (from_file, _) =
-        load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
+    let (from_file, _) = load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
     assert_eq!(from_file.image_path, PathBuf::from("/file/images"));
     assert_eq!(from_file.log_level, LogLevel::Error);
     assert_eq!(from_file.log_file, Some(PathBuf::from("/file.log")));
@@ -126,8 +121,7 @@ fn flags_override_file_values() {
 
 #[test]
 fn unreadable_file_names_the_path() {
-    let err =
-        load(&cli(&["serve", "--config-file", "/nonexistent/x.yaml"])).expect_err("missing file");
+    let err = load(&cli(&["serve", "--config-file", "/nonexistent/x.yaml"])).expect_err("missing file");
     assert_eq!(
         err.to_string(),
         "cannot read config file /nonexistent/x.yaml: No such file or directory"
@@ -139,20 +133,11 @@ fn file_errors_and_warnings_name_the_path() {
     let (_dir, path) = config_file("imagepath: /x\nport: 0\n");
     let shown = path.display().to_string();
     let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("port 0");
-    assert!(err
-        .to_string()
-        .starts_with(&format!("config key 'port' (in {shown}) ")));
+    assert!(err.to_string().starts_with(&format!("config key 'port' (in {shown}) ")));
 
     let (_dir, path) = config_file("imagepath: /x\nos: linux\n");
     let shown = path.display().to_string();
-    let (_, warnings) = load(&cli(&[
-        "serve",
-        "--os",
-        "linux",
-        "--config-file",
-        path_arg(&path),
-    ]))
-    .expect("loads");
+    let (_, warnings) = load(&cli(&["serve", "--os", "linux", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(
         warnings,
         vec![
@@ -171,37 +156,21 @@ fn unsupported_commands_and_options_fail() {
         (&["load", "--image-file", "/i.txt"][..], "load"),
     ] {
         let err = load(&cli(command)).expect_err("unsupported command");
-        assert_eq!(
-            err.to_string(),
-            format!("`ociregistry {name}` is not supported yet")
-        );
+        assert_eq!(err.to_string(), format!("`ociregistry {name}` is not supported yet"));
     }
     for (args, flag) in [
-        (
-            &["serve", "--preload-images", "/imgs.txt"][..],
-            "--preload-images",
-        ),
+        (&["serve", "--preload-images", "/imgs.txt"][..], "--preload-images"),
         (&["serve", "--health", "8081"][..], "--health"),
         (&["serve", "--metrics", "2112"][..], "--metrics"),
-        (
-            &["serve", "--always-pull-latest"][..],
-            "--always-pull-latest",
-        ),
+        (&["serve", "--always-pull-latest"][..], "--always-pull-latest"),
         (&["serve", "--hello-world"][..], "--hello-world"),
         (&["serve", "--air-gapped=true"][..], "--air-gapped"),
     ] {
         let err = load(&cli(args)).expect_err("unsupported option");
-        assert_eq!(
-            err.to_string(),
-            format!("`{flag}` is not supported yet by this build")
-        );
+        assert_eq!(err.to_string(), format!("`{flag}` is not supported yet by this build"));
     }
-    let (_, warnings) =
-        load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
-    assert_eq!(
-        warnings,
-        vec!["option --arch has no effect yet in this build, ignored"]
-    );
+    let (_, warnings) = load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
+    assert_eq!(warnings, vec!["option --arch has no effect yet in this build, ignored"]);
 }
 
 #[test]

@@ -173,12 +173,7 @@ impl Walker {
     }
 
     /// A TCP port. With `zero_means_unset`, 0 reads as absent (the Go server's "no listener").
-    pub fn port(
-        &self,
-        section: &Section<'_>,
-        name: &str,
-        zero_means_unset: bool,
-    ) -> Result<Option<u16>, ConfigError> {
+    pub fn port(&self, section: &Section<'_>, name: &str, zero_means_unset: bool) -> Result<Option<u16>, ConfigError> {
         let Some(value) = section.get(name) else {
             return Ok(None);
         };
@@ -186,20 +181,12 @@ impl Walker {
         match port {
             Some(0) if zero_means_unset => Ok(None),
             Some(p) if p > 0 => Ok(Some(p)),
-            _ => Err(self.invalid(
-                &section.key(name),
-                value,
-                "expected a port number from 1 to 65535",
-            )),
+            _ => Err(self.invalid(&section.key(name), value, "expected a port number from 1 to 65535")),
         }
     }
 
     /// A duration: whole milliseconds, or a string such as "10s".
-    pub fn duration(
-        &self,
-        section: &Section<'_>,
-        name: &str,
-    ) -> Result<Option<Duration>, ConfigError> {
+    pub fn duration(&self, section: &Section<'_>, name: &str) -> Result<Option<Duration>, ConfigError> {
         let Some(value) = section.get(name) else {
             return Ok(None);
         };
@@ -240,9 +227,7 @@ mod tests {
 
     #[test]
     fn defaults_are_recognised() {
-        assert!(is_default(&doc(
-            "{a: '', b: false, c: 0, d: ~, e: [], f: {g: ''}}"
-        )));
+        assert!(is_default(&doc("{a: '', b: false, c: 0, d: ~, e: [], f: {g: ''}}")));
         assert!(!is_default(&doc("{a: x}")));
         assert!(!is_default(&doc("{a: {b: true}}")));
     }
@@ -251,9 +236,7 @@ mod tests {
     fn typed_reads_name_key_and_value() {
         let mut walker = Walker::new("f.yaml");
         let value = doc("p: 70000\nb: yes\nd: 0\ns: 5\n");
-        let section = walker
-            .section("", &value, &["p", "b", "d", "s"])
-            .expect("mapping");
+        let section = walker.section("", &value, &["p", "b", "d", "s"]).expect("mapping");
         let err = walker.port(&section, "p", false).expect_err("too big");
         assert_eq!(
             err.to_string(),

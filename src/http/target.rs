@@ -154,8 +154,7 @@ fn guarded_segments(raw_path: &str) -> Result<(Vec<&str>, bool), TargetError> {
 /// `<name>/blobs/uploads[/]` or `<name>/blobs/uploads/<session>`.
 fn is_upload(rest: &[&str]) -> bool {
     let n = rest.len();
-    (n >= 3 && rest[n - 2..] == ["blobs", "uploads"])
-        || (n >= 4 && rest[n - 3..n - 1] == ["blobs", "uploads"])
+    (n >= 3 && rest[n - 2..] == ["blobs", "uploads"]) || (n >= 4 && rest[n - 3..n - 1] == ["blobs", "uploads"])
 }
 
 /// Chooses the namespace and validates the repository.
@@ -184,14 +183,12 @@ fn image_key(
             }
         },
     };
-    let repo =
-        RepoName::from_str(&repo.join("/")).map_err(|e| TargetError::NameInvalid(e.to_string()))?;
+    let repo = RepoName::from_str(&repo.join("/")).map_err(|e| TargetError::NameInvalid(e.to_string()))?;
     Ok(ImageKey::new(ns, repo))
 }
 
 fn parse_namespace(value: &str) -> Result<Namespace, TargetError> {
-    Namespace::from_str(value)
-        .map_err(|e| TargetError::NameInvalid(format!("namespace {value:?}: {e}")))
+    Namespace::from_str(value).map_err(|e| TargetError::NameInvalid(format!("namespace {value:?}: {e}")))
 }
 
 fn parse_reference(value: &str) -> Result<Reference, TargetError> {
@@ -215,9 +212,9 @@ fn query_param(query: Option<&str>, key: &str) -> Result<Option<String>, TargetE
         if percent_decode(k).as_deref() != Some(key) {
             continue;
         }
-        return percent_decode(v).map(Some).ok_or_else(|| {
-            TargetError::NameInvalid(format!("query parameter {key}={v:?} is badly encoded"))
-        });
+        return percent_decode(v)
+            .map(Some)
+            .ok_or_else(|| TargetError::NameInvalid(format!("query parameter {key}={v:?} is badly encoded")));
     }
     Ok(None)
 }
@@ -330,13 +327,7 @@ mod tests {
                 None,
                 "NameInvalid".into(),
             ),
-            (
-                p("/v2/foo/manifests/v1"),
-                Some("ns="),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/foo/manifests/v1"), Some("ns="), None, None, "NameInvalid".into()),
             (
                 p("/v2/foo/manifests/v1"),
                 Some("ns=%zz"),
@@ -408,13 +399,7 @@ mod tests {
                 None,
                 "NameInvalid".into(),
             ),
-            (
-                p("/v2/host:/foo/manifests/v1"),
-                None,
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/host:/foo/manifests/v1"), None, None, None, "NameInvalid".into()),
             // X-Registry beats ?ns= and the path.
             (
                 p("/v2/foo/manifests/v1"),
@@ -452,13 +437,7 @@ mod tests {
                 Some("ghcr.io"),
                 "manifest quay.io/foo v1".into(),
             ),
-            (
-                p("/v2/foo/bar/manifests/v1"),
-                None,
-                None,
-                None,
-                "NameUnknown".into(),
-            ),
+            (p("/v2/foo/bar/manifests/v1"), None, None, None, "NameUnknown".into()),
             // Traversal guard.
             (
                 p("/v2/%2e%2e/foo/manifests/v1"),
@@ -502,42 +481,12 @@ mod tests {
                 None,
                 "NameInvalid".into(),
             ),
-            (
-                p("/v2/../etc/passwd"),
-                None,
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("//v2/a/manifests/v1"),
-                None,
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/../etc/passwd"), None, None, None, "NameInvalid".into()),
+            (p("//v2/a/manifests/v1"), None, None, None, "NameInvalid".into()),
             // Uploads.
-            (
-                p("/v2/foo/blobs/uploads/"),
-                None,
-                None,
-                None,
-                "upload".into(),
-            ),
-            (
-                p("/v2/foo/blobs/uploads"),
-                None,
-                None,
-                None,
-                "upload".into(),
-            ),
-            (
-                p("/v2/a/b/blobs/uploads/0f2c-11aa"),
-                None,
-                None,
-                None,
-                "upload".into(),
-            ),
+            (p("/v2/foo/blobs/uploads/"), None, None, None, "upload".into()),
+            (p("/v2/foo/blobs/uploads"), None, None, None, "upload".into()),
+            (p("/v2/a/b/blobs/uploads/0f2c-11aa"), None, None, None, "upload".into()),
             // Tags and referrers.
             (
                 p("/v2/docker.io/library/alpine/tags/list"),
@@ -611,13 +560,7 @@ mod tests {
                 None,
                 "NameInvalid".into(),
             ),
-            (
-                p("/v2/docker.io/manifests/v1"),
-                None,
-                None,
-                None,
-                "NameUnknown".into(),
-            ),
+            (p("/v2/docker.io/manifests/v1"), None, None, None, "NameUnknown".into()),
             (
                 p("/v2/a/manifests/-v1"),
                 Some("ns=quay.io"),
@@ -669,13 +612,7 @@ mod tests {
             ),
             // Not endpoints.
             (p("/v2/_catalog"), None, None, None, "NotFound".into()),
-            (
-                p("/v2/a/manifests"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NotFound".into(),
-            ),
+            (p("/v2/a/manifests"), Some("ns=quay.io"), None, None, "NotFound".into()),
             (
                 p("/v2/manifests/latest"),
                 Some("ns=quay.io"),
@@ -690,20 +627,8 @@ mod tests {
                 None,
                 "NotFound".into(),
             ),
-            (
-                p("/v2/a/tags/lists"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NotFound".into(),
-            ),
-            (
-                p("/v3/a/manifests/latest"),
-                None,
-                None,
-                None,
-                "NotFound".into(),
-            ),
+            (p("/v2/a/tags/lists"), Some("ns=quay.io"), None, None, "NotFound".into()),
+            (p("/v3/a/manifests/latest"), None, None, None, "NotFound".into()),
             (p("/v2x"), None, None, None, "NotFound".into()),
             (p("/"), None, None, None, "NotFound".into()),
             (p(""), None, None, None, "NotFound".into()),
