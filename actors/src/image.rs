@@ -110,6 +110,10 @@ impl Handler<GetBlob> for ImageActor {
     /// Follow the running transfer of this blob, or claim it from the cache actor.
     fn handle(&mut self, msg: GetBlob, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
+        // A transfer that has just ended is not joined: the index has it (done) or it must be fetched anew (failed).
+        if matches!(self.blobs.get(&msg.digest), Some(BlobEntry::Active(t)) if t.is_settled()) {
+            self.blobs.remove(&msg.digest);
+        }
         match self.blobs.get_mut(&msg.digest) {
             Some(BlobEntry::Active(transfer)) => {
                 let _ = tx.send(Ok(BlobReply::Transfer(transfer.clone())));
