@@ -144,7 +144,15 @@ impl Store {
     pub fn open(root: &Path) -> Result<(Store, DirLock), StoreError> {
         let layout = Layout::new(root);
         for dir in layout.dirs() {
-            fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+            if let Err(e) = fs::create_dir_all(&dir) {
+                // A cache directory that exists but cannot be written (a read-only volume) is still served from;
+                // new content then passes through uncached.
+                if root.is_dir() {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cache directory not writable; serving it read-only");
+                } else {
+                    return Err(StoreError::io("create directory", &dir, &e));
+                }
+            }
         }
         let lock_path = layout.lock_file();
         let file = fs::OpenOptions::new()
@@ -152,6 +160,8 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
+            .or_else(|_| File::open(&lock_path))
+            .or_else(|_| File::open(root))
             .map_err(io("open", &lock_path))?;
         match file.try_lock() {
             Ok(()) => {}
