@@ -45,3 +45,58 @@ pub fn error_codes(body: &[u8]) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// What a client got for a request whose body it read to the end: either a
+/// transport error (connection reset, short body, ...) or a status and body.
+pub enum Outcome {
+    Failed(String),
+    Complete { status: StatusCode, body: Vec<u8> },
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Failed(e) => write!(f, "Failed({e})"),
+            Outcome::Complete { status, body } => write!(
+                f,
+                "Complete({status}, {} bytes: {:?})",
+                body.len(),
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ),
+        }
+    }
+}
+
+/// GET `url` and read the whole body, without panicking on transport errors.
+pub fn get_outcome(client: &Client, url: &str) -> Outcome {
+    use std::io::Read;
+    let mut resp = match client.get(url).send() {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("{e:#}")),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    match resp.read_to_end(&mut body) {
+        Ok(_) => Outcome::Complete { status, body },
+        Err(e) => Outcome::Failed(format!("after {} body bytes: {e:#}", body.len())),
+    }
+}
+
+/// GET `url` and check a 200 whose body hashes to `digest`; returns the body.
+pub fn get_verified(client: &Client, url: &str, digest: &str) -> Vec<u8> {
+    let resp = client
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
+    assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
+    let body = resp
+        .bytes()
+        .unwrap_or_else(|e| panic!("GET {url} body: {e:#}"))
+        .to_vec();
+    assert_eq!(
+        super::sha256_digest(&body),
+        digest,
+        "GET {url}: body digest"
+    );
+    body
+}

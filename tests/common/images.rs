@@ -507,8 +507,9 @@ impl Fixture {
     }
 }
 
-/// Generate an image layout under `work`, push it, read it back.
-fn make(
+/// Generate an image layout under `work`, push it as `repo_tag` (e.g.
+/// `library/hello:latest`), read it back from the upstream.
+pub fn make(
     upstream: &Upstream,
     work: &Path,
     repo_tag: &str,
@@ -520,6 +521,13 @@ fn make(
     let layout = build(&dir, tag);
     push(layout.dir(), tag, upstream, repo_tag, format);
     read_back(&upstream.url(), repo, tag)
+}
+
+/// A single-platform OCI image `repo_tag` with layers of these sizes.
+pub fn custom(upstream: &Upstream, work: &Path, repo_tag: &str, layer_sizes: &[usize]) -> Image {
+    make(upstream, work, repo_tag, Format::Oci, |d, t| {
+        image_layout(d, t, layer_sizes)
+    })
 }
 
 /// `library/hello:latest`: 3 layers (~300 KiB, ~700 KiB, ~5 KiB).
