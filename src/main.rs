@@ -1,1 +1,117 @@
-fn main() {}
+//! ociregistry: a pull-only, pull-through, caching OCI Distribution server.
+//!
+//! `main` parses the command line and the configuration, sets up logging, starts the actors (`actors::Mirror`)
+//! and serves the registry API (`http`). Errors in configuration end the process with exit code 2 and one line
+//! naming the file, key or flag; errors at start (cache directory locked or unwritable, bad certificate) with 1.
+
+mod banner;
+mod cli;
+mod config;
+mod http;
+mod logging;
+
+use std::process::ExitCode;
+
+use actors::reference::Namespace;
+use actors::upstream::tls::TlsOptions;
+use actors::upstream::Timeouts;
+use actors::{Mirror, MirrorConfig, UpstreamSpec};
+use clap::Parser;
+
+use crate::config::{ConfigError, Settings};
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if let cli::Command::Version = cli.command {
+        println!("{}", cli::version_line());
+        return ExitCode::SUCCESS;
+    }
+    let (settings, warnings) = match config::load(&cli) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("ociregistry: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mirror_config = match mirror_config(&settings) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("ociregistry: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_ns = match settings.default_ns.as_deref().map(str::parse::<Namespace>).transpose() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!(
+                "ociregistry: config key 'defaultNs' (in {}): {e}",
+                settings.config_source
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = logging::init(settings.log_level, settings.log_file.as_deref()) {
+        eprintln!("ociregistry: {err}");
+        return ExitCode::from(2);
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let system = actix_web::rt::System::new();
+    let result = system.block_on(async move {
+        let (mirror, report) = match Mirror::start(mirror_config) {
+            Ok(started) => started,
+            Err(err) => return Err(err.to_string()),
+        };
+        banner::print(&settings, &report);
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let state = http::AppState { mirror, default_ns };
+        tracing::info!("server is running");
+        http::serve(state, &settings.host, settings.port, workers)
+            .await
+            .map_err(|e| format!("cannot serve on {}:{}: {e}", settings.host, settings.port))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("ociregistry: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The actors' configuration from the settings. Registry names were checked by `config::load`; a name that still
+/// is not a valid namespace is reported against its key.
+fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
+    let mut upstreams = Vec::new();
+    for (i, reg) in settings.registries.iter().enumerate() {
+        let namespace: Namespace =
+            reg.name
+                .parse()
+                .map_err(|e: actors::reference::ReferenceError| ConfigError::InvalidValue {
+                    key: format!("registries[{i}].name"),
+                    file: settings.config_source.clone(),
+                    value: reg.name.clone(),
+                    reason: e.to_string(),
+                })?;
+        upstreams.push(UpstreamSpec {
+            namespace,
+            base_url: reg.base_url(),
+            tls: TlsOptions {
+                ca_file: reg.tls.ca.clone(),
+                ca_only: false,
+                insecure_skip_verify: reg.tls.insecure_skip_verify,
+            },
+        });
+    }
+    Ok(MirrorConfig {
+        image_path: settings.image_path.clone(),
+        upstreams,
+        timeouts: Timeouts {
+            connect: settings.connect_timeout,
+            head: settings.pull_timeout,
+            idle: settings.idle_timeout,
+        },
+    })
+}

@@ -1,0 +1,176 @@
+//! Error enums at the actors crate's boundary.
+//!
+//! `UpstreamError` says what went wrong talking to an upstream registry, `StoreError` what went wrong on disk, and
+//! `MirrorError` is what a pull request finally fails with. The HTTP layer maps `MirrorError` to OCI error codes and
+//! statuses in one place; nothing here knows about HTTP responses.
+
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::reference::Namespace;
+
+/// A failure while talking to one upstream registry. Every variant names the upstream (its namespace), so the
+/// message a client finally sees says which registry failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect or TLS handshake failed, or the connection was refused.
+    #[error("cannot connect to upstream {upstream}: {detail}")]
+    Connect {
+        /// The upstream's namespace.
+        upstream: String,
+        /// What the connector reported.
+        detail: String,
+    },
+    /// The upstream accepted the connection but sent no response head within the pull timeout.
+    #[error("upstream {upstream} did not answer within {after:?}")]
+    HeadTimeout {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The upstream stopped sending body bytes for longer than the idle timeout.
+    #[error("upstream {upstream} sent no data for {after:?}")]
+    Idle {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The idle timeout that ran out.
+        after: Duration,
+    },
+    /// The upstream rate-limited us (HTTP 429).
+    #[error("upstream {upstream} is rate limiting requests (429)")]
+    TooManyRequests {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The upstream's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The upstream refused our credentials or asked for some (401/403).
+    #[error("upstream {upstream} refused access (HTTP {status})")]
+    Unauthorized {
+        /// The upstream's namespace.
+        upstream: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// Any other unexpected status (5xx and the like).
+    #[error("upstream {upstream} answered HTTP {status}")]
+    Status {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The status it sent.
+        status: u16,
+    },
+    /// The connection broke or the response was malformed while reading it.
+    #[error("upstream {upstream} failed mid-response: {detail}")]
+    Broken {
+        /// The upstream's namespace.
+        upstream: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A body larger than we accept for this kind of object (manifests).
+    #[error("upstream {upstream} sent a body over {limit} bytes")]
+    TooLarge {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The bytes the upstream sent do not hash to the digest they were asked for (or that it announced).
+    #[error("upstream {upstream} sent bytes for {expected} that hash to {actual}")]
+    DigestMismatch {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The digest that was asked for.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The body ended before the announced length (or went past it).
+    #[error("upstream {upstream} sent {got} bytes where {expected} were announced")]
+    LengthMismatch {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The announced length.
+        expected: u64,
+        /// What arrived.
+        got: u64,
+    },
+}
+
+/// A failure of the on-disk store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The cache directory is locked by another process.
+    #[error("cache directory {0} is in use by another ociregistry process (lock held on {0}/.lock)")]
+    Locked(String),
+    /// An I/O error, with the path it happened on.
+    #[error("{op} {path}: {detail}")]
+    Io {
+        /// What we were doing ("create", "write", "rename", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: String,
+        /// The OS error text.
+        detail: String,
+        /// True when the disk is full (ENOSPC/EDQUOT): the cache goes read-only for a while.
+        disk_full: bool,
+    },
+    /// The cache cannot take writes right now (disk full or not writable); content is passed through uncached.
+    #[error("the cache is not writable right now")]
+    Unwritable,
+}
+
+impl StoreError {
+    /// Wrap an `io::Error` that happened while doing `op` on `path`.
+    pub fn io(op: &'static str, path: &std::path::Path, err: &std::io::Error) -> StoreError {
+        let code = err.raw_os_error();
+        // ENOSPC = 28, EDQUOT = 122 on Linux.
+        let disk_full = matches!(code, Some(28) | Some(122));
+        StoreError::Io {
+            op,
+            path: path.display().to_string(),
+            detail: err.to_string(),
+            disk_full,
+        }
+    }
+
+    /// Whether this error means the cache should stop taking writes for a while.
+    pub fn makes_cache_unwritable(&self) -> bool {
+        match self {
+            StoreError::Io { disk_full, op, .. } => *disk_full || *op == "create",
+            StoreError::Unwritable => true,
+            StoreError::Locked(_) => false,
+        }
+    }
+}
+
+/// Why a pull could not be answered. The HTTP layer turns each variant into one OCI error code and status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MirrorError {
+    /// The namespace is not one this mirror may dial.
+    #[error("namespace {0} is not a configured upstream registry of this mirror")]
+    Denied(Namespace),
+    /// The upstream has no such manifest.
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    /// The upstream has no such blob.
+    #[error("blob unknown: {0}")]
+    BlobUnknown(Digest),
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The content is not cached and the upstream cannot be asked (reserved for air-gapped use).
+    #[error("{0} is not cached and the upstream cannot be reached")]
+    Unavailable(String),
+    /// An internal failure (an actor went away, a task panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<actix::MailboxError> for MirrorError {
+    fn from(err: actix::MailboxError) -> Self {
+        MirrorError::Internal(format!("actor mailbox: {err}"))
+    }
+}

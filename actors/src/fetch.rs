@@ -1,0 +1,410 @@
+//! The single upstream fetch of a manifest or a blob, as run by its leader: ask the pool, verify, hand the result to
+//! the cache actor. These run as spawned futures on the image actor's thread and report back by message; each one
+//! is the only fetch of its object in flight.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::cache::CacheActor;
+use crate::digest::{Digest, DigestAlgorithm};
+use crate::error::{MirrorError, UpstreamError};
+use crate::messages::{BodyEvent, CommitBlob, Fetch, ManifestReply, PutManifest, ReleaseBlob};
+use crate::reference::{ImageKey, Reference};
+use crate::store::{media_type_of, BlobLease, ManifestMeta};
+use crate::transfer::TransferPublisher;
+use crate::upstream::pool::UpstreamPool;
+use crate::upstream::Upstream;
+
+/// Every manifest type we can serve; upstream manifest requests ask for all of them.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Largest manifest accepted from an upstream (the spec asks registries to take at least 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Most bytes gathered from the body channel into one disk write.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// What a fetch needs to know about where it runs.
+#[derive(Clone)]
+pub(crate) struct FetchContext {
+    pub pool: Addr<UpstreamPool>,
+    pub cache: Addr<CacheActor>,
+    pub upstream: Arc<Upstream>,
+    pub image: ImageKey,
+}
+
+impl FetchContext {
+    fn name(&self) -> String {
+        self.upstream.namespace.to_string()
+    }
+
+    pub(crate) async fn request(
+        &self,
+        path: String,
+        head: bool,
+        accept: Option<&'static str>,
+    ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
+        let fetch = Fetch {
+            upstream: self.upstream.clone(),
+            path,
+            head,
+            accept,
+        };
+        Ok(self.pool.send(fetch).await??)
+    }
+}
+
+fn blob_path(image: &ImageKey, digest: &Digest) -> String {
+    format!("/v2/{}/blobs/{}", image.repo(), digest)
+}
+
+fn manifest_path(image: &ImageKey, reference: &Reference) -> String {
+    format!("/v2/{}/manifests/{}", image.repo(), reference)
+}
+
+/// Receive a whole body, up to `limit` bytes.
+async fn collect(
+    upstream: &str,
+    mut body: mpsc::Receiver<Result<BodyEvent, UpstreamError>>,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
+    let mut buf = BytesMut::new();
+    loop {
+        match body.recv().await {
+            Some(Ok(BodyEvent::Data(chunk))) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(UpstreamError::TooLarge {
+                        upstream: upstream.into(),
+                        limit,
+                    });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Some(Ok(BodyEvent::End)) => return Ok(buf.freeze()),
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(UpstreamError::Broken {
+                    upstream: upstream.into(),
+                    detail: "body ended early".into(),
+                })
+            }
+        }
+    }
+}
+
+/// The media type to store for a manifest: the upstream's `Content-Type` when it names a manifest type, else what
+/// the manifest says of itself.
+fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
+    let declared = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match declared {
+        Some(ct) if ct.starts_with("application/vnd.") => ct,
+        _ => media_type_of(bytes),
+    }
+}
+
+/// Fetch, verify and store one manifest.
+pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
+    let name = cx.name();
+    tracing::info!(
+        "pulling manifest from upstream: \"{}{}\"",
+        cx.image,
+        ref_suffix(&reference)
+    );
+    let resp = cx
+        .request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT))
+        .await?;
+    if resp.status == 404 {
+        return Err(MirrorError::ManifestUnknown(format!(
+            "{}{}",
+            cx.image,
+            ref_suffix(&reference)
+        )));
+    }
+    let content_type = resp.content_type.clone();
+    let announced = resp.docker_digest.clone();
+    let expected_len = resp.content_length;
+    let bytes = collect(&name, resp.body, MAX_MANIFEST_BYTES).await?;
+    if let Some(n) = expected_len {
+        if n != bytes.len() as u64 {
+            return Err(UpstreamError::LengthMismatch {
+                upstream: name,
+                expected: n,
+                got: bytes.len() as u64,
+            }
+            .into());
+        }
+    }
+    let digest = match &reference {
+        Reference::Digest(wanted) => {
+            let actual = Digest::of(wanted.algorithm(), &bytes);
+            if &actual != wanted {
+                return Err(UpstreamError::DigestMismatch {
+                    upstream: name,
+                    expected: wanted.clone(),
+                    actual,
+                }
+                .into());
+            }
+            wanted.clone()
+        }
+        Reference::Tag(_) => {
+            let actual = Digest::sha256_of(&bytes);
+            if let Some(announced) = announced.and_then(|d| d.parse::<Digest>().ok()) {
+                let check = if announced.algorithm() == DigestAlgorithm::Sha256 {
+                    actual.clone()
+                } else {
+                    Digest::of(announced.algorithm(), &bytes)
+                };
+                if check != announced {
+                    return Err(UpstreamError::DigestMismatch {
+                        upstream: name,
+                        expected: announced,
+                        actual: check,
+                    }
+                    .into());
+                }
+            }
+            actual
+        }
+    };
+    let media_type = manifest_media_type(content_type.as_deref(), &bytes);
+    let put = PutManifest {
+        image: cx.image.clone(),
+        reference: reference.clone(),
+        digest: digest.clone(),
+        media_type: media_type.clone(),
+        bytes: bytes.clone(),
+    };
+    let meta = match cx.cache.send(put).await {
+        Ok(Ok(meta)) => meta,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "serving manifest {} uncached", digest);
+            ManifestMeta {
+                digest,
+                media_type,
+                size: bytes.len() as u64,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ManifestReply { meta, bytes })
+}
+
+fn fail(digest: &Digest, publisher: TransferPublisher, error: MirrorError) {
+    tracing::warn!(blob = %digest, error = %error, "blob fetch failed");
+    publisher.fail(error);
+}
+
+fn ref_suffix(reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => format!(":{t}"),
+        Reference::Digest(d) => format!("@{d}"),
+    }
+}
+
+/// Lead one blob fetch: stream it from the upstream into the lease's writer, publishing progress to every reader,
+/// verify it, commit it. Every path ends with the publisher told `done` or `fail` and the claim ended.
+pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
+    let BlobLease {
+        writer,
+        publisher,
+        transfer,
+    } = lease;
+    let digest = writer.digest().clone();
+    let name = cx.name();
+    tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
+    let resp = match cx.request(blob_path(&cx.image, &digest), false, None).await {
+        Ok(r) if r.status == 404 => {
+            fail(&digest, publisher, MirrorError::BlobUnknown(digest.clone()));
+            cx.cache.do_send(ReleaseBlob {
+                digest,
+                transfer,
+                storage: None,
+            });
+            return;
+        }
+        Ok(r) => r,
+        Err(e) => {
+            fail(&digest, publisher, e);
+            let _ = cx
+                .cache
+                .send(ReleaseBlob {
+                    digest,
+                    transfer,
+                    storage: None,
+                })
+                .await;
+            return;
+        }
+    };
+    let total = resp.content_length;
+    let mut body = resp.body;
+    let mut writer = writer;
+    publisher.running(0, total);
+    let outcome: Result<(), (MirrorError, Option<crate::error::StoreError>)> = loop {
+        let first = body.recv().await;
+        let mut batch = BytesMut::new();
+        let mut end = false;
+        let mut error = None;
+        match first {
+            Some(Ok(BodyEvent::Data(chunk))) => {
+                batch.extend_from_slice(&chunk);
+                // Gather what is already waiting, so a fast upstream costs one disk write per megabyte.
+                while batch.len() < WRITE_BATCH {
+                    match body.try_recv() {
+                        Ok(Ok(BodyEvent::Data(chunk))) => batch.extend_from_slice(&chunk),
+                        Ok(Ok(BodyEvent::End)) => {
+                            end = true;
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            error = Some(MirrorError::from(e));
+                            break;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            error = Some(
+                                UpstreamError::Broken {
+                                    upstream: name.clone(),
+                                    detail: "body ended early".into(),
+                                }
+                                .into(),
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+            Some(Ok(BodyEvent::End)) => end = true,
+            Some(Err(e)) => error = Some(e.into()),
+            None => {
+                error = Some(
+                    UpstreamError::Broken {
+                        upstream: name.clone(),
+                        detail: "body ended early".into(),
+                    }
+                    .into(),
+                )
+            }
+        }
+        if !batch.is_empty() {
+            let data = batch.freeze();
+            let written = tokio::task::spawn_blocking(move || {
+                let r = writer.write(&data);
+                (writer, r)
+            })
+            .await;
+            match written {
+                Ok((w, Ok(()))) => writer = w,
+                Ok((w, Err(e))) => {
+                    writer = w;
+                    break Err((MirrorError::Internal(format!("cache write failed: {e}")), Some(e)));
+                }
+                Err(e) => {
+                    fail(&digest, publisher, MirrorError::Internal(format!("writer task: {e}")));
+                    let _ = cx
+                        .cache
+                        .send(ReleaseBlob {
+                            digest,
+                            transfer,
+                            storage: None,
+                        })
+                        .await;
+                    return;
+                }
+            }
+            if let Some(total) = total {
+                if writer.written() > total {
+                    break Err((
+                        UpstreamError::LengthMismatch {
+                            upstream: name.clone(),
+                            expected: total,
+                            got: writer.written(),
+                        }
+                        .into(),
+                        None,
+                    ));
+                }
+            }
+            publisher.running(writer.written(), total);
+        }
+        if let Some(e) = error {
+            break Err((e, None));
+        }
+        if end {
+            break Ok(());
+        }
+    };
+    if let Err((error, storage)) = outcome {
+        drop(writer);
+        fail(&digest, publisher, error);
+        let _ = cx
+            .cache
+            .send(ReleaseBlob {
+                digest,
+                transfer,
+                storage,
+            })
+            .await;
+        return;
+    }
+    let size = writer.written();
+    if let Some(total) = total {
+        if size != total {
+            drop(writer);
+            fail(
+                &digest,
+                publisher,
+                UpstreamError::LengthMismatch {
+                    upstream: name,
+                    expected: total,
+                    got: size,
+                }
+                .into(),
+            );
+            let _ = cx
+                .cache
+                .send(ReleaseBlob {
+                    digest,
+                    transfer,
+                    storage: None,
+                })
+                .await;
+            return;
+        }
+    }
+    if let Err(actual) = writer.verify() {
+        drop(writer);
+        fail(
+            &digest,
+            publisher,
+            UpstreamError::DigestMismatch {
+                upstream: name,
+                expected: digest.clone(),
+                actual,
+            }
+            .into(),
+        );
+        let _ = cx
+            .cache
+            .send(ReleaseBlob {
+                digest,
+                transfer,
+                storage: None,
+            })
+            .await;
+        return;
+    }
+    match cx.cache.send(CommitBlob { writer }).await {
+        Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
+        // The bytes were verified and readers hold the file open: they still get a good, complete blob.
+        Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
+        Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
+    }
+    publisher.done(size);
+}

@@ -1,0 +1,368 @@
+//! `Mirror`: the front door the HTTP layer talks to, and the place the actors are started.
+//!
+//! A cache hit is answered here, on the caller's thread, from the shared index and the committed files: no actor
+//! round trip, no lock beyond one index shard, no disk access for a manifest HEAD. A miss goes to the repository's
+//! `ImageActor` (created on first use), which coalesces it with every other request for the same object. The front
+//! door also decides which namespaces may be dialled at all: only configured upstreams; any other gets
+//! `MirrorError::Denied` before a connection is attempted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures_util::stream::BoxStream;
+
+use crate::cache::CacheActor;
+use crate::digest::Digest;
+use crate::error::{MirrorError, StoreError};
+use crate::fetch::FetchContext;
+use crate::image::ImageActor;
+use crate::messages::{BlobReply, Fetch, GetBlob, GetManifest};
+use crate::reference::{ImageKey, Namespace, Reference};
+use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
+use crate::transfer::{file_stream, verified_passthrough, Transfer};
+use crate::upstream::pool::UpstreamPool;
+use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
+use crate::upstream::{Timeouts, Upstream};
+
+/// One configured upstream registry.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// The namespace clients name it by.
+    pub namespace: Namespace,
+    /// `scheme://host[:port]` to dial.
+    pub base_url: String,
+    /// TLS options.
+    pub tls: TlsOptions,
+}
+
+/// Everything `Mirror::start` needs.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// The cache directory (`imagePath`).
+    pub image_path: PathBuf,
+    /// The upstreams that may be dialled.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Timeouts toward upstreams.
+    pub timeouts: Timeouts,
+}
+
+/// Why the mirror could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cache directory could not be opened or is locked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An upstream's TLS settings are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// A manifest ready to serve.
+#[derive(Debug, Clone)]
+pub struct ManifestResponse {
+    /// Digest, media type, size.
+    pub meta: ManifestMeta,
+    /// The bytes (absent when only the head was asked for and the manifest was cached).
+    pub bytes: Option<Bytes>,
+    /// Served from the cache rather than fetched now.
+    pub from_cache: bool,
+}
+
+enum BlobSource {
+    File(std::fs::File),
+    Transfer(Transfer),
+    Uncached(BoxStream<'static, Result<Bytes, std::io::Error>>),
+}
+
+/// A blob ready to serve.
+pub struct BlobResponse {
+    /// Its size, when known.
+    pub size: Option<u64>,
+    /// Served from the cache rather than fetched now.
+    pub from_cache: bool,
+    source: BlobSource,
+}
+
+impl BlobResponse {
+    /// Whether `stream` can start at an offset (not for a blob passed through uncached).
+    pub fn supports_range(&self) -> bool {
+        !matches!(self.source, BlobSource::Uncached(_)) && self.size.is_some()
+    }
+
+    /// The bytes `start..end` (end exclusive; `None` = to the end). Offsets are ignored for uncached blobs.
+    pub fn stream(self, start: u64, end: Option<u64>) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+        match self.source {
+            BlobSource::File(file) => {
+                let size = self.size.unwrap_or(0);
+                file_stream(file, size, start, end.unwrap_or(size))
+            }
+            BlobSource::Transfer(t) => t.stream(start, end),
+            BlobSource::Uncached(s) => s,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    cache: Addr<CacheActor>,
+    pool: Addr<UpstreamPool>,
+    upstreams: HashMap<Namespace, Arc<Upstream>>,
+    images: DashMap<ImageKey, Addr<ImageActor>>,
+    /// Image actors live on their own thread so HTTP workers only do HTTP.
+    image_arbiter: ArbiterHandle,
+    _lock: DirLock,
+}
+
+/// See the module documentation. Cheap to clone; share one across all HTTP workers.
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+/// The canonical namespace for a configured registry name (Docker Hub has several names).
+fn canonical(ns: Namespace) -> Namespace {
+    if ns.is_docker_hub() {
+        "docker.io".parse().unwrap_or(ns)
+    } else {
+        ns
+    }
+}
+
+impl Mirror {
+    /// Lock and index the cache directory, build every upstream's TLS configuration, and start the actors. Must be
+    /// called inside a running actix system.
+    pub fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
+        let mut upstreams = HashMap::new();
+        for spec in config.upstreams {
+            let tls = client_config(spec.namespace.as_str(), &spec.tls)?;
+            let namespace = canonical(spec.namespace);
+            upstreams.insert(
+                namespace.clone(),
+                Arc::new(Upstream {
+                    namespace,
+                    base_url: spec.base_url,
+                    tls,
+                }),
+            );
+        }
+        let (store, lock) = Store::open(&config.image_path)?;
+        let report = store.rebuild();
+        let scrub = store.clone();
+        actix_rt::spawn(async move {
+            if let Ok(bad) = tokio::task::spawn_blocking(move || scrub.scrub_blobs()).await {
+                if bad > 0 {
+                    tracing::warn!(quarantined = bad, "blob scrub moved corrupt blobs to quarantine");
+                } else {
+                    tracing::debug!("blob scrub found every cached blob intact");
+                }
+            }
+        });
+        let cache = CacheActor::new(store.clone()).start();
+        let timeouts = config.timeouts;
+        let pool_arbiter = Arbiter::new().handle();
+        let pool = UpstreamPool::start_in_arbiter(&pool_arbiter, move |_| UpstreamPool::new(timeouts));
+        let image_arbiter = Arbiter::new().handle();
+        let inner = Inner {
+            store,
+            cache,
+            pool,
+            upstreams,
+            images: DashMap::new(),
+            image_arbiter,
+            _lock: lock,
+        };
+        Ok((Mirror { inner: Arc::new(inner) }, report))
+    }
+
+    /// The shared index (for metrics and listings).
+    pub fn index(&self) -> &crate::store::Index {
+        self.inner.store.index()
+    }
+
+    /// The configured upstream for a namespace, or `Denied`.
+    pub fn upstream(&self, ns: &Namespace) -> Result<Arc<Upstream>, MirrorError> {
+        self.inner
+            .upstreams
+            .get(ns)
+            .cloned()
+            .ok_or_else(|| MirrorError::Denied(ns.clone()))
+    }
+
+    fn image_actor(&self, image: &ImageKey) -> Result<Addr<ImageActor>, MirrorError> {
+        if let Some(addr) = self.inner.images.get(image) {
+            return Ok(addr.clone());
+        }
+        let upstream = self.upstream(image.ns())?;
+        let cx = FetchContext {
+            pool: self.inner.pool.clone(),
+            cache: self.inner.cache.clone(),
+            upstream,
+            image: image.clone(),
+        };
+        let arbiter = self.inner.image_arbiter.clone();
+        // The entry API makes creation atomic: two workers asking at once get the same actor.
+        let addr = self
+            .inner
+            .images
+            .entry(image.clone())
+            .or_insert_with(|| ImageActor::start_in_arbiter(&arbiter, move |_| ImageActor::new(cx)))
+            .clone();
+        Ok(addr)
+    }
+
+    fn cached_manifest(&self, image: &ImageKey, reference: &Reference) -> Option<ManifestMeta> {
+        let key = RefKey {
+            image: image.clone(),
+            reference: reference.clone(),
+        };
+        match self.index().resolve(&key) {
+            Some(meta) => Some(meta),
+            None => match reference {
+                Reference::Digest(d) => self.index().manifest(d),
+                Reference::Tag(_) => None,
+            },
+        }
+    }
+
+    /// A manifest by tag or digest: from the cache, or fetched once for all concurrent askers. `want_body: false`
+    /// (HEAD) answers a cached manifest from memory.
+    pub async fn manifest(
+        &self,
+        image: &ImageKey,
+        reference: &Reference,
+        want_body: bool,
+    ) -> Result<ManifestResponse, MirrorError> {
+        if let Some(meta) = self.cached_manifest(image, reference) {
+            tracing::info!("serving manifest from cache: \"{}{}\"", image, suffix(reference));
+            if !want_body {
+                return Ok(ManifestResponse {
+                    meta,
+                    bytes: None,
+                    from_cache: true,
+                });
+            }
+            let store = self.inner.store.clone();
+            let digest = meta.digest.clone();
+            match tokio::task::spawn_blocking(move || store.read_manifest(&digest)).await {
+                Ok(Ok(bytes)) => {
+                    return Ok(ManifestResponse {
+                        meta,
+                        bytes: Some(bytes.into()),
+                        from_cache: true,
+                    })
+                }
+                other => {
+                    tracing::warn!(digest = %meta.digest, "cached manifest unreadable ({other:?}); fetching again")
+                }
+            }
+        }
+        let actor = self.image_actor(image)?;
+        let reply = actor
+            .send(GetManifest {
+                reference: reference.clone(),
+            })
+            .await??;
+        Ok(ManifestResponse {
+            meta: reply.meta,
+            bytes: Some(reply.bytes),
+            from_cache: false,
+        })
+    }
+
+    /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
+    pub async fn blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+        if let Some(resp) = self.cached_blob(digest) {
+            return Ok(resp);
+        }
+        let actor = self.image_actor(image)?;
+        match actor.send(GetBlob { digest: digest.clone() }).await?? {
+            BlobReply::Cached(_) => self
+                .cached_blob(digest)
+                .ok_or_else(|| MirrorError::Internal(format!("blob {digest} vanished from the cache"))),
+            BlobReply::Transfer(transfer) => {
+                let size = transfer.wait_started().await?;
+                Ok(BlobResponse {
+                    size,
+                    from_cache: false,
+                    source: BlobSource::Transfer(transfer),
+                })
+            }
+            BlobReply::Uncached => self.uncached_blob(image, digest).await,
+        }
+    }
+
+    fn cached_blob(&self, digest: &Digest) -> Option<BlobResponse> {
+        let size = self.index().blob(digest)?;
+        match self.inner.store.open_blob(digest) {
+            Ok(file) => Some(BlobResponse {
+                size: Some(size),
+                from_cache: true,
+                source: BlobSource::File(file),
+            }),
+            Err(e) => {
+                tracing::warn!(blob = %digest, error = %e, "indexed blob cannot be opened; fetching again");
+                None
+            }
+        }
+    }
+
+    async fn uncached_blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+        let upstream = self.upstream(image.ns())?;
+        let name = upstream.namespace.to_string();
+        let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
+        let resp = self
+            .inner
+            .pool
+            .send(Fetch {
+                upstream,
+                path,
+                head: false,
+                accept: None,
+            })
+            .await??;
+        if resp.status == 404 {
+            return Err(MirrorError::BlobUnknown(digest.clone()));
+        }
+        let size = resp.content_length;
+        let stream = verified_passthrough(digest.clone(), size, name, resp.body);
+        Ok(BlobResponse {
+            size,
+            from_cache: false,
+            source: BlobSource::Uncached(stream),
+        })
+    }
+
+    /// A blob's size without its bytes: from the index, else a HEAD to the upstream (nothing is fetched or cached).
+    pub async fn blob_size(&self, image: &ImageKey, digest: &Digest) -> Result<Option<u64>, MirrorError> {
+        if let Some(size) = self.index().blob(digest) {
+            return Ok(Some(size));
+        }
+        let upstream = self.upstream(image.ns())?;
+        let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
+        let resp = self
+            .inner
+            .pool
+            .send(Fetch {
+                upstream,
+                path,
+                head: true,
+                accept: None,
+            })
+            .await??;
+        if resp.status == 404 {
+            return Err(MirrorError::BlobUnknown(digest.clone()));
+        }
+        Ok(resp.content_length)
+    }
+}
+
+fn suffix(reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => format!(":{t}"),
+        Reference::Digest(d) => format!("@{d}"),
+    }
+}

@@ -1,0 +1,58 @@
+//! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), and the actor that
+//! owns every connection to them (`pool`).
+
+pub mod pool;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::reference::Namespace;
+
+/// One upstream registry as the pool dials it. Built at start from the configuration; immutable after.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The namespace clients use for it (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`).
+    pub namespace: Namespace,
+    /// Where requests go: `scheme://host[:port]` without a trailing slash (`https://registry-1.docker.io`, or the
+    /// configured `endpoint`).
+    pub base_url: String,
+    /// TLS client configuration (also used when an http upstream redirects to https).
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Upstream {
+    /// The host clients dial for a namespace when no endpoint is configured: Docker Hub's registry lives at
+    /// `registry-1.docker.io`, everything else at its own name.
+    pub fn default_base_url(namespace: &Namespace, https: bool) -> String {
+        let scheme = if https { "https" } else { "http" };
+        let host = if namespace.is_docker_hub() {
+            "registry-1.docker.io"
+        } else {
+            namespace.as_str()
+        };
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Timeouts toward upstreams.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect (including DNS) and, separately, the TLS handshake.
+    pub connect: Duration,
+    /// From sending a request to receiving the response head (`pullTimeout`).
+    pub head: Duration,
+    /// Longest pause between two body chunks before a transfer is declared dead. A transfer that keeps receiving
+    /// bytes is never cut, however long it takes.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            head: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
+}

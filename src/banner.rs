@@ -1,0 +1,64 @@
+//! The startup banner: what runs, where, with which configuration and cache, in the spirit of the Go server's.
+
+use std::time::SystemTime;
+
+use actors::store::RebuildReport;
+
+use crate::config::Settings;
+
+fn ids() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    format!("{}:{}", field("Uid:"), field("Gid:"))
+}
+
+/// Print the banner to standard error (and log the cache summary).
+pub fn print(settings: &Settings, report: &RebuildReport) {
+    let line = "-".repeat(70);
+    let args: Vec<String> = std::env::args().collect();
+    let upstreams: Vec<String> = settings.registries.iter().map(|r| r.to_string()).collect();
+    eprintln!("{line}");
+    eprintln!("OCI Registry: pull-only, pull-through, caching OCI Distribution Server");
+    eprintln!("Version: {}", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "Started: {} (port {})",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        settings.port
+    );
+    eprintln!("Running as (uid:gid) {}", ids());
+    eprintln!("Process id: {}", std::process::id());
+    eprintln!("Tls: none");
+    eprintln!("Command line: {}", args.join(" "));
+    eprintln!("Config: {}", settings.config_source);
+    eprintln!(
+        "Cache: {} ({} manifests, {} tags/refs, {} blobs, {:.1} MB)",
+        settings.image_path.display(),
+        report.manifests,
+        report.refs,
+        report.blobs,
+        report.blob_bytes as f64 / 1e6
+    );
+    eprintln!(
+        "Upstreams: {}",
+        if upstreams.is_empty() {
+            "none".to_string()
+        } else {
+            upstreams.join(", ")
+        }
+    );
+    eprintln!("{line}");
+    if report.partial_removed > 0 || report.quarantined > 0 {
+        tracing::warn!(
+            partial_removed = report.partial_removed,
+            quarantined = report.quarantined,
+            "cache rebuilt with repairs"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The configuration error type: every way building the settings can fail, each rendered as one
+//! line that names the file, the key path and the offending value where there is one.
+
+use std::io;
+
+/// Why the settings could not be built. `Display` is the one-line message shown to the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read (missing, a directory, not UTF-8, no permission).
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+
+    /// The config file is not valid YAML, or its top level is not a mapping.
+    #[error("cannot parse config file {file}: {reason}")]
+    Parse { file: String, reason: String },
+
+    /// A Go server key this build does not implement is set to a non-default value.
+    #[error(
+        "config key '{key}' (in {file}) is not supported yet by this build; \
+         remove it or set it to its default"
+    )]
+    UnsupportedKey { key: String, file: String },
+
+    /// A key holds a value of the wrong type or outside its allowed set.
+    #[error("config key '{key}' (in {file}) has an invalid value {value}: {reason}")]
+    InvalidValue {
+        key: String,
+        file: String,
+        value: String,
+        reason: String,
+    },
+
+    /// A required key is absent.
+    #[error("config key '{key}' (in {file}) is required")]
+    MissingKey { key: String, file: String },
+
+    /// A command of the Go server that this build does not implement yet.
+    #[error("`ociregistry {command}` is not supported yet")]
+    UnsupportedCommand { command: &'static str },
+
+    /// A command-line option of the Go server that this build does not implement yet.
+    #[error("`{flag}` is not supported yet by this build")]
+    UnsupportedFlag { flag: &'static str },
+}
+
+impl ConfigError {
+    /// A read failure for `path`, with the OS error text stripped of its "(os error N)" suffix.
+    pub fn read(path: &str, err: &io::Error) -> Self {
+        ConfigError::Read {
+            path: path.to_string(),
+            reason: io_reason(err),
+        }
+    }
+
+    /// A parse failure, flattened to one line.
+    pub fn parse(file: &str, reason: impl ToString) -> Self {
+        ConfigError::Parse {
+            file: file.to_string(),
+            reason: one_line(&reason.to_string()),
+        }
+    }
+}
+
+/// The text of an I/O error without its "(os error N)" suffix.
+pub fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+/// Collapses line breaks so that a message stays on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_error_drops_os_error_suffix() {
+        let err = io::Error::from_raw_os_error(2);
+        let msg = ConfigError::read("/x.yaml", &err).to_string();
+        assert_eq!(msg, "cannot read config file /x.yaml: No such file or directory");
+    }
+
+    #[test]
+    fn parse_error_is_one_line() {
+        let msg = ConfigError::parse("f.yaml", "bad\n  thing").to_string();
+        assert_eq!(msg, "cannot parse config file f.yaml: bad thing");
+    }
+}

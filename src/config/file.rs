@@ -1,0 +1,394 @@
+//! The config file schema (the Go server's `registry-config.yaml`, camelCase keys): parses the
+//! YAML text into the values it sets, warns about unknown keys and keys without effect, and
+//! rejects Go server features this build does not implement yet when they are switched on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::error::ConfigError;
+use super::registry::{parse_registries, RegistrySettings};
+use super::values::{parse_host, LogLevel};
+use super::yaml::{is_default, Section, Walker};
+
+const TOP_KEYS: &[&str] = &[
+    "imagePath",
+    "logLevel",
+    "logFile",
+    "configFile",
+    "preloadImages",
+    "imageFile",
+    "port",
+    "host",
+    "os",
+    "arch",
+    "pullTimeout",
+    "connectTimeout",
+    "idleTimeout",
+    "alwaysPullLatest",
+    "airGapped",
+    "helloWorld",
+    "defaultNs",
+    "health",
+    "metrics",
+    "registries",
+    "pruneConfig",
+    "listConfig",
+    "serverTlsConfig",
+];
+const PRUNE_KEYS: &[&str] = &[
+    "enabled",
+    "type",
+    "duration",
+    "frequency",
+    "count",
+    "expr",
+    "dryRun",
+    "dryrun",
+];
+const LIST_KEYS: &[&str] = &["header", "expr"];
+const SERVER_TLS_KEYS: &[&str] = &["cert", "key", "ca", "clientAuth"];
+
+/// The values one config file sets; `None` means "not set here, use the built-in default".
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FileConfig {
+    pub image_path: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub log_level: Option<LogLevel>,
+    pub log_file: Option<PathBuf>,
+    pub pull_timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub default_ns: Option<String>,
+    /// Absent `registries` is an empty list.
+    pub registries: Vec<RegistrySettings>,
+}
+
+/// Parses config text. `file` names the document in messages (a path or "embedded default").
+/// Returns the values and the warnings (unknown keys, keys with no effect yet).
+pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>), ConfigError> {
+    let mut document: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::parse(file, e))?;
+    document.apply_merge().map_err(|e| ConfigError::parse(file, e))?;
+    if !matches!(document, Value::Null | Value::Mapping(_)) {
+        return Err(ConfigError::parse(
+            file,
+            "the top level must be a mapping of config keys such as 'port' and 'registries'",
+        ));
+    }
+    let mut walker = Walker::new(file);
+    let top = walker.section("", &document, TOP_KEYS)?;
+    let config = read_top(&mut walker, &top)?;
+    Ok((config, walker.warnings))
+}
+
+fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, ConfigError> {
+    reject_unsupported(walker, top)?;
+    for key in ["os", "arch"] {
+        if top.get(key).is_some_and(|v| !is_default(v)) {
+            let message = format!(
+                "config key '{key}' in {} has no effect yet in this build, ignored",
+                walker.file
+            );
+            walker.warn(message);
+        }
+    }
+    let log_level = match walker.string(top, "logLevel")? {
+        None => None,
+        Some(text) => Some(LogLevel::parse(&text).ok_or_else(|| {
+            walker.invalid(
+                "logLevel",
+                &Value::String(text.clone()),
+                "expected debug, info, warn or error",
+            )
+        })?),
+    };
+    let host = match walker.string(top, "host")? {
+        None => None,
+        Some(text) => Some(parse_host(&text).map_err(|_| {
+            walker.invalid(
+                "host",
+                &Value::String(text.clone()),
+                "expected an IP address such as 0.0.0.0 or ::",
+            )
+        })?),
+    };
+    let registries = parse_registries(walker, "registries", top.get("registries"))?;
+    Ok(FileConfig {
+        image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
+        host,
+        port: walker.port(top, "port", false)?,
+        log_level,
+        log_file: walker.string(top, "logFile")?.map(PathBuf::from),
+        pull_timeout: walker.duration(top, "pullTimeout")?,
+        connect_timeout: walker.duration(top, "connectTimeout")?,
+        idle_timeout: walker.duration(top, "idleTimeout")?,
+        default_ns: walker.string(top, "defaultNs")?,
+        registries,
+    })
+}
+
+/// Go server keys that change security or network behaviour and that this build does not
+/// implement: accepted at their default value, an error otherwise.
+fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), ConfigError> {
+    for key in ["alwaysPullLatest", "airGapped", "helloWorld"] {
+        if walker.boolean(top, key)? {
+            return Err(walker.unsupported(key));
+        }
+    }
+    for key in ["preloadImages", "imageFile"] {
+        if walker.string(top, key)?.is_some() {
+            return Err(walker.unsupported(key));
+        }
+    }
+    for key in ["health", "metrics"] {
+        if walker.port(top, key, true)?.is_some() {
+            return Err(walker.unsupported(key));
+        }
+    }
+    if let Some(prune) = top.get("pruneConfig") {
+        let prune = walker.section("pruneConfig", prune, PRUNE_KEYS)?;
+        if walker.boolean(&prune, "enabled")? {
+            return Err(walker.unsupported("pruneConfig.enabled"));
+        }
+    }
+    if let Some(list) = top.get("listConfig") {
+        walker.section("listConfig", list, LIST_KEYS)?;
+    }
+    if let Some(server_tls) = top.get("serverTlsConfig") {
+        let section = walker.section("serverTlsConfig", server_tls, SERVER_TLS_KEYS)?;
+        for key in ["cert", "key", "ca"] {
+            if section.get(key).is_some_and(|v| !is_default(v)) {
+                return Err(walker.unsupported(&section.key(key)));
+            }
+        }
+        let client_auth = walker.string(&section, "clientAuth")?;
+        if client_auth.is_some_and(|mode| !mode.eq_ignore_ascii_case("none")) {
+            return Err(walker.unsupported(&section.key("clientAuth")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::values::Scheme;
+
+    /// Every key of the Go server's config file, each at its default value.
+    const GO_DEFAULTS: &str = r#"
+imagePath: /var/lib/ociregistry
+logLevel: error
+logFile:
+configFile:
+preloadImages:
+imageFile:
+port: 8080
+host: 0.0.0.0
+os:
+arch:
+pullTimeout: 60000
+alwaysPullLatest: false
+airGapped: false
+helloWorld: false
+defaultNs:
+health:
+metrics:
+registries:
+  - name: my-upstream:5000
+    description: the team mirror
+    scheme: https
+    auth:
+      user:
+      password: ""
+      passwordFromEnv:
+      token: {provider: "", providerOpts: "", expiry: ""}
+    tls:
+      ca:
+      cert:
+      key:
+      insecureSkipVerify: false
+pruneConfig:
+  enabled: false
+  type: accessed
+  duration: 30d
+  frequency: 1d
+  count: -1
+  expr:
+  dryRun: false
+  dryrun: false
+listConfig:
+  header: false
+  expr:
+serverTlsConfig:
+  cert:
+  key:
+  ca:
+  clientAuth: none
+"#;
+
+    fn error(text: &str) -> String {
+        match parse_config(text, "/etc/cfg.yaml") {
+            Ok(parsed) => panic!("expected an error, got {parsed:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn unsupported(key: &str) -> String {
+        format!(
+            "config key '{key}' (in /etc/cfg.yaml) is not supported yet by this build; \
+             remove it or set it to its default"
+        )
+    }
+
+    #[test]
+    fn go_file_with_default_values_loads_silently() {
+        let (config, warnings) = parse_config(GO_DEFAULTS, "/etc/cfg.yaml").expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.port, Some(8080));
+        assert_eq!(config.log_level, Some(LogLevel::Error));
+        assert_eq!(config.pull_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.log_file, None);
+        assert_eq!(config.default_ns, None);
+        assert_eq!(config.registries.len(), 1);
+        assert_eq!(config.registries[0].name, "my-upstream:5000");
+        assert_eq!(config.registries[0].scheme, Scheme::Https);
+    }
+
+    #[test]
+    fn empty_file_sets_nothing() {
+        let (config, warnings) = parse_config("", "f").expect("loads");
+        assert_eq!(config, FileConfig::default());
+        assert!(warnings.is_empty());
+        let (config, _) = parse_config("# only a comment\n", "f").expect("loads");
+        assert_eq!(config, FileConfig::default());
+    }
+
+    #[test]
+    fn each_unsupported_key_is_named() {
+        for (yaml, key) in [
+            ("alwaysPullLatest: true", "alwaysPullLatest"),
+            ("airGapped: true", "airGapped"),
+            ("helloWorld: true", "helloWorld"),
+            ("preloadImages: /imgs.txt", "preloadImages"),
+            ("imageFile: /imgs.txt", "imageFile"),
+            ("health: 8081", "health"),
+            ("metrics: 2112", "metrics"),
+            ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
+            ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
+            ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
+            ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
+            (
+                "registries: [{name: a.io, auth: {user: u, password: p}}]",
+                "registries[0].auth.user",
+            ),
+            (
+                "registries: [{name: a.io, tls: {cert: /c, key: /k}}]",
+                "registries[0].tls.cert",
+            ),
+        ] {
+            assert_eq!(error(yaml), unsupported(key), "for {yaml}");
+        }
+    }
+
+    #[test]
+    fn os_and_arch_only_warn() {
+        let (_, warnings) = parse_config("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
+        assert_eq!(
+            warnings,
+            vec![
+                "config key 'os' in /etc/cfg.yaml has no effect yet in this build, ignored",
+                "config key 'arch' in /etc/cfg.yaml has no effect yet in this build, ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_their_path() {
+        let (config, warnings) = parse_config(
+            "imagepath: /x\nregistries:\n  - name: a.io\n    shceme: http\n\
+             pruneConfig: {enabeld: true}\n",
+            "/path/cfg.yaml",
+        )
+        .expect("loads");
+        assert_eq!(config.image_path, None);
+        assert_eq!(
+            warnings,
+            vec![
+                "unknown key 'imagepath' in /path/cfg.yaml, ignored",
+                "unknown key 'pruneConfig.enabeld' in /path/cfg.yaml, ignored",
+                "unknown key 'registries[0].shceme' in /path/cfg.yaml, ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn duration_forms() {
+        let (config, _) =
+            parse_config("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
+        assert_eq!(config.pull_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(config.connect_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
+        let (config, _) = parse_config("pullTimeout: 500ms\n", "f").expect("loads");
+        assert_eq!(config.pull_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn invalid_values_name_file_key_and_value() {
+        for (yaml, key, value) in [
+            ("port: 0", "port", "0"),
+            ("port: 65536", "port", "65536"),
+            ("port: http", "port", "\"http\""),
+            ("port: -1", "port", "-1"),
+            ("host: localhost", "host", "\"localhost\""),
+            ("logLevel: verbose", "logLevel", "\"verbose\""),
+            ("pullTimeout: 0", "pullTimeout", "0"),
+            ("pullTimeout: -5", "pullTimeout", "-5"),
+            ("pullTimeout: 1.5", "pullTimeout", "1.5"),
+            ("connectTimeout: soon", "connectTimeout", "\"soon\""),
+            ("idleTimeout: 0s", "idleTimeout", "\"0s\""),
+            ("airGapped: maybe", "airGapped", "\"maybe\""),
+            ("imagePath: [a, b]", "imagePath", "(a list)"),
+            ("health: 70000", "health", "70000"),
+            (
+                "registries: [{name: a.io, scheme: ftp}]",
+                "registries[0].scheme",
+                "\"ftp\"",
+            ),
+            (
+                "registries: [{name: a.io}, {name: a.io}]",
+                "registries[1].name",
+                "\"a.io\"",
+            ),
+            (
+                "registries: [{name: a.io, endpoint: 'http://a.io?x=1'}]",
+                "registries[0].endpoint",
+                "\"http://a.io?x=1\"",
+            ),
+            ("serverTlsConfig: on", "serverTlsConfig", "\"on\""),
+        ] {
+            let msg = error(yaml);
+            let expected = format!("config key '{key}' (in /etc/cfg.yaml) has an invalid value {value}: ");
+            assert!(msg.starts_with(&expected), "for {yaml}: {msg}");
+            assert!(!msg.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn log_level_is_case_insensitive() {
+        for (text, level) in [("DEBUG", LogLevel::Debug), ("Warning", LogLevel::Warn)] {
+            let (config, _) = parse_config(&format!("logLevel: {text}\n"), "f").expect("ok");
+            assert_eq!(config.log_level, Some(level));
+        }
+    }
+
+    #[test]
+    fn unparsable_or_non_mapping_documents() {
+        let msg = error("port: [1\n");
+        assert!(msg.starts_with("cannot parse config file /etc/cfg.yaml: "), "{msg}");
+        assert!(!msg.contains('\n'));
+        let msg = error("- name: docker.io\n");
+        assert!(msg.contains("top level must be a mapping"), "{msg}");
+    }
+}

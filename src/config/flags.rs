@@ -1,0 +1,74 @@
+//! The command line's part in the settings: rejects commands and options of the Go server
+//! that this build does not implement yet, and lays the given options over the file values.
+
+use super::error::ConfigError;
+use super::Settings;
+use crate::cli::{Cli, Command, ServeArgs};
+
+/// Fails for commands and options not implemented yet; returns warnings for options that are
+/// accepted but have no effect yet.
+pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
+    match &cli.command {
+        Command::Serve(serve) => check_serve(serve),
+        Command::Version => Ok(Vec::new()),
+        other => Err(ConfigError::UnsupportedCommand { command: other.name() }),
+    }
+}
+
+fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
+    let unsupported = [
+        (
+            "--preload-images",
+            serve.preload_images.as_ref().is_some_and(|s| !s.is_empty()),
+        ),
+        ("--health", serve.health.is_some()),
+        ("--metrics", serve.metrics.is_some()),
+        ("--always-pull-latest", serve.always_pull_latest == Some(true)),
+        ("--hello-world", serve.hello_world == Some(true)),
+        ("--air-gapped", serve.air_gapped == Some(true)),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
+        return Err(ConfigError::UnsupportedFlag { flag });
+    }
+    let mut warnings = Vec::new();
+    for (flag, value) in [("--os", &serve.os), ("--arch", &serve.arch)] {
+        if value.is_some() {
+            warnings.push(format!("option {flag} has no effect yet in this build, ignored"));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Overrides file values with the options given on the command line.
+pub fn apply(cli: &Cli, settings: &mut Settings) {
+    if let Some(path) = &cli.image_path {
+        settings.image_path = path.clone();
+    }
+    if let Some(level) = cli.log_level {
+        settings.log_level = level;
+    }
+    if let Some(path) = &cli.log_file {
+        settings.log_file = Some(path.clone());
+    }
+    let Command::Serve(serve) = &cli.command else {
+        return;
+    };
+    if let Some(port) = serve.port {
+        settings.port = port;
+    }
+    if let Some(host) = &serve.host {
+        settings.host = host.clone();
+    }
+    if let Some(timeout) = serve.pull_timeout {
+        settings.pull_timeout = timeout;
+    }
+    if let Some(timeout) = serve.connect_timeout {
+        settings.connect_timeout = timeout;
+    }
+    if let Some(timeout) = serve.idle_timeout {
+        settings.idle_timeout = timeout;
+    }
+    if let Some(ns) = &serve.default_ns {
+        settings.default_ns = Some(ns.clone());
+    }
+}

@@ -1,0 +1,167 @@
+//! Runtime settings: the `Settings` the server runs with, and `load`, which builds them from the
+//! command line, the config file (or the embedded default config) and the built-in defaults,
+//! in that order of precedence.
+
+mod duration;
+mod error;
+mod file;
+mod flags;
+mod registry;
+mod values;
+mod yaml;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::Cli;
+
+pub use duration::parse_duration;
+pub use error::ConfigError;
+pub use registry::RegistrySettings;
+pub use values::{parse_host, LogLevel};
+// Types of public `Settings` fields, named by the server modules rather than by this crate's
+// minimal `main`.
+#[allow(unused_imports)]
+pub use {registry::TlsSettings, values::Scheme};
+
+/// The config used when no `--config-file` is given.
+pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");
+/// `config_source` when the embedded config is used.
+pub const EMBEDDED_SOURCE: &str = "embedded default";
+
+pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything the server needs to know to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Cache directory (`imagePath`, `--image-path`).
+    pub image_path: PathBuf,
+    /// Listen IP address (`host`, `--host`).
+    pub host: String,
+    /// Listen port (`port`, `--port`).
+    pub port: u16,
+    pub log_level: LogLevel,
+    pub log_file: Option<PathBuf>,
+    /// Time allowed for an upstream to send its response head (`pullTimeout`).
+    pub pull_timeout: Duration,
+    /// Time allowed to connect to an upstream (`connectTimeout`).
+    pub connect_timeout: Duration,
+    /// An upstream body that sends no bytes this long fails (`idleTimeout`).
+    pub idle_timeout: Duration,
+    /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
+    pub default_ns: Option<String>,
+    pub registries: Vec<RegistrySettings>,
+    /// "embedded default" or the config file path, for the startup banner.
+    pub config_source: String,
+}
+
+impl Settings {
+    /// The built-in defaults, with no registries.
+    pub fn defaults(config_source: impl Into<String>) -> Self {
+        Settings {
+            image_path: PathBuf::from(DEFAULT_IMAGE_PATH),
+            host: DEFAULT_HOST.to_string(),
+            port: DEFAULT_PORT,
+            log_level: LogLevel::Info,
+            log_file: None,
+            pull_timeout: DEFAULT_PULL_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            default_ns: None,
+            registries: Vec::new(),
+            config_source: config_source.into(),
+        }
+    }
+
+    fn apply_file(&mut self, file: file::FileConfig) {
+        let file::FileConfig {
+            image_path,
+            host,
+            port,
+            log_level,
+            log_file,
+            pull_timeout,
+            connect_timeout,
+            idle_timeout,
+            default_ns,
+            registries,
+        } = file;
+        set(&mut self.image_path, image_path);
+        set(&mut self.host, host);
+        set(&mut self.port, port);
+        set(&mut self.log_level, log_level);
+        self.log_file = log_file;
+        set(&mut self.pull_timeout, pull_timeout);
+        set(&mut self.connect_timeout, connect_timeout);
+        set(&mut self.idle_timeout, idle_timeout);
+        self.default_ns = default_ns;
+        self.registries = registries;
+    }
+}
+
+/// Overwrites `slot` when a value was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// A multi-line summary for the startup banner.
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        writeln!(f, "Config: {}", self.config_source)?;
+        writeln!(f, "Image path: {}", self.image_path.display())?;
+        writeln!(f, "Listen: {}:{}", self.host, self.port)?;
+        writeln!(
+            f,
+            "Log: level {}, file {}",
+            self.log_level,
+            dash(self.log_file.as_ref().map(|p| p.display().to_string()))
+        )?;
+        writeln!(
+            f,
+            "Upstream timeouts: connect {}, response {}, idle {}",
+            humantime::format_duration(self.connect_timeout),
+            humantime::format_duration(self.pull_timeout),
+            humantime::format_duration(self.idle_timeout)
+        )?;
+        writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
+        write!(f, "Registries ({}):", self.registries.len())?;
+        for registry in &self.registries {
+            write!(f, "\n  {registry}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the settings: command line > config file (or the embedded default config) >
+/// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
+/// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
+/// values and on an unreadable or unparsable config file.
+pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut warnings = flags::check_supported(cli)?;
+    let (text, source) = match &cli.config_file {
+        None => (EMBEDDED_CONFIG.to_string(), EMBEDDED_SOURCE.to_string()),
+        Some(path) => {
+            let source = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(&source, &e))?;
+            (text, source)
+        }
+    };
+    let (file_config, file_warnings) = file::parse_config(&text, &source)?;
+    warnings.extend(file_warnings);
+    let mut settings = Settings::defaults(source);
+    settings.apply_file(file_config);
+    flags::apply(cli, &mut settings);
+    Ok((settings, warnings))
+}
+
+#[cfg(test)]
+mod tests;

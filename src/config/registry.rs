@@ -1,0 +1,388 @@
+//! The `registries` list of the config file: one entry per upstream registry, with its name
+//! check, scheme, optional `endpoint` URL, TLS options, and rejection of the Go server's
+//! upstream auth and client-certificate keys that this build does not implement yet.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use serde_yaml::Value;
+
+use super::error::{io_reason, ConfigError};
+use super::values::Scheme;
+use super::yaml::{is_default, Section, Walker};
+
+const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "auth", "tls"];
+const AUTH_KEYS: &[&str] = &["user", "password", "passwordFromEnv", "token"];
+const TOKEN_KEYS: &[&str] = &["provider", "providerOpts", "expiry"];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecureSkipVerify"];
+
+/// How to reach one upstream registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// `host[:port]`, matched exactly against the namespace of a request.
+    pub name: String,
+    /// Scheme used with `name` when no `endpoint` is given.
+    pub scheme: Scheme,
+    /// URL to dial instead of `scheme://name`, e.g. `http://127.0.0.1:5000`; scheme lower-cased,
+    /// no trailing slash, no query or fragment.
+    pub endpoint: Option<String>,
+    pub tls: TlsSettings,
+}
+
+/// TLS options toward one upstream registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Extra CA certificate (PEM) trusted for this registry.
+    pub ca: Option<PathBuf>,
+    /// Skip certificate verification (dangerous; the Go server allows it, so do we).
+    pub insecure_skip_verify: bool,
+}
+
+impl RegistrySettings {
+    /// The base URL to dial, without a trailing slash: `endpoint`, else `scheme://name`.
+    pub fn base_url(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            // Docker Hub's registry API lives at registry-1.docker.io, not at docker.io.
+            None if matches!(self.name.as_str(), "docker.io" | "index.docker.io") => {
+                format!("{}://registry-1.docker.io", self.scheme)
+            }
+            None => format!("{}://{}", self.scheme, self.name),
+        }
+    }
+}
+
+impl fmt::Display for RegistrySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.name, self.base_url())?;
+        if let Some(ca) = &self.tls.ca {
+            write!(f, " (ca {})", ca.display())?;
+        }
+        if self.tls.insecure_skip_verify {
+            f.write_str(" (TLS verification disabled)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the `registries` value (absent or null = empty list).
+pub fn parse_registries(
+    walker: &mut Walker,
+    key: &str,
+    value: Option<&Value>,
+) -> Result<Vec<RegistrySettings>, ConfigError> {
+    let items = match value {
+        None => return Ok(Vec::new()),
+        Some(Value::Sequence(items)) => items,
+        Some(other) => return Err(walker.invalid(key, other, "expected a list of registries")),
+    };
+    let mut registries = Vec::with_capacity(items.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("{key}[{index}]");
+        let registry = parse_registry(walker, &path, item)?;
+        if let Some(first) = seen.insert(registry.name.clone(), index) {
+            return Err(walker.invalid(
+                &format!("{path}.name"),
+                &Value::String(registry.name),
+                format!("duplicate registry name (first used by {key}[{first}])"),
+            ));
+        }
+        registries.push(registry);
+    }
+    Ok(registries)
+}
+
+fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<RegistrySettings, ConfigError> {
+    let section = walker.section(path, value, REGISTRY_KEYS)?;
+    let name = walker
+        .string(&section, "name")?
+        .ok_or_else(|| walker.missing(&section.key("name")))?;
+    if let Err(reason) = check_name(&name) {
+        return Err(walker.invalid(&section.key("name"), &Value::String(name), reason));
+    }
+    let scheme_given = walker.string(&section, "scheme")?;
+    let scheme = match &scheme_given {
+        None => Scheme::Https,
+        Some(text) => Scheme::parse(text).ok_or_else(|| {
+            walker.invalid(
+                &section.key("scheme"),
+                &Value::String(text.clone()),
+                "expected http or https",
+            )
+        })?,
+    };
+    let endpoint = match walker.string(&section, "endpoint")? {
+        None => None,
+        Some(text) => {
+            let bad = |reason: &str| walker.invalid(&section.key("endpoint"), &Value::String(text.clone()), reason);
+            let url = parse_endpoint(&text).map_err(bad)?;
+            if scheme_given.is_some() && !url.starts_with(&format!("{scheme}://")) {
+                return Err(bad("its scheme contradicts the 'scheme' key of this registry"));
+            }
+            Some(url)
+        }
+    };
+    if let Some(auth) = section.get("auth") {
+        reject_auth(walker, &section.key("auth"), auth)?;
+    }
+    let tls = match section.get("tls") {
+        None => TlsSettings::default(),
+        Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
+    };
+    Ok(RegistrySettings {
+        name,
+        scheme,
+        endpoint,
+        tls,
+    })
+}
+
+/// Upstream credentials are not implemented yet: any non-empty auth key is an error.
+fn reject_auth(walker: &mut Walker, path: &str, value: &Value) -> Result<(), ConfigError> {
+    let auth = walker.section(path, value, AUTH_KEYS)?;
+    if let Some(token) = auth.get("token") {
+        let token = walker.section(&auth.key("token"), token, TOKEN_KEYS)?;
+        reject_non_default(walker, &token)?;
+    }
+    reject_non_default(walker, &auth)
+}
+
+fn reject_non_default(walker: &Walker, section: &Section<'_>) -> Result<(), ConfigError> {
+    match section.entries().find(|(_, value)| !is_default(value)) {
+        Some((name, _)) => Err(walker.unsupported(&section.key(name))),
+        None => Ok(()),
+    }
+}
+
+fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str) -> Result<TlsSettings, ConfigError> {
+    let section = walker.section(path, value, TLS_KEYS)?;
+    for client_key in ["cert", "key"] {
+        if section.get(client_key).is_some_and(|v| !is_default(v)) {
+            return Err(walker.unsupported(&section.key(client_key)));
+        }
+    }
+    let ca = walker.string(&section, "ca")?.map(PathBuf::from);
+    if let Some(ca) = &ca {
+        if let Err(err) = std::fs::metadata(ca) {
+            return Err(walker.invalid(
+                &section.key("ca"),
+                &Value::String(ca.display().to_string()),
+                format!("cannot read the CA file: {}", io_reason(&err)),
+            ));
+        }
+    }
+    let insecure_skip_verify = walker.boolean(&section, "insecureSkipVerify")?;
+    if insecure_skip_verify {
+        let message = format!(
+            "TLS certificate verification is disabled for registry '{registry}' ({} in {})",
+            section.key("insecureSkipVerify"),
+            walker.file
+        );
+        walker.warn(message);
+    }
+    Ok(TlsSettings {
+        ca,
+        insecure_skip_verify,
+    })
+}
+
+/// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.contains("://") {
+        return Err("expected host[:port] without a scheme (use 'scheme' or 'endpoint')");
+    }
+    if name.contains(['/', '@', '?', '#']) || name.chars().any(char::is_whitespace) {
+        return Err("expected host[:port] without path, credentials or spaces");
+    }
+    Ok(())
+}
+
+/// Validates an `endpoint` URL: absolute http(s), a host, an optional port and path, no
+/// credentials, query or fragment. Returns it with a lower-case scheme and no trailing slash.
+fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = raw
+        .split_once("://")
+        .ok_or("expected an absolute URL such as http://127.0.0.1:5000")?;
+    let scheme = Scheme::parse(scheme).ok_or("the URL scheme must be http or https")?;
+    if raw.chars().any(char::is_whitespace) {
+        return Err("a URL must not contain spaces");
+    }
+    if rest.contains(['?', '#']) {
+        return Err("the URL must not have a query or fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err("credentials in the URL are not supported");
+    }
+    let (host, port) = split_host_port(authority)?;
+    if host.is_empty() {
+        return Err("the URL has no host");
+    }
+    if !host.starts_with('[')
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err("the URL host has invalid characters");
+    }
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err("the URL port must be a number from 1 to 65535");
+        }
+    }
+    Ok(format!("{scheme}://{authority}{}", path.trim_end_matches('/')))
+}
+
+/// Splits `host[:port]` or `[v6]:port`.
+fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if let Some(after_bracket) = authority.strip_prefix('[') {
+        let (v6, tail) = after_bracket
+            .split_once(']')
+            .ok_or("the URL has an unclosed '[' in its host")?;
+        if v6.parse::<Ipv6Addr>().is_err() {
+            return Err("the URL host is not a valid IPv6 address");
+        }
+        let host = &authority[..v6.len() + 2];
+        return match tail {
+            "" => Ok((host, None)),
+            _ => match tail.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err("unexpected text after the IPv6 host"),
+            },
+        };
+    }
+    Ok(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
+        let value: Value = serde_yaml::from_str(text).expect("test YAML parses");
+        let mut walker = Walker::new("cfg.yaml");
+        let result = parse_registries(&mut walker, "registries", Some(&value));
+        (result, walker.warnings)
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text).0 {
+            Ok(list) => panic!("expected an error, got {list:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn full_entry() {
+        let (result, warnings) = parse(
+            "- name: localhost:5000\n  scheme: HTTP\n  endpoint: http://127.0.0.1:5000/\n  \
+             description: local\n  tls: {insecureSkipVerify: false}\n",
+        );
+        let list = result.expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(list[0].scheme, Scheme::Http);
+        assert_eq!(list[0].endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(list[0].base_url(), "http://127.0.0.1:5000");
+    }
+
+    #[test]
+    fn endpoint_forms() {
+        assert_eq!(
+            parse_endpoint("HTTPS://[::1]:8443/prefix/").as_deref(),
+            Ok("https://[::1]:8443/prefix")
+        );
+        assert!(parse_endpoint("127.0.0.1:5000").is_err());
+        assert!(parse_endpoint("ftp://x").is_err());
+        assert!(parse_endpoint("http://").is_err());
+        assert!(parse_endpoint("http://h/?q=1").is_err());
+        assert!(parse_endpoint("http://h/#f").is_err());
+        assert!(parse_endpoint("http://u:p@h").is_err());
+        assert!(parse_endpoint("http://h:0").is_err());
+        assert!(parse_endpoint("http://h:99999").is_err());
+        assert!(parse_endpoint("http://[zz]:1").is_err());
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let msg = error("- name: a.io\n  shceme: http\n  scheme: ftp\n");
+        assert!(
+            msg.contains("'registries[0].scheme'") && msg.contains("\"ftp\""),
+            "{msg}"
+        );
+        let msg = error("- name: a.io\n- name: a.io\n");
+        assert!(
+            msg.contains("'registries[1].name'") && msg.contains("duplicate"),
+            "{msg}"
+        );
+        let msg = error("- name: a.io\n  endpoint: 'a.io:5000'\n");
+        assert!(msg.contains("'registries[0].endpoint'") && msg.contains("\"a.io:5000\""));
+        let msg = error("- scheme: http\n");
+        assert_eq!(msg, "config key 'registries[0].name' (in cfg.yaml) is required");
+        let msg = error("- name: https://a.io\n");
+        assert!(msg.contains("'registries[0].name'"), "{msg}");
+        let msg = error("- name: a.io\n  scheme: https\n  endpoint: http://b\n");
+        assert!(msg.contains("contradicts"), "{msg}");
+        let msg = error("- name: a.io\n  tls: {ca: /nonexistent/ca.pem}\n");
+        assert!(msg.contains("'registries[0].tls.ca'") && msg.contains("No such file"));
+        let msg = error("- name: a.io\n  tls: {insecureSkipVerify: 1}\n");
+        assert!(msg.contains("'registries[0].tls.insecureSkipVerify'"), "{msg}");
+        let msg = error("name: a.io\n");
+        assert!(msg.contains("'registries'") && msg.contains("expected a list"));
+    }
+
+    #[test]
+    fn unknown_key_warns() {
+        let (result, warnings) = parse("- name: a.io\n  shceme: http\n");
+        assert!(result.is_ok());
+        assert_eq!(
+            warnings,
+            vec!["unknown key 'registries[0].shceme' in cfg.yaml, ignored".to_string()]
+        );
+    }
+
+    #[test]
+    fn auth_and_client_certs_are_unsupported() {
+        for (yaml, key) in [
+            ("auth: {user: u}", "registries[0].auth.user"),
+            ("auth: {password: p}", "registries[0].auth.password"),
+            ("auth: {passwordFromEnv: X}", "registries[0].auth.passwordFromEnv"),
+            ("auth: {token: {provider: ecr}}", "registries[0].auth.token.provider"),
+            ("tls: {cert: /c.pem}", "registries[0].tls.cert"),
+            ("tls: {key: /k.pem}", "registries[0].tls.key"),
+        ] {
+            let msg = error(&format!("- name: a.io\n  {yaml}\n"));
+            assert_eq!(
+                msg,
+                format!(
+                    "config key '{key}' (in cfg.yaml) is not supported yet by this build; \
+                     remove it or set it to its default"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn default_valued_auth_and_tls_are_accepted() {
+        let (result, warnings) = parse(
+            "- name: a.io\n  auth: {user: '', password: '', passwordFromEnv: '', \
+             token: {provider: '', providerOpts: '', expiry: ''}}\n  \
+             tls: {ca: '', cert: '', key: '', insecureSkipVerify: false}\n",
+        );
+        assert_eq!(result.expect("accepted")[0].tls, TlsSettings::default());
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn insecure_skip_verify_warns() {
+        let (result, warnings) = parse("- name: a.io\n  tls: {insecureSkipVerify: true}\n");
+        assert!(result.expect("accepted")[0].tls.insecure_skip_verify);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("disabled for registry 'a.io'"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Tests of `load`: the embedded default config, config file replacement, command-line
+//! precedence, unsupported commands and options, and file read errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("ociregistry").chain(args.iter().copied())).expect("test command line parses")
+}
+
+/// A config file in a fresh temporary directory (removed when the guard drops).
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("registry-config.yaml");
+    std::fs::write(&path, text).expect("write config");
+    (dir, path)
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("temp path is UTF-8")
+}
+
+#[test]
+fn embedded_default_lists_the_public_registries() {
+    let (settings, warnings) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let names: Vec<&str> = settings.registries.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "docker.io",
+            "registry.k8s.io",
+            "ghcr.io",
+            "quay.io",
+            "gcr.io",
+            "mcr.microsoft.com",
+            "public.ecr.aws"
+        ]
+    );
+    assert!(settings
+        .registries
+        .iter()
+        .all(|r| r.scheme == Scheme::Https && r.endpoint.is_none() && r.tls == TlsSettings::default()));
+    let mut expected = Settings::defaults(EMBEDDED_SOURCE);
+    expected.registries = settings.registries.clone();
+    assert_eq!(settings, expected);
+    assert_eq!(settings.config_source, "embedded default");
+    assert_eq!(settings.registries[3].base_url(), "https://quay.io");
+}
+
+#[test]
+fn a_config_file_replaces_the_embedded_one() {
+    let (_dir, path) = config_file("port: 5000\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(settings.port, 5000);
+    assert!(settings.registries.is_empty());
+    assert_eq!(settings.image_path, PathBuf::from(DEFAULT_IMAGE_PATH));
+    assert_eq!(settings.log_level, LogLevel::Info);
+    assert_eq!(settings.pull_timeout, DEFAULT_PULL_TIMEOUT);
+    assert_eq!(settings.config_source, path.display().to_string());
+}
+
+#[test]
+fn flags_override_file_values() {
+    let (_dir, path) = config_file(
+        "imagePath: /file/images\nlogLevel: error\nlogFile: /file.log\nport: 5000\n\
+         host: 127.0.0.1\npullTimeout: 1000\nconnectTimeout: 1s\nidleTimeout: 1s\n\
+         defaultNs: file.io\nregistries: [{name: file.io, scheme: http}]\n",
+    );
+    let (from_file, _) = load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
+    assert_eq!(from_file.image_path, PathBuf::from("/file/images"));
+    assert_eq!(from_file.log_level, LogLevel::Error);
+    assert_eq!(from_file.log_file, Some(PathBuf::from("/file.log")));
+    assert_eq!(from_file.port, 5000);
+    assert_eq!(from_file.host, "127.0.0.1");
+    assert_eq!(from_file.pull_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.connect_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.idle_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.default_ns.as_deref(), Some("file.io"));
+    assert_eq!(from_file.registries[0].scheme, Scheme::Http);
+
+    let (settings, _) = load(&cli(&[
+        "serve",
+        "--config-file",
+        path_arg(&path),
+        "--image-path",
+        "/flag/images",
+        "--log-level",
+        "debug",
+        "--log-file",
+        "/flag.log",
+        "--port",
+        "6000",
+        "--host",
+        "::",
+        "--pull-timeout",
+        "2500",
+        "--connect-timeout",
+        "3s",
+        "--idle-timeout",
+        "4s",
+        "--default-ns",
+        "flag.io",
+    ]))
+    .expect("flags");
+    assert_eq!(settings.image_path, PathBuf::from("/flag/images"));
+    assert_eq!(settings.log_level, LogLevel::Debug);
+    assert_eq!(settings.log_file, Some(PathBuf::from("/flag.log")));
+    assert_eq!(settings.port, 6000);
+    assert_eq!(settings.host, "::");
+    assert_eq!(settings.pull_timeout, Duration::from_millis(2500));
+    assert_eq!(settings.connect_timeout, Duration::from_secs(3));
+    assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.default_ns.as_deref(), Some("flag.io"));
+    assert_eq!(settings.registries, from_file.registries);
+}
+
+#[test]
+fn unreadable_file_names_the_path() {
+    let err = load(&cli(&["serve", "--config-file", "/nonexistent/x.yaml"])).expect_err("missing file");
+    assert_eq!(
+        err.to_string(),
+        "cannot read config file /nonexistent/x.yaml: No such file or directory"
+    );
+}
+
+#[test]
+fn file_errors_and_warnings_name_the_path() {
+    let (_dir, path) = config_file("imagepath: /x\nport: 0\n");
+    let shown = path.display().to_string();
+    let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("port 0");
+    assert!(err.to_string().starts_with(&format!("config key 'port' (in {shown}) ")));
+
+    let (_dir, path) = config_file("imagepath: /x\nos: linux\n");
+    let shown = path.display().to_string();
+    let (_, warnings) = load(&cli(&["serve", "--os", "linux", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(
+        warnings,
+        vec![
+            "option --os has no effect yet in this build, ignored".to_string(),
+            format!("unknown key 'imagepath' in {shown}, ignored"),
+            format!("config key 'os' in {shown} has no effect yet in this build, ignored"),
+        ]
+    );
+}
+
+#[test]
+fn unsupported_commands_and_options_fail() {
+    for (command, name) in [
+        (&["list"][..], "list"),
+        (&["prune", "--dry-run"][..], "prune"),
+        (&["load", "--image-file", "/i.txt"][..], "load"),
+    ] {
+        let err = load(&cli(command)).expect_err("unsupported command");
+        assert_eq!(err.to_string(), format!("`ociregistry {name}` is not supported yet"));
+    }
+    for (args, flag) in [
+        (&["serve", "--preload-images", "/imgs.txt"][..], "--preload-images"),
+        (&["serve", "--health", "8081"][..], "--health"),
+        (&["serve", "--metrics", "2112"][..], "--metrics"),
+        (&["serve", "--always-pull-latest"][..], "--always-pull-latest"),
+        (&["serve", "--hello-world"][..], "--hello-world"),
+        (&["serve", "--air-gapped=true"][..], "--air-gapped"),
+    ] {
+        let err = load(&cli(args)).expect_err("unsupported option");
+        assert_eq!(err.to_string(), format!("`{flag}` is not supported yet by this build"));
+    }
+    let (_, warnings) = load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
+    assert_eq!(warnings, vec!["option --arch has no effect yet in this build, ignored"]);
+}
+
+#[test]
+fn summary_mentions_every_registry() {
+    let (settings, _) = load(&cli(&["serve"])).expect("loads");
+    let text = settings.to_string();
+    assert!(text.contains("Config: embedded default"));
+    assert!(text.contains("Listen: 0.0.0.0:8080"));
+    assert!(text.contains("public.ecr.aws -> https://public.ecr.aws"));
+}

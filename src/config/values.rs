@@ -1,0 +1,112 @@
+//! Small enumerated setting values shared by the config file and the command line: the log
+//! level, the upstream URL scheme, and the listen-host check.
+
+use std::fmt;
+use std::net::{AddrParseError, IpAddr};
+
+/// How much the server logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    #[value(alias = "warning")]
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// Parses `debug`, `info`, `warn` (or `warning`), `error`, in any letter case.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name, as used in a tracing filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The URL scheme used to reach an upstream registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// Parses `http` or `https`, in any letter case.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "http" => Some(Scheme::Http),
+            "https" => Some(Scheme::Https),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks that a listen host is an IP address (v4 or v6) and returns it unchanged.
+pub fn parse_host(text: &str) -> Result<String, AddrParseError> {
+    text.parse::<IpAddr>().map(|_| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_level_names() {
+        assert_eq!(LogLevel::parse("DEBUG"), Some(LogLevel::Debug));
+        assert_eq!(LogLevel::parse("Info"), Some(LogLevel::Info));
+        assert_eq!(LogLevel::parse("warning"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("warn"), Some(LogLevel::Warn));
+        assert_eq!(LogLevel::parse("error"), Some(LogLevel::Error));
+        assert_eq!(LogLevel::parse("trace"), None);
+        assert_eq!(LogLevel::Warn.to_string(), "warn");
+    }
+
+    #[test]
+    fn scheme_names() {
+        assert_eq!(Scheme::parse("HTTPS"), Some(Scheme::Https));
+        assert_eq!(Scheme::parse("http"), Some(Scheme::Http));
+        assert_eq!(Scheme::parse("ftp"), None);
+        assert_eq!(Scheme::Http.to_string(), "http");
+    }
+
+    #[test]
+    fn host_must_be_ip() {
+        assert_eq!(parse_host("0.0.0.0").as_deref(), Ok("0.0.0.0"));
+        assert_eq!(parse_host("::1").as_deref(), Ok("::1"));
+        assert!(parse_host("localhost").is_err());
+        assert!(parse_host("").is_err());
+    }
+}

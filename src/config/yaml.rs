@@ -1,0 +1,253 @@
+//! Walking a parsed YAML document against the known key set: building key paths such as
+//! `registries[0].tls.ca`, warning about unknown keys, and typed reads whose errors name the
+//! file, the key path and the bad value.
+
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::duration::{self, DurationError};
+use super::error::ConfigError;
+
+/// Reading context for one document: its name for messages and the warnings collected so far.
+pub struct Walker {
+    pub file: String,
+    pub warnings: Vec<String>,
+}
+
+/// The known keys present in one mapping, in document order, with their full key paths.
+pub struct Section<'v> {
+    path: String,
+    entries: Vec<(&'static str, &'v Value)>,
+}
+
+impl<'v> Section<'v> {
+    /// The value of `name`, or `None` when absent or null (YAML `key:` with nothing after it).
+    pub fn get(&self, name: &str) -> Option<&'v Value> {
+        self.entries
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+            .filter(|value| !value.is_null())
+    }
+
+    /// The full key path of `name` within this section.
+    pub fn key(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    /// All present entries, including null ones.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &'v Value)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+/// `parent.key`, or just `key` at the top level.
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// A short rendering of a value for error messages: scalars verbatim (strings quoted),
+/// collections by kind.
+pub fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "(a list)".to_string(),
+        Value::Mapping(_) => "(a mapping)".to_string(),
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, describe(&tagged.value)),
+    }
+}
+
+/// Whether a value is what the Go server treats as unset: null, false, 0, "", an empty list, or
+/// a mapping whose values are all unset.
+pub fn is_default(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Sequence(items) => items.is_empty(),
+        Value::Mapping(map) => map.values().all(is_default),
+        Value::Tagged(_) => false,
+    }
+}
+
+impl Walker {
+    pub fn new(file: impl Into<String>) -> Self {
+        Walker {
+            file: file.into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Reads `value` (at key path `path`) as a mapping whose keys must be in `known`; other keys
+    /// produce a warning. A null value is an empty section.
+    pub fn section<'v>(
+        &mut self,
+        path: &str,
+        value: &'v Value,
+        known: &[&'static str],
+    ) -> Result<Section<'v>, ConfigError> {
+        let map = match value {
+            Value::Null => {
+                return Ok(Section {
+                    path: path.to_string(),
+                    entries: Vec::new(),
+                })
+            }
+            Value::Mapping(map) => map,
+            other => return Err(self.invalid(path, other, "expected a mapping of keys")),
+        };
+        let mut entries = Vec::new();
+        for (key, value) in map {
+            let name = key.as_str();
+            match name.and_then(|n| known.iter().find(|k| **k == n)) {
+                Some(known_key) => entries.push((*known_key, value)),
+                None => {
+                    let shown = name.map_or_else(|| describe(key), str::to_string);
+                    self.warnings.push(format!(
+                        "unknown key '{}' in {}, ignored",
+                        join(path, &shown),
+                        self.file
+                    ));
+                }
+            }
+        }
+        Ok(Section {
+            path: path.to_string(),
+            entries,
+        })
+    }
+
+    pub fn invalid(&self, key: &str, value: &Value, reason: impl ToString) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: key.to_string(),
+            file: self.file.clone(),
+            value: describe(value),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn unsupported(&self, key: &str) -> ConfigError {
+        ConfigError::UnsupportedKey {
+            key: key.to_string(),
+            file: self.file.clone(),
+        }
+    }
+
+    pub fn missing(&self, key: &str) -> ConfigError {
+        ConfigError::MissingKey {
+            key: key.to_string(),
+            file: self.file.clone(),
+        }
+    }
+
+    pub fn warn(&mut self, message: String) {
+        self.warnings.push(message);
+    }
+
+    /// A string; an empty string counts as absent.
+    pub fn string(&self, section: &Section<'_>, name: &str) -> Result<Option<String>, ConfigError> {
+        match section.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.invalid(&section.key(name), other, "expected a string")),
+        }
+    }
+
+    /// A boolean; absent means false.
+    pub fn boolean(&self, section: &Section<'_>, name: &str) -> Result<bool, ConfigError> {
+        match section.get(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.invalid(&section.key(name), other, "expected true or false")),
+        }
+    }
+
+    /// A TCP port. With `zero_means_unset`, 0 reads as absent (the Go server's "no listener").
+    pub fn port(&self, section: &Section<'_>, name: &str, zero_means_unset: bool) -> Result<Option<u16>, ConfigError> {
+        let Some(value) = section.get(name) else {
+            return Ok(None);
+        };
+        let port = value.as_u64().and_then(|n| u16::try_from(n).ok());
+        match port {
+            Some(0) if zero_means_unset => Ok(None),
+            Some(p) if p > 0 => Ok(Some(p)),
+            _ => Err(self.invalid(&section.key(name), value, "expected a port number from 1 to 65535")),
+        }
+    }
+
+    /// A duration: whole milliseconds, or a string such as "10s".
+    pub fn duration(&self, section: &Section<'_>, name: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(value) = section.get(name) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(millis), _) => duration::from_millis(millis),
+                (None, Some(_)) => Err(DurationError::NotPositive),
+                _ => Err(DurationError::Unparsable),
+            },
+            Value::String(s) => duration::parse_duration(s),
+            _ => Err(DurationError::Unparsable),
+        };
+        parsed
+            .map(Some)
+            .map_err(|err| self.invalid(&section.key(name), value, err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Value {
+        serde_yaml::from_str(text).expect("test YAML parses")
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_path() {
+        let mut walker = Walker::new("f.yaml");
+        let value = doc("a: 1\nzz: 2\n");
+        let section = walker.section("outer[1]", &value, &["a"]).expect("mapping");
+        assert!(section.get("a").is_some());
+        assert_eq!(
+            walker.warnings,
+            vec!["unknown key 'outer[1].zz' in f.yaml, ignored".to_string()]
+        );
+    }
+
+    #[test]
+    fn defaults_are_recognised() {
+        assert!(is_default(&doc("{a: '', b: false, c: 0, d: ~, e: [], f: {g: ''}}")));
+        assert!(!is_default(&doc("{a: x}")));
+        assert!(!is_default(&doc("{a: {b: true}}")));
+    }
+
+    #[test]
+    fn typed_reads_name_key_and_value() {
+        let mut walker = Walker::new("f.yaml");
+        let value = doc("p: 70000\nb: yes\nd: 0\ns: 5\n");
+        let section = walker.section("", &value, &["p", "b", "d", "s"]).expect("mapping");
+        let err = walker.port(&section, "p", false).expect_err("too big");
+        assert_eq!(
+            err.to_string(),
+            "config key 'p' (in f.yaml) has an invalid value 70000: \
+             expected a port number from 1 to 65535"
+        );
+        let err = walker.boolean(&section, "b").expect_err("not bool");
+        assert!(err.to_string().contains("'b'") && err.to_string().contains("\"yes\""));
+        let err = walker.duration(&section, "d").expect_err("zero");
+        assert!(err.to_string().contains("greater than zero"));
+        let err = walker.string(&section, "s").expect_err("not string");
+        assert!(err.to_string().contains("expected a string"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Request handlers: parse and validate, ask the `Mirror`, shape the response. They never touch files or the
+//! network themselves.
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actors::digest::Digest;
+use actors::reference::{ImageKey, Namespace, Reference};
+use actors::Mirror;
+use bytes::Bytes;
+use futures_util::stream;
+
+use super::errors::OciError;
+use super::negotiate::{accepts, range, RangeRequest};
+use super::target::{parse_route, Object, Route};
+
+/// What every handler shares: built once, outside the per-worker factory, so all workers use the same actors.
+pub struct AppState {
+    /// The actors' front door.
+    pub mirror: Mirror,
+    /// `defaultNs`: the namespace for requests that name none.
+    pub default_ns: Option<Namespace>,
+}
+
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const X_REGISTRY: &str = "x-registry";
+
+/// An empty body that still announces `len` bytes: what a HEAD response needs (actix would otherwise write
+/// `Content-Length: 0`).
+fn head_body(builder: &mut HttpResponseBuilder, len: u64) -> HttpResponse {
+    builder
+        .no_chunking(len)
+        .streaming(stream::empty::<Result<Bytes, std::io::Error>>())
+}
+
+/// The single entry point for `/v2/...`: method check, route parsing, then manifest or blob.
+pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let method = req.method();
+    let head = method == Method::HEAD;
+    if method != Method::GET && !head {
+        return OciError::unsupported(format!("{method} is not supported: this is a pull-only mirror")).response();
+    }
+    let x_registry = req.headers().get(X_REGISTRY).and_then(|v| v.to_str().ok());
+    let route = parse_route(
+        req.uri().path(),
+        req.uri().query(),
+        x_registry,
+        state.default_ns.as_ref(),
+    );
+    match route {
+        Err(e) => OciError::from(e).response(),
+        Ok(Route::Base) => HttpResponse::Ok().content_type("application/json").body("{}"),
+        Ok(Route::Pull(target)) => match target.object {
+            Object::Manifest(reference) => manifest(&req, &state.mirror, target.image, reference, head).await,
+            Object::Blob(digest) => blob(&req, &state.mirror, target.image, digest, head).await,
+        },
+        Ok(Route::TagsList(image)) => {
+            OciError::unsupported(format!("listing the tags of {image} is not supported by this mirror")).response()
+        }
+        Ok(Route::Referrers(image)) => OciError::new(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            format!("the referrers API is not supported by this mirror ({image})"),
+        )
+        .response(),
+        Ok(Route::Upload) => OciError::unsupported("uploads are not supported: this is a pull-only mirror").response(),
+    }
+}
+
+/// Anything outside `/v2/`.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    OciError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no such endpoint: {}", req.uri().path()),
+    )
+    .response()
+}
+
+async fn manifest(
+    req: &HttpRequest,
+    mirror: &Mirror,
+    image: ImageKey,
+    reference: Reference,
+    head: bool,
+) -> HttpResponse {
+    let m = match mirror.manifest(&image, &reference, !head).await {
+        Ok(m) => m,
+        Err(e) => return OciError::from(e).response(),
+    };
+    let meta = &m.meta;
+    if !accepts(req.headers(), &meta.media_type) {
+        return OciError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!(
+                "manifest {} is a {}, which the request's Accept header does not include",
+                meta.digest, meta.media_type
+            ),
+        )
+        .response();
+    }
+    let mut builder = HttpResponse::Ok();
+    let content_type = HeaderValue::from_str(&meta.media_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"));
+    builder.insert_header((header::CONTENT_TYPE, content_type));
+    builder.insert_header((DOCKER_CONTENT_DIGEST, meta.digest.to_string()));
+    match (head, m.bytes) {
+        (false, Some(bytes)) => builder.body(bytes),
+        _ => head_body(&mut builder, meta.size),
+    }
+}
+
+fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
+    builder.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
+    builder.insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()));
+    builder.insert_header((header::ACCEPT_RANGES, "bytes"));
+}
+
+async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Digest, head: bool) -> HttpResponse {
+    if head {
+        return match mirror.blob_size(&image, &digest).await {
+            Ok(size) => {
+                let mut builder = HttpResponse::Ok();
+                blob_headers(&mut builder, &digest);
+                match size {
+                    Some(size) => head_body(&mut builder, size),
+                    None => builder.finish(),
+                }
+            }
+            Err(e) => OciError::from(e).response(),
+        };
+    }
+    let blob = match mirror.blob(&image, &digest).await {
+        Ok(b) => b,
+        Err(e) => return OciError::from(e).response(),
+    };
+    let Some(size) = blob.size else {
+        let mut builder = HttpResponse::Ok();
+        blob_headers(&mut builder, &digest);
+        return builder.streaming(blob.stream(0, None));
+    };
+    let wanted = if blob.supports_range() {
+        range(req.headers(), size)
+    } else {
+        RangeRequest::Full
+    };
+    match wanted {
+        RangeRequest::Full => {
+            let mut builder = HttpResponse::Ok();
+            blob_headers(&mut builder, &digest);
+            builder.body(SizedStream::new(size, blob.stream(0, None)))
+        }
+        RangeRequest::Partial(r) => {
+            let mut builder = HttpResponse::PartialContent();
+            blob_headers(&mut builder, &digest);
+            builder.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end - 1, size),
+            ));
+            builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end))))
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut resp = OciError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UNKNOWN",
+                format!("range outside blob {digest} of {size} bytes"),
+            )
+            .response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            resp
+        }
+    }
+}
