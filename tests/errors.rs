@@ -52,10 +52,7 @@ fn api_root_answers_with_version_header() {
         client.head(format!("{}/v2/", server.url())).send().unwrap(),
     ] {
         assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(
-            http::header(&resp, "Docker-Distribution-Api-Version"),
-            "registry/2.0"
-        );
+        assert_eq!(http::header(&resp, "Docker-Distribution-Api-Version"), "registry/2.0");
     }
 }
 
@@ -71,39 +68,21 @@ fn unknown_manifest_and_blob_are_404() {
     for url in [
         format!("{s}/v2/library/hello/manifests/no-such-tag?ns=docker.io"),
         format!("{s}/v2/docker.io/library/hello/manifests/no-such-tag"),
-        format!(
-            "{s}/v2/library/hello/manifests/{}?ns=docker.io",
-            random_digest()
-        ),
+        format!("{s}/v2/library/hello/manifests/{}?ns=docker.io", random_digest()),
     ] {
-        assert_oci_error(
-            get(&client, &url),
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            &url,
-        );
+        assert_oci_error(get(&client, &url), StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", &url);
     }
     let url = format!("{s}/v2/library/no-such-repo/manifests/latest?ns=docker.io");
     let resp = get(&client, &url);
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{url}");
     let codes = http::error_codes(&resp.bytes().unwrap());
     assert!(
-        codes
-            .iter()
-            .any(|c| c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"),
+        codes.iter().any(|c| c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"),
         "{url}: {codes:?}"
     );
 
-    let url = format!(
-        "{s}/v2/library/hello/blobs/{}?ns=docker.io",
-        random_digest()
-    );
-    assert_oci_error(
-        get(&client, &url),
-        StatusCode::NOT_FOUND,
-        "BLOB_UNKNOWN",
-        &url,
-    );
+    let url = format!("{s}/v2/library/hello/blobs/{}?ns=docker.io", random_digest());
+    assert_oci_error(get(&client, &url), StatusCode::NOT_FOUND, "BLOB_UNKNOWN", &url);
     let resp = client.head(&url).send().unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "HEAD {url}");
 
@@ -173,10 +152,7 @@ fn writes_are_unsupported_and_never_forwarded() {
         .skip(baseline)
         .filter(|e| e.method != "GET" && e.method != "HEAD")
         .collect();
-    assert!(
-        forwarded.is_empty(),
-        "writes reached the upstream: {forwarded:#?}"
-    );
+    assert!(forwarded.is_empty(), "writes reached the upstream: {forwarded:#?}");
     // The image is untouched upstream.
     let after = images::read_back(&up.url(), "library/hello", "latest");
     assert_eq!(after.digest, hello.digest);
@@ -198,12 +174,7 @@ fn invalid_names_and_digests_are_400() {
             random_digest()
         ),
     ] {
-        assert_oci_error(
-            get(&client, &url),
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
-            &url,
-        );
+        assert_oci_error(get(&client, &url), StatusCode::BAD_REQUEST, "NAME_INVALID", &url);
     }
 
     let bad_digests = [
@@ -214,12 +185,7 @@ fn invalid_names_and_digests_are_400() {
     ];
     for d in &bad_digests {
         let url = format!("{s}/v2/library/hello/blobs/{d}?ns=docker.io");
-        assert_oci_error(
-            get(&client, &url),
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-            &url,
-        );
+        assert_oci_error(get(&client, &url), StatusCode::BAD_REQUEST, "DIGEST_INVALID", &url);
     }
 
     // Nothing invalid was passed on.
@@ -227,9 +193,7 @@ fn invalid_names_and_digests_are_400() {
     let forwarded: Vec<_> = up
         .access_log()
         .into_iter()
-        .filter(|e| {
-            e.target.contains("..") || e.target.contains("sha256:abc") || e.target.contains("gggg")
-        })
+        .filter(|e| e.target.contains("..") || e.target.contains("sha256:abc") || e.target.contains("gggg"))
         .collect();
     assert!(
         forwarded.is_empty(),
@@ -246,10 +210,7 @@ fn namespace_not_configured_is_denied() {
     for url in [
         format!("{s}/v2/library/hello/manifests/latest?ns=example.com"),
         format!("{s}/v2/example.com/library/hello/manifests/latest"),
-        format!(
-            "{s}/v2/library/hello/blobs/{}?ns=example.com",
-            random_digest()
-        ),
+        format!("{s}/v2/library/hello/blobs/{}?ns=example.com", random_digest()),
     ] {
         assert_oci_error(get(&client, &url), StatusCode::FORBIDDEN, "DENIED", &url);
     }
@@ -258,18 +219,14 @@ fn namespace_not_configured_is_denied() {
 #[test]
 fn upstream_down_is_a_gateway_error_naming_it() {
     let down = closed_port();
-    let server = Server::start_with(
-        ServerConfig::default().registry("down.example", &format!("http://127.0.0.1:{down}")),
-    );
+    let server =
+        Server::start_with(ServerConfig::default().registry("down.example", &format!("http://127.0.0.1:{down}")));
     let client = http::client();
     let s = server.url();
     for url in [
         format!("{s}/v2/library/hello/manifests/latest?ns=down.example"),
         format!("{s}/v2/down.example/library/hello/manifests/latest"),
-        format!(
-            "{s}/v2/library/hello/blobs/{}?ns=down.example",
-            random_digest()
-        ),
+        format!("{s}/v2/library/hello/blobs/{}?ns=down.example", random_digest()),
     ] {
         let resp = get(&client, &url);
         let status = resp.status();
@@ -303,17 +260,10 @@ fn blob_range_is_partial_content() {
     let server = Server::start(&up.url());
     let client = http::client();
     let layer = &hello.manifest().layers[0];
-    let url = format!(
-        "{}/v2/library/hello/blobs/{}?ns=docker.io",
-        server.url(),
-        layer.digest
-    );
+    let url = format!("{}/v2/library/hello/blobs/{}?ns=docker.io", server.url(), layer.digest);
     let full = http::get_verified(&client, &url, &layer.digest);
 
-    for (range, start, end) in [
-        ("bytes=0-99", 0usize, 99usize),
-        ("bytes=1000-1099", 1000, 1099),
-    ] {
+    for (range, start, end) in [("bytes=0-99", 0usize, 99usize), ("bytes=1000-1099", 1000, 1099)] {
         let resp = client.get(&url).header("Range", range).send().unwrap();
         assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(

@@ -42,10 +42,7 @@ fn fixture_round_trips_through_skopeo() {
         .iter()
         .all(|l| l.media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"));
     assert_eq!(f.multi.media_type, images::OCI_INDEX);
-    assert_eq!(
-        f.multi.platform("linux/amd64").platform.as_deref(),
-        Some("linux/amd64")
-    );
+    assert_eq!(f.multi.platform("linux/amd64").platform.as_deref(), Some("linux/amd64"));
     assert_eq!(
         f.multi.platform("linux/arm64").platform.as_deref(),
         Some("linux/arm64/v8")
@@ -62,9 +59,7 @@ fn fixture_round_trips_through_skopeo() {
     }
     // Docker schema2 survives byte for byte only through `dir:`.
     for image in [&f.docker2, &f.multi] {
-        let dest = dir
-            .path()
-            .join(format!("dir-{}", image.repo.replace('/', "_")));
+        let dest = dir.path().join(format!("dir-{}", image.repo.replace('/', "_")));
         let src = format!("{}:{}", image.repo, image.tag);
         skopeo::copy_to_dir(&up.url(), &src, &dest, true);
         let pulled = skopeo::verify_dir(&dest);
@@ -83,10 +78,7 @@ fn fixture_round_trips_through_skopeo() {
     // Access-log counting sees skopeo's blob GETs.
     up.settle_log();
     let layer = &f.big.manifest().layers[0].digest;
-    assert_eq!(
-        up.access_log_count("GET", &format!("/v2/library/big/blobs/{layer}")),
-        1
-    );
+    assert_eq!(up.access_log_count("GET", &format!("/v2/library/big/blobs/{layer}")), 1);
     assert_eq!(
         up.access_log_count("PUT", "/v2/library/hello/manifests/latest"),
         1,
@@ -108,25 +100,15 @@ fn containerd_pulls_fixture_through_hosts_toml() {
     ctr.set_mirror(&up.url());
 
     ctr.pull(&hello.reference());
-    assert_eq!(
-        ctr.image_digest(&hello.reference()),
-        Some(hello.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&hello.reference()), Some(hello.digest.clone()));
     let content = ctr.content();
     for b in hello.blobs() {
-        assert!(
-            content.contains(&b.digest),
-            "{} not in content store",
-            b.digest
-        );
+        assert!(content.contains(&b.digest), "{} not in content store", b.digest);
     }
     assert_eq!(ctr.snapshot_count(), 3, "hello's three layers unpacked");
 
     ctr.pull(&docker2.reference());
-    assert_eq!(
-        ctr.image_digest(&docker2.reference()),
-        Some(docker2.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&docker2.reference()), Some(docker2.digest.clone()));
 
     ctr.pull_platform(&multi.reference(), "linux/arm64");
     let content = ctr.content();
@@ -165,10 +147,7 @@ fn containerd_pulls_fixture_through_hosts_toml() {
 #[test]
 fn containerd_pull_fails_without_mirror() {
     let ctr = Containerd::start();
-    ctr.set_mirror(&format!(
-        "http://127.0.0.1:{}",
-        common::ports::closed_port()
-    ));
+    ctr.set_mirror(&format!("http://127.0.0.1:{}", common::ports::closed_port()));
     assert!(ctr.try_pull("docker.io/library/hello:latest").is_err());
 }
 
@@ -186,10 +165,7 @@ fn push_formats() {
     assert_eq!(oci.media_type, images::OCI_MANIFEST);
     assert_eq!(v2.media_type, images::DOCKER_MANIFEST);
     assert_ne!(oci.digest, v2.digest);
-    assert_eq!(
-        oci.manifest().layers[0].digest,
-        v2.manifest().layers[0].digest
-    );
+    assert_eq!(oci.manifest().layers[0].digest, v2.manifest().layers[0].digest);
 }
 
 mod fake {
@@ -204,9 +180,7 @@ mod fake {
         let resp = http::client().get(url).send().map_err(|e| e.to_string())?;
         assert_eq!(resp.status(), 200);
         let mut body = Vec::new();
-        resp.take(u64::MAX)
-            .read_to_end(&mut body)
-            .map_err(|e| e.to_string())?;
+        resp.take(u64::MAX).read_to_end(&mut body).map_err(|e| e.to_string())?;
         Ok(body)
     }
 
@@ -222,53 +196,31 @@ mod fake {
                 .send()
                 .unwrap();
             assert_eq!(r.status(), 200);
-            assert_eq!(
-                http::header(&r, "Docker-Content-Digest"),
-                up.manifest_digest()
-            );
+            assert_eq!(http::header(&r, "Docker-Content-Digest"), up.manifest_digest());
             assert_eq!(r.bytes().unwrap().as_ref(), up.manifest());
         }
         let r = client
-            .head(format!(
-                "{}/v2/library/f/manifests/1?ns=docker.io",
-                up.url()
-            ))
+            .head(format!("{}/v2/library/f/manifests/1?ns=docker.io", up.url()))
             .header("X-Probe", "yes")
             .send()
             .unwrap();
-        assert_eq!(
-            http::header(&r, "Content-Length"),
-            up.manifest().len().to_string()
-        );
+        assert_eq!(http::header(&r, "Content-Length"), up.manifest().len().to_string());
         assert_eq!(get_blob(&up).unwrap(), up.blob());
         let r = client
-            .get(format!(
-                "{}/v2/library/f/blobs/{}",
-                up.url(),
-                sha256_digest(b"x")
-            ))
+            .get(format!("{}/v2/library/f/blobs/{}", up.url(), sha256_digest(b"x")))
             .send()
             .unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(up.blob_gets(), 1);
         assert_eq!(up.count("HEAD", "/manifests/1"), 1);
-        let probe = up
-            .requests()
-            .into_iter()
-            .find(|r| r.method == "HEAD")
-            .unwrap();
+        let probe = up.requests().into_iter().find(|r| r.method == "HEAD").unwrap();
         assert_eq!(probe.header("x-probe"), Some("yes"));
         assert!(probe.target.ends_with("?ns=docker.io"));
     }
 
     #[test]
     fn corrupts_and_drops() {
-        let up = FakeUpstream::start(
-            "library/f",
-            "1",
-            random_bytes(100_000),
-            Behaviour::CorruptBlob,
-        );
+        let up = FakeUpstream::start("library/f", "1", random_bytes(100_000), Behaviour::CorruptBlob);
         let body = get_blob(&up).expect("a complete body");
         assert_eq!(body.len(), up.blob().len());
         assert_ne!(sha256_digest(&body), up.blob_digest());

@@ -20,10 +20,7 @@ fn oci_image_pulls_and_unpacks() {
     ctr.set_mirror(&server.url());
 
     ctr.pull(&hello.reference());
-    assert_eq!(
-        ctr.image_digest(&hello.reference()),
-        Some(hello.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&hello.reference()), Some(hello.digest.clone()));
     let content = ctr.content();
     for b in hello.blobs() {
         assert!(content.contains(&b.digest), "{} not pulled", b.digest);
@@ -35,18 +32,11 @@ fn oci_image_pulls_and_unpacks() {
     ctr.rm(&hello.reference());
     assert!(!ctr.content().contains(&hello.manifest().layers[0].digest));
     ctr.pull(&hello.reference());
-    assert_eq!(
-        ctr.image_digest(&hello.reference()),
-        Some(hello.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&hello.reference()), Some(hello.digest.clone()));
     up.settle_log();
     for b in hello.blobs() {
         let path = format!("/v2/library/hello/blobs/{}", b.digest);
-        assert_eq!(
-            up.access_log_count("GET", &path),
-            1,
-            "upstream GETs of {path}"
-        );
+        assert_eq!(up.access_log_count("GET", &path), 1, "upstream GETs of {path}");
     }
 }
 
@@ -60,10 +50,7 @@ fn docker_schema2_image_pulls() {
     ctr.set_mirror(&server.url());
 
     ctr.pull(&docker2.reference());
-    assert_eq!(
-        ctr.image_digest(&docker2.reference()),
-        Some(docker2.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&docker2.reference()), Some(docker2.digest.clone()));
     let content = ctr.content();
     for b in docker2.blobs() {
         assert!(content.contains(&b.digest), "{} not pulled", b.digest);
@@ -83,10 +70,7 @@ fn index_pulls_one_platform_then_the_other() {
     let amd = multi.platform("linux/amd64");
 
     ctr.pull_platform(&multi.reference(), "linux/arm64");
-    assert_eq!(
-        ctr.image_digest(&multi.reference()),
-        Some(multi.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&multi.reference()), Some(multi.digest.clone()));
     let content = ctr.content();
     assert!(content.contains(&multi.digest));
     assert!(content.contains(&arm.digest));
@@ -94,11 +78,7 @@ fn index_pulls_one_platform_then_the_other() {
         assert!(content.contains(&b.digest), "arm64 {} not pulled", b.digest);
     }
     for b in &amd.layers {
-        assert!(
-            !content.contains(&b.digest),
-            "amd64 {} pulled too",
-            b.digest
-        );
+        assert!(!content.contains(&b.digest), "amd64 {} pulled too", b.digest);
     }
 
     ctr.pull_platform(&multi.reference(), "linux/amd64");

@@ -33,12 +33,7 @@ fn every_fixture_image_pulls_by_tag_and_digest() {
     let server = Server::start(&up.url());
 
     for (i, image) in f.all().into_iter().enumerate() {
-        pull_and_verify(
-            &server,
-            image,
-            &image.reference(),
-            &dir.path().join(format!("tag-{i}")),
-        );
+        pull_and_verify(&server, image, &image.reference(), &dir.path().join(format!("tag-{i}")));
         pull_and_verify(
             &server,
             image,
@@ -53,11 +48,7 @@ fn every_fixture_image_pulls_by_tag_and_digest() {
     for image in f.all() {
         for blob in image.blobs() {
             let path = format!("/v2/{}/blobs/{}", image.repo, blob.digest);
-            assert_eq!(
-                up.access_log_count("GET", &path),
-                1,
-                "upstream GETs of {path}"
-            );
+            assert_eq!(up.access_log_count("GET", &path), 1, "upstream GETs of {path}");
         }
     }
 }
@@ -73,12 +64,7 @@ fn second_pull_is_served_from_cache() {
     up.settle_log();
     let before = up.access_log().len();
     // By digest nothing needs the upstream at all (a tag may be revalidated).
-    pull_and_verify(
-        &server,
-        &hello,
-        &hello.digest_reference(),
-        &dir.path().join("b"),
-    );
+    pull_and_verify(&server, &hello, &hello.digest_reference(), &dir.path().join("b"));
     up.settle_log();
     let after: Vec<_> = up
         .access_log()
@@ -120,12 +106,7 @@ fn manifest_head_has_length_type_and_digest() {
                 image.digest
             ),
             // skopeo's shape: namespace as the first path segment.
-            format!(
-                "{}/v2/docker.io/{}/manifests/{}",
-                server.url(),
-                image.repo,
-                image.tag
-            ),
+            format!("{}/v2/docker.io/{}/manifests/{}", server.url(), image.repo, image.tag),
         ];
         for url in &urls {
             let resp = client
@@ -139,16 +120,8 @@ fn manifest_head_has_length_type_and_digest() {
                 image.bytes.len().to_string(),
                 "HEAD {url}: Content-Length"
             );
-            assert_eq!(
-                http::header(&resp, "Content-Type"),
-                image.media_type,
-                "HEAD {url}"
-            );
-            assert_eq!(
-                http::header(&resp, "Docker-Content-Digest"),
-                image.digest,
-                "HEAD {url}"
-            );
+            assert_eq!(http::header(&resp, "Content-Type"), image.media_type, "HEAD {url}");
+            assert_eq!(http::header(&resp, "Docker-Content-Digest"), image.digest, "HEAD {url}");
 
             let resp = client
                 .get(url)
@@ -156,16 +129,8 @@ fn manifest_head_has_length_type_and_digest() {
                 .send()
                 .unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
             assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
-            assert_eq!(
-                http::header(&resp, "Content-Type"),
-                image.media_type,
-                "GET {url}"
-            );
-            assert_eq!(
-                http::header(&resp, "Docker-Content-Digest"),
-                image.digest,
-                "GET {url}"
-            );
+            assert_eq!(http::header(&resp, "Content-Type"), image.media_type, "GET {url}");
+            assert_eq!(http::header(&resp, "Docker-Content-Digest"), image.digest, "GET {url}");
             assert_eq!(
                 resp.bytes().expect("body").as_ref(),
                 image.bytes.as_slice(),

@@ -44,12 +44,7 @@ fn cached_images_pull_after_restart_without_upstream() {
     server.restart();
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo_pull(
-            &server,
-            image,
-            &image.reference(),
-            &dir.path().join(format!("tag-{i}")),
-        );
+        skopeo_pull(&server, image, &image.reference(), &dir.path().join(format!("tag-{i}")));
         skopeo_pull(
             &server,
             image,
@@ -62,16 +57,10 @@ fn cached_images_pull_after_restart_without_upstream() {
     ctr.set_mirror(&server.url());
     for image in [&f.hello, &f.docker2, &f.big] {
         ctr.pull(&image.reference());
-        assert_eq!(
-            ctr.image_digest(&image.reference()),
-            Some(image.digest.clone())
-        );
+        assert_eq!(ctr.image_digest(&image.reference()), Some(image.digest.clone()));
     }
     ctr.pull_all_platforms(&f.multi.reference());
-    assert_eq!(
-        ctr.image_digest(&f.multi.reference()),
-        Some(f.multi.digest.clone())
-    );
+    assert_eq!(ctr.image_digest(&f.multi.reference()), Some(f.multi.digest.clone()));
     let content = ctr.content();
     for image in f.all() {
         for b in image.blobs() {

@@ -63,12 +63,7 @@ fn concurrent_cold_pulls_fetch_upstream_once() {
     let up = Upstream::start();
     let dir = TestDir::new("storm");
     // Layers big enough that the clients overlap the upstream fetches.
-    let image = images::custom(
-        &up,
-        dir.path(),
-        "library/storm:1",
-        &[3 << 20, 1 << 20, 50_000],
-    );
+    let image = images::custom(&up, dir.path(), "library/storm:1", &[3 << 20, 1 << 20, 50_000]);
     let server = Server::start(&up.url());
     up.settle_log();
     let baseline = up.access_log().len();
@@ -89,19 +84,13 @@ fn concurrent_cold_pulls_fetch_upstream_once() {
             Err(_) => failures.push(i),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "clients {failures:?} failed (see panics above)"
-    );
+    assert!(failures.is_empty(), "clients {failures:?} failed (see panics above)");
 
     up.settle_log();
     let log: Vec<_> = up.access_log().into_iter().skip(baseline).collect();
     for blob in image.blobs() {
         let path = format!("/v2/library/storm/blobs/{}", blob.digest);
-        let gets = log
-            .iter()
-            .filter(|e| e.method == "GET" && e.path() == path)
-            .count();
+        let gets = log.iter().filter(|e| e.method == "GET" && e.path() == path).count();
         assert_eq!(gets, 1, "upstream GETs of {path}; log: {log:#?}");
     }
     let manifest_gets = log

@@ -30,10 +30,7 @@ struct Timed {
 
 fn timed_get(url: &str, t0: Instant) -> Timed {
     let client = http::client();
-    let mut resp = client
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
+    let mut resp = client.get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
     assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
     let mut body = Vec::with_capacity(BLOB_SIZE);
     let mut buf = vec![0u8; 64 << 10];

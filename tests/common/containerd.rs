@@ -83,11 +83,7 @@ disabled_plugins = [
             dir.path(),
         );
         wait_for("containerd to answer", Duration::from_secs(30), || {
-            assert!(
-                guard.is_running(),
-                "containerd exited:\n{}",
-                guard.log_tail()
-            );
+            assert!(guard.is_running(), "containerd exited:\n{}", guard.log_tail());
             Command::new("ctr")
                 .arg("-a")
                 .arg(&socket)
@@ -147,14 +143,12 @@ disabled_plugins = [
 
     /// `ctr images pull --platform PLATFORM REF`.
     pub fn pull_platform(&self, reference: &str, platform: &str) {
-        try_run(&mut self.pull_cmd(reference, &["--platform", platform]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        try_run(&mut self.pull_cmd(reference, &["--platform", platform])).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `ctr images pull --all-platforms REF`.
     pub fn pull_all_platforms(&self, reference: &str) {
-        try_run(&mut self.pull_cmd(reference, &["--all-platforms"]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        try_run(&mut self.pull_cmd(reference, &["--all-platforms"])).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `ctr images rm --sync REF`: the image and (garbage-collected) its
@@ -184,13 +178,11 @@ disabled_plugins = [
 
     /// Number of committed snapshots (unpacked layers).
     pub fn snapshot_count(&self) -> usize {
-        run(self
-            .ctr()
-            .args(["snapshots", "--snapshotter", snapshotter(), "ls"]))
-        .lines()
-        .skip(1)
-        .filter(|l| l.contains("Committed"))
-        .count()
+        run(self.ctr().args(["snapshots", "--snapshotter", snapshotter(), "ls"]))
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains("Committed"))
+            .count()
     }
 
     pub fn log_tail(&self) -> String {
@@ -206,7 +198,5 @@ disabled_plugins = [
 /// for sandboxes without overlay mounts.
 fn snapshotter() -> &'static str {
     static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        std::env::var("OCIREGISTRY_E2E_SNAPSHOTTER").unwrap_or_else(|_| "overlayfs".to_string())
-    })
+    S.get_or_init(|| std::env::var("OCIREGISTRY_E2E_SNAPSHOTTER").unwrap_or_else(|_| "overlayfs".to_string()))
 }

@@ -50,10 +50,7 @@ impl RecordedRequest {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -288,15 +285,7 @@ async fn respond(stream: &mut TcpStream, state: &State, req: &RecordedRequest) -
     let blobs = format!("/v2/{}/blobs/", c.repo);
     if let Some(reference) = path.strip_prefix(&manifests) {
         if reference == c.tag || reference == c.manifest_digest {
-            return write_simple(
-                stream,
-                200,
-                OCI_MANIFEST,
-                &c.manifest,
-                Some(&c.manifest_digest),
-                head,
-            )
-            .await;
+            return write_simple(stream, 200, OCI_MANIFEST, &c.manifest, Some(&c.manifest_digest), head).await;
         }
         return write_error(stream, 404, "MANIFEST_UNKNOWN", head).await;
     }
@@ -357,26 +346,11 @@ async fn write_simple(
 }
 
 async fn write_error(stream: &mut TcpStream, status: u16, code: &str, head: bool) -> bool {
-    let body = json!({"errors": [{"code": code, "message": code.to_lowercase(), "detail": null}]})
-        .to_string();
-    write_simple(
-        stream,
-        status,
-        "application/json",
-        body.as_bytes(),
-        None,
-        head,
-    )
-    .await
+    let body = json!({"errors": [{"code": code, "message": code.to_lowercase(), "detail": null}]}).to_string();
+    write_simple(stream, status, "application/json", body.as_bytes(), None, head).await
 }
 
-async fn write_blob(
-    stream: &mut TcpStream,
-    blob: &[u8],
-    digest: &str,
-    behaviour: Behaviour,
-    head: bool,
-) -> bool {
+async fn write_blob(stream: &mut TcpStream, blob: &[u8], digest: &str, behaviour: Behaviour, head: bool) -> bool {
     let headers = head_bytes(200, "application/octet-stream", blob.len(), Some(digest));
     if stream.write_all(&headers).await.is_err() {
         return false;
@@ -398,10 +372,7 @@ async fn write_blob(
             let _ = stream.shutdown().await;
             false
         }
-        Behaviour::Trickle {
-            bytes_per_sec,
-            chunk,
-        } => {
+        Behaviour::Trickle { bytes_per_sec, chunk } => {
             let pause = Duration::from_secs_f64(chunk as f64 / bytes_per_sec as f64);
             for piece in blob.chunks(chunk) {
                 if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {

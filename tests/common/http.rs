@@ -38,11 +38,7 @@ pub fn error_codes(body: &[u8]) -> Vec<String> {
     };
     v["errors"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["code"].as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|e| e["code"].as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
@@ -57,12 +53,10 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Failed(e) => write!(f, "Failed({e})"),
-            Outcome::Complete { status, body } => write!(
-                f,
-                "Complete({status}, {} bytes: {:?})",
-                body.len(),
-                String::from_utf8_lossy(&body[..body.len().min(300)])
-            ),
+            Outcome::Complete { status, body } => match std::str::from_utf8(body) {
+                Ok(text) if body.len() <= 1000 => write!(f, "Complete({status}, {text:?})"),
+                _ => write!(f, "Complete({status}, {} bytes of binary)", body.len()),
+            },
         }
     }
 }
@@ -84,19 +78,12 @@ pub fn get_outcome(client: &Client, url: &str) -> Outcome {
 
 /// GET `url` and check a 200 whose body hashes to `digest`; returns the body.
 pub fn get_verified(client: &Client, url: &str, digest: &str) -> Vec<u8> {
-    let resp = client
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
+    let resp = client.get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
     assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
     let body = resp
         .bytes()
         .unwrap_or_else(|e| panic!("GET {url} body: {e:#}"))
         .to_vec();
-    assert_eq!(
-        super::sha256_digest(&body),
-        digest,
-        "GET {url}: body digest"
-    );
+    assert_eq!(super::sha256_digest(&body), digest, "GET {url}: body digest");
     body
 }

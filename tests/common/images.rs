@@ -125,16 +125,13 @@ pub struct Layout {
 impl Layout {
     pub fn create(dir: &Path) -> Layout {
         std::fs::create_dir_all(dir.join("blobs/sha256")).expect("create layout");
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-            .expect("write oci-layout");
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
         std::fs::write(
             dir.join("index.json"),
             json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).to_string(),
         )
         .expect("write index.json");
-        Layout {
-            dir: dir.to_path_buf(),
-        }
+        Layout { dir: dir.to_path_buf() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -144,10 +141,7 @@ impl Layout {
     /// Store a blob under its digest.
     pub fn put_blob(&self, bytes: &[u8], media_type: &str) -> BlobRef {
         let digest = sha256_digest(bytes);
-        let path = self
-            .dir
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
+        let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).expect("write blob");
         BlobRef {
             digest,
@@ -160,8 +154,7 @@ impl Layout {
     /// (`org.opencontainers.image.ref.name`), as `oci:DIR:TAG` finds it.
     pub fn tag(&self, desc: &BlobRef, tag: &str) {
         let path = self.dir.join("index.json");
-        let mut index: Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read index.json")).unwrap();
+        let mut index: Value = serde_json::from_slice(&std::fs::read(&path).expect("read index.json")).unwrap();
         index["manifests"].as_array_mut().unwrap().push(json!({
             "mediaType": desc.media_type,
             "digest": desc.digest,
@@ -244,8 +237,7 @@ fn layer_tar(rng: &mut Rng, index: usize, size: usize) -> Vec<u8> {
     dir.set_mtime(1_704_067_200);
     dir.set_size(0);
     dir.set_cksum();
-    b.append_data(&mut dir, "data/", std::io::empty())
-        .expect("tar dir");
+    b.append_data(&mut dir, "data/", std::io::empty()).expect("tar dir");
     let note = format!("e2e layer {index}\n");
     let mut h = tar::Header::new_ustar();
     h.set_mode(0o644);
@@ -310,12 +302,7 @@ pub enum Format {
 /// `library/hello:latest`), every platform of an index included.
 pub fn push(layout: &Path, tag: &str, upstream: &Upstream, dest: &str, format: Format) {
     let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "--insecure-policy",
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-    ]);
+    cmd.args(["--insecure-policy", "copy", "--all", "--dest-tls-verify=false"]);
     cmd.arg("--dest-no-creds");
     if format == Format::V2s2 {
         cmd.args(["--format", "v2s2"]);
@@ -385,11 +372,7 @@ impl Image {
     pub fn platform(&self, platform: &str) -> &Manifest {
         self.manifests
             .iter()
-            .find(|m| {
-                m.platform
-                    .as_deref()
-                    .is_some_and(|p| p.starts_with(platform))
-            })
+            .find(|m| m.platform.as_deref().is_some_and(|p| p.starts_with(platform)))
             .unwrap_or_else(|| panic!("{} has no {platform} manifest", self.reference()))
     }
 
@@ -442,12 +425,7 @@ pub fn read_back(base_url: &str, repo: &str, tag: &str) -> Image {
             })
             .collect()
     } else {
-        vec![parse_manifest(
-            digest.clone(),
-            media_type.clone(),
-            bytes.clone(),
-            None,
-        )]
+        vec![parse_manifest(digest.clone(), media_type.clone(), bytes.clone(), None)]
     };
     Image {
         repo: repo.to_string(),
@@ -459,12 +437,7 @@ pub fn read_back(base_url: &str, repo: &str, tag: &str) -> Image {
     }
 }
 
-fn parse_manifest(
-    digest: String,
-    media_type: String,
-    bytes: Vec<u8>,
-    platform: Option<String>,
-) -> Manifest {
+fn parse_manifest(digest: String, media_type: String, bytes: Vec<u8>, platform: Option<String>) -> Manifest {
     let json: Value = serde_json::from_slice(&bytes).expect("manifest JSON");
     let blob = |v: &Value| BlobRef {
         digest: v["digest"].as_str().expect("digest").to_string(),
@@ -476,12 +449,7 @@ fn parse_manifest(
         media_type,
         platform,
         config: blob(&json["config"]),
-        layers: json["layers"]
-            .as_array()
-            .expect("layers")
-            .iter()
-            .map(blob)
-            .collect(),
+        layers: json["layers"].as_array().expect("layers").iter().map(blob).collect(),
         bytes,
     }
 }
@@ -532,35 +500,23 @@ pub fn custom(upstream: &Upstream, work: &Path, repo_tag: &str, layer_sizes: &[u
 
 /// `library/hello:latest`: 3 layers (~300 KiB, ~700 KiB, ~5 KiB).
 pub fn hello(upstream: &Upstream, work: &Path) -> Image {
-    make(
-        upstream,
-        work,
-        "library/hello:latest",
-        Format::Oci,
-        |d, t| image_layout(d, t, &[300_000, 700_000, 5_000]),
-    )
+    make(upstream, work, "library/hello:latest", Format::Oci, |d, t| {
+        image_layout(d, t, &[300_000, 700_000, 5_000])
+    })
 }
 
 /// `library/docker2:v1`: Docker schema2, 2 layers.
 pub fn docker2(upstream: &Upstream, work: &Path) -> Image {
-    make(
-        upstream,
-        work,
-        "library/docker2:v1",
-        Format::V2s2,
-        |d, t| image_layout(d, t, &[200_000, 90_000]),
-    )
+    make(upstream, work, "library/docker2:v1", Format::V2s2, |d, t| {
+        image_layout(d, t, &[200_000, 90_000])
+    })
 }
 
 /// `library/multi:latest`: OCI index over linux/amd64 and linux/arm64/v8.
 pub fn multi(upstream: &Upstream, work: &Path) -> Image {
-    make(
-        upstream,
-        work,
-        "library/multi:latest",
-        Format::Oci,
-        |d, t| index_layout(d, t, &[150_000, 40_000], &[160_000, 30_000]),
-    )
+    make(upstream, work, "library/multi:latest", Format::Oci, |d, t| {
+        index_layout(d, t, &[150_000, 40_000], &[160_000, 30_000])
+    })
 }
 
 /// `library/big:1`: one 32 MiB layer.

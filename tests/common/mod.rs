@@ -36,10 +36,7 @@ impl TestDir {
             .tempdir()
             .expect("create temp dir");
         let path = dir.path().to_path_buf();
-        TestDir {
-            dir: Some(dir),
-            path,
-        }
+        TestDir { dir: Some(dir), path }
     }
 
     pub fn path(&self) -> &Path {
@@ -72,11 +69,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 /// Poll `cond` every 50 ms until it returns `Some`, or panic with `what`
 /// after `limit`. Used only to wait for readiness, never to assert timing.
-pub fn wait_for<T>(
-    what: &str,
-    limit: std::time::Duration,
-    mut cond: impl FnMut() -> Option<T>,
-) -> T {
+pub fn wait_for<T>(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> Option<T>) -> T {
     let start = std::time::Instant::now();
     loop {
         if let Some(v) = cond() {

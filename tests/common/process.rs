@@ -72,10 +72,7 @@ impl ChildGuard {
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let start = Instant::now();
             while start.elapsed() < grace {
                 if let Ok(Some(status)) = child.try_wait() {

@@ -139,11 +139,8 @@ impl Server {
         let mut last = String::new();
         for _ in 0..3 {
             server.port = free_port();
-            std::fs::write(
-                &server.config_file,
-                config.to_yaml(&server.cache, server.port),
-            )
-            .expect("write server config");
+            std::fs::write(&server.config_file, config.to_yaml(&server.cache, server.port))
+                .expect("write server config");
             match server.spawn_and_wait() {
                 Ok(()) => return server,
                 Err(e) => last = e,
@@ -182,9 +179,7 @@ impl Server {
         }
         let tail = guard.log_tail();
         guard.kill();
-        Err(format!(
-            "ociregistry not ready after {READY_LIMIT:?}:\n{tail}"
-        ))
+        Err(format!("ociregistry not ready after {READY_LIMIT:?}:\n{tail}"))
     }
 
     pub fn port(&self) -> u16 {
@@ -230,9 +225,6 @@ impl Server {
 
     /// The tail of the current run's logs.
     pub fn log_tail(&self) -> String {
-        self.guard
-            .as_ref()
-            .map(|g| g.log_tail())
-            .unwrap_or_default()
+        self.guard.as_ref().map(|g| g.log_tail()).unwrap_or_default()
     }
 }

@@ -29,28 +29,17 @@ fn host_of(server_url: &str) -> &str {
 
 fn copy_cmd(server_url: &str, src_ref: &str, dest: &str, all: bool) -> Command {
     let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "--insecure-policy",
-        "copy",
-        "--src-tls-verify=false",
-        "--src-no-creds",
-    ]);
+    cmd.args(["--insecure-policy", "copy", "--src-tls-verify=false", "--src-no-creds"]);
     if all {
         cmd.arg("--all");
     }
-    cmd.arg(format!("docker://{}/{src_ref}", host_of(server_url)))
-        .arg(dest);
+    cmd.arg(format!("docker://{}/{src_ref}", host_of(server_url))).arg(dest);
     cmd
 }
 
 /// `skopeo copy docker://HOST/SRC_REF oci:DEST:latest`; `Err` holds skopeo's
 /// output.
-pub fn try_copy_from(
-    server_url: &str,
-    src_ref: &str,
-    dest: &Path,
-    all: bool,
-) -> Result<String, String> {
+pub fn try_copy_from(server_url: &str, src_ref: &str, dest: &Path, all: bool) -> Result<String, String> {
     try_run(&mut copy_cmd(
         server_url,
         src_ref,
@@ -67,12 +56,7 @@ pub fn copy_from(server_url: &str, src_ref: &str, dest: &Path, all: bool) {
 }
 
 /// `skopeo copy docker://HOST/SRC_REF dir:DEST`, manifests kept byte for byte.
-pub fn try_copy_to_dir(
-    server_url: &str,
-    src_ref: &str,
-    dest: &Path,
-    all: bool,
-) -> Result<String, String> {
+pub fn try_copy_to_dir(server_url: &str, src_ref: &str, dest: &Path, all: bool) -> Result<String, String> {
     try_run(&mut copy_cmd(
         server_url,
         src_ref,

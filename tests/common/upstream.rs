@@ -117,16 +117,9 @@ impl Upstream {
     pub fn settle_log(&self) {
         let marker = format!("/v2/?settle={}", rand::random::<u64>());
         let _ = http::client().get(format!("{}{marker}", self.url())).send();
-        wait_for(
-            "registry access log marker",
-            Duration::from_secs(10),
-            || {
-                self.access_log()
-                    .iter()
-                    .any(|e| e.target == marker)
-                    .then_some(())
-            },
-        );
+        wait_for("registry access log marker", Duration::from_secs(10), || {
+            self.access_log().iter().any(|e| e.target == marker).then_some(())
+        });
         std::thread::sleep(Duration::from_millis(300));
     }
 
@@ -180,9 +173,5 @@ pub fn parse_access_line(line: &str) -> Option<AccessEntry> {
         return None;
     }
     let status = rest.split_whitespace().next()?.parse().ok()?;
-    Some(AccessEntry {
-        method,
-        target,
-        status,
-    })
+    Some(AccessEntry { method, target, status })
 }
