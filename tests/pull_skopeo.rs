@@ -5,25 +5,10 @@
 mod common;
 
 use common::http::{self, StatusCode};
-use common::images::{self, Image};
+use common::images;
 use common::server::Server;
 use common::upstream::Upstream;
 use common::{skopeo, TestDir};
-
-/// Copy `src_ref` through the server and check every byte: OCI images via
-/// an OCI layout, Docker schema2 via `dir:` (skopeo would convert it to OCI).
-fn pull_and_verify(server: &Server, image: &Image, src_ref: &str, dest: &std::path::Path) {
-    let all = image.is_index();
-    let pulled = if image.media_type == images::DOCKER_MANIFEST {
-        skopeo::copy_to_dir(&server.url(), src_ref, dest, all);
-        skopeo::verify_dir(dest)
-    } else {
-        skopeo::copy_from(&server.url(), src_ref, dest, all);
-        skopeo::verify_oci_layout(dest)
-    };
-    assert_eq!(pulled.top, image.digest, "{src_ref}: top manifest digest");
-    pulled.assert_has_all_of(image);
-}
 
 #[test]
 fn every_fixture_image_pulls_by_tag_and_digest() {
@@ -33,9 +18,14 @@ fn every_fixture_image_pulls_by_tag_and_digest() {
     let server = Server::start(&up.url());
 
     for (i, image) in f.all().into_iter().enumerate() {
-        pull_and_verify(&server, image, &image.reference(), &dir.path().join(format!("tag-{i}")));
-        pull_and_verify(
-            &server,
+        skopeo::pull_verified(
+            &server.url(),
+            image,
+            &image.reference(),
+            &dir.path().join(format!("tag-{i}")),
+        );
+        skopeo::pull_verified(
+            &server.url(),
             image,
             &image.digest_reference(),
             &dir.path().join(format!("digest-{i}")),
@@ -60,11 +50,11 @@ fn second_pull_is_served_from_cache() {
     let hello = images::hello(&up, dir.path());
     let server = Server::start(&up.url());
 
-    pull_and_verify(&server, &hello, &hello.reference(), &dir.path().join("a"));
+    skopeo::pull_verified(&server.url(), &hello, &hello.reference(), &dir.path().join("a"));
     up.settle_log();
     let before = up.access_log().len();
     // By digest nothing needs the upstream at all (a tag may be revalidated).
-    pull_and_verify(&server, &hello, &hello.digest_reference(), &dir.path().join("b"));
+    skopeo::pull_verified(&server.url(), &hello, &hello.digest_reference(), &dir.path().join("b"));
     up.settle_log();
     let after: Vec<_> = up
         .access_log()

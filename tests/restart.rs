@@ -5,23 +5,10 @@
 mod common;
 
 use common::containerd::Containerd;
-use common::images::{self, Image};
+use common::images;
 use common::server::Server;
 use common::upstream::Upstream;
 use common::{skopeo, TestDir};
-
-fn skopeo_pull(server: &Server, image: &Image, src_ref: &str, dest: &std::path::Path) {
-    let all = image.is_index();
-    let pulled = if image.media_type == images::DOCKER_MANIFEST {
-        skopeo::copy_to_dir(&server.url(), src_ref, dest, all);
-        skopeo::verify_dir(dest)
-    } else {
-        skopeo::copy_from(&server.url(), src_ref, dest, all);
-        skopeo::verify_oci_layout(dest)
-    };
-    assert_eq!(pulled.top, image.digest, "{src_ref}");
-    pulled.assert_has_all_of(image);
-}
 
 #[test]
 fn cached_images_pull_after_restart_without_upstream() {
@@ -31,8 +18,8 @@ fn cached_images_pull_after_restart_without_upstream() {
     let mut server = Server::start(&up.url());
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo_pull(
-            &server,
+        skopeo::pull_verified(
+            &server.url(),
             image,
             &image.reference(),
             &dir.path().join(format!("before-{i}")),
@@ -44,9 +31,14 @@ fn cached_images_pull_after_restart_without_upstream() {
     server.restart();
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo_pull(&server, image, &image.reference(), &dir.path().join(format!("tag-{i}")));
-        skopeo_pull(
-            &server,
+        skopeo::pull_verified(
+            &server.url(),
+            image,
+            &image.reference(),
+            &dir.path().join(format!("tag-{i}")),
+        );
+        skopeo::pull_verified(
+            &server.url(),
             image,
             &image.digest_reference(),
             &dir.path().join(format!("digest-{i}")),

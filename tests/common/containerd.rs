@@ -27,7 +27,7 @@ pub struct Containerd {
     guard: ChildGuard,
     socket: PathBuf,
     certs_d: PathBuf,
-    dir: TestDir,
+    _dir: TestDir,
 }
 
 impl Containerd {
@@ -97,7 +97,7 @@ disabled_plugins = [
             guard,
             socket,
             certs_d,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -187,10 +187,6 @@ disabled_plugins = [
 
     pub fn log_tail(&self) -> String {
         self.guard.log_tail()
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 }
 

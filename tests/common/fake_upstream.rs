@@ -155,10 +155,6 @@ impl FakeUpstream {
         &self.state.content.repo
     }
 
-    pub fn tag(&self) -> &str {
-        &self.state.content.tag
-    }
-
     pub fn manifest(&self) -> &[u8] {
         &self.state.content.manifest
     }

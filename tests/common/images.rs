@@ -37,13 +37,6 @@ pub struct BlobRef {
     pub media_type: String,
 }
 
-impl BlobRef {
-    /// The hex part of the digest.
-    pub fn hex(&self) -> &str {
-        self.digest.trim_start_matches("sha256:")
-    }
-}
-
 /// A platform as written in an index: `os`, `architecture`, `variant`.
 #[derive(Debug, Clone, Copy)]
 pub struct Platform {

@@ -48,14 +48,6 @@ impl ChildGuard {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// `Some(status)` if the process has exited (or was stopped).
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         match self.child.as_mut() {
@@ -95,16 +87,6 @@ impl ChildGuard {
 
     pub fn stdout_path(&self) -> &Path {
         &self.stdout
-    }
-
-    pub fn stderr_path(&self) -> &Path {
-        &self.stderr
-    }
-
-    /// Everything the process wrote to stdout and stderr so far.
-    pub fn output(&self) -> String {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-        format!("{}{}", read(&self.stdout), read(&self.stderr))
     }
 
     /// The last few KiB of both logs, labelled.

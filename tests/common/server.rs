@@ -211,18 +211,6 @@ impl Server {
         }
     }
 
-    /// Everything the server has logged (all runs).
-    pub fn log(&self) -> String {
-        let mut out = String::new();
-        for i in 1..=self.starts {
-            for s in ["stdout", "stderr"] {
-                let p = self.dir.path().join(format!("ociregistry-{i}.{s}.log"));
-                out.push_str(&std::fs::read_to_string(p).unwrap_or_default());
-            }
-        }
-        out
-    }
-
     /// The tail of the current run's logs.
     pub fn log_tail(&self) -> String {
         self.guard.as_ref().map(|g| g.log_tail()).unwrap_or_default()

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use super::images::Image;
+use super::images::{Image, DOCKER_MANIFEST};
 use super::process::try_run;
 use super::sha256_digest;
 
@@ -154,4 +154,21 @@ pub fn verify_dir(dir: &Path) -> Pulled {
         digests.insert(digest);
     }
     Pulled { top, digests }
+}
+
+/// Copy `src_ref` (e.g. `image.reference()` or `image.digest_reference()`)
+/// from `server_url` into `dest` and check every byte against `image`: OCI
+/// images through an OCI layout, Docker schema2 through `dir:` (which keeps
+/// its manifest as is); every platform of an index.
+pub fn pull_verified(server_url: &str, image: &Image, src_ref: &str, dest: &Path) {
+    let all = image.is_index();
+    let pulled = if image.media_type == DOCKER_MANIFEST {
+        copy_to_dir(server_url, src_ref, dest, all);
+        verify_dir(dest)
+    } else {
+        copy_from(server_url, src_ref, dest, all);
+        verify_oci_layout(dest)
+    };
+    assert_eq!(pulled.top, image.digest, "{src_ref}: top manifest digest");
+    pulled.assert_has_all_of(image);
 }

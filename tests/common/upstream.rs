@@ -6,7 +6,7 @@
 //! `127.0.0.1 - - [27/Nov/2026:23:47:03 +0000] "GET /v2/library/hello/blobs/sha256:… HTTP/1.1" 200 1234 "" "ua"`.
 //! Tests count those lines to prove how often our server went upstream.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,7 +18,6 @@ use super::{wait_for, TestDir};
 pub struct Upstream {
     guard: ChildGuard,
     port: u16,
-    data: PathBuf,
     _dir: TestDir,
 }
 
@@ -56,12 +55,7 @@ impl Upstream {
                 dir.path(),
             );
             if wait_ready(&mut guard, port) {
-                return Upstream {
-                    guard,
-                    port,
-                    data,
-                    _dir: dir,
-                };
+                return Upstream { guard, port, _dir: dir };
             }
             last = guard.log_tail();
             guard.kill();
@@ -81,11 +75,6 @@ impl Upstream {
     /// `127.0.0.1:PORT`, as skopeo wants it in a `docker://` reference.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The registry's storage root.
-    pub fn data_dir(&self) -> &Path {
-        &self.data
     }
 
     /// Stop the registry (for "upstream gone" tests).
