@@ -137,8 +137,8 @@ fn wait_ready(guard: &mut ChildGuard, port: u16) -> bool {
             return false;
         }
         if let Ok(resp) = client.get(&url).send() {
-            // Our own process must be the one answering (not a stranger that
-            // grabbed the port): it logs the request.
+            // If another process held the port, our registry failed to bind
+            // and exits: make sure it is still alive after answering.
             if resp.status().is_success() {
                 std::thread::sleep(Duration::from_millis(50));
                 return guard.is_running();
