@@ -107,7 +107,10 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("{}", self.log_tail());
+            eprintln!(
+                "{}(set OCIREGISTRY_KEEP_TEST_DIRS=1 to keep these files)",
+                self.log_tail()
+            );
         }
         self.kill();
     }
