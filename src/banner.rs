@@ -27,11 +27,7 @@ pub fn print(settings: &Settings, report: &RebuildReport) {
     eprintln!("{line}");
     eprintln!("OCI Registry: pull-only, pull-through, caching OCI Distribution Server");
     eprintln!("Version: {}", env!("CARGO_PKG_VERSION"));
-    eprintln!(
-        "Started: {} (port {})",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        settings.port
-    );
+    eprintln!("Started: {} (port {})", humantime::format_rfc3339_seconds(SystemTime::now()), settings.port);
     eprintln!("Running as (uid:gid) {}", ids());
     eprintln!("Process id: {}", std::process::id());
     eprintln!("Tls: none");
@@ -45,14 +41,7 @@ pub fn print(settings: &Settings, report: &RebuildReport) {
         report.blobs,
         report.blob_bytes as f64 / 1e6
     );
-    eprintln!(
-        "Upstreams: {}",
-        if upstreams.is_empty() {
-            "none".to_string()
-        } else {
-            upstreams.join(", ")
-        }
-    );
+    eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
     eprintln!("{line}");
     if report.partial_removed > 0 || report.quarantined > 0 {
         tracing::warn!(

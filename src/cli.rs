@@ -258,15 +258,7 @@ mod tests {
     fn go_commands_parse() {
         let cli = parse(&["list", "--header", "--pattern", "x", "--short-digest"]).expect("list");
         assert_eq!(cli.command.name(), "list");
-        let cli = parse(&[
-            "prune",
-            "--pattern",
-            "a,b",
-            "--date",
-            "2025-01-01T00:00:00",
-            "--dry-run",
-        ])
-        .expect("prune");
+        let cli = parse(&["prune", "--pattern", "a,b", "--date", "2025-01-01T00:00:00", "--dry-run"]).expect("prune");
         assert_eq!(cli.command.name(), "prune");
         let cli = parse(&["load", "--image-file", "/i.txt", "--os", "linux"]).expect("load");
         assert_eq!(cli.command.name(), "load");

@@ -2,6 +2,7 @@
 //! `logFile` (appended). Never logs credentials: no handler logs request headers.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -23,7 +24,7 @@ pub fn init(level: LogLevel, file: Option<&Path>) -> Result<(), String> {
                 .map_err(|e| format!("cannot open log file {} (logFile / --log-file): {e}", path.display()))?;
             builder.with_ansi(false).with_writer(Mutex::new(f)).try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).try_init(),
     };
     result.map_err(|e| format!("cannot set up logging: {e}"))
 }

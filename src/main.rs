@@ -43,10 +43,7 @@ fn main() -> ExitCode {
     let default_ns = match settings.default_ns.as_deref().map(str::parse::<Namespace>).transpose() {
         Ok(ns) => ns,
         Err(e) => {
-            eprintln!(
-                "ociregistry: config key 'defaultNs' (in {}): {e}",
-                settings.config_source
-            );
+            eprintln!("ociregistry: config key 'defaultNs' (in {}): {e}", settings.config_source);
             return ExitCode::from(2);
         }
     };
@@ -87,14 +84,12 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
     let mut upstreams = Vec::new();
     for (i, reg) in settings.registries.iter().enumerate() {
         let namespace: Namespace =
-            reg.name
-                .parse()
-                .map_err(|e: actors::reference::ReferenceError| ConfigError::InvalidValue {
-                    key: format!("registries[{i}].name"),
-                    file: settings.config_source.clone(),
-                    value: reg.name.clone(),
-                    reason: e.to_string(),
-                })?;
+            reg.name.parse().map_err(|e: actors::reference::ReferenceError| ConfigError::InvalidValue {
+                key: format!("registries[{i}].name"),
+                file: settings.config_source.clone(),
+                value: reg.name.clone(),
+                reason: e.to_string(),
+            })?;
         upstreams.push(UpstreamSpec {
             namespace,
             base_url: reg.base_url(),

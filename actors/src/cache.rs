@@ -37,11 +37,7 @@ pub struct CacheActor {
 impl CacheActor {
     /// An actor over an opened, rebuilt store.
     pub fn new(store: Store) -> CacheActor {
-        CacheActor {
-            store,
-            claims: HashMap::new(),
-            unwritable_until: None,
-        }
+        CacheActor { store, claims: HashMap::new(), unwritable_until: None }
     }
 
     fn writable(&mut self) -> bool {
@@ -113,11 +109,7 @@ impl Handler<ClaimBlob> for CacheActor {
             Ok((writer, reader)) => {
                 let (transfer, publisher) = transfer(msg.digest.clone(), reader);
                 self.claims.insert(msg.digest, transfer.clone());
-                MessageResult(BlobClaim::Lead(Box::new(BlobLease {
-                    writer,
-                    publisher,
-                    transfer,
-                })))
+                MessageResult(BlobClaim::Lead(Box::new(BlobLease { writer, publisher, transfer })))
             }
             Err(e) => {
                 self.storage_failed(&e);
@@ -135,16 +127,9 @@ impl Handler<CommitBlob> for CacheActor {
         let store = self.store.clone();
         let digest = msg.writer.digest().clone();
         let work = async move {
-            tokio::task::spawn_blocking(move || store.commit_blob(msg.writer))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(StoreError::Io {
-                        op: "commit",
-                        path: String::new(),
-                        detail: e.to_string(),
-                        disk_full: false,
-                    })
-                })
+            tokio::task::spawn_blocking(move || store.commit_blob(msg.writer)).await.unwrap_or_else(|e| {
+                Err(StoreError::Io { op: "commit", path: String::new(), detail: e.to_string(), disk_full: false })
+            })
         };
         Box::pin(work.into_actor(self).map(move |result, act, _ctx| {
             act.claims.remove(&digest);

@@ -121,9 +121,7 @@ fn is_algorithm_grammar(s: &str) -> bool {
 
 /// `[a-zA-Z0-9=_-]+`.
 fn is_encoded_grammar(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
 impl FromStr for Digest {
@@ -134,10 +132,8 @@ impl FromStr for Digest {
         if !is_algorithm_grammar(name) || !is_encoded_grammar(encoded) {
             return Err(DigestError::Malformed(s.to_owned()));
         }
-        let algorithm = DigestAlgorithm::from_name(name).ok_or_else(|| DigestError::UnsupportedAlgorithm {
-            algorithm: name.to_owned(),
-            digest: s.to_owned(),
-        })?;
+        let algorithm = DigestAlgorithm::from_name(name)
+            .ok_or_else(|| DigestError::UnsupportedAlgorithm { algorithm: name.to_owned(), digest: s.to_owned() })?;
         if encoded.len() != algorithm.hex_len() {
             return Err(DigestError::WrongLength {
                 algorithm,
@@ -146,16 +142,10 @@ impl FromStr for Digest {
                 digest: s.to_owned(),
             });
         }
-        if !encoded
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::NotLowercaseHex(s.to_owned()));
         }
-        Ok(Digest {
-            algorithm,
-            hex: encoded.to_owned(),
-        })
+        Ok(Digest { algorithm, hex: encoded.to_owned() })
     }
 }
 
@@ -214,18 +204,13 @@ impl Digester {
             Hasher::Sha256(h) => hex::encode(h.finalize()),
             Hasher::Sha512(h) => hex::encode(h.finalize()),
         };
-        Digest {
-            algorithm: self.algorithm,
-            hex,
-        }
+        Digest { algorithm: self.algorithm, hex }
     }
 }
 
 impl fmt::Debug for Digester {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Digester")
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("Digester").field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }
 
@@ -267,14 +252,8 @@ mod tests {
             (format!("sha512:{HEX64}"), Want::WrongLength),
             (format!("sha256:{hex128}"), Want::WrongLength),
             ("md5:d41d8cd98f00b204e9800998ecf8427e".into(), Want::Unsupported),
-            (
-                "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".into(),
-                Want::Unsupported,
-            ),
-            (
-                "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564".into(),
-                Want::Unsupported,
-            ),
+            ("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".into(), Want::Unsupported),
+            ("sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564".into(), Want::Unsupported),
             ("sha256:".into(), Want::Malformed),
             (":abc".into(), Want::Malformed),
             ("".into(), Want::Malformed),
@@ -300,10 +279,7 @@ mod tests {
     #[test]
     fn unsupported_algorithm_carries_name() {
         let err = "md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>().unwrap_err();
-        assert!(
-            matches!(&err, DigestError::UnsupportedAlgorithm { algorithm, .. } if algorithm == "md5"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, DigestError::UnsupportedAlgorithm { algorithm, .. } if algorithm == "md5"), "{err:?}");
         assert!(err.to_string().contains("md5"), "{err}");
     }
 

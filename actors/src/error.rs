@@ -128,12 +128,7 @@ impl StoreError {
         let code = err.raw_os_error();
         // ENOSPC = 28, EDQUOT = 122 on Linux.
         let disk_full = matches!(code, Some(28) | Some(122));
-        StoreError::Io {
-            op,
-            path: path.display().to_string(),
-            detail: err.to_string(),
-            disk_full,
-        }
+        StoreError::Io { op, path: path.display().to_string(), detail: err.to_string(), disk_full }
     }
 
     /// Whether this error means the cache should stop taking writes for a while.
@@ -164,6 +159,9 @@ pub enum MirrorError {
     /// The content is not cached and the upstream cannot be asked (reserved for air-gapped use).
     #[error("{0} is not cached and the upstream cannot be reached")]
     Unavailable(String),
+    /// The cache cannot take this blob (disk full or unwritable): the caller fetches it for itself, uncached.
+    #[error("the cache cannot store this blob right now")]
+    Uncacheable,
     /// An internal failure (an actor went away, a task panicked).
     #[error("internal error: {0}")]
     Internal(String),

@@ -49,12 +49,7 @@ impl FetchContext {
         head: bool,
         accept: Option<&'static str>,
     ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
-        let fetch = Fetch {
-            upstream: self.upstream.clone(),
-            path,
-            head,
-            accept,
-        };
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept };
         Ok(self.pool.send(fetch).await??)
     }
 }
@@ -78,21 +73,13 @@ async fn collect(
         match body.recv().await {
             Some(Ok(BodyEvent::Data(chunk))) => {
                 if buf.len() + chunk.len() > limit {
-                    return Err(UpstreamError::TooLarge {
-                        upstream: upstream.into(),
-                        limit,
-                    });
+                    return Err(UpstreamError::TooLarge { upstream: upstream.into(), limit });
                 }
                 buf.extend_from_slice(&chunk);
             }
             Some(Ok(BodyEvent::End)) => return Ok(buf.freeze()),
             Some(Err(e)) => return Err(e),
-            None => {
-                return Err(UpstreamError::Broken {
-                    upstream: upstream.into(),
-                    detail: "body ended early".into(),
-                })
-            }
+            None => return Err(UpstreamError::Broken { upstream: upstream.into(), detail: "body ended early".into() }),
         }
     }
 }
@@ -110,20 +97,10 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
 /// Fetch, verify and store one manifest.
 pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
     let name = cx.name();
-    tracing::info!(
-        "pulling manifest from upstream: \"{}{}\"",
-        cx.image,
-        ref_suffix(&reference)
-    );
-    let resp = cx
-        .request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT))
-        .await?;
+    tracing::info!("pulling manifest from upstream: \"{}{}\"", cx.image, ref_suffix(&reference));
+    let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT)).await?;
     if resp.status == 404 {
-        return Err(MirrorError::ManifestUnknown(format!(
-            "{}{}",
-            cx.image,
-            ref_suffix(&reference)
-        )));
+        return Err(MirrorError::ManifestUnknown(format!("{}{}", cx.image, ref_suffix(&reference))));
     }
     let content_type = resp.content_type.clone();
     let announced = resp.docker_digest.clone();
@@ -131,24 +108,14 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
     let bytes = collect(&name, resp.body, MAX_MANIFEST_BYTES).await?;
     if let Some(n) = expected_len {
         if n != bytes.len() as u64 {
-            return Err(UpstreamError::LengthMismatch {
-                upstream: name,
-                expected: n,
-                got: bytes.len() as u64,
-            }
-            .into());
+            return Err(UpstreamError::LengthMismatch { upstream: name, expected: n, got: bytes.len() as u64 }.into());
         }
     }
     let digest = match &reference {
         Reference::Digest(wanted) => {
             let actual = Digest::of(wanted.algorithm(), &bytes);
             if &actual != wanted {
-                return Err(UpstreamError::DigestMismatch {
-                    upstream: name,
-                    expected: wanted.clone(),
-                    actual,
-                }
-                .into());
+                return Err(UpstreamError::DigestMismatch { upstream: name, expected: wanted.clone(), actual }.into());
             }
             wanted.clone()
         }
@@ -161,12 +128,9 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
                     Digest::of(announced.algorithm(), &bytes)
                 };
                 if check != announced {
-                    return Err(UpstreamError::DigestMismatch {
-                        upstream: name,
-                        expected: announced,
-                        actual: check,
-                    }
-                    .into());
+                    return Err(
+                        UpstreamError::DigestMismatch { upstream: name, expected: announced, actual: check }.into()
+                    );
                 }
             }
             actual
@@ -184,11 +148,7 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
         Ok(Ok(meta)) => meta,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "serving manifest {} uncached", digest);
-            ManifestMeta {
-                digest,
-                media_type,
-                size: bytes.len() as u64,
-            }
+            ManifestMeta { digest, media_type, size: bytes.len() as u64 }
         }
         Err(e) => return Err(e.into()),
     };
@@ -210,39 +170,39 @@ fn ref_suffix(reference: &Reference) -> String {
 /// Lead one blob fetch: stream it from the upstream into the lease's writer, publishing progress to every reader,
 /// verify it, commit it. Every path ends with the publisher told `done` or `fail` and the claim ended.
 pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
-    let BlobLease {
-        writer,
-        publisher,
-        transfer,
-    } = lease;
+    let BlobLease { writer, publisher, transfer } = lease;
     let digest = writer.digest().clone();
     let name = cx.name();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
     let resp = match cx.request(blob_path(&cx.image, &digest), false, None).await {
         Ok(r) if r.status == 404 => {
             fail(&digest, publisher, MirrorError::BlobUnknown(digest.clone()));
-            cx.cache.do_send(ReleaseBlob {
-                digest,
-                transfer,
-                storage: None,
-            });
+            cx.cache.do_send(ReleaseBlob { digest, transfer, storage: None });
             return;
         }
         Ok(r) => r,
         Err(e) => {
             fail(&digest, publisher, e);
-            let _ = cx
-                .cache
-                .send(ReleaseBlob {
-                    digest,
-                    transfer,
-                    storage: None,
-                })
-                .await;
+            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
             return;
         }
     };
     let total = resp.content_length;
+    if let Some(total) = total {
+        if !writer.has_room_for(total) {
+            let full = crate::error::StoreError::Io {
+                op: "reserve space for",
+                path: format!("blob {digest} ({total} bytes)"),
+                detail: "not enough free space in the cache directory".into(),
+                disk_full: true,
+            };
+            drop(writer);
+            // Readers see `Uncacheable` and fetch the blob for themselves, uncached; the cache backs off.
+            fail(&digest, publisher, MirrorError::Uncacheable);
+            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: Some(full) }).await;
+            return;
+        }
+    }
     let mut body = resp.body;
     let mut writer = writer;
     publisher.running(0, total);
@@ -269,11 +229,8 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => {
                             error = Some(
-                                UpstreamError::Broken {
-                                    upstream: name.clone(),
-                                    detail: "body ended early".into(),
-                                }
-                                .into(),
+                                UpstreamError::Broken { upstream: name.clone(), detail: "body ended early".into() }
+                                    .into(),
                             );
                             break;
                         }
@@ -283,13 +240,7 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
             Some(Ok(BodyEvent::End)) => end = true,
             Some(Err(e)) => error = Some(e.into()),
             None => {
-                error = Some(
-                    UpstreamError::Broken {
-                        upstream: name.clone(),
-                        detail: "body ended early".into(),
-                    }
-                    .into(),
-                )
+                error = Some(UpstreamError::Broken { upstream: name.clone(), detail: "body ended early".into() }.into())
             }
         }
         if !batch.is_empty() {
@@ -307,14 +258,7 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
                 }
                 Err(e) => {
                     fail(&digest, publisher, MirrorError::Internal(format!("writer task: {e}")));
-                    let _ = cx
-                        .cache
-                        .send(ReleaseBlob {
-                            digest,
-                            transfer,
-                            storage: None,
-                        })
-                        .await;
+                    let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
                     return;
                 }
             }
@@ -343,14 +287,7 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
     if let Err((error, storage)) = outcome {
         drop(writer);
         fail(&digest, publisher, error);
-        let _ = cx
-            .cache
-            .send(ReleaseBlob {
-                digest,
-                transfer,
-                storage,
-            })
-            .await;
+        let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage }).await;
         return;
     }
     let size = writer.written();
@@ -360,21 +297,9 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
             fail(
                 &digest,
                 publisher,
-                UpstreamError::LengthMismatch {
-                    upstream: name,
-                    expected: total,
-                    got: size,
-                }
-                .into(),
+                UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into(),
             );
-            let _ = cx
-                .cache
-                .send(ReleaseBlob {
-                    digest,
-                    transfer,
-                    storage: None,
-                })
-                .await;
+            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
             return;
         }
     }
@@ -383,21 +308,9 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
         fail(
             &digest,
             publisher,
-            UpstreamError::DigestMismatch {
-                upstream: name,
-                expected: digest.clone(),
-                actual,
-            }
-            .into(),
+            UpstreamError::DigestMismatch { upstream: name, expected: digest.clone(), actual }.into(),
         );
-        let _ = cx
-            .cache
-            .send(ReleaseBlob {
-                digest,
-                transfer,
-                storage: None,
-            })
-            .await;
+        let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
         return;
     }
     match cx.cache.send(CommitBlob { writer }).await {

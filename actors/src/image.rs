@@ -47,11 +47,7 @@ pub struct ImageActor {
 
 impl ImageActor {
     pub(crate) fn new(cx: FetchContext) -> ImageActor {
-        ImageActor {
-            cx,
-            manifests: HashMap::new(),
-            blobs: HashMap::new(),
-        }
+        ImageActor { cx, manifests: HashMap::new(), blobs: HashMap::new() }
     }
 
     fn watch_transfer(&self, digest: Digest, transfer: Transfer, ctx: &mut Context<Self>) {
@@ -73,8 +69,7 @@ impl Actor for ImageActor {
 }
 
 async fn wait<T>(rx: oneshot::Receiver<Result<T, MirrorError>>) -> Result<T, MirrorError> {
-    rx.await
-        .unwrap_or_else(|_| Err(MirrorError::Internal("fetch ended without an answer".into())))
+    rx.await.unwrap_or_else(|_| Err(MirrorError::Internal("fetch ended without an answer".into())))
 }
 
 impl Handler<GetManifest> for ImageActor {
@@ -91,10 +86,7 @@ impl Handler<GetManifest> for ImageActor {
             let me = ctx.address();
             actix_rt::spawn(async move {
                 let result = fetch_manifest(cx, msg.reference.clone()).await;
-                me.do_send(ManifestFetched {
-                    reference: msg.reference,
-                    result,
-                });
+                me.do_send(ManifestFetched { reference: msg.reference, result });
             });
         }
         Box::pin(wait(rx))
@@ -118,6 +110,10 @@ impl Handler<GetBlob> for ImageActor {
     /// Follow the running transfer of this blob, or claim it from the cache actor.
     fn handle(&mut self, msg: GetBlob, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
+        // A transfer that has just ended is not joined: the index has it (done) or it must be fetched anew (failed).
+        if matches!(self.blobs.get(&msg.digest), Some(BlobEntry::Active(t)) if t.is_settled()) {
+            self.blobs.remove(&msg.digest);
+        }
         match self.blobs.get_mut(&msg.digest) {
             Some(BlobEntry::Active(transfer)) => {
                 let _ = tx.send(Ok(BlobReply::Transfer(transfer.clone())));
@@ -128,13 +124,7 @@ impl Handler<GetBlob> for ImageActor {
                 let cx = self.cx.clone();
                 let me = ctx.address();
                 actix_rt::spawn(async move {
-                    let outcome = match cx
-                        .cache
-                        .send(ClaimBlob {
-                            digest: msg.digest.clone(),
-                        })
-                        .await
-                    {
+                    let outcome = match cx.cache.send(ClaimBlob { digest: msg.digest.clone() }).await {
                         Err(e) => Err(MirrorError::from(e)),
                         Ok(BlobClaim::Cached(size)) => Ok(ClaimedBlob::Cached(size)),
                         Ok(BlobClaim::Uncacheable) => Ok(ClaimedBlob::Uncached),
@@ -145,10 +135,7 @@ impl Handler<GetBlob> for ImageActor {
                             Ok(ClaimedBlob::Active(transfer))
                         }
                     };
-                    me.do_send(BlobClaimed {
-                        digest: msg.digest,
-                        outcome,
-                    });
+                    me.do_send(BlobClaimed { digest: msg.digest, outcome });
                 });
             }
         }
@@ -179,8 +166,7 @@ impl Handler<BlobClaimed> for ImageActor {
             let _ = waiter.send(reply(&msg.outcome));
         }
         if let Ok(ClaimedBlob::Active(transfer)) = msg.outcome {
-            self.blobs
-                .insert(msg.digest.clone(), BlobEntry::Active(transfer.clone()));
+            self.blobs.insert(msg.digest.clone(), BlobEntry::Active(transfer.clone()));
             self.watch_transfer(msg.digest, transfer, ctx);
         }
     }

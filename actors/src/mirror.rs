@@ -140,14 +140,7 @@ impl Mirror {
         for spec in config.upstreams {
             let tls = client_config(spec.namespace.as_str(), &spec.tls)?;
             let namespace = canonical(spec.namespace);
-            upstreams.insert(
-                namespace.clone(),
-                Arc::new(Upstream {
-                    namespace,
-                    base_url: spec.base_url,
-                    tls,
-                }),
-            );
+            upstreams.insert(namespace.clone(), Arc::new(Upstream { namespace, base_url: spec.base_url, tls }));
         }
         let (store, lock) = Store::open(&config.image_path)?;
         let report = store.rebuild();
@@ -166,15 +159,7 @@ impl Mirror {
         let pool_arbiter = Arbiter::new().handle();
         let pool = UpstreamPool::start_in_arbiter(&pool_arbiter, move |_| UpstreamPool::new(timeouts));
         let image_arbiter = Arbiter::new().handle();
-        let inner = Inner {
-            store,
-            cache,
-            pool,
-            upstreams,
-            images: DashMap::new(),
-            image_arbiter,
-            _lock: lock,
-        };
+        let inner = Inner { store, cache, pool, upstreams, images: DashMap::new(), image_arbiter, _lock: lock };
         Ok((Mirror { inner: Arc::new(inner) }, report))
     }
 
@@ -185,11 +170,7 @@ impl Mirror {
 
     /// The configured upstream for a namespace, or `Denied`.
     pub fn upstream(&self, ns: &Namespace) -> Result<Arc<Upstream>, MirrorError> {
-        self.inner
-            .upstreams
-            .get(ns)
-            .cloned()
-            .ok_or_else(|| MirrorError::Denied(ns.clone()))
+        self.inner.upstreams.get(ns).cloned().ok_or_else(|| MirrorError::Denied(ns.clone()))
     }
 
     fn image_actor(&self, image: &ImageKey) -> Result<Addr<ImageActor>, MirrorError> {
@@ -215,10 +196,7 @@ impl Mirror {
     }
 
     fn cached_manifest(&self, image: &ImageKey, reference: &Reference) -> Option<ManifestMeta> {
-        let key = RefKey {
-            image: image.clone(),
-            reference: reference.clone(),
-        };
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
         match self.index().resolve(&key) {
             Some(meta) => Some(meta),
             None => match reference {
@@ -239,38 +217,20 @@ impl Mirror {
         if let Some(meta) = self.cached_manifest(image, reference) {
             tracing::info!("serving manifest from cache: \"{}{}\"", image, suffix(reference));
             if !want_body {
-                return Ok(ManifestResponse {
-                    meta,
-                    bytes: None,
-                    from_cache: true,
-                });
+                return Ok(ManifestResponse { meta, bytes: None, from_cache: true });
             }
             let store = self.inner.store.clone();
             let digest = meta.digest.clone();
             match tokio::task::spawn_blocking(move || store.read_manifest(&digest)).await {
-                Ok(Ok(bytes)) => {
-                    return Ok(ManifestResponse {
-                        meta,
-                        bytes: Some(bytes.into()),
-                        from_cache: true,
-                    })
-                }
+                Ok(Ok(bytes)) => return Ok(ManifestResponse { meta, bytes: Some(bytes.into()), from_cache: true }),
                 other => {
                     tracing::warn!(digest = %meta.digest, "cached manifest unreadable ({other:?}); fetching again")
                 }
             }
         }
         let actor = self.image_actor(image)?;
-        let reply = actor
-            .send(GetManifest {
-                reference: reference.clone(),
-            })
-            .await??;
-        Ok(ManifestResponse {
-            meta: reply.meta,
-            bytes: Some(reply.bytes),
-            from_cache: false,
-        })
+        let reply = actor.send(GetManifest { reference: reference.clone() }).await??;
+        Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })
     }
 
     /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
@@ -283,14 +243,11 @@ impl Mirror {
             BlobReply::Cached(_) => self
                 .cached_blob(digest)
                 .ok_or_else(|| MirrorError::Internal(format!("blob {digest} vanished from the cache"))),
-            BlobReply::Transfer(transfer) => {
-                let size = transfer.wait_started().await?;
-                Ok(BlobResponse {
-                    size,
-                    from_cache: false,
-                    source: BlobSource::Transfer(transfer),
-                })
-            }
+            BlobReply::Transfer(transfer) => match transfer.wait_started().await {
+                Ok(size) => Ok(BlobResponse { size, from_cache: false, source: BlobSource::Transfer(transfer) }),
+                Err(MirrorError::Uncacheable) => self.uncached_blob(image, digest).await,
+                Err(e) => Err(e),
+            },
             BlobReply::Uncached => self.uncached_blob(image, digest).await,
         }
     }
@@ -298,11 +255,7 @@ impl Mirror {
     fn cached_blob(&self, digest: &Digest) -> Option<BlobResponse> {
         let size = self.index().blob(digest)?;
         match self.inner.store.open_blob(digest) {
-            Ok(file) => Some(BlobResponse {
-                size: Some(size),
-                from_cache: true,
-                source: BlobSource::File(file),
-            }),
+            Ok(file) => Some(BlobResponse { size: Some(size), from_cache: true, source: BlobSource::File(file) }),
             Err(e) => {
                 tracing::warn!(blob = %digest, error = %e, "indexed blob cannot be opened; fetching again");
                 None
@@ -314,26 +267,13 @@ impl Mirror {
         let upstream = self.upstream(image.ns())?;
         let name = upstream.namespace.to_string();
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let resp = self
-            .inner
-            .pool
-            .send(Fetch {
-                upstream,
-                path,
-                head: false,
-                accept: None,
-            })
-            .await??;
+        let resp = self.inner.pool.send(Fetch { upstream, path, head: false, accept: None }).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
         let size = resp.content_length;
         let stream = verified_passthrough(digest.clone(), size, name, resp.body);
-        Ok(BlobResponse {
-            size,
-            from_cache: false,
-            source: BlobSource::Uncached(stream),
-        })
+        Ok(BlobResponse { size, from_cache: false, source: BlobSource::Uncached(stream) })
     }
 
     /// A blob's size without its bytes: from the index, else a HEAD to the upstream (nothing is fetched or cached).
@@ -343,16 +283,7 @@ impl Mirror {
         }
         let upstream = self.upstream(image.ns())?;
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let resp = self
-            .inner
-            .pool
-            .send(Fetch {
-                upstream,
-                path,
-                head: true,
-                accept: None,
-            })
-            .await??;
+        let resp = self.inner.pool.send(Fetch { upstream, path, head: true, accept: None }).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }

@@ -127,9 +127,7 @@ fn is_dns_label(label: &str) -> bool {
         && label.len() <= MAX_DNS_LABEL_LEN
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Validates a lowercased, unbracketed host; returns its canonical form.
@@ -160,18 +158,11 @@ impl FromStr for Namespace {
         }
         let lower = s.to_ascii_lowercase();
         let (host, port) = if let Some(bracketed) = lower.strip_prefix('[') {
-            let (inner, rest) = bracketed
-                .split_once(']')
-                .ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?;
-            let ip = inner
-                .parse::<Ipv6Addr>()
-                .map_err(|_| ReferenceError::InvalidHost(s.to_owned()))?;
+            let (inner, rest) = bracketed.split_once(']').ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?;
+            let ip = inner.parse::<Ipv6Addr>().map_err(|_| ReferenceError::InvalidHost(s.to_owned()))?;
             let port = match rest {
                 "" => None,
-                _ => Some(
-                    rest.strip_prefix(':')
-                        .ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?,
-                ),
+                _ => Some(rest.strip_prefix(':').ok_or_else(|| ReferenceError::InvalidHost(s.to_owned()))?),
             };
             (format!("[{ip}]"), port)
         } else {
@@ -247,10 +238,7 @@ impl FromStr for RepoName {
             return Err(ReferenceError::RepoNameTooLong(s.to_owned()));
         }
         if let Some(bad) = s.split('/').find(|c| !is_repo_component(c)) {
-            return Err(ReferenceError::InvalidRepoComponent {
-                name: s.to_owned(),
-                component: bad.to_owned(),
-            });
+            return Err(ReferenceError::InvalidRepoComponent { name: s.to_owned(), component: bad.to_owned() });
         }
         Ok(RepoName(s.to_owned()))
     }
@@ -347,15 +335,8 @@ impl ImageKey {
         if !ns.is_docker_hub() {
             return ImageKey { ns, repo };
         }
-        let repo = if repo.segment_count() == 1 {
-            format!("library/{repo}").parse().unwrap_or(repo)
-        } else {
-            repo
-        };
-        ImageKey {
-            ns: Namespace::docker_hub(),
-            repo,
-        }
+        let repo = if repo.segment_count() == 1 { format!("library/{repo}").parse().unwrap_or(repo) } else { repo };
+        ImageKey { ns: Namespace::docker_hub(), repo }
     }
 
     /// The upstream registry.
@@ -374,9 +355,7 @@ impl FromStr for ImageKey {
 
     /// Parses `namespace/repository` (the [`Display`](fmt::Display) form).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ns, repo) = s
-            .split_once('/')
-            .ok_or_else(|| ReferenceError::MalformedImageKey(s.to_owned()))?;
+        let (ns, repo) = s.split_once('/').ok_or_else(|| ReferenceError::MalformedImageKey(s.to_owned()))?;
         Ok(ImageKey::new(ns.parse()?, repo.parse()?))
     }
 }
@@ -420,10 +399,9 @@ mod tests {
                 (Ok(canon), Ok(v)) => {
                     assert_eq!(&v.to_string(), canon, "{what} case {input:?}: canonical form")
                 }
-                (Err(variant), Err(e)) => assert!(
-                    format!("{e:?}").starts_with(variant),
-                    "{what} case {input:?}: want {variant}, got {e:?}"
-                ),
+                (Err(variant), Err(e)) => {
+                    assert!(format!("{e:?}").starts_with(variant), "{what} case {input:?}: want {variant}, got {e:?}")
+                }
                 _ => panic!("{what} case {input:?}: want {want:?}, got {got:?}"),
             }
         }
@@ -581,10 +559,7 @@ mod tests {
                 (&good, Ok(&good)),
                 (&upper, Err("Digest(NotLowercaseHex")),
                 (&short, Err("Digest(WrongLength")),
-                (
-                    "md5:d41d8cd98f00b204e9800998ecf8427e",
-                    Err("Digest(UnsupportedAlgorithm"),
-                ),
+                ("md5:d41d8cd98f00b204e9800998ecf8427e", Err("Digest(UnsupportedAlgorithm")),
                 ("sha256:", Err("Digest(Malformed")),
                 ("bad/tag", Err("InvalidTag")),
             ],

@@ -67,17 +67,8 @@ pub struct TransferPublisher {
 /// Create a transfer for `digest` whose bytes will appear in `file`.
 pub fn transfer(digest: Digest, file: File) -> (Transfer, TransferPublisher) {
     let (tx, rx) = watch::channel(Progress::Starting);
-    let shared = Shared {
-        digest,
-        file: Arc::new(file),
-        progress: rx,
-    };
-    (
-        Transfer {
-            shared: Arc::new(shared),
-        },
-        TransferPublisher { tx, finished: false },
-    )
+    let shared = Shared { digest, file: Arc::new(file), progress: rx };
+    (Transfer { shared: Arc::new(shared) }, TransferPublisher { tx, finished: false })
 }
 
 impl TransferPublisher {
@@ -102,13 +93,8 @@ impl TransferPublisher {
 impl Drop for TransferPublisher {
     fn drop(&mut self) {
         if !self.finished {
-            self.tx.send_replace(Progress::Failed(MirrorError::Internal(
-                "transfer abandoned by its leader".into(),
-            )));
-            debug_assert!(
-                std::thread::panicking(),
-                "transfer publisher dropped without an outcome"
-            );
+            self.tx.send_replace(Progress::Failed(MirrorError::Internal("transfer abandoned by its leader".into())));
+            debug_assert!(std::thread::panicking(), "transfer publisher dropped without an outcome");
         }
     }
 }
@@ -126,10 +112,7 @@ impl Transfer {
 
     /// Whether the transfer has reached `Done` or `Failed`.
     pub fn is_settled(&self) -> bool {
-        matches!(
-            *self.shared.progress.borrow(),
-            Progress::Done { .. } | Progress::Failed(_)
-        )
+        matches!(*self.shared.progress.borrow(), Progress::Done { .. } | Progress::Failed(_))
     }
 
     /// Wait until the upstream has answered; returns the blob's size when known.
@@ -165,12 +148,7 @@ impl Transfer {
 
     /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available.
     pub fn stream(&self, start: u64, end: Option<u64>) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
-        read_stream(
-            self.shared.file.clone(),
-            start,
-            end,
-            Limit::Live(self.shared.progress.clone()),
-        )
+        read_stream(self.shared.file.clone(), start, end, Limit::Live(self.shared.progress.clone()))
     }
 }
 
@@ -256,10 +234,9 @@ impl Reader {
                     .await
                     .map_err(std::io::Error::other);
                     return match read {
-                        Ok(Ok(chunk)) if chunk.is_empty() => Some(Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "cache file shrank",
-                        ))),
+                        Ok(Ok(chunk)) if chunk.is_empty() => {
+                            Some(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cache file shrank")))
+                        }
                         Ok(Ok(chunk)) => {
                             self.pos += chunk.len() as u64;
                             Some(Ok(chunk))
@@ -289,12 +266,7 @@ fn read_stream(
     end: Option<u64>,
     limit: Limit,
 ) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
-    let reader = Reader {
-        file,
-        pos: start,
-        end,
-        limit,
-    };
+    let reader = Reader { file, pos: start, end, limit };
     Box::pin(stream::unfold(reader, |mut r| async move {
         let item = r.next_chunk().await?;
         let failed = item.is_err();
@@ -326,16 +298,7 @@ pub fn verified_passthrough(
         done: bool,
     }
     let hasher = Some(Digester::new(digest.algorithm()));
-    let state = State {
-        digest,
-        expected_len,
-        upstream,
-        body,
-        hasher,
-        held: None,
-        seen: 0,
-        done: false,
-    };
+    let state = State { digest, expected_len, upstream, body, hasher, held: None, seen: 0, done: false };
     Box::pin(stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
@@ -406,9 +369,7 @@ mod tests {
     }
 
     async fn next(s: &mut BoxStream<'static, Result<Bytes, std::io::Error>>) -> Option<Result<Bytes, std::io::Error>> {
-        tokio::time::timeout(Duration::from_secs(5), s.next())
-            .await
-            .expect("reader stalled")
+        tokio::time::timeout(Duration::from_secs(5), s.next()).await.expect("reader stalled")
     }
 
     #[tokio::test]
@@ -418,24 +379,15 @@ mod tests {
         let mut s = t.stream(0, None);
         w.write_all(b"hello").expect("write");
         publisher.running(5, Some(10));
-        assert_eq!(
-            next(&mut s).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"hell")
-        );
+        assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"hell"));
         // The fifth byte is held back while running.
         let pending = tokio::time::timeout(Duration::from_millis(100), s.next()).await;
         assert!(pending.is_err(), "reader must wait, got {pending:?}");
         w.write_all(b"world").expect("write");
         publisher.running(10, Some(10));
-        assert_eq!(
-            next(&mut s).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"oworl")
-        );
+        assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"oworl"));
         publisher.done(10);
-        assert_eq!(
-            next(&mut s).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"d")
-        );
+        assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"d"));
         assert!(next(&mut s).await.is_none(), "clean end after done");
     }
 
@@ -446,24 +398,12 @@ mod tests {
         w.write_all(b"0123456789").expect("write");
         publisher.running(10, Some(10));
         let mut late = t.stream(0, None);
-        assert_eq!(
-            next(&mut late).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"012345678")
-        );
+        assert_eq!(next(&mut late).await.expect("chunk").expect("ok"), Bytes::from_static(b"012345678"));
         let mut ranged = t.stream(2, Some(5));
-        assert_eq!(
-            next(&mut ranged).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"234")
-        );
-        assert!(
-            next(&mut ranged).await.is_none(),
-            "a range that ends before the held-back byte completes"
-        );
+        assert_eq!(next(&mut ranged).await.expect("chunk").expect("ok"), Bytes::from_static(b"234"));
+        assert!(next(&mut ranged).await.is_none(), "a range that ends before the held-back byte completes");
         publisher.done(10);
-        assert_eq!(
-            next(&mut late).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"9")
-        );
+        assert_eq!(next(&mut late).await.expect("chunk").expect("ok"), Bytes::from_static(b"9"));
     }
 
     #[tokio::test]
@@ -473,15 +413,9 @@ mod tests {
         let mut s = t.stream(0, None);
         w.write_all(b"abc").expect("write");
         publisher.running(3, Some(3));
-        assert_eq!(
-            next(&mut s).await.expect("chunk").expect("ok"),
-            Bytes::from_static(b"ab")
-        );
+        assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"ab"));
         publisher.fail(MirrorError::Internal("digest mismatch".into()));
-        assert!(
-            next(&mut s).await.expect("an item").is_err(),
-            "failure must surface as an error"
-        );
+        assert!(next(&mut s).await.expect("an item").is_err(), "failure must surface as an error");
         assert!(next(&mut s).await.is_none(), "stream ends after the error");
     }
 
@@ -509,9 +443,7 @@ mod tests {
             tx.send(Ok(BodyEvent::Data(payload.slice(..5)))).await.expect("send");
             tx.send(Ok(BodyEvent::Data(payload.slice(5..)))).await.expect("send");
             tx.send(Ok(BodyEvent::End)).await.expect("send");
-            let items: Vec<_> = verified_passthrough(d.clone(), Some(15), "up".into(), rx)
-                .collect()
-                .await;
+            let items: Vec<_> = verified_passthrough(d.clone(), Some(15), "up".into(), rx).collect().await;
             let clean = items.iter().all(|i| i.is_ok());
             assert_eq!(clean, ok, "payload {payload:?}");
             if !ok {

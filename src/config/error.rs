@@ -23,12 +23,7 @@ pub enum ConfigError {
 
     /// A key holds a value of the wrong type or outside its allowed set.
     #[error("config key '{key}' (in {file}) has an invalid value {value}: {reason}")]
-    InvalidValue {
-        key: String,
-        file: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: String, file: String, value: String, reason: String },
 
     /// A required key is absent.
     #[error("config key '{key}' (in {file}) is required")]
@@ -46,18 +41,12 @@ pub enum ConfigError {
 impl ConfigError {
     /// A read failure for `path`, with the OS error text stripped of its "(os error N)" suffix.
     pub fn read(path: &str, err: &io::Error) -> Self {
-        ConfigError::Read {
-            path: path.to_string(),
-            reason: io_reason(err),
-        }
+        ConfigError::Read { path: path.to_string(), reason: io_reason(err) }
     }
 
     /// A parse failure, flattened to one line.
     pub fn parse(file: &str, reason: impl ToString) -> Self {
-        ConfigError::Parse {
-            file: file.to_string(),
-            reason: one_line(&reason.to_string()),
-        }
+        ConfigError::Parse { file: file.to_string(), reason: one_line(&reason.to_string()) }
     }
 }
 

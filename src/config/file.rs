@@ -37,16 +37,7 @@ const TOP_KEYS: &[&str] = &[
     "listConfig",
     "serverTlsConfig",
 ];
-const PRUNE_KEYS: &[&str] = &[
-    "enabled",
-    "type",
-    "duration",
-    "frequency",
-    "count",
-    "expr",
-    "dryRun",
-    "dryrun",
-];
+const PRUNE_KEYS: &[&str] = &["enabled", "type", "duration", "frequency", "count", "expr", "dryRun", "dryrun"];
 const LIST_KEYS: &[&str] = &["header", "expr"];
 const SERVER_TLS_KEYS: &[&str] = &["cert", "key", "ca", "clientAuth"];
 
@@ -87,31 +78,20 @@ fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, Config
     reject_unsupported(walker, top)?;
     for key in ["os", "arch"] {
         if top.get(key).is_some_and(|v| !is_default(v)) {
-            let message = format!(
-                "config key '{key}' in {} has no effect yet in this build, ignored",
-                walker.file
-            );
+            let message = format!("config key '{key}' in {} has no effect yet in this build, ignored", walker.file);
             walker.warn(message);
         }
     }
     let log_level = match walker.string(top, "logLevel")? {
         None => None,
         Some(text) => Some(LogLevel::parse(&text).ok_or_else(|| {
-            walker.invalid(
-                "logLevel",
-                &Value::String(text.clone()),
-                "expected debug, info, warn or error",
-            )
+            walker.invalid("logLevel", &Value::String(text.clone()), "expected debug, info, warn or error")
         })?),
     };
     let host = match walker.string(top, "host")? {
         None => None,
         Some(text) => Some(parse_host(&text).map_err(|_| {
-            walker.invalid(
-                "host",
-                &Value::String(text.clone()),
-                "expected an IP address such as 0.0.0.0 or ::",
-            )
+            walker.invalid("host", &Value::String(text.clone()), "expected an IP address such as 0.0.0.0 or ::")
         })?),
     };
     let registries = parse_registries(walker, "registries", top.get("registries"))?;
@@ -279,14 +259,8 @@ serverTlsConfig:
             ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
             ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
             ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
-            (
-                "registries: [{name: a.io, auth: {user: u, password: p}}]",
-                "registries[0].auth.user",
-            ),
-            (
-                "registries: [{name: a.io, tls: {cert: /c, key: /k}}]",
-                "registries[0].tls.cert",
-            ),
+            ("registries: [{name: a.io, auth: {user: u, password: p}}]", "registries[0].auth.user"),
+            ("registries: [{name: a.io, tls: {cert: /c, key: /k}}]", "registries[0].tls.cert"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }
@@ -351,16 +325,8 @@ serverTlsConfig:
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
             ("health: 70000", "health", "70000"),
-            (
-                "registries: [{name: a.io, scheme: ftp}]",
-                "registries[0].scheme",
-                "\"ftp\"",
-            ),
-            (
-                "registries: [{name: a.io}, {name: a.io}]",
-                "registries[1].name",
-                "\"a.io\"",
-            ),
+            ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
+            ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
             (
                 "registries: [{name: a.io, endpoint: 'http://a.io?x=1'}]",
                 "registries[0].endpoint",

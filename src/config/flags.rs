@@ -17,10 +17,7 @@ pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
 
 fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
     let unsupported = [
-        (
-            "--preload-images",
-            serve.preload_images.as_ref().is_some_and(|s| !s.is_empty()),
-        ),
+        ("--preload-images", serve.preload_images.as_ref().is_some_and(|s| !s.is_empty())),
         ("--health", serve.health.is_some()),
         ("--metrics", serve.metrics.is_some()),
         ("--always-pull-latest", serve.always_pull_latest == Some(true)),

@@ -97,9 +97,7 @@ pub fn parse_registries(
 
 fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<RegistrySettings, ConfigError> {
     let section = walker.section(path, value, REGISTRY_KEYS)?;
-    let name = walker
-        .string(&section, "name")?
-        .ok_or_else(|| walker.missing(&section.key("name")))?;
+    let name = walker.string(&section, "name")?.ok_or_else(|| walker.missing(&section.key("name")))?;
     if let Err(reason) = check_name(&name) {
         return Err(walker.invalid(&section.key("name"), &Value::String(name), reason));
     }
@@ -107,11 +105,7 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
     let scheme = match &scheme_given {
         None => Scheme::Https,
         Some(text) => Scheme::parse(text).ok_or_else(|| {
-            walker.invalid(
-                &section.key("scheme"),
-                &Value::String(text.clone()),
-                "expected http or https",
-            )
+            walker.invalid(&section.key("scheme"), &Value::String(text.clone()), "expected http or https")
         })?,
     };
     let endpoint = match walker.string(&section, "endpoint")? {
@@ -132,12 +126,7 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
         None => TlsSettings::default(),
         Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
     };
-    Ok(RegistrySettings {
-        name,
-        scheme,
-        endpoint,
-        tls,
-    })
+    Ok(RegistrySettings { name, scheme, endpoint, tls })
 }
 
 /// Upstream credentials are not implemented yet: any non-empty auth key is an error.
@@ -183,10 +172,7 @@ fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str) -> 
         );
         walker.warn(message);
     }
-    Ok(TlsSettings {
-        ca,
-        insecure_skip_verify,
-    })
+    Ok(TlsSettings { ca, insecure_skip_verify })
 }
 
 /// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
@@ -203,9 +189,7 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 /// Validates an `endpoint` URL: absolute http(s), a host, an optional port and path, no
 /// credentials, query or fragment. Returns it with a lower-case scheme and no trailing slash.
 fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
-    let (scheme, rest) = raw
-        .split_once("://")
-        .ok_or("expected an absolute URL such as http://127.0.0.1:5000")?;
+    let (scheme, rest) = raw.split_once("://").ok_or("expected an absolute URL such as http://127.0.0.1:5000")?;
     let scheme = Scheme::parse(scheme).ok_or("the URL scheme must be http or https")?;
     if raw.chars().any(char::is_whitespace) {
         return Err("a URL must not contain spaces");
@@ -221,11 +205,7 @@ fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
     if host.is_empty() {
         return Err("the URL has no host");
     }
-    if !host.starts_with('[')
-        && !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    {
+    if !host.starts_with('[') && !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
         return Err("the URL host has invalid characters");
     }
     if let Some(port) = port {
@@ -239,9 +219,7 @@ fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
 /// Splits `host[:port]` or `[v6]:port`.
 fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
     if let Some(after_bracket) = authority.strip_prefix('[') {
-        let (v6, tail) = after_bracket
-            .split_once(']')
-            .ok_or("the URL has an unclosed '[' in its host")?;
+        let (v6, tail) = after_bracket.split_once(']').ok_or("the URL has an unclosed '[' in its host")?;
         if v6.parse::<Ipv6Addr>().is_err() {
             return Err("the URL host is not a valid IPv6 address");
         }
@@ -293,10 +271,7 @@ mod tests {
 
     #[test]
     fn endpoint_forms() {
-        assert_eq!(
-            parse_endpoint("HTTPS://[::1]:8443/prefix/").as_deref(),
-            Ok("https://[::1]:8443/prefix")
-        );
+        assert_eq!(parse_endpoint("HTTPS://[::1]:8443/prefix/").as_deref(), Ok("https://[::1]:8443/prefix"));
         assert!(parse_endpoint("127.0.0.1:5000").is_err());
         assert!(parse_endpoint("ftp://x").is_err());
         assert!(parse_endpoint("http://").is_err());
@@ -311,15 +286,9 @@ mod tests {
     #[test]
     fn invalid_values_name_their_key() {
         let msg = error("- name: a.io\n  shceme: http\n  scheme: ftp\n");
-        assert!(
-            msg.contains("'registries[0].scheme'") && msg.contains("\"ftp\""),
-            "{msg}"
-        );
+        assert!(msg.contains("'registries[0].scheme'") && msg.contains("\"ftp\""), "{msg}");
         let msg = error("- name: a.io\n- name: a.io\n");
-        assert!(
-            msg.contains("'registries[1].name'") && msg.contains("duplicate"),
-            "{msg}"
-        );
+        assert!(msg.contains("'registries[1].name'") && msg.contains("duplicate"), "{msg}");
         let msg = error("- name: a.io\n  endpoint: 'a.io:5000'\n");
         assert!(msg.contains("'registries[0].endpoint'") && msg.contains("\"a.io:5000\""));
         let msg = error("- scheme: http\n");
@@ -340,10 +309,7 @@ mod tests {
     fn unknown_key_warns() {
         let (result, warnings) = parse("- name: a.io\n  shceme: http\n");
         assert!(result.is_ok());
-        assert_eq!(
-            warnings,
-            vec!["unknown key 'registries[0].shceme' in cfg.yaml, ignored".to_string()]
-        );
+        assert_eq!(warnings, vec!["unknown key 'registries[0].shceme' in cfg.yaml, ignored".to_string()]);
     }
 
     #[test]

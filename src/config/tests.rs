@@ -31,15 +31,7 @@ fn embedded_default_lists_the_public_registries() {
     let names: Vec<&str> = settings.registries.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "docker.io",
-            "registry.k8s.io",
-            "ghcr.io",
-            "quay.io",
-            "gcr.io",
-            "mcr.microsoft.com",
-            "public.ecr.aws"
-        ]
+        ["docker.io", "registry.k8s.io", "ghcr.io", "quay.io", "gcr.io", "mcr.microsoft.com", "public.ecr.aws"]
     );
     assert!(settings
         .registries
@@ -122,10 +114,7 @@ fn flags_override_file_values() {
 #[test]
 fn unreadable_file_names_the_path() {
     let err = load(&cli(&["serve", "--config-file", "/nonexistent/x.yaml"])).expect_err("missing file");
-    assert_eq!(
-        err.to_string(),
-        "cannot read config file /nonexistent/x.yaml: No such file or directory"
-    );
+    assert_eq!(err.to_string(), "cannot read config file /nonexistent/x.yaml: No such file or directory");
 }
 
 #[test]

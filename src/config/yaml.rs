@@ -24,11 +24,7 @@ pub struct Section<'v> {
 impl<'v> Section<'v> {
     /// The value of `name`, or `None` when absent or null (YAML `key:` with nothing after it).
     pub fn get(&self, name: &str) -> Option<&'v Value> {
-        self.entries
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| *value)
-            .filter(|value| !value.is_null())
+        self.entries.iter().find(|(key, _)| *key == name).map(|(_, value)| *value).filter(|value| !value.is_null())
     }
 
     /// The full key path of `name` within this section.
@@ -81,10 +77,7 @@ pub fn is_default(value: &Value) -> bool {
 
 impl Walker {
     pub fn new(file: impl Into<String>) -> Self {
-        Walker {
-            file: file.into(),
-            warnings: Vec::new(),
-        }
+        Walker { file: file.into(), warnings: Vec::new() }
     }
 
     /// Reads `value` (at key path `path`) as a mapping whose keys must be in `known`; other keys
@@ -96,12 +89,7 @@ impl Walker {
         known: &[&'static str],
     ) -> Result<Section<'v>, ConfigError> {
         let map = match value {
-            Value::Null => {
-                return Ok(Section {
-                    path: path.to_string(),
-                    entries: Vec::new(),
-                })
-            }
+            Value::Null => return Ok(Section { path: path.to_string(), entries: Vec::new() }),
             Value::Mapping(map) => map,
             other => return Err(self.invalid(path, other, "expected a mapping of keys")),
         };
@@ -112,18 +100,11 @@ impl Walker {
                 Some(known_key) => entries.push((*known_key, value)),
                 None => {
                     let shown = name.map_or_else(|| describe(key), str::to_string);
-                    self.warnings.push(format!(
-                        "unknown key '{}' in {}, ignored",
-                        join(path, &shown),
-                        self.file
-                    ));
+                    self.warnings.push(format!("unknown key '{}' in {}, ignored", join(path, &shown), self.file));
                 }
             }
         }
-        Ok(Section {
-            path: path.to_string(),
-            entries,
-        })
+        Ok(Section { path: path.to_string(), entries })
     }
 
     pub fn invalid(&self, key: &str, value: &Value, reason: impl ToString) -> ConfigError {
@@ -136,17 +117,11 @@ impl Walker {
     }
 
     pub fn unsupported(&self, key: &str) -> ConfigError {
-        ConfigError::UnsupportedKey {
-            key: key.to_string(),
-            file: self.file.clone(),
-        }
+        ConfigError::UnsupportedKey { key: key.to_string(), file: self.file.clone() }
     }
 
     pub fn missing(&self, key: &str) -> ConfigError {
-        ConfigError::MissingKey {
-            key: key.to_string(),
-            file: self.file.clone(),
-        }
+        ConfigError::MissingKey { key: key.to_string(), file: self.file.clone() }
     }
 
     pub fn warn(&mut self, message: String) {
@@ -199,9 +174,7 @@ impl Walker {
             Value::String(s) => duration::parse_duration(s),
             _ => Err(DurationError::Unparsable),
         };
-        parsed
-            .map(Some)
-            .map_err(|err| self.invalid(&section.key(name), value, err))
+        parsed.map(Some).map_err(|err| self.invalid(&section.key(name), value, err))
     }
 }
 
@@ -219,10 +192,7 @@ mod tests {
         let value = doc("a: 1\nzz: 2\n");
         let section = walker.section("outer[1]", &value, &["a"]).expect("mapping");
         assert!(section.get("a").is_some());
-        assert_eq!(
-            walker.warnings,
-            vec!["unknown key 'outer[1].zz' in f.yaml, ignored".to_string()]
-        );
+        assert_eq!(walker.warnings, vec!["unknown key 'outer[1].zz' in f.yaml, ignored".to_string()]);
     }
 
     #[test]

@@ -37,12 +37,7 @@ struct Entry<'a> {
 impl OciError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> OciError {
-        OciError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        OciError { status, code, message: message.into(), retry_after: None }
     }
 
     /// 405 for anything that would write: this is a pull-only mirror.
@@ -113,7 +108,9 @@ impl From<MirrorError> for OciError {
             MirrorError::ManifestUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             MirrorError::BlobUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", message),
             MirrorError::Upstream(e) => upstream_error(e),
-            MirrorError::Unavailable(_) => OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
+            MirrorError::Unavailable(_) | MirrorError::Uncacheable => {
+                OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            }
             MirrorError::Internal(_) => OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message),
         }
     }

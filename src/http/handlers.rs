@@ -29,9 +29,7 @@ const X_REGISTRY: &str = "x-registry";
 /// An empty body that still announces `len` bytes: what a HEAD response needs (actix would otherwise write
 /// `Content-Length: 0`).
 fn head_body(builder: &mut HttpResponseBuilder, len: u64) -> HttpResponse {
-    builder
-        .no_chunking(len)
-        .streaming(stream::empty::<Result<Bytes, std::io::Error>>())
+    builder.no_chunking(len).streaming(stream::empty::<Result<Bytes, std::io::Error>>())
 }
 
 /// The single entry point for `/v2/...`: method check, route parsing, then manifest or blob.
@@ -42,12 +40,7 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         return OciError::unsupported(format!("{method} is not supported: this is a pull-only mirror")).response();
     }
     let x_registry = req.headers().get(X_REGISTRY).and_then(|v| v.to_str().ok());
-    let route = parse_route(
-        req.uri().path(),
-        req.uri().query(),
-        x_registry,
-        state.default_ns.as_ref(),
-    );
+    let route = parse_route(req.uri().path(), req.uri().query(), x_registry, state.default_ns.as_ref());
     match route {
         Err(e) => OciError::from(e).response(),
         Ok(Route::Base) => HttpResponse::Ok().content_type("application/json").body("{}"),
@@ -70,12 +63,7 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 
 /// Anything outside `/v2/`.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    OciError::new(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        format!("no such endpoint: {}", req.uri().path()),
-    )
-    .response()
+    OciError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no such endpoint: {}", req.uri().path())).response()
 }
 
 async fn manifest(
@@ -141,11 +129,7 @@ async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Diges
         blob_headers(&mut builder, &digest);
         return builder.streaming(blob.stream(0, None));
     };
-    let wanted = if blob.supports_range() {
-        range(req.headers(), size)
-    } else {
-        RangeRequest::Full
-    };
+    let wanted = if blob.supports_range() { range(req.headers(), size) } else { RangeRequest::Full };
     match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
@@ -155,10 +139,7 @@ async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Diges
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest);
-            builder.insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{}", r.start, r.end - 1, size),
-            ));
+            builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
             builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end))))
         }
         RangeRequest::Unsatisfiable => {

@@ -112,21 +112,10 @@ mod tests {
             (&[("accept", "*/*")], OCI_INDEX, true),
             (&[("accept", DOCKER_V2)], OCI_INDEX, false),
             (&[("accept", DOCKER_V2), ("accept", OCI_INDEX)], OCI_INDEX, true),
-            (
-                &[(
-                    "accept",
-                    "application/vnd.docker.distribution.manifest.v2+json, */*;q=0.5",
-                )],
-                OCI_INDEX,
-                true,
-            ),
+            (&[("accept", "application/vnd.docker.distribution.manifest.v2+json, */*;q=0.5")], OCI_INDEX, true),
             (&[("accept", "application/*")], OCI_INDEX, true),
             (&[("accept", "text/*")], OCI_INDEX, false),
-            (
-                &[("accept", "application/vnd.oci.image.index.v1+json; q=0.9")],
-                OCI_INDEX,
-                true,
-            ),
+            (&[("accept", "application/vnd.oci.image.index.v1+json; q=0.9")], OCI_INDEX, true),
         ];
         for (hs, mt, want) in cases {
             assert_eq!(accepts(&headers(hs), mt), *want, "accept case {hs:?} for {mt}");

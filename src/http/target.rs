@@ -105,14 +105,10 @@ pub fn parse_route(
     };
     let image = image_key(name, query, x_registry, default_ns)?;
     Ok(match endpoint {
-        Endpoint::Manifest(reference) => Route::Pull(PullTarget {
-            image,
-            object: Object::Manifest(parse_reference(reference)?),
-        }),
-        Endpoint::Blob(digest) => Route::Pull(PullTarget {
-            image,
-            object: Object::Blob(parse_digest(digest)?),
-        }),
+        Endpoint::Manifest(reference) => {
+            Route::Pull(PullTarget { image, object: Object::Manifest(parse_reference(reference)?) })
+        }
+        Endpoint::Blob(digest) => Route::Pull(PullTarget { image, object: Object::Blob(parse_digest(digest)?) }),
         Endpoint::TagsList => Route::TagsList(image),
         Endpoint::Referrers(digest) => {
             parse_digest(digest)?;
@@ -130,9 +126,7 @@ fn not_found(raw_path: &str) -> TargetError {
 /// reported separately.
 fn guarded_segments(raw_path: &str) -> Result<(Vec<&str>, bool), TargetError> {
     if let Some(c) = raw_path.chars().find(|c| matches!(c, '%' | '\\')) {
-        return Err(TargetError::NameInvalid(format!(
-            "request path {raw_path:?} contains {c:?}"
-        )));
+        return Err(TargetError::NameInvalid(format!("request path {raw_path:?} contains {c:?}")));
     }
     let relative = match raw_path.strip_prefix('/') {
         Some(r) if !r.is_empty() => r,
@@ -144,9 +138,7 @@ fn guarded_segments(raw_path: &str) -> Result<(Vec<&str>, bool), TargetError> {
         segments.pop();
     }
     if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
-        return Err(TargetError::NameInvalid(format!(
-            "request path {raw_path:?} has a forbidden segment {bad:?}"
-        )));
+        return Err(TargetError::NameInvalid(format!("request path {raw_path:?} has a forbidden segment {bad:?}")));
     }
     Ok((segments, trailing_slash))
 }
@@ -246,13 +238,7 @@ mod tests {
     const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     /// (path, query, X-Registry, default namespace, expected description).
-    type Case = (
-        String,
-        Option<&'static str>,
-        Option<&'static str>,
-        Option<&'static str>,
-        String,
-    );
+    type Case = (String, Option<&'static str>, Option<&'static str>, Option<&'static str>, String);
 
     /// A compact rendering of an outcome for table comparison.
     fn describe(r: &Result<Route, TargetError>) -> String {
@@ -305,13 +291,7 @@ mod tests {
                 None,
                 "manifest 127.0.0.1:5000/foo v1".into(),
             ),
-            (
-                p("/v2/foo/manifests/v1"),
-                Some("ns=127.0.0.1:5000"),
-                None,
-                None,
-                "manifest 127.0.0.1:5000/foo v1".into(),
-            ),
+            (p("/v2/foo/manifests/v1"), Some("ns=127.0.0.1:5000"), None, None, "manifest 127.0.0.1:5000/foo v1".into()),
             // With ns given, a host-like first component stays in the name.
             (
                 p("/v2/docker.io/foo/manifests/v1"),
@@ -320,28 +300,10 @@ mod tests {
                 None,
                 "manifest quay.io/docker.io/foo v1".into(),
             ),
-            (
-                p("/v2/localhost:5000/foo/manifests/v1"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/localhost:5000/foo/manifests/v1"), Some("ns=quay.io"), None, None, "NameInvalid".into()),
             (p("/v2/foo/manifests/v1"), Some("ns="), None, None, "NameInvalid".into()),
-            (
-                p("/v2/foo/manifests/v1"),
-                Some("ns=%zz"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/foo/manifests/v1"),
-                Some("ns=host:99999"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/foo/manifests/v1"), Some("ns=%zz"), None, None, "NameInvalid".into()),
+            (p("/v2/foo/manifests/v1"), Some("ns=host:99999"), None, None, "NameInvalid".into()),
             // skopeo: host as the first path component.
             (
                 p("/v2/docker.io/library/hello/manifests/latest"),
@@ -357,13 +319,7 @@ mod tests {
                 None,
                 "manifest docker.io/library/alpine 3.20".into(),
             ),
-            (
-                p("/v2/docker.io/alpine/manifests/3"),
-                None,
-                None,
-                None,
-                "manifest docker.io/library/alpine 3".into(),
-            ),
+            (p("/v2/docker.io/alpine/manifests/3"), None, None, None, "manifest docker.io/library/alpine 3".into()),
             (
                 p("/v2/index.docker.io/alpine/manifests/3"),
                 None,
@@ -378,51 +334,15 @@ mod tests {
                 None,
                 "manifest registry.k8s.io/pause 3.9".into(),
             ),
-            (
-                p("/v2/localhost:5000/foo/blobs/{d}"),
-                None,
-                None,
-                None,
-                p("blob localhost:5000/foo {d}"),
-            ),
-            (
-                p("/v2/localhost/foo/manifests/{d}"),
-                None,
-                None,
-                None,
-                p("manifest localhost/foo {d}"),
-            ),
-            (
-                p("/v2/host:99999/foo/manifests/v1"),
-                None,
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/localhost:5000/foo/blobs/{d}"), None, None, None, p("blob localhost:5000/foo {d}")),
+            (p("/v2/localhost/foo/manifests/{d}"), None, None, None, p("manifest localhost/foo {d}")),
+            (p("/v2/host:99999/foo/manifests/v1"), None, None, None, "NameInvalid".into()),
             (p("/v2/host:/foo/manifests/v1"), None, None, None, "NameInvalid".into()),
             // X-Registry beats ?ns= and the path.
-            (
-                p("/v2/foo/manifests/v1"),
-                Some("ns=docker.io"),
-                Some("quay.io"),
-                None,
-                "manifest quay.io/foo v1".into(),
-            ),
-            (
-                p("/v2/foo/manifests/v1"),
-                None,
-                Some("bad_host"),
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/foo/manifests/v1"), Some("ns=docker.io"), Some("quay.io"), None, "manifest quay.io/foo v1".into()),
+            (p("/v2/foo/manifests/v1"), None, Some("bad_host"), None, "NameInvalid".into()),
             // Default namespace.
-            (
-                p("/v2/foo/bar/manifests/v1"),
-                None,
-                None,
-                Some("ghcr.io"),
-                "manifest ghcr.io/foo/bar v1".into(),
-            ),
+            (p("/v2/foo/bar/manifests/v1"), None, None, Some("ghcr.io"), "manifest ghcr.io/foo/bar v1".into()),
             (
                 p("/v2/alpine/manifests/v1"),
                 None,
@@ -430,57 +350,15 @@ mod tests {
                 Some("docker.io"),
                 "manifest docker.io/library/alpine v1".into(),
             ),
-            (
-                p("/v2/quay.io/foo/manifests/v1"),
-                None,
-                None,
-                Some("ghcr.io"),
-                "manifest quay.io/foo v1".into(),
-            ),
+            (p("/v2/quay.io/foo/manifests/v1"), None, None, Some("ghcr.io"), "manifest quay.io/foo v1".into()),
             (p("/v2/foo/bar/manifests/v1"), None, None, None, "NameUnknown".into()),
             // Traversal guard.
-            (
-                p("/v2/%2e%2e/foo/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a%2Fb/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a/../b/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a/./b/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a//b/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a\\b/manifests/v1"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/%2e%2e/foo/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a%2Fb/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a/../b/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a/./b/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a//b/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a\\b/manifests/v1"), Some("ns=docker.io"), None, None, "NameInvalid".into()),
             (p("/v2/../etc/passwd"), None, None, None, "NameInvalid".into()),
             (p("//v2/a/manifests/v1"), None, None, None, "NameInvalid".into()),
             // Uploads.
@@ -488,34 +366,10 @@ mod tests {
             (p("/v2/foo/blobs/uploads"), None, None, None, "upload".into()),
             (p("/v2/a/b/blobs/uploads/0f2c-11aa"), None, None, None, "upload".into()),
             // Tags and referrers.
-            (
-                p("/v2/docker.io/library/alpine/tags/list"),
-                None,
-                None,
-                None,
-                "tags docker.io/library/alpine".into(),
-            ),
-            (
-                p("/v2/alpine/tags/list"),
-                Some("ns=docker.io"),
-                None,
-                None,
-                "tags docker.io/library/alpine".into(),
-            ),
-            (
-                p("/v2/quay.io/a/referrers/{d}"),
-                None,
-                None,
-                None,
-                "referrers quay.io/a".into(),
-            ),
-            (
-                p("/v2/quay.io/a/referrers/sha256:abc"),
-                None,
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
+            (p("/v2/docker.io/library/alpine/tags/list"), None, None, None, "tags docker.io/library/alpine".into()),
+            (p("/v2/alpine/tags/list"), Some("ns=docker.io"), None, None, "tags docker.io/library/alpine".into()),
+            (p("/v2/quay.io/a/referrers/{d}"), None, None, None, "referrers quay.io/a".into()),
+            (p("/v2/quay.io/a/referrers/sha256:abc"), None, None, None, "DigestInvalid".into()),
             // Names containing endpoint words: the last one wins.
             (
                 p("/v2/a/manifests/b/manifests/latest"),
@@ -524,13 +378,7 @@ mod tests {
                 None,
                 "manifest quay.io/a/manifests/b latest".into(),
             ),
-            (
-                p("/v2/a/blobs/b/blobs/{d}"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                p("blob quay.io/a/blobs/b {d}"),
-            ),
+            (p("/v2/a/blobs/b/blobs/{d}"), Some("ns=quay.io"), None, None, p("blob quay.io/a/blobs/b {d}")),
             (
                 p("/v2/blobs/uploads/manifests/latest"),
                 Some("ns=quay.io"),
@@ -538,95 +386,23 @@ mod tests {
                 None,
                 "manifest quay.io/blobs/uploads latest".into(),
             ),
-            (
-                p("/v2/tags/list/tags/list"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "tags quay.io/tags/list".into(),
-            ),
+            (p("/v2/tags/list/tags/list"), Some("ns=quay.io"), None, None, "tags quay.io/tags/list".into()),
             // Bad names, tags and digests.
-            (
-                p("/v2/Foo/manifests/v1"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
-            (
-                p("/v2/a-/manifests/v1"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NameInvalid".into(),
-            ),
+            (p("/v2/Foo/manifests/v1"), Some("ns=quay.io"), None, None, "NameInvalid".into()),
+            (p("/v2/a-/manifests/v1"), Some("ns=quay.io"), None, None, "NameInvalid".into()),
             (p("/v2/docker.io/manifests/v1"), None, None, None, "NameUnknown".into()),
-            (
-                p("/v2/a/manifests/-v1"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "TagInvalid".into(),
-            ),
-            (
-                format!("/v2/a/manifests/{}", "x".repeat(129)),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "TagInvalid".into(),
-            ),
-            (
-                format!("/v2/a/manifests/{upper}"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
-            (
-                format!("/v2/a/manifests/{md5}"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
-            (
-                p("/v2/a/manifests/sha256:"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
-            (
-                p("/v2/a/blobs/latest"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
-            (
-                format!("/v2/a/blobs/{md5}"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "DigestInvalid".into(),
-            ),
+            (p("/v2/a/manifests/-v1"), Some("ns=quay.io"), None, None, "TagInvalid".into()),
+            (format!("/v2/a/manifests/{}", "x".repeat(129)), Some("ns=quay.io"), None, None, "TagInvalid".into()),
+            (format!("/v2/a/manifests/{upper}"), Some("ns=quay.io"), None, None, "DigestInvalid".into()),
+            (format!("/v2/a/manifests/{md5}"), Some("ns=quay.io"), None, None, "DigestInvalid".into()),
+            (p("/v2/a/manifests/sha256:"), Some("ns=quay.io"), None, None, "DigestInvalid".into()),
+            (p("/v2/a/blobs/latest"), Some("ns=quay.io"), None, None, "DigestInvalid".into()),
+            (format!("/v2/a/blobs/{md5}"), Some("ns=quay.io"), None, None, "DigestInvalid".into()),
             // Not endpoints.
             (p("/v2/_catalog"), None, None, None, "NotFound".into()),
             (p("/v2/a/manifests"), Some("ns=quay.io"), None, None, "NotFound".into()),
-            (
-                p("/v2/manifests/latest"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NotFound".into(),
-            ),
-            (
-                p("/v2/a/manifests/latest/"),
-                Some("ns=quay.io"),
-                None,
-                None,
-                "NotFound".into(),
-            ),
+            (p("/v2/manifests/latest"), Some("ns=quay.io"), None, None, "NotFound".into()),
+            (p("/v2/a/manifests/latest/"), Some("ns=quay.io"), None, None, "NotFound".into()),
             (p("/v2/a/tags/lists"), Some("ns=quay.io"), None, None, "NotFound".into()),
             (p("/v3/a/manifests/latest"), None, None, None, "NotFound".into()),
             (p("/v2x"), None, None, None, "NotFound".into()),

@@ -32,10 +32,7 @@ pub struct Index {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 impl Index {
@@ -93,14 +90,7 @@ impl Index {
 
     pub(crate) fn insert_ref(&self, key: RefKey, record: RefRecord) {
         let pulled = AtomicI64::new(record.pulled);
-        self.refs.insert(
-            key,
-            Arc::new(RefEntry {
-                record,
-                pulled,
-                dirty: AtomicBool::new(false),
-            }),
-        );
+        self.refs.insert(key, Arc::new(RefEntry { record, pulled, dirty: AtomicBool::new(false) }));
     }
 
     pub(crate) fn has_ref(&self, key: &RefKey) -> Option<Digest> {

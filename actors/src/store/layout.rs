@@ -72,16 +72,12 @@ impl Layout {
 
     /// A manifest's final path.
     pub fn manifest(&self, digest: &Digest) -> PathBuf {
-        self.manifests_dir()
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
+        self.manifests_dir().join(digest.algorithm().as_str()).join(digest.hex())
     }
 
     /// The file holding a manifest's media type.
     pub fn manifest_type(&self, digest: &Digest) -> PathBuf {
-        self.manifests_dir()
-            .join(digest.algorithm().as_str())
-            .join(format!("{}.type", digest.hex()))
+        self.manifests_dir().join(digest.algorithm().as_str()).join(format!("{}.type", digest.hex()))
     }
 
     /// The record file of a reference. Keys are hashed so that any repository name maps to one flat, safe file name.

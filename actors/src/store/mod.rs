@@ -105,9 +105,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
 
 /// A fresh, unique path in `tmp/`.
 pub(crate) fn tmp_path(layout: &Layout, suffix: &str) -> PathBuf {
-    layout
-        .tmp_dir()
-        .join(format!("{:016x}.{suffix}", rand::random::<u64>()))
+    layout.tmp_dir().join(format!("{:016x}.{suffix}", rand::random::<u64>()))
 }
 
 /// fsync a directory so a rename into it survives a crash.
@@ -160,10 +158,7 @@ impl Store {
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(root.display().to_string())),
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &lock_path, &e)),
         }
-        let store = Store {
-            layout: Arc::new(layout),
-            index: Arc::new(Index::default()),
-        };
+        let store = Store { layout: Arc::new(layout), index: Arc::new(Index::default()) };
         Ok((store, DirLock { _file: file }))
     }
 
@@ -208,25 +203,14 @@ impl Store {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<ManifestMeta, StoreError> {
-        let meta = ManifestMeta {
-            digest: digest.clone(),
-            media_type: media_type.to_string(),
-            size: bytes.len() as u64,
-        };
+        let meta =
+            ManifestMeta { digest: digest.clone(), media_type: media_type.to_string(), size: bytes.len() as u64 };
         if self.index.manifest(digest).is_none() {
-            write_atomic(
-                &self.layout,
-                &self.layout.manifest_type(digest),
-                media_type.as_bytes(),
-                true,
-            )?;
+            write_atomic(&self.layout, &self.layout.manifest_type(digest), media_type.as_bytes(), true)?;
             write_atomic(&self.layout, &self.layout.manifest(digest), bytes, true)?;
             self.index.insert_manifest(meta.clone());
         }
-        let key = RefKey {
-            image: image.clone(),
-            reference: reference.clone(),
-        };
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
         if self.index.has_ref(&key).as_ref() != Some(digest) {
             let now = index::now_unix();
             let record = RefRecord {

@@ -40,9 +40,7 @@ pub(crate) fn media_type_of(bytes: &[u8]) -> String {
         manifests: Option<serde_json::Value>,
     }
     match serde_json::from_slice::<Probe>(bytes) {
-        Ok(Probe {
-            media_type: Some(mt), ..
-        }) => mt,
+        Ok(Probe { media_type: Some(mt), .. }) => mt,
         Ok(Probe { manifests: Some(_), .. }) => "application/vnd.oci.image.index.v1+json".into(),
         _ => "application/vnd.oci.image.manifest.v1+json".into(),
     }
@@ -54,10 +52,7 @@ impl Store {
             .strip_prefix(self.layout.root())
             .map(|p| p.to_string_lossy().replace('/', "_"))
             .unwrap_or_else(|_| "unknown".into());
-        let dest = self
-            .layout
-            .quarantine_dir()
-            .join(format!("{name}.{:08x}", rand::random::<u32>()));
+        let dest = self.layout.quarantine_dir().join(format!("{name}.{:08x}", rand::random::<u32>()));
         match fs::rename(path, &dest) {
             Ok(()) => {
                 tracing::warn!(file = %path.display(), moved_to = %dest.display(), "quarantined cache file: {why}")
@@ -123,20 +118,14 @@ impl Store {
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| media_type_of(&bytes));
-                self.index.insert_manifest(ManifestMeta {
-                    digest,
-                    media_type,
-                    size: bytes.len() as u64,
-                });
+                self.index.insert_manifest(ManifestMeta { digest, media_type, size: bytes.len() as u64 });
                 report.manifests += 1;
             }
         }
         for shard in fs::read_dir(self.layout.refs_dir()).into_iter().flatten().flatten() {
             for entry in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                 let path = entry.path();
-                let record = fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<RefRecord>(&b).ok());
+                let record = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<RefRecord>(&b).ok());
                 let Some(record) = record else {
                     self.quarantine(&path, "unreadable reference record", &mut report);
                     continue;

@@ -23,20 +23,13 @@ fn blob_becomes_visible_only_through_a_verified_commit() {
     let digest = Digest::sha256_of(data);
     let (mut writer, _reader) = store.begin_blob(&digest).expect("begin");
     writer.write(data).expect("write");
-    assert!(
-        !store.layout().blob(&digest).exists(),
-        "nothing at the final path before commit"
-    );
+    assert!(!store.layout().blob(&digest).exists(), "nothing at the final path before commit");
     assert_eq!(store.index().blob(&digest), None);
     writer.verify().expect("digest matches");
     assert_eq!(store.commit_blob(writer).expect("commit"), data.len() as u64);
     assert_eq!(fs::read(store.layout().blob(&digest)).expect("read"), data);
     assert_eq!(store.index().blob(&digest), Some(data.len() as u64));
-    assert_eq!(
-        fs::read_dir(store.layout().tmp_dir()).expect("tmp").count(),
-        0,
-        "no temp file left"
-    );
+    assert_eq!(fs::read_dir(store.layout().tmp_dir()).expect("tmp").count(), 0, "no temp file left");
 }
 
 #[test]
@@ -49,11 +42,7 @@ fn a_mismatching_blob_is_rejected_and_leaves_nothing_behind() {
     assert!(writer.verify().is_err());
     drop(writer);
     assert!(!store.layout().blob(&digest).exists());
-    assert_eq!(
-        fs::read_dir(store.layout().tmp_dir()).expect("tmp").count(),
-        0,
-        "temp file removed on drop"
-    );
+    assert_eq!(fs::read_dir(store.layout().tmp_dir()).expect("tmp").count(), 0, "temp file removed on drop");
 }
 
 #[test]
@@ -72,29 +61,16 @@ fn two_tags_sharing_a_digest_and_the_rebuild_keep_both() {
     let mt = "application/vnd.oci.image.manifest.v1+json";
     {
         let (store, _lock) = Store::open(dir.path()).expect("open");
-        store
-            .put_manifest(&image(), &tag("a"), &digest, mt, &bytes)
-            .expect("put a");
-        store
-            .put_manifest(&image(), &tag("b"), &digest, mt, &bytes)
-            .expect("put b");
+        store.put_manifest(&image(), &tag("a"), &digest, mt, &bytes).expect("put a");
+        store.put_manifest(&image(), &tag("b"), &digest, mt, &bytes).expect("put b");
         let other = ImageKey::new("ghcr.io".parse().expect("ns"), "library/hello".parse().expect("repo"));
-        store
-            .put_manifest(&other, &tag("a"), &digest, mt, &bytes)
-            .expect("put other ns");
+        store.put_manifest(&other, &tag("a"), &digest, mt, &bytes).expect("put other ns");
     }
     let (store, _lock) = Store::open(dir.path()).expect("reopen");
     let report = store.rebuild();
-    assert_eq!(
-        (report.manifests, report.refs, report.quarantined),
-        (1, 3, 0),
-        "{report:?}"
-    );
+    assert_eq!((report.manifests, report.refs, report.quarantined), (1, 3, 0), "{report:?}");
     for t in ["a", "b"] {
-        let key = RefKey {
-            image: image(),
-            reference: tag(t),
-        };
+        let key = RefKey { image: image(), reference: tag(t) };
         let meta = store.index().resolve(&key).expect("tag resolves after rebuild");
         assert_eq!(
             (meta.digest.clone(), meta.media_type.as_str(), meta.size),
@@ -125,17 +101,10 @@ fn rebuild_removes_partials_and_quarantines_corrupt_entries() {
     let report = store.rebuild();
     assert_eq!(report.partial_removed, 1, "{report:?}");
     assert_eq!(report.manifests, 0, "{report:?}");
-    assert_eq!(
-        report.quarantined, 3,
-        "junk name, tampered manifest, broken record: {report:?}"
-    );
+    assert_eq!(report.quarantined, 3, "junk name, tampered manifest, broken record: {report:?}");
     assert_eq!(store.index().blob(&good_digest), Some(good.len() as u64));
     assert_eq!(store.scrub_blobs(), 1, "the scrub finds the bit-rotted blob");
-    assert_eq!(
-        store.index().blob(&good_digest),
-        Some(good.len() as u64),
-        "good blob kept"
-    );
+    assert_eq!(store.index().blob(&good_digest), Some(good.len() as u64), "good blob kept");
     assert_eq!(store.index().blob_totals().0, 1, "only the good blob stays indexed");
     assert_eq!(fs::read_dir(store.layout().tmp_dir()).expect("tmp").count(), 0);
     assert_eq!(fs::read_dir(store.layout().quarantine_dir()).expect("q").count(), 4);

@@ -11,6 +11,9 @@ use crate::error::StoreError;
 use crate::store::{sync_dir, tmp_path, Layout};
 use crate::transfer::{Transfer, TransferPublisher};
 
+/// Space left free on the cache filesystem: a blob that would eat into it is not cached.
+const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
 /// A blob being written. See the module documentation.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -42,22 +45,21 @@ impl BlobWriter {
             .map_err(|e| StoreError::io("create", &tmp, &e))?;
         let reader = File::open(&tmp).map_err(|e| StoreError::io("create", &tmp, &e))?;
         let hasher = Some(Digester::new(digest.algorithm()));
-        Ok((
-            BlobWriter {
-                digest: digest.clone(),
-                tmp,
-                file,
-                hasher,
-                written: 0,
-                committed: false,
-            },
-            reader,
-        ))
+        Ok((BlobWriter { digest: digest.clone(), tmp, file, hasher, written: 0, committed: false }, reader))
     }
 
     /// The blob being written.
     pub fn digest(&self) -> &Digest {
         &self.digest
+    }
+
+    /// Whether the filesystem has room for `more` bytes plus a safety margin (`statvfs`). A blob that would fill
+    /// the disk is better passed through uncached than failed half-way.
+    pub fn has_room_for(&self, more: u64) -> bool {
+        match rustix::fs::statvfs(&self.tmp) {
+            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= more.saturating_add(FREE_SPACE_RESERVE),
+            Err(_) => true,
+        }
     }
 
     /// Bytes written so far.
@@ -67,9 +69,7 @@ impl BlobWriter {
 
     /// Append bytes (blocking). When this returns, readers of the file can see them.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all(data)
-            .map_err(|e| StoreError::io("write", &self.tmp, &e))?;
+        self.file.write_all(data).map_err(|e| StoreError::io("write", &self.tmp, &e))?;
         if let Some(h) = self.hasher.as_mut() {
             h.update(data);
         }
@@ -93,9 +93,7 @@ impl BlobWriter {
     /// fsync, rename into place, fsync the directory. Only for verified writers.
     pub(crate) fn commit(mut self, layout: &Layout) -> Result<(Digest, u64), StoreError> {
         debug_assert!(self.hasher.is_none(), "commit of an unverified blob");
-        self.file
-            .sync_all()
-            .map_err(|e| StoreError::io("fsync", &self.tmp, &e))?;
+        self.file.sync_all().map_err(|e| StoreError::io("fsync", &self.tmp, &e))?;
         let dest = layout.blob(&self.digest);
         fs::rename(&self.tmp, &dest).map_err(|e| StoreError::io("rename", &dest, &e))?;
         self.committed = true;

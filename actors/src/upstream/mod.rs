@@ -26,11 +26,7 @@ impl Upstream {
     /// `registry-1.docker.io`, everything else at its own name.
     pub fn default_base_url(namespace: &Namespace, https: bool) -> String {
         let scheme = if https { "https" } else { "http" };
-        let host = if namespace.is_docker_hub() {
-            "registry-1.docker.io"
-        } else {
-            namespace.as_str()
-        };
+        let host = if namespace.is_docker_hub() { "registry-1.docker.io" } else { namespace.as_str() };
         format!("{scheme}://{host}")
     }
 }
@@ -49,10 +45,6 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(10),
-            head: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
-        }
+        Timeouts { connect: Duration::from_secs(10), head: Duration::from_secs(60), idle: Duration::from_secs(60) }
     }
 }

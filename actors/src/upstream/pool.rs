@@ -37,10 +37,7 @@ pub struct UpstreamPool {
 impl UpstreamPool {
     /// A pool with these timeouts; clients are built on first use, on the actor's own thread.
     pub fn new(timeouts: Timeouts) -> UpstreamPool {
-        UpstreamPool {
-            timeouts,
-            clients: HashMap::new(),
-        }
+        UpstreamPool { timeouts, clients: HashMap::new() }
     }
 
     fn client(&mut self, upstream: &super::Upstream) -> awc::Client {
@@ -75,22 +72,12 @@ impl Actor for UpstreamPool {
 fn send_error(upstream: &str, err: SendRequestError, head_timeout: Duration) -> UpstreamError {
     let upstream = upstream.to_string();
     match err {
-        SendRequestError::Timeout => UpstreamError::HeadTimeout {
-            upstream,
-            after: head_timeout,
-        },
-        SendRequestError::Connect(ConnectError::Timeout) => UpstreamError::Connect {
-            upstream,
-            detail: "connection timed out".into(),
-        },
-        SendRequestError::Connect(e) => UpstreamError::Connect {
-            upstream,
-            detail: e.to_string(),
-        },
-        other => UpstreamError::Broken {
-            upstream,
-            detail: other.to_string(),
-        },
+        SendRequestError::Timeout => UpstreamError::HeadTimeout { upstream, after: head_timeout },
+        SendRequestError::Connect(ConnectError::Timeout) => {
+            UpstreamError::Connect { upstream, detail: "connection timed out".into() }
+        }
+        SendRequestError::Connect(e) => UpstreamError::Connect { upstream, detail: e.to_string() },
+        other => UpstreamError::Broken { upstream, detail: other.to_string() },
     }
 }
 
@@ -131,10 +118,7 @@ impl Handler<Fetch> for UpstreamPool {
             match status {
                 200 | 206 | 404 => {}
                 429 => {
-                    return Err(UpstreamError::TooManyRequests {
-                        upstream: name,
-                        retry_after: retry_after(headers),
-                    })
+                    return Err(UpstreamError::TooManyRequests { upstream: name, retry_after: retry_after(headers) })
                 }
                 401 | 403 => return Err(UpstreamError::Unauthorized { upstream: name, status }),
                 _ => return Err(UpstreamError::Status { upstream: name, status }),
@@ -149,16 +133,12 @@ impl Handler<Fetch> for UpstreamPool {
                     loop {
                         let next = tokio::time::timeout(idle, resp.next()).await;
                         let event = match next {
-                            Err(_) => Err(UpstreamError::Idle {
-                                upstream: name.clone(),
-                                after: idle,
-                            }),
+                            Err(_) => Err(UpstreamError::Idle { upstream: name.clone(), after: idle }),
                             Ok(None) => Ok(BodyEvent::End),
                             Ok(Some(Ok(chunk))) => Ok(BodyEvent::Data(chunk)),
-                            Ok(Some(Err(e))) => Err(UpstreamError::Broken {
-                                upstream: name.clone(),
-                                detail: e.to_string(),
-                            }),
+                            Ok(Some(Err(e))) => {
+                                Err(UpstreamError::Broken { upstream: name.clone(), detail: e.to_string() })
+                            }
                         };
                         let last = !matches!(event, Ok(BodyEvent::Data(_)));
                         // A closed receiver means nobody wants the rest: stop reading, which drops the connection.

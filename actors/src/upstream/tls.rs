@@ -62,10 +62,7 @@ fn system_roots() -> RootCertStore {
 }
 
 fn load_ca(path: &Path, roots: &mut RootCertStore) -> Result<(), TlsSetupError> {
-    let err = |detail: String| TlsSetupError::CaFile {
-        path: path.to_path_buf(),
-        detail,
-    };
+    let err = |detail: String| TlsSetupError::CaFile { path: path.to_path_buf(), detail };
     let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?;
     let mut added = 0;
     for cert in certs {
@@ -81,26 +78,16 @@ fn load_ca(path: &Path, roots: &mut RootCertStore) -> Result<(), TlsSetupError> 
 
 /// Build the rustls client configuration for one upstream.
 pub fn client_config(upstream: &str, opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut roots = if opts.ca_only {
-        RootCertStore::empty()
-    } else {
-        system_roots()
-    };
+    let mut roots = if opts.ca_only { RootCertStore::empty() } else { system_roots() };
     if let Some(ca) = &opts.ca_file {
         load_ca(ca, &mut roots)?;
     }
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError::Config {
-            upstream: upstream.into(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| TlsSetupError::Config { upstream: upstream.into(), detail: e.to_string() })?;
     let mut config = if opts.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth()
     } else {
         builder.with_root_certificates(roots).with_no_client_auth()
     };
