@@ -41,11 +41,7 @@ fn bad_upstream_is_not_cached(behaviour: Behaviour) {
     let client = http::client();
     let base = format!("{}/v2/library/bad", server.url());
     // The manifest is fine; only the layer is bad.
-    http::get_verified(
-        &client,
-        &format!("{base}/manifests/1?ns=docker.io"),
-        fake.manifest_digest(),
-    );
+    http::get_verified(&client, &format!("{base}/manifests/1?ns=docker.io"), fake.manifest_digest());
     let url = format!("{base}/blobs/{}?ns=docker.io", fake.blob_digest());
     let hex = fake.blob_digest().trim_start_matches("sha256:").to_string();
 
@@ -58,11 +54,7 @@ fn bad_upstream_is_not_cached(behaviour: Behaviour) {
             Outcome::Complete { status, .. } if !status.is_success() => {}
             clean => panic!("attempt {attempt}: bad upstream bytes passed as complete: {clean:?}"),
         }
-        assert_eq!(
-            fake.blob_gets(),
-            attempt,
-            "attempt {attempt}: nothing cached, so each request goes upstream"
-        );
+        assert_eq!(fake.blob_gets(), attempt, "attempt {attempt}: nothing cached, so each request goes upstream");
         // No cache file (nor a leftover partial file) named for the digest.
         wait_for("no cache file named for the bad blob", Duration::from_secs(5), || {
             files_named_for(server.cache_dir(), &hex).is_empty().then_some(())

@@ -18,24 +18,14 @@ fn assert_oci_error(resp: Response, status: StatusCode, code: &str, what: &str) 
     let content_type = http::header(&resp, "Content-Type");
     let body = resp.bytes().expect("error body").to_vec();
     let text = String::from_utf8_lossy(&body).into_owned();
-    assert!(
-        content_type.contains("json"),
-        "{what}: Content-Type {content_type:?}, body {text}"
-    );
+    assert!(content_type.contains("json"), "{what}: Content-Type {content_type:?}, body {text}");
     let codes = http::error_codes(&body);
-    assert!(
-        codes.iter().any(|c| c == code),
-        "{what}: expected code {code}, got {codes:?} in {text}"
-    );
+    assert!(codes.iter().any(|c| c == code), "{what}: expected code {code}, got {codes:?} in {text}");
     text
 }
 
 fn get(client: &Client, url: &str) -> Response {
-    client
-        .get(url)
-        .header("Accept", http::ACCEPT_ALL_MANIFESTS)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {url}: {e:#}"))
+    client.get(url).header("Accept", http::ACCEPT_ALL_MANIFESTS).send().unwrap_or_else(|e| panic!("GET {url}: {e:#}"))
 }
 
 fn random_digest() -> String {
@@ -76,10 +66,7 @@ fn unknown_manifest_and_blob_are_404() {
     let resp = get(&client, &url);
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{url}");
     let codes = http::error_codes(&resp.bytes().unwrap());
-    assert!(
-        codes.iter().any(|c| c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"),
-        "{url}: {codes:?}"
-    );
+    assert!(codes.iter().any(|c| c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"), "{url}: {codes:?}");
 
     let url = format!("{s}/v2/library/hello/blobs/{}?ns=docker.io", random_digest());
     assert_oci_error(get(&client, &url), StatusCode::NOT_FOUND, "BLOB_UNKNOWN", &url);
@@ -105,30 +92,15 @@ fn writes_are_unsupported_and_never_forwarded() {
     let baseline = up.access_log().len();
 
     let requests = [
-        (
-            reqwest::Method::PUT,
-            format!("{s}/v2/library/hello/manifests/latest?ns=docker.io"),
-        ),
-        (
-            reqwest::Method::PUT,
-            format!("{s}/v2/docker.io/library/hello/manifests/evil"),
-        ),
-        (
-            reqwest::Method::POST,
-            format!("{s}/v2/library/hello/blobs/uploads/?ns=docker.io"),
-        ),
+        (reqwest::Method::PUT, format!("{s}/v2/library/hello/manifests/latest?ns=docker.io")),
+        (reqwest::Method::PUT, format!("{s}/v2/docker.io/library/hello/manifests/evil")),
+        (reqwest::Method::POST, format!("{s}/v2/library/hello/blobs/uploads/?ns=docker.io")),
         (
             reqwest::Method::PATCH,
             format!("{s}/v2/library/hello/blobs/uploads/0b7f3d2c-1111-2222-3333-444455556666?ns=docker.io"),
         ),
-        (
-            reqwest::Method::DELETE,
-            format!("{s}/v2/library/hello/manifests/{}?ns=docker.io", hello.digest),
-        ),
-        (
-            reqwest::Method::DELETE,
-            format!("{s}/v2/library/hello/blobs/{layer}?ns=docker.io"),
-        ),
+        (reqwest::Method::DELETE, format!("{s}/v2/library/hello/manifests/{}?ns=docker.io", hello.digest)),
+        (reqwest::Method::DELETE, format!("{s}/v2/library/hello/blobs/{layer}?ns=docker.io")),
     ];
     for (method, url) in requests {
         let resp = client
@@ -137,21 +109,12 @@ fn writes_are_unsupported_and_never_forwarded() {
             .body(hello.bytes.clone())
             .send()
             .unwrap_or_else(|e| panic!("{method} {url}: {e:#}"));
-        assert_oci_error(
-            resp,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            &format!("{method} {url}"),
-        );
+        assert_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", &format!("{method} {url}"));
     }
 
     up.settle_log();
-    let forwarded: Vec<_> = up
-        .access_log()
-        .into_iter()
-        .skip(baseline)
-        .filter(|e| e.method != "GET" && e.method != "HEAD")
-        .collect();
+    let forwarded: Vec<_> =
+        up.access_log().into_iter().skip(baseline).filter(|e| e.method != "GET" && e.method != "HEAD").collect();
     assert!(forwarded.is_empty(), "writes reached the upstream: {forwarded:#?}");
     // The image is untouched upstream.
     let after = images::read_back(&up.url(), "library/hello", "latest");
@@ -169,10 +132,7 @@ fn invalid_names_and_digests_are_400() {
         format!("{s}/v2/..%2f../manifests/x?ns=docker.io"),
         format!("{s}/v2/..%2f../manifests/x"),
         format!("{s}/v2/library/..%2f..%2fetc/manifests/latest?ns=docker.io"),
-        format!(
-            "{s}/v2/library/hello%2f..%2f..%2fx/blobs/{}?ns=docker.io",
-            random_digest()
-        ),
+        format!("{s}/v2/library/hello%2f..%2f..%2fx/blobs/{}?ns=docker.io", random_digest()),
     ] {
         assert_oci_error(get(&client, &url), StatusCode::BAD_REQUEST, "NAME_INVALID", &url);
     }
@@ -195,10 +155,7 @@ fn invalid_names_and_digests_are_400() {
         .into_iter()
         .filter(|e| e.target.contains("..") || e.target.contains("sha256:abc") || e.target.contains("gggg"))
         .collect();
-    assert!(
-        forwarded.is_empty(),
-        "invalid requests reached the upstream: {forwarded:#?}"
-    );
+    assert!(forwarded.is_empty(), "invalid requests reached the upstream: {forwarded:#?}");
 }
 
 #[test]
@@ -231,20 +188,12 @@ fn upstream_down_is_a_gateway_error_naming_it() {
         let resp = get(&client, &url);
         let status = resp.status();
         assert!(
-            [
-                StatusCode::BAD_GATEWAY,
-                StatusCode::SERVICE_UNAVAILABLE,
-                StatusCode::GATEWAY_TIMEOUT
-            ]
-            .contains(&status),
+            [StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE, StatusCode::GATEWAY_TIMEOUT].contains(&status),
             "{url}: {status}"
         );
         let body = resp.bytes().unwrap().to_vec();
         let text = String::from_utf8_lossy(&body);
-        assert!(
-            !http::error_codes(&body).is_empty(),
-            "{url}: not an OCI error body: {text}"
-        );
+        assert!(!http::error_codes(&body).is_empty(), "{url}: not an OCI error body: {text}");
         assert!(
             text.contains("down.example") || text.contains(&format!("127.0.0.1:{down}")),
             "{url}: the body does not name the upstream: {text}"
@@ -266,11 +215,7 @@ fn blob_range_is_partial_content() {
     for (range, start, end) in [("bytes=0-99", 0usize, 99usize), ("bytes=1000-1099", 1000, 1099)] {
         let resp = client.get(&url).header("Range", range).send().unwrap();
         assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT, "{range}");
-        assert_eq!(
-            http::header(&resp, "Content-Range"),
-            format!("bytes {start}-{end}/{}", layer.size),
-            "{range}"
-        );
+        assert_eq!(http::header(&resp, "Content-Range"), format!("bytes {start}-{end}/{}", layer.size), "{range}");
         assert_eq!(http::header(&resp, "Content-Length"), "100", "{range}");
         let body = resp.bytes().unwrap();
         assert_eq!(body.as_ref(), &full[start..=end], "{range}");

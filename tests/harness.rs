@@ -43,10 +43,7 @@ fn fixture_round_trips_through_skopeo() {
         .all(|l| l.media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"));
     assert_eq!(f.multi.media_type, images::OCI_INDEX);
     assert_eq!(f.multi.platform("linux/amd64").platform.as_deref(), Some("linux/amd64"));
-    assert_eq!(
-        f.multi.platform("linux/arm64").platform.as_deref(),
-        Some("linux/arm64/v8")
-    );
+    assert_eq!(f.multi.platform("linux/arm64").platform.as_deref(), Some("linux/arm64/v8"));
     assert!(f.big.manifest().layers[0].size > 32 << 20);
 
     for image in f.all() {
@@ -67,11 +64,7 @@ fn fixture_round_trips_through_skopeo() {
     up.settle_log();
     let layer = &f.big.manifest().layers[0].digest;
     assert_eq!(up.access_log_count("GET", &format!("/v2/library/big/blobs/{layer}")), 1);
-    assert_eq!(
-        up.access_log_count("PUT", "/v2/library/hello/manifests/latest"),
-        1,
-        "the push of hello"
-    );
+    assert_eq!(up.access_log_count("PUT", "/v2/library/hello/manifests/latest"), 1, "the push of hello");
 }
 
 /// containerd pulls the fixture directly from the registry through a
@@ -114,20 +107,14 @@ fn containerd_pulls_fixture_through_hosts_toml() {
         .expect("containerd resolves a tag with HEAD");
     assert!(head.target.ends_with("?ns=docker.io"), "{head:?}");
     let blob = &hello.manifest().layers[0].digest;
-    assert_eq!(
-        up.access_log_count("GET", &format!("/v2/library/hello/blobs/{blob}")),
-        1
-    );
+    assert_eq!(up.access_log_count("GET", &format!("/v2/library/hello/blobs/{blob}")), 1);
 
     // After `rm --sync`, a new pull fetches the blobs again.
     ctr.rm(&hello.reference());
     assert!(!ctr.content().contains(blob));
     ctr.pull(&hello.reference());
     up.settle_log();
-    assert_eq!(
-        up.access_log_count("GET", &format!("/v2/library/hello/blobs/{blob}")),
-        2
-    );
+    assert_eq!(up.access_log_count("GET", &format!("/v2/library/hello/blobs/{blob}")), 2);
 }
 
 /// The fallback server in hosts.toml never answers: with the mirror down, a
@@ -179,10 +166,7 @@ mod fake {
         let r = client.get(format!("{}/v2/", up.url())).send().unwrap();
         assert_eq!(r.status(), 200);
         for reference in ["1", up.manifest_digest()] {
-            let r = client
-                .get(format!("{}/v2/library/f/manifests/{reference}", up.url()))
-                .send()
-                .unwrap();
+            let r = client.get(format!("{}/v2/library/f/manifests/{reference}", up.url())).send().unwrap();
             assert_eq!(r.status(), 200);
             assert_eq!(http::header(&r, "Docker-Content-Digest"), up.manifest_digest());
             assert_eq!(r.bytes().unwrap().as_ref(), up.manifest());
@@ -194,10 +178,7 @@ mod fake {
             .unwrap();
         assert_eq!(http::header(&r, "Content-Length"), up.manifest().len().to_string());
         assert_eq!(get_blob(&up).unwrap(), up.blob());
-        let r = client
-            .get(format!("{}/v2/library/f/blobs/{}", up.url(), sha256_digest(b"x")))
-            .send()
-            .unwrap();
+        let r = client.get(format!("{}/v2/library/f/blobs/{}", up.url(), sha256_digest(b"x"))).send().unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(up.blob_gets(), 1);
         assert_eq!(up.count("HEAD", "/manifests/1"), 1);
@@ -227,10 +208,7 @@ mod fake {
             "library/f",
             "1",
             random_bytes(64 * 1024),
-            Behaviour::Trickle {
-                bytes_per_sec: 128 * 1024,
-                chunk: 8 * 1024,
-            },
+            Behaviour::Trickle { bytes_per_sec: 128 * 1024, chunk: 8 * 1024 },
         );
         // 64 KiB in 8 KiB pieces with pauses: the body still arrives whole.
         assert_eq!(get_blob(&up).unwrap(), up.blob());

@@ -18,18 +18,8 @@ fn every_fixture_image_pulls_by_tag_and_digest() {
     let server = Server::start(&up.url());
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.reference(),
-            &dir.path().join(format!("tag-{i}")),
-        );
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.digest_reference(),
-            &dir.path().join(format!("digest-{i}")),
-        );
+        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(format!("tag-{i}")));
+        skopeo::pull_verified(&server.url(), image, &image.digest_reference(), &dir.path().join(format!("digest-{i}")));
     }
 
     // Everything was fetched from the upstream once, whatever the number of
@@ -56,16 +46,9 @@ fn second_pull_is_served_from_cache() {
     // By digest nothing needs the upstream at all (a tag may be revalidated).
     skopeo::pull_verified(&server.url(), &hello, &hello.digest_reference(), &dir.path().join("b"));
     up.settle_log();
-    let after: Vec<_> = up
-        .access_log()
-        .into_iter()
-        .skip(before)
-        .filter(|e| e.path().starts_with("/v2/library/hello/"))
-        .collect();
-    assert!(
-        after.is_empty(),
-        "a pull by digest of a cached image reached the upstream: {after:#?}"
-    );
+    let after: Vec<_> =
+        up.access_log().into_iter().skip(before).filter(|e| e.path().starts_with("/v2/library/hello/")).collect();
+    assert!(after.is_empty(), "a pull by digest of a cached image reached the upstream: {after:#?}");
 }
 
 /// HEAD and GET of manifests through our server, cold and warm, both URL
@@ -83,18 +66,8 @@ fn manifest_head_has_length_type_and_digest() {
     for image in [&hello, &docker2, &multi] {
         let urls = [
             // containerd's shape, cold: the first request for this image.
-            format!(
-                "{}/v2/{}/manifests/{}?ns=docker.io",
-                server.url(),
-                image.repo,
-                image.tag
-            ),
-            format!(
-                "{}/v2/{}/manifests/{}?ns=docker.io",
-                server.url(),
-                image.repo,
-                image.digest
-            ),
+            format!("{}/v2/{}/manifests/{}?ns=docker.io", server.url(), image.repo, image.tag),
+            format!("{}/v2/{}/manifests/{}?ns=docker.io", server.url(), image.repo, image.digest),
             // skopeo's shape: namespace as the first path segment.
             format!("{}/v2/docker.io/{}/manifests/{}", server.url(), image.repo, image.tag),
         ];
@@ -129,12 +102,7 @@ fn manifest_head_has_length_type_and_digest() {
         }
         // A child manifest of the index, by digest, as containerd asks.
         for child in &image.manifests {
-            let url = format!(
-                "{}/v2/{}/manifests/{}?ns=docker.io",
-                server.url(),
-                image.repo,
-                child.digest
-            );
+            let url = format!("{}/v2/{}/manifests/{}?ns=docker.io", server.url(), image.repo, child.digest);
             let resp = client
                 .get(&url)
                 .header("Accept", format!("{}, */*", child.media_type))

@@ -18,12 +18,7 @@ fn cached_images_pull_after_restart_without_upstream() {
     let mut server = Server::start(&up.url());
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.reference(),
-            &dir.path().join(format!("before-{i}")),
-        );
+        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(format!("before-{i}")));
     }
 
     server.stop();
@@ -31,18 +26,8 @@ fn cached_images_pull_after_restart_without_upstream() {
     server.restart();
 
     for (i, image) in f.all().into_iter().enumerate() {
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.reference(),
-            &dir.path().join(format!("tag-{i}")),
-        );
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.digest_reference(),
-            &dir.path().join(format!("digest-{i}")),
-        );
+        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(format!("tag-{i}")));
+        skopeo::pull_verified(&server.url(), image, &image.digest_reference(), &dir.path().join(format!("digest-{i}")));
     }
 
     let ctr = Containerd::start();
@@ -56,12 +41,7 @@ fn cached_images_pull_after_restart_without_upstream() {
     let content = ctr.content();
     for image in f.all() {
         for b in image.blobs() {
-            assert!(
-                content.contains(&b.digest),
-                "{}: {} not pulled",
-                image.reference(),
-                b.digest
-            );
+            assert!(content.contains(&b.digest), "{}: {} not pulled", image.reference(), b.digest);
         }
     }
 }

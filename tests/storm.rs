@@ -31,11 +31,7 @@ fn pull_like_containerd(server_url: &str, image: &Image, start: &Barrier) -> Str
     assert_eq!(head.status(), StatusCode::OK, "HEAD {url}");
     let digest = http::header(&head, "Docker-Content-Digest");
     let media_type = http::header(&head, "Content-Type");
-    assert_eq!(
-        http::header(&head, "Content-Length"),
-        image.bytes.len().to_string(),
-        "HEAD {url}: Content-Length"
-    );
+    assert_eq!(http::header(&head, "Content-Length"), image.bytes.len().to_string(), "HEAD {url}: Content-Length");
 
     let url = format!("{base}/manifests/{digest}?ns=docker.io");
     let resp = client
@@ -93,9 +89,7 @@ fn concurrent_cold_pulls_fetch_upstream_once() {
         let gets = log.iter().filter(|e| e.method == "GET" && e.path() == path).count();
         assert_eq!(gets, 1, "upstream GETs of {path}; log: {log:#?}");
     }
-    let manifest_gets = log
-        .iter()
-        .filter(|e| e.method == "GET" && e.path().starts_with("/v2/library/storm/manifests/"))
-        .count();
+    let manifest_gets =
+        log.iter().filter(|e| e.method == "GET" && e.path().starts_with("/v2/library/storm/manifests/")).count();
     assert_eq!(manifest_gets, 1, "upstream manifest GETs; log: {log:#?}");
 }

@@ -36,20 +36,14 @@ fn timed_get(url: &str, t0: Instant) -> Timed {
     let mut buf = vec![0u8; 64 << 10];
     let mut first_byte = None;
     loop {
-        let n = resp
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("GET {url}: body after {} bytes: {e:#}", body.len()));
+        let n = resp.read(&mut buf).unwrap_or_else(|e| panic!("GET {url}: body after {} bytes: {e:#}", body.len()));
         if n == 0 {
             break;
         }
         first_byte.get_or_insert_with(|| t0.elapsed());
         body.extend_from_slice(&buf[..n]);
     }
-    Timed {
-        first_byte: first_byte.expect("a non-empty body"),
-        done: t0.elapsed(),
-        body,
-    }
+    Timed { first_byte: first_byte.expect("a non-empty body"), done: t0.elapsed(), body }
 }
 
 #[test]
@@ -58,22 +52,14 @@ fn late_client_streams_while_upstream_trickles() {
         "library/slow",
         "1",
         random_bytes(BLOB_SIZE),
-        Behaviour::Trickle {
-            bytes_per_sec: RATE,
-            chunk: CHUNK,
-        },
+        Behaviour::Trickle { bytes_per_sec: RATE, chunk: CHUNK },
     );
     // pullTimeout well above the 8 s fetch: a slow but live upstream is fine.
-    let server = Server::start_with(ServerConfig {
-        pull_timeout_ms: 60_000,
-        ..ServerConfig::for_upstream(&fake.url())
-    });
+    let server =
+        Server::start_with(ServerConfig { pull_timeout_ms: 60_000, ..ServerConfig::for_upstream(&fake.url()) });
     let base = format!("{}/v2/library/slow", server.url());
-    let manifest = http::get_verified(
-        &http::client(),
-        &format!("{base}/manifests/1?ns=docker.io"),
-        fake.manifest_digest(),
-    );
+    let manifest =
+        http::get_verified(&http::client(), &format!("{base}/manifests/1?ns=docker.io"), fake.manifest_digest());
     assert_eq!(manifest, fake.manifest());
 
     let url = format!("{base}/blobs/{}?ns=docker.io", fake.blob_digest());
@@ -91,11 +77,7 @@ fn late_client_streams_while_upstream_trickles() {
     assert_eq!(sha256_digest(&b.body), digest, "client B's bytes");
     assert_eq!(fake.blob_gets(), 1, "one upstream fetch for both clients");
     // The premise: the upstream really was slow (its own pacing, a lower bound).
-    assert!(
-        a.done >= Duration::from_secs(4),
-        "upstream fetch took only {:?}; the trickle did not happen",
-        a.done
-    );
+    assert!(a.done >= Duration::from_secs(4), "upstream fetch took only {:?}; the trickle did not happen", a.done);
     // B joined the fetch at ~2 s: its first byte must come long before the
     // fetch ends (~8 s), not after it.
     assert!(

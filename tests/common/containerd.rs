@@ -93,12 +93,7 @@ disabled_plugins = [
                 .filter(|o| o.status.success())
                 .map(|_| ())
         });
-        Containerd {
-            guard,
-            socket,
-            certs_d,
-            _dir: dir,
-        }
+        Containerd { guard, socket, certs_d, _dir: dir }
     }
 
     /// Point `_default` (every registry host) at one mirror, e.g.
@@ -212,12 +207,7 @@ fn overlay_mount_works() -> bool {
     let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.subdir(d));
     let mounted = Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            upper.display(),
-            work.display()
-        ))
+        .arg(format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display()))
         .arg(&merged)
         .output()
         .is_ok_and(|o| o.status.success());

@@ -121,10 +121,8 @@ impl FakeUpstream {
         let thread = std::thread::Builder::new()
             .name("fake-upstream".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("fake upstream runtime");
+                let rt =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("fake upstream runtime");
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener).expect("tokio listener");
                     tokio::select! {
@@ -135,12 +133,7 @@ impl FakeUpstream {
                 // Dropping the runtime cancels connections still being served.
             })
             .expect("spawn fake upstream thread");
-        FakeUpstream {
-            port,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        FakeUpstream { port, state, shutdown: Some(tx), thread: Some(thread) }
     }
 
     pub fn port(&self) -> u16 {
@@ -188,10 +181,7 @@ impl FakeUpstream {
     /// Requests with this method whose path (query ignored) ends in
     /// `path_suffix`.
     pub fn count(&self, method: &str, path_suffix: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && r.path().ends_with(path_suffix))
-            .count()
+        self.requests().iter().filter(|r| r.method == method && r.path().ends_with(path_suffix)).count()
     }
 
     /// GETs of the blob (the layer).
@@ -259,11 +249,7 @@ async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<RecordedReque
             headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    Some(RecordedRequest {
-        method,
-        target,
-        headers,
-    })
+    Some(RecordedRequest { method, target, headers })
 }
 
 /// Write one response; `false` if the connection must be closed.
@@ -287,15 +273,8 @@ async fn respond(stream: &mut TcpStream, state: &State, req: &RecordedRequest) -
     }
     if let Some(digest) = path.strip_prefix(&blobs) {
         if digest == c.config_digest {
-            return write_simple(
-                stream,
-                200,
-                "application/octet-stream",
-                &c.config,
-                Some(&c.config_digest),
-                head,
-            )
-            .await;
+            return write_simple(stream, 200, "application/octet-stream", &c.config, Some(&c.config_digest), head)
+                .await;
         }
         if digest == c.blob_digest {
             let behaviour = *state.behaviour.lock().unwrap();

@@ -23,11 +23,7 @@ pub fn client() -> Client {
 
 /// The value of a response header as a string ("" if absent).
 pub fn header(resp: &Response, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 /// The `errors[].code` values of an OCI error body.
@@ -80,10 +76,7 @@ pub fn get_outcome(client: &Client, url: &str) -> Outcome {
 pub fn get_verified(client: &Client, url: &str, digest: &str) -> Vec<u8> {
     let resp = client.get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
     assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
-    let body = resp
-        .bytes()
-        .unwrap_or_else(|e| panic!("GET {url} body: {e:#}"))
-        .to_vec();
+    let body = resp.bytes().unwrap_or_else(|e| panic!("GET {url} body: {e:#}")).to_vec();
     assert_eq!(super::sha256_digest(&body), digest, "GET {url}: body digest");
     body
 }

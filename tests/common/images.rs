@@ -45,16 +45,8 @@ pub struct Platform {
     pub variant: Option<&'static str>,
 }
 
-pub const LINUX_AMD64: Platform = Platform {
-    os: "linux",
-    arch: "amd64",
-    variant: None,
-};
-pub const LINUX_ARM64_V8: Platform = Platform {
-    os: "linux",
-    arch: "arm64",
-    variant: Some("v8"),
-};
+pub const LINUX_AMD64: Platform = Platform { os: "linux", arch: "amd64", variant: None };
+pub const LINUX_ARM64_V8: Platform = Platform { os: "linux", arch: "arm64", variant: Some("v8") };
 
 impl Platform {
     /// `os/arch[/variant]`, as `ctr --platform` takes it.
@@ -136,11 +128,7 @@ impl Layout {
         let digest = sha256_digest(bytes);
         let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).expect("write blob");
-        BlobRef {
-            digest,
-            size: bytes.len() as u64,
-            media_type: media_type.to_string(),
-        }
+        BlobRef { digest, size: bytes.len() as u64, media_type: media_type.to_string() }
     }
 
     /// Name a manifest or index in `index.json` with a tag
@@ -237,20 +225,15 @@ fn layer_tar(rng: &mut Rng, index: usize, size: usize) -> Vec<u8> {
     h.set_mtime(1_704_067_200);
     h.set_size(note.len() as u64);
     h.set_cksum();
-    b.append_data(&mut h, format!("data/layer-{index}.txt"), note.as_bytes())
-        .expect("tar note");
+    b.append_data(&mut h, format!("data/layer-{index}.txt"), note.as_bytes()).expect("tar note");
     let content = rng.bytes(size);
     let mut h = tar::Header::new_ustar();
     h.set_mode(0o644);
     h.set_mtime(1_704_067_200);
     h.set_size(size as u64);
     h.set_cksum();
-    b.append_data(
-        &mut h,
-        format!("data/random-{index}-{:08x}.bin", rng.next_u64() as u32),
-        &content[..],
-    )
-    .expect("tar file");
+    b.append_data(&mut h, format!("data/random-{index}-{:08x}.bin", rng.next_u64() as u32), &content[..])
+        .expect("tar file");
     b.into_inner().expect("finish tar")
 }
 
@@ -300,8 +283,7 @@ pub fn push(layout: &Path, tag: &str, upstream: &Upstream, dest: &str, format: F
     if format == Format::V2s2 {
         cmd.args(["--format", "v2s2"]);
     }
-    cmd.arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{}/{dest}", upstream.host()));
+    cmd.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{}/{dest}", upstream.host()));
     run(&mut cmd);
 }
 
@@ -406,11 +388,8 @@ pub fn read_back(base_url: &str, repo: &str, tag: &str) -> Image {
                 let (d, mt, b) = get_manifest(base_url, repo, child);
                 assert_eq!(d, child);
                 let p = &entry["platform"];
-                let mut platform = format!(
-                    "{}/{}",
-                    p["os"].as_str().unwrap_or(""),
-                    p["architecture"].as_str().unwrap_or("")
-                );
+                let mut platform =
+                    format!("{}/{}", p["os"].as_str().unwrap_or(""), p["architecture"].as_str().unwrap_or(""));
                 if let Some(v) = p["variant"].as_str() {
                     platform = format!("{platform}/{v}");
                 }
@@ -420,14 +399,7 @@ pub fn read_back(base_url: &str, repo: &str, tag: &str) -> Image {
     } else {
         vec![parse_manifest(digest.clone(), media_type.clone(), bytes.clone(), None)]
     };
-    Image {
-        repo: repo.to_string(),
-        tag: tag.to_string(),
-        digest,
-        media_type,
-        bytes,
-        manifests,
-    }
+    Image { repo: repo.to_string(), tag: tag.to_string(), digest, media_type, bytes, manifests }
 }
 
 fn parse_manifest(digest: String, media_type: String, bytes: Vec<u8>, platform: Option<String>) -> Manifest {
@@ -486,23 +458,17 @@ pub fn make(
 
 /// A single-platform OCI image `repo_tag` with layers of these sizes.
 pub fn custom(upstream: &Upstream, work: &Path, repo_tag: &str, layer_sizes: &[usize]) -> Image {
-    make(upstream, work, repo_tag, Format::Oci, |d, t| {
-        image_layout(d, t, layer_sizes)
-    })
+    make(upstream, work, repo_tag, Format::Oci, |d, t| image_layout(d, t, layer_sizes))
 }
 
 /// `library/hello:latest`: 3 layers (~300 KiB, ~700 KiB, ~5 KiB).
 pub fn hello(upstream: &Upstream, work: &Path) -> Image {
-    make(upstream, work, "library/hello:latest", Format::Oci, |d, t| {
-        image_layout(d, t, &[300_000, 700_000, 5_000])
-    })
+    make(upstream, work, "library/hello:latest", Format::Oci, |d, t| image_layout(d, t, &[300_000, 700_000, 5_000]))
 }
 
 /// `library/docker2:v1`: Docker schema2, 2 layers.
 pub fn docker2(upstream: &Upstream, work: &Path) -> Image {
-    make(upstream, work, "library/docker2:v1", Format::V2s2, |d, t| {
-        image_layout(d, t, &[200_000, 90_000])
-    })
+    make(upstream, work, "library/docker2:v1", Format::V2s2, |d, t| image_layout(d, t, &[200_000, 90_000]))
 }
 
 /// `library/multi:latest`: OCI index over linux/amd64 and linux/arm64/v8.
@@ -514,9 +480,7 @@ pub fn multi(upstream: &Upstream, work: &Path) -> Image {
 
 /// `library/big:1`: one 32 MiB layer.
 pub fn big(upstream: &Upstream, work: &Path) -> Image {
-    make(upstream, work, "library/big:1", Format::Oci, |d, t| {
-        image_layout(d, t, &[32 << 20])
-    })
+    make(upstream, work, "library/big:1", Format::Oci, |d, t| image_layout(d, t, &[32 << 20]))
 }
 
 /// Fill `upstream` with the four standard images.

@@ -31,10 +31,8 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(prefix: &str) -> TestDir {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("ociregistry-{prefix}-"))
-            .tempdir()
-            .expect("create temp dir");
+        let dir =
+            tempfile::Builder::new().prefix(&format!("ociregistry-{prefix}-")).tempdir().expect("create temp dir");
         let path = dir.path().to_path_buf();
         TestDir { dir: Some(dir), path }
     }

@@ -28,11 +28,7 @@ impl ChildGuard {
         let stdout = log_dir.join(format!("{name}.stdout.log"));
         let stderr = log_dir.join(format!("{name}.stderr.log"));
         let open = |p: &Path| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+            OpenOptions::new().create(true).append(true).open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
         };
         let child = cmd
             .stdin(Stdio::null())
@@ -40,12 +36,7 @@ impl ChildGuard {
             .stderr(open(&stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        ChildGuard {
-            name: name.to_string(),
-            child: Some(child),
-            stdout,
-            stderr,
-        }
+        ChildGuard { name: name.to_string(), child: Some(child), stdout, stderr }
     }
 
     /// `Some(status)` if the process has exited (or was stopped).
@@ -107,10 +98,7 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "{}(set OCIREGISTRY_KEEP_TEST_DIRS=1 to keep these files)",
-                self.log_tail()
-            );
+            eprintln!("{}(set OCIREGISTRY_KEEP_TEST_DIRS=1 to keep these files)", self.log_tail());
         }
         self.kill();
     }
@@ -131,10 +119,7 @@ pub fn tail(path: &Path, n: u64) -> String {
 /// Run a short-lived command to completion; panic with its output if it
 /// fails. Returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -148,15 +133,8 @@ pub fn run(cmd: &mut Command) -> String {
 
 /// Run a short-lived command; `Err(stdout+stderr)` if it fails.
 pub fn try_run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
     } else {

@@ -59,11 +59,7 @@ impl ServerConfig {
     /// Add a registry whose endpoint is `url`; the scheme is taken from it.
     pub fn registry(mut self, name: &str, url: &str) -> ServerConfig {
         let scheme = url.split("://").next().unwrap_or("http").to_string();
-        self.registries.push(Registry {
-            name: name.to_string(),
-            scheme,
-            endpoint: url.to_string(),
-        });
+        self.registries.push(Registry { name: name.to_string(), scheme, endpoint: url.to_string() });
         self
     }
 
@@ -126,14 +122,7 @@ impl Server {
         let dir = TestDir::new("server");
         let cache = dir.subdir("cache");
         let config_file = dir.path().join("registry-config.yaml");
-        let mut server = Server {
-            guard: None,
-            port: 0,
-            cache,
-            config_file,
-            starts: 0,
-            dir,
-        };
+        let mut server = Server { guard: None, port: 0, cache, config_file, starts: 0, dir };
         // A port can be taken by another process between our probe and the
         // server's bind: try a few.
         let mut last = String::new();

@@ -21,10 +21,7 @@ use super::sha256_digest;
 
 /// `http://127.0.0.1:PORT` -> `127.0.0.1:PORT`
 fn host_of(server_url: &str) -> &str {
-    server_url
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
+    server_url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/')
 }
 
 fn copy_cmd(server_url: &str, src_ref: &str, dest: &str, all: bool) -> Command {
@@ -40,12 +37,7 @@ fn copy_cmd(server_url: &str, src_ref: &str, dest: &str, all: bool) -> Command {
 /// `skopeo copy docker://HOST/SRC_REF oci:DEST:latest`; `Err` holds skopeo's
 /// output.
 pub fn try_copy_from(server_url: &str, src_ref: &str, dest: &Path, all: bool) -> Result<String, String> {
-    try_run(&mut copy_cmd(
-        server_url,
-        src_ref,
-        &format!("oci:{}:latest", dest.display()),
-        all,
-    ))
+    try_run(&mut copy_cmd(server_url, src_ref, &format!("oci:{}:latest", dest.display()), all))
 }
 
 /// Like [`try_copy_from`], panicking on failure.
@@ -57,12 +49,7 @@ pub fn copy_from(server_url: &str, src_ref: &str, dest: &Path, all: bool) {
 
 /// `skopeo copy docker://HOST/SRC_REF dir:DEST`, manifests kept byte for byte.
 pub fn try_copy_to_dir(server_url: &str, src_ref: &str, dest: &Path, all: bool) -> Result<String, String> {
-    try_run(&mut copy_cmd(
-        server_url,
-        src_ref,
-        &format!("dir:{}", dest.display()),
-        all,
-    ))
+    try_run(&mut copy_cmd(server_url, src_ref, &format!("dir:{}", dest.display()), all))
 }
 
 /// Like [`try_copy_to_dir`], panicking on failure.
@@ -107,12 +94,7 @@ impl Pulled {
 
 fn check_file(path: &Path, digest: &str) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert_eq!(
-        sha256_digest(&bytes),
-        digest,
-        "content of {} does not match its name",
-        path.display()
-    );
+    assert_eq!(sha256_digest(&bytes), digest, "content of {} does not match its name", path.display());
 }
 
 /// Check an OCI layout written by skopeo: every `blobs/sha256/<hex>` hashes
@@ -121,10 +103,7 @@ pub fn verify_oci_layout(dir: &Path) -> Pulled {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("read index.json"))
             .expect("index.json JSON");
-    let top = index["manifests"][0]["digest"]
-        .as_str()
-        .expect("index.json names a manifest")
-        .to_string();
+    let top = index["manifests"][0]["digest"].as_str().expect("index.json names a manifest").to_string();
     let mut digests = BTreeSet::new();
     for entry in std::fs::read_dir(dir.join("blobs/sha256")).expect("read blobs dir") {
         let entry = entry.expect("dir entry");

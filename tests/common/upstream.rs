@@ -92,10 +92,7 @@ impl Upstream {
     /// ignored) ending in `path_suffix`, e.g.
     /// `("GET", "/v2/library/hello/blobs/sha256:…")`.
     pub fn access_log_count(&self, method: &str, path_suffix: &str) -> usize {
-        self.access_log()
-            .iter()
-            .filter(|e| e.method == method && e.path().ends_with(path_suffix))
-            .count()
+        self.access_log().iter().filter(|e| e.method == method && e.path().ends_with(path_suffix)).count()
     }
 
     /// Make sure requests already answered are in the access log before
