@@ -1,0 +1,207 @@
+//! Our server, `ociregistry --config-file CFG serve`, as a child process.
+//!
+//! The config is YAML in the test's directory: a cache dir of its own, a free
+//! 127.0.0.1 port, debug logging, short timeouts (a test must never wait a
+//! minute for a hung upstream), and the registries the test names: usually
+//! `docker.io` mapped to the test's upstream with `endpoint`. The server is
+//! ready when `GET /v2/` answers 200. It can be stopped (SIGTERM, then
+//! SIGKILL) and started again on the same port and cache dir.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::http;
+use super::ports::free_port;
+use super::process::ChildGuard;
+use super::TestDir;
+
+/// One `registries:` entry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// The namespace it serves, e.g. `docker.io`.
+    pub name: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Where to connect instead of the namespace's own host.
+    pub endpoint: String,
+}
+
+/// What goes into the server's config file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub registries: Vec<Registry>,
+    /// `pullTimeout`, milliseconds.
+    pub pull_timeout_ms: u64,
+    /// `idleTimeout`, a humantime string.
+    pub idle_timeout: String,
+    /// Extra top-level YAML, appended verbatim.
+    pub extra_yaml: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            registries: Vec::new(),
+            pull_timeout_ms: 10_000,
+            idle_timeout: "5s".to_string(),
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `docker.io` served from `upstream_url` (`http://127.0.0.1:PORT`).
+    pub fn for_upstream(upstream_url: &str) -> ServerConfig {
+        ServerConfig::default().registry("docker.io", upstream_url)
+    }
+
+    /// Add a registry whose endpoint is `url`; the scheme is taken from it.
+    pub fn registry(mut self, name: &str, url: &str) -> ServerConfig {
+        let scheme = url.split("://").next().unwrap_or("http").to_string();
+        self.registries.push(Registry { name: name.to_string(), scheme, endpoint: url.to_string() });
+        self
+    }
+
+    pub fn extra(mut self, yaml: &str) -> ServerConfig {
+        self.extra_yaml.push_str(yaml);
+        if !yaml.ends_with('\n') {
+            self.extra_yaml.push('\n');
+        }
+        self
+    }
+
+    fn to_yaml(&self, cache: &Path, port: u16) -> String {
+        let mut y = format!(
+            "imagePath: \"{}\"\n\
+             host: 127.0.0.1\n\
+             port: {port}\n\
+             logLevel: debug\n\
+             pullTimeout: {}\n\
+             idleTimeout: {}\n",
+            cache.display(),
+            self.pull_timeout_ms,
+            self.idle_timeout
+        );
+        if self.registries.is_empty() {
+            y.push_str("registries: []\n");
+        } else {
+            y.push_str("registries:\n");
+            for r in &self.registries {
+                y.push_str(&format!(
+                    "  - name: \"{}\"\n    scheme: {}\n    endpoint: \"{}\"\n",
+                    r.name, r.scheme, r.endpoint
+                ));
+            }
+        }
+        y.push_str(&self.extra_yaml);
+        y
+    }
+}
+
+pub struct Server {
+    guard: Option<ChildGuard>,
+    port: u16,
+    cache: PathBuf,
+    config_file: PathBuf,
+    starts: usize,
+    dir: TestDir,
+}
+
+/// How long a debug build may take to answer `GET /v2/`.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+impl Server {
+    /// Our server with `docker.io` mapped to `upstream_url`.
+    pub fn start(upstream_url: &str) -> Server {
+        Server::start_with(ServerConfig::for_upstream(upstream_url))
+    }
+
+    /// Our server with this config, on a free port and a new cache dir.
+    pub fn start_with(config: ServerConfig) -> Server {
+        let dir = TestDir::new("server");
+        let cache = dir.subdir("cache");
+        let config_file = dir.path().join("registry-config.yaml");
+        let mut server = Server { guard: None, port: 0, cache, config_file, starts: 0, dir };
+        // A port can be taken by another process between our probe and the
+        // server's bind: try a few.
+        let mut last = String::new();
+        for _ in 0..3 {
+            server.port = free_port();
+            std::fs::write(&server.config_file, config.to_yaml(&server.cache, server.port))
+                .expect("write server config");
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("our server did not start:\n{last}");
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        self.starts += 1;
+        let mut guard = ChildGuard::spawn(
+            &format!("ociregistry-{}", self.starts),
+            Command::new(env!("CARGO_BIN_EXE_ociregistry"))
+                .arg("--config-file")
+                .arg(&self.config_file)
+                .arg("serve")
+                .env("RUST_BACKTRACE", "1"),
+            self.dir.path(),
+        );
+        let client = http::client();
+        let url = format!("{}/v2/", self.url());
+        let start = Instant::now();
+        while start.elapsed() < READY_LIMIT {
+            if let Some(status) = guard.exit_status() {
+                let tail = guard.log_tail();
+                guard.kill();
+                return Err(format!("ociregistry exited with {status}:\n{tail}"));
+            }
+            if let Ok(resp) = client.get(&url).send() {
+                if resp.status() == http::StatusCode::OK {
+                    self.guard = Some(guard);
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let tail = guard.log_tail();
+        guard.kill();
+        Err(format!("ociregistry not ready after {READY_LIMIT:?}:\n{tail}"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The cache dir (`imagePath`).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            g.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Start again with the same config: same port, same cache dir.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("our server did not restart:\n{e}");
+        }
+    }
+
+    /// The tail of the current run's logs.
+    pub fn log_tail(&self) -> String {
+        self.guard.as_ref().map(|g| g.log_tail()).unwrap_or_default()
+    }
+}
