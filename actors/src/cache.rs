@@ -104,6 +104,17 @@ impl Handler<ClaimBlob> for CacheActor {
         if !self.writable() {
             return MessageResult(BlobClaim::Uncacheable);
         }
+        if !self.store.has_free_space() {
+            let root = self.store.layout().root().to_path_buf();
+            let full = StoreError::Io {
+                op: "write to",
+                path: root.display().to_string(),
+                detail: "free space is below the cache's reserve".into(),
+                disk_full: true,
+            };
+            self.storage_failed(&full);
+            return MessageResult(BlobClaim::Uncacheable);
+        }
         // Creating two empty files is quick; doing it here keeps the claim and the file in one step.
         match self.store.begin_blob(&msg.digest) {
             Ok((writer, reader)) => {

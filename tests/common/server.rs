@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub idle_timeout: String,
     /// Extra top-level YAML, appended verbatim.
     pub extra_yaml: String,
+    /// `imagePath` to use instead of a fresh directory (e.g. a small tmpfs).
+    pub image_path: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             pull_timeout_ms: 10_000,
             idle_timeout: "5s".to_string(),
             extra_yaml: String::new(),
+            image_path: None,
         }
     }
 }
@@ -120,7 +123,7 @@ impl Server {
     /// Our server with this config, on a free port and a new cache dir.
     pub fn start_with(config: ServerConfig) -> Server {
         let dir = TestDir::new("server");
-        let cache = dir.subdir("cache");
+        let cache = config.image_path.clone().unwrap_or_else(|| dir.subdir("cache"));
         let config_file = dir.path().join("registry-config.yaml");
         let mut server = Server { guard: None, port: 0, cache, config_file, starts: 0, dir };
         // A port can be taken by another process between our probe and the
@@ -198,6 +201,11 @@ impl Server {
         if let Err(e) = self.spawn_and_wait() {
             panic!("our server did not restart:\n{e}");
         }
+    }
+
+    /// The config file it runs with.
+    pub fn config_file(&self) -> &Path {
+        &self.config_file
     }
 
     /// The tail of the current run's logs.

@@ -108,6 +108,18 @@ pub(crate) fn tmp_path(layout: &Layout, suffix: &str) -> PathBuf {
     layout.tmp_dir().join(format!("{:016x}.{suffix}", rand::random::<u64>()))
 }
 
+/// Space left free on the cache filesystem: a blob that would eat into it is passed through uncached instead.
+const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// Whether the filesystem holding `path` has room for `more` bytes plus the reserve (`statvfs`). A blob that would
+/// fill the disk is better passed through uncached than failed half-way.
+pub(crate) fn has_room_for(path: &Path, more: u64) -> bool {
+    match rustix::fs::statvfs(path) {
+        Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= more.saturating_add(FREE_SPACE_RESERVE),
+        Err(_) => true,
+    }
+}
+
 /// fsync a directory so a rename into it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))
@@ -190,6 +202,11 @@ impl Store {
     /// Read a committed manifest.
     pub fn read_manifest(&self, digest: &Digest) -> std::io::Result<Vec<u8>> {
         fs::read(self.layout.manifest(digest))
+    }
+
+    /// Whether the cache filesystem has at least its free-space reserve left.
+    pub fn has_free_space(&self) -> bool {
+        has_room_for(&self.layout.tmp_dir(), 0)
     }
 
     /// Start writing a blob: a temporary file plus a second handle for readers that follow the transfer.

@@ -11,9 +11,6 @@ use crate::error::StoreError;
 use crate::store::{sync_dir, tmp_path, Layout};
 use crate::transfer::{Transfer, TransferPublisher};
 
-/// Space left free on the cache filesystem: a blob that would eat into it is not cached.
-const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
-
 /// A blob being written. See the module documentation.
 #[derive(Debug)]
 pub struct BlobWriter {
@@ -53,13 +50,9 @@ impl BlobWriter {
         &self.digest
     }
 
-    /// Whether the filesystem has room for `more` bytes plus a safety margin (`statvfs`). A blob that would fill
-    /// the disk is better passed through uncached than failed half-way.
+    /// Whether the filesystem has room for `more` bytes plus the free-space reserve.
     pub fn has_room_for(&self, more: u64) -> bool {
-        match rustix::fs::statvfs(&self.tmp) {
-            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= more.saturating_add(FREE_SPACE_RESERVE),
-            Err(_) => true,
-        }
+        super::has_room_for(&self.tmp, more)
     }
 
     /// Bytes written so far.
