@@ -221,3 +221,35 @@ fn blob_range_is_partial_content() {
         assert_eq!(body.as_ref(), &full[start..=end], "{range}");
     }
 }
+
+#[test]
+fn accept_headers_are_honoured_across_lines() {
+    let up = Upstream::start();
+    let dir = TestDir::new("accept");
+    let image = images::hello(&up, dir.path());
+    let server = Server::start(&up.url());
+    let client = http::client();
+    let url = format!("{}/v2/library/hello/manifests/latest?ns=docker.io", server.url());
+    // The manifest is OCI: a client that accepts only Docker schema2 is told it is unknown in a type it accepts.
+    let resp = client
+        .get(&url)
+        .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+        .send()
+        .expect("GET with a narrow Accept");
+    let text = assert_oci_error(resp, StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "narrow Accept");
+    assert!(text.contains("application/vnd.oci.image.manifest.v1+json"), "message names the type: {text}");
+    // Several Accept lines count together (skopeo sends six).
+    let resp = client
+        .get(&url)
+        .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json; q=0.9")
+        .send()
+        .expect("GET with two Accept lines");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(http::header(&resp, "Content-Type"), "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(resp.bytes().expect("body").to_vec(), image.bytes);
+    // reqwest sends `Accept: */*`: anything goes. Responses are never content-encoded, whatever the client offers.
+    let resp = client.get(&url).header("Accept-Encoding", "gzip, zstd").send().expect("GET with */*");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(http::header(&resp, "Content-Encoding").is_empty(), "no content encoding");
+}

@@ -91,3 +91,48 @@ fn late_client_streams_while_upstream_trickles() {
         a.first_byte, a.done, b.first_byte, b.done
     );
 }
+
+#[test]
+fn range_requests_on_a_blob_still_being_fetched_get_their_slice() {
+    // containerd 2.1+ fetches large layers in parallel ranges, possibly while the mirror is still pulling them.
+    let blob = random_bytes(BLOB_SIZE);
+    let fake = FakeUpstream::start(
+        "library/ranged",
+        "1",
+        blob.clone(),
+        Behaviour::Trickle { bytes_per_sec: RATE, chunk: CHUNK },
+    );
+    let server =
+        Server::start_with(ServerConfig { pull_timeout_ms: 60_000, ..ServerConfig::for_upstream(&fake.url()) });
+    let url = format!("{}/v2/library/ranged/blobs/{}?ns=docker.io", server.url(), fake.blob_digest());
+    let t0 = Instant::now();
+    let full = {
+        let url = url.clone();
+        std::thread::spawn(move || timed_get(&url, t0))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let ranges = [(0usize, 99_999usize), (1_000_000, 1_999_999), (BLOB_SIZE - 10, BLOB_SIZE - 1)];
+    let handles: Vec<_> = ranges
+        .iter()
+        .map(|&(start, end)| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let resp = http::client()
+                    .get(&url)
+                    .header("Range", format!("bytes={start}-{end}"))
+                    .send()
+                    .unwrap_or_else(|e| panic!("GET range {start}-{end}: {e:#}"));
+                assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT, "range {start}-{end}");
+                assert_eq!(http::header(&resp, "Content-Range"), format!("bytes {start}-{end}/{BLOB_SIZE}"));
+                (start, end, resp.bytes().expect("range body").to_vec())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (start, end, body) = h.join().expect("range client");
+        assert_eq!(body, blob[start..=end], "bytes of range {start}-{end}");
+    }
+    let full = full.join().expect("full client");
+    assert_eq!(sha256_digest(&full.body), fake.blob_digest());
+    assert_eq!(fake.blob_gets(), 1, "the ranges joined the one running fetch");
+}

@@ -31,6 +31,12 @@ pub enum Behaviour {
     CorruptBlob,
     /// Headers and half the body, then the connection is closed.
     DropMidway,
+    /// Headers and half the body, then nothing for 30 s (the connection stays open).
+    Stall,
+    /// Manifest and blob requests are read and never answered (for 30 s).
+    NoAnswer,
+    /// Manifest and blob requests get 429 with `Retry-After: 1`.
+    TooManyRequests,
 }
 
 /// One request as received.
@@ -263,6 +269,27 @@ async fn respond(stream: &mut TcpStream, state: &State, req: &RecordedRequest) -
     if path == "/v2/" || path == "/v2" {
         return write_simple(stream, 200, "application/json", b"{}", None, head).await;
     }
+    let behaviour = *state.behaviour.lock().unwrap();
+    match behaviour {
+        Behaviour::NoAnswer => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return false;
+        }
+        Behaviour::TooManyRequests => {
+            let body = br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+            let out = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut out = out.into_bytes();
+            if !head {
+                out.extend_from_slice(body);
+            }
+            return stream.write_all(&out).await.is_ok();
+        }
+        _ => {}
+    }
     let manifests = format!("/v2/{}/manifests/", c.repo);
     let blobs = format!("/v2/{}/blobs/", c.repo);
     if let Some(reference) = path.strip_prefix(&manifests) {
@@ -277,7 +304,6 @@ async fn respond(stream: &mut TcpStream, state: &State, req: &RecordedRequest) -
                 .await;
         }
         if digest == c.blob_digest {
-            let behaviour = *state.behaviour.lock().unwrap();
             return write_blob(stream, &c.blob, &c.blob_digest, behaviour, head).await;
         }
         return write_error(stream, 404, "BLOB_UNKNOWN", head).await;
@@ -347,6 +373,13 @@ async fn write_blob(stream: &mut TcpStream, blob: &[u8], digest: &str, behaviour
             let _ = stream.shutdown().await;
             false
         }
+        Behaviour::Stall => {
+            let _ = stream.write_all(&blob[..blob.len() / 2]).await;
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            false
+        }
+        Behaviour::NoAnswer | Behaviour::TooManyRequests => false,
         Behaviour::Trickle { bytes_per_sec, chunk } => {
             let pause = Duration::from_secs_f64(chunk as f64 / bytes_per_sec as f64);
             for piece in blob.chunks(chunk) {
