@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 
 use crate::cache::CacheActor;
 use crate::digest::{Digest, DigestAlgorithm};
-use crate::error::{MirrorError, UpstreamError};
+use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::messages::{BodyEvent, CommitBlob, Fetch, ManifestReply, PutManifest, ReleaseBlob};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{media_type_of, BlobLease, ManifestMeta};
+use crate::store::{media_type_of, BlobLease, BlobWriter, ManifestMeta};
 use crate::transfer::TransferPublisher;
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::Upstream;
@@ -155,11 +155,6 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
     Ok(ManifestReply { meta, bytes })
 }
 
-fn fail(digest: &Digest, publisher: TransferPublisher, error: MirrorError) {
-    tracing::warn!(blob = %digest, error = %error, "blob fetch failed");
-    publisher.fail(error);
-}
-
 fn ref_suffix(reference: &Reference) -> String {
     match reference {
         Reference::Tag(t) => format!(":{t}"),
@@ -172,152 +167,130 @@ fn ref_suffix(reference: &Reference) -> String {
 pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
     let BlobLease { writer, publisher, transfer } = lease;
     let digest = writer.digest().clone();
-    let name = cx.name();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
-    let resp = match cx.request(blob_path(&cx.image, &digest), false, None).await {
-        Ok(r) if r.status == 404 => {
-            fail(&digest, publisher, MirrorError::BlobUnknown(digest.clone()));
-            cx.cache.do_send(ReleaseBlob { digest, transfer, storage: None });
-            return;
+    match download(&cx, writer, &publisher).await {
+        Ok(writer) => {
+            let size = writer.written();
+            match cx.cache.send(CommitBlob { writer }).await {
+                Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
+                // The bytes were verified and readers hold the file open: they still get a good, complete blob.
+                Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
+                Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
+            }
+            publisher.done(size);
         }
-        Ok(r) => r,
-        Err(e) => {
-            fail(&digest, publisher, e);
-            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
-            return;
+        Err(Abort { error, storage }) => {
+            tracing::warn!(blob = %digest, error = %error, "blob fetch failed");
+            publisher.fail(error);
+            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage }).await;
         }
-    };
+    }
+}
+
+/// Why a blob download stopped; the writer (and its temporary file) is gone by the time this is seen.
+struct Abort {
+    error: MirrorError,
+    /// Set when the disk was at fault, so the cache backs off.
+    storage: Option<StoreError>,
+}
+
+impl<E: Into<MirrorError>> From<E> for Abort {
+    fn from(error: E) -> Abort {
+        Abort { error: error.into(), storage: None }
+    }
+}
+
+/// How a batch of body events ended, besides its bytes.
+enum BatchEnd {
+    More,
+    End,
+    Failed(UpstreamError),
+}
+
+/// Wait for the next body event, then gather whatever else is already waiting (up to `WRITE_BATCH`), so a fast
+/// upstream costs one disk write per megabyte and a slow one is written as each chunk arrives.
+async fn next_batch(body: &mut mpsc::Receiver<Result<BodyEvent, UpstreamError>>, upstream: &str) -> (Bytes, BatchEnd) {
+    let early = || UpstreamError::Broken { upstream: upstream.into(), detail: "body ended early".into() };
+    let mut batch = BytesMut::new();
+    let mut event = body.recv().await;
+    loop {
+        match event {
+            Some(Ok(BodyEvent::Data(chunk))) => batch.extend_from_slice(&chunk),
+            Some(Ok(BodyEvent::End)) => return (batch.freeze(), BatchEnd::End),
+            Some(Err(e)) => return (batch.freeze(), BatchEnd::Failed(e)),
+            None => return (batch.freeze(), BatchEnd::Failed(early())),
+        }
+        if batch.len() >= WRITE_BATCH {
+            return (batch.freeze(), BatchEnd::More);
+        }
+        event = match body.try_recv() {
+            Ok(next) => Some(next),
+            Err(mpsc::error::TryRecvError::Empty) => return (batch.freeze(), BatchEnd::More),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+    }
+}
+
+/// Fetch the blob into `writer`, publishing progress; returns the writer complete and verified.
+async fn download(
+    cx: &FetchContext,
+    mut writer: BlobWriter,
+    publisher: &TransferPublisher,
+) -> Result<BlobWriter, Abort> {
+    let digest = writer.digest().clone();
+    let name = cx.name();
+    let resp = cx.request(blob_path(&cx.image, &digest), false, None).await?;
+    if resp.status == 404 {
+        return Err(MirrorError::BlobUnknown(digest).into());
+    }
     let total = resp.content_length;
     if let Some(total) = total {
         if !writer.has_room_for(total) {
-            let full = crate::error::StoreError::Io {
+            let full = StoreError::Io {
                 op: "reserve space for",
                 path: format!("blob {digest} ({total} bytes)"),
                 detail: "not enough free space in the cache directory".into(),
                 disk_full: true,
             };
-            drop(writer);
             // Readers see `Uncacheable` and fetch the blob for themselves, uncached; the cache backs off.
-            fail(&digest, publisher, MirrorError::Uncacheable);
-            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: Some(full) }).await;
-            return;
+            return Err(Abort { error: MirrorError::Uncacheable, storage: Some(full) });
         }
     }
     let mut body = resp.body;
-    let mut writer = writer;
     publisher.running(0, total);
-    let outcome: Result<(), (MirrorError, Option<crate::error::StoreError>)> = loop {
-        let first = body.recv().await;
-        let mut batch = BytesMut::new();
-        let mut end = false;
-        let mut error = None;
-        match first {
-            Some(Ok(BodyEvent::Data(chunk))) => {
-                batch.extend_from_slice(&chunk);
-                // Gather what is already waiting, so a fast upstream costs one disk write per megabyte.
-                while batch.len() < WRITE_BATCH {
-                    match body.try_recv() {
-                        Ok(Ok(BodyEvent::Data(chunk))) => batch.extend_from_slice(&chunk),
-                        Ok(Ok(BodyEvent::End)) => {
-                            end = true;
-                            break;
-                        }
-                        Ok(Err(e)) => {
-                            error = Some(MirrorError::from(e));
-                            break;
-                        }
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            error = Some(
-                                UpstreamError::Broken { upstream: name.clone(), detail: "body ended early".into() }
-                                    .into(),
-                            );
-                            break;
-                        }
-                    }
-                }
-            }
-            Some(Ok(BodyEvent::End)) => end = true,
-            Some(Err(e)) => error = Some(e.into()),
-            None => {
-                error = Some(UpstreamError::Broken { upstream: name.clone(), detail: "body ended early".into() }.into())
-            }
-        }
-        if !batch.is_empty() {
-            let data = batch.freeze();
-            let written = tokio::task::spawn_blocking(move || {
+    loop {
+        let (data, end) = next_batch(&mut body, &name).await;
+        if !data.is_empty() {
+            let (w, written) = tokio::task::spawn_blocking(move || {
                 let r = writer.write(&data);
                 (writer, r)
             })
-            .await;
-            match written {
-                Ok((w, Ok(()))) => writer = w,
-                Ok((w, Err(e))) => {
-                    writer = w;
-                    break Err((MirrorError::Internal(format!("cache write failed: {e}")), Some(e)));
-                }
-                Err(e) => {
-                    fail(&digest, publisher, MirrorError::Internal(format!("writer task: {e}")));
-                    let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
-                    return;
-                }
+            .await
+            .map_err(|e| MirrorError::Internal(format!("writer task: {e}")))?;
+            writer = w;
+            if let Err(e) = written {
+                return Err(Abort {
+                    error: MirrorError::Internal(format!("cache write failed: {e}")),
+                    storage: Some(e),
+                });
             }
-            if let Some(total) = total {
-                if writer.written() > total {
-                    break Err((
-                        UpstreamError::LengthMismatch {
-                            upstream: name.clone(),
-                            expected: total,
-                            got: writer.written(),
-                        }
-                        .into(),
-                        None,
-                    ));
-                }
+            if total.is_some_and(|t| writer.written() > t) {
+                break;
             }
             publisher.running(writer.written(), total);
         }
-        if let Some(e) = error {
-            break Err((e, None));
+        match end {
+            BatchEnd::More => {}
+            BatchEnd::End => break,
+            BatchEnd::Failed(e) => return Err(e.into()),
         }
-        if end {
-            break Ok(());
-        }
-    };
-    if let Err((error, storage)) = outcome {
-        drop(writer);
-        fail(&digest, publisher, error);
-        let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage }).await;
-        return;
     }
     let size = writer.written();
-    if let Some(total) = total {
-        if size != total {
-            drop(writer);
-            fail(
-                &digest,
-                publisher,
-                UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into(),
-            );
-            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
-            return;
-        }
+    if let Some(total) = total.filter(|t| *t != size) {
+        return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
     if let Err(actual) = writer.verify() {
-        drop(writer);
-        fail(
-            &digest,
-            publisher,
-            UpstreamError::DigestMismatch { upstream: name, expected: digest.clone(), actual }.into(),
-        );
-        let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage: None }).await;
-        return;
+        return Err(UpstreamError::DigestMismatch { upstream: name, expected: digest, actual }.into());
     }
-    match cx.cache.send(CommitBlob { writer }).await {
-        Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
-        // The bytes were verified and readers hold the file open: they still get a good, complete blob.
-        Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
-        Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
-    }
-    publisher.done(size);
+    Ok(writer)
 }
