@@ -9,7 +9,7 @@ use serde_yaml::Value;
 
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
-use super::values::{parse_host, LogLevel};
+use super::values::{parse_host, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
 
 const TOP_KEYS: &[&str] = &[
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "health",
     "metrics",
     "registries",
+    "upstreamPolicy",
     "pruneConfig",
     "listConfig",
     "serverTlsConfig",
@@ -55,6 +56,7 @@ pub struct FileConfig {
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
+    pub upstream_policy: Option<UpstreamPolicy>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default").
@@ -94,6 +96,12 @@ fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, Config
             walker.invalid("host", &Value::String(text.clone()), "expected an IP address such as 0.0.0.0 or ::")
         })?),
     };
+    let upstream_policy = match walker.string(top, "upstreamPolicy")? {
+        None => None,
+        Some(text) => Some(UpstreamPolicy::parse(&text).ok_or_else(|| {
+            walker.invalid("upstreamPolicy", &Value::String(text.clone()), "expected public, listed or any")
+        })?),
+    };
     let registries = parse_registries(walker, "registries", top.get("registries"))?;
     Ok(FileConfig {
         image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
@@ -106,6 +114,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, Config
         idle_timeout: walker.duration(top, "idleTimeout")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
+        upstream_policy,
     })
 }
 
@@ -333,12 +342,27 @@ serverTlsConfig:
                 "\"http://a.io?x=1\"",
             ),
             ("serverTlsConfig: on", "serverTlsConfig", "\"on\""),
+            ("upstreamPolicy: open", "upstreamPolicy", "\"open\""),
+            ("upstreamPolicy: true", "upstreamPolicy", "true"),
         ] {
             let msg = error(yaml);
             let expected = format!("config key '{key}' (in /etc/cfg.yaml) has an invalid value {value}: ");
             assert!(msg.starts_with(&expected), "for {yaml}: {msg}");
             assert!(!msg.contains('\n'));
         }
+    }
+
+    #[test]
+    fn upstream_policy_is_case_insensitive_and_optional() {
+        for (text, policy) in
+            [("public", UpstreamPolicy::Public), ("Listed", UpstreamPolicy::Listed), ("ANY", UpstreamPolicy::Any)]
+        {
+            let (config, warnings) = parse_config(&format!("upstreamPolicy: {text}\n"), "f").expect("ok");
+            assert_eq!(config.upstream_policy, Some(policy));
+            assert!(warnings.is_empty());
+        }
+        let (config, _) = parse_config("upstreamPolicy: ''\n", "f").expect("ok");
+        assert_eq!(config.upstream_policy, None);
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub use values::{parse_host, LogLevel};
 // Types of public `Settings` fields, named by the server modules rather than by this crate's
 // minimal `main`.
 #[allow(unused_imports)]
-pub use {registry::TlsSettings, values::Scheme};
+pub use {
+    registry::TlsSettings,
+    values::{Scheme, UpstreamPolicy},
+};
 
 /// The config used when no `--config-file` is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");
@@ -57,6 +60,8 @@ pub struct Settings {
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
+    /// Which namespaces without a `registries` entry may be dialled (`upstreamPolicy`).
+    pub upstream_policy: UpstreamPolicy,
     /// "embedded default" or the config file path, for the startup banner.
     pub config_source: String,
 }
@@ -75,6 +80,7 @@ impl Settings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             default_ns: None,
             registries: Vec::new(),
+            upstream_policy: UpstreamPolicy::Public,
             config_source: config_source.into(),
         }
     }
@@ -91,6 +97,7 @@ impl Settings {
             idle_timeout,
             default_ns,
             registries,
+            upstream_policy,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -102,6 +109,7 @@ impl Settings {
         set(&mut self.idle_timeout, idle_timeout);
         self.default_ns = default_ns;
         self.registries = registries;
+        set(&mut self.upstream_policy, upstream_policy);
     }
 }
 
@@ -133,6 +141,7 @@ impl fmt::Display for Settings {
             humantime::format_duration(self.idle_timeout)
         )?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
+        writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
         write!(f, "Registries ({}):", self.registries.len())?;
         for registry in &self.registries {
             write!(f, "\n  {registry}")?;

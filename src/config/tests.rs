@@ -170,3 +170,16 @@ fn summary_mentions_every_registry() {
     assert!(text.contains("Listen: 0.0.0.0:8080"));
     assert!(text.contains("public.ecr.aws -> https://public.ecr.aws"));
 }
+
+#[test]
+fn upstream_policy_defaults_to_public_and_is_read_from_the_file() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert!(settings.to_string().contains("Upstream policy: public"));
+    let (_dir, path) = config_file("upstreamPolicy: Listed\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Listed);
+    let (_dir, path) = config_file("port: 5000\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+}
