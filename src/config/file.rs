@@ -269,7 +269,6 @@ serverTlsConfig:
             ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
             ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
             ("registries: [{name: a.io, auth: {user: u, password: p}}]", "registries[0].auth.user"),
-            ("registries: [{name: a.io, tls: {cert: /c, key: /k}}]", "registries[0].tls.cert"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }

@@ -7,6 +7,7 @@ mod error;
 mod file;
 mod flags;
 mod registry;
+mod tls;
 mod values;
 mod yaml;
 
@@ -24,7 +25,8 @@ pub use values::{parse_host, LogLevel};
 // minimal `main`.
 #[allow(unused_imports)]
 pub use {
-    registry::TlsSettings,
+    registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
+    tls::TlsSettings,
     values::{Scheme, UpstreamPolicy},
 };
 

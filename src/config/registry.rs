@@ -1,22 +1,26 @@
 //! The `registries` list of the config file: one entry per upstream registry, with its name
-//! check, scheme, optional `endpoint` URL, TLS options, and rejection of the Go server's
-//! upstream auth and client-certificate keys that this build does not implement yet.
+//! check, scheme, optional `endpoint` URL, concurrency limit and TLS options (`tls.rs`), and
+//! rejection of the Go server's upstream auth keys that this build does not implement yet.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 
 use serde_yaml::Value;
 
-use super::error::{io_reason, ConfigError};
+use super::error::ConfigError;
+use super::tls::{parse_tls, TlsSettings};
 use super::values::Scheme;
 use super::yaml::{is_default, Section, Walker};
 
-const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "auth", "tls"];
+const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "maxConcurrent", "auth", "tls"];
 const AUTH_KEYS: &[&str] = &["user", "password", "passwordFromEnv", "token"];
 const TOKEN_KEYS: &[&str] = &["provider", "providerOpts", "expiry"];
-const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecureSkipVerify"];
+
+/// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
+pub const DEFAULT_MAX_CONCURRENT: usize = 32;
+/// The largest accepted `maxConcurrent`.
+pub const MAX_MAX_CONCURRENT: usize = 1024;
 
 /// How to reach one upstream registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,16 +32,9 @@ pub struct RegistrySettings {
     /// URL to dial instead of `scheme://name`, e.g. `http://127.0.0.1:5000`; scheme lower-cased,
     /// no trailing slash, no query or fragment.
     pub endpoint: Option<String>,
+    /// At most this many upstream fetches to this registry at once (`maxConcurrent`, 1..=1024).
+    pub max_concurrent: usize,
     pub tls: TlsSettings,
-}
-
-/// TLS options toward one upstream registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Extra CA certificate (PEM) trusted for this registry.
-    pub ca: Option<PathBuf>,
-    /// Skip certificate verification (dangerous; the Go server allows it, so do we).
-    pub insecure_skip_verify: bool,
 }
 
 impl RegistrySettings {
@@ -57,8 +54,17 @@ impl RegistrySettings {
 impl fmt::Display for RegistrySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -> {}", self.name, self.base_url())?;
+        if self.tls.is_mutual() {
+            f.write_str(" (mTLS)")?;
+        }
         if let Some(ca) = &self.tls.ca {
             write!(f, " (ca {})", ca.display())?;
+        }
+        if self.tls.ca_only {
+            f.write_str(" (caOnly)")?;
+        }
+        if self.max_concurrent != DEFAULT_MAX_CONCURRENT {
+            write!(f, " (maxConcurrent {})", self.max_concurrent)?;
         }
         if self.tls.insecure_skip_verify {
             f.write_str(" (TLS verification disabled)")?;
@@ -119,6 +125,9 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
             Some(url)
         }
     };
+    let max_concurrent = walker
+        .integer(&section, "maxConcurrent", 1..=MAX_MAX_CONCURRENT as u64)?
+        .map_or(DEFAULT_MAX_CONCURRENT, |n| n as usize);
     if let Some(auth) = section.get("auth") {
         reject_auth(walker, &section.key("auth"), auth)?;
     }
@@ -126,7 +135,7 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
         None => TlsSettings::default(),
         Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
     };
-    Ok(RegistrySettings { name, scheme, endpoint, tls })
+    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, tls })
 }
 
 /// Upstream credentials are not implemented yet: any non-empty auth key is an error.
@@ -144,35 +153,6 @@ fn reject_non_default(walker: &Walker, section: &Section<'_>) -> Result<(), Conf
         Some((name, _)) => Err(walker.unsupported(&section.key(name))),
         None => Ok(()),
     }
-}
-
-fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str) -> Result<TlsSettings, ConfigError> {
-    let section = walker.section(path, value, TLS_KEYS)?;
-    for client_key in ["cert", "key"] {
-        if section.get(client_key).is_some_and(|v| !is_default(v)) {
-            return Err(walker.unsupported(&section.key(client_key)));
-        }
-    }
-    let ca = walker.string(&section, "ca")?.map(PathBuf::from);
-    if let Some(ca) = &ca {
-        if let Err(err) = std::fs::metadata(ca) {
-            return Err(walker.invalid(
-                &section.key("ca"),
-                &Value::String(ca.display().to_string()),
-                format!("cannot read the CA file: {}", io_reason(&err)),
-            ));
-        }
-    }
-    let insecure_skip_verify = walker.boolean(&section, "insecureSkipVerify")?;
-    if insecure_skip_verify {
-        let message = format!(
-            "TLS certificate verification is disabled for registry '{registry}' ({} in {})",
-            section.key("insecureSkipVerify"),
-            walker.file
-        );
-        walker.warn(message);
-    }
-    Ok(TlsSettings { ca, insecure_skip_verify })
 }
 
 /// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
@@ -240,6 +220,8 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
@@ -313,14 +295,42 @@ mod tests {
     }
 
     #[test]
-    fn auth_and_client_certs_are_unsupported() {
+    fn defaults_of_the_new_keys() {
+        let (result, _) = parse("- name: a.io\n");
+        let registry = &result.expect("valid")[0];
+        assert_eq!(registry.max_concurrent, DEFAULT_MAX_CONCURRENT);
+        assert_eq!(registry.tls, TlsSettings::default());
+    }
+
+    #[test]
+    fn max_concurrent_range() {
+        for (text, expected) in [("1", 1), ("8", 8), ("1024", 1024)] {
+            let (result, _) = parse(&format!("- name: a.io\n  maxConcurrent: {text}\n"));
+            assert_eq!(result.expect("valid")[0].max_concurrent, expected);
+        }
+        for text in ["0", "1025", "-1", "'8'", "2.5"] {
+            let msg = error(&format!("- name: a.io\n  maxConcurrent: {text}\n"));
+            assert!(
+                msg.starts_with("config key 'registries[0].maxConcurrent' (in cfg.yaml) has an invalid value ")
+                    && msg.ends_with("expected a whole number from 1 to 1024"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_errors_name_the_entry() {
+        let msg = error("- name: a.io\n- name: b.io\n  tls: {cert: /c.pem}\n");
+        assert!(msg.starts_with("config key 'registries[1].tls.key'"), "{msg}");
+    }
+
+    #[test]
+    fn auth_is_unsupported() {
         for (yaml, key) in [
             ("auth: {user: u}", "registries[0].auth.user"),
             ("auth: {password: p}", "registries[0].auth.password"),
             ("auth: {passwordFromEnv: X}", "registries[0].auth.passwordFromEnv"),
             ("auth: {token: {provider: ecr}}", "registries[0].auth.token.provider"),
-            ("tls: {cert: /c.pem}", "registries[0].tls.cert"),
-            ("tls: {key: /k.pem}", "registries[0].tls.key"),
         ] {
             let msg = error(&format!("- name: a.io\n  {yaml}\n"));
             assert_eq!(
@@ -334,21 +344,40 @@ mod tests {
     }
 
     #[test]
+    fn display_shows_tls_options() {
+        let base = |tls| RegistrySettings {
+            name: "my-registry:5000".to_string(),
+            scheme: Scheme::Https,
+            endpoint: Some("https://10.0.0.5:5000".to_string()),
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            tls,
+        };
+        let anonymous = base(TlsSettings::default());
+        assert_eq!(anonymous.to_string(), "my-registry:5000 -> https://10.0.0.5:5000");
+        let mutual = TlsSettings {
+            ca: Some(PathBuf::from("/my/ca.crt")),
+            ca_only: true,
+            cert: Some(PathBuf::from("/my/client.cert")),
+            key: Some(PathBuf::from("/my/client.key")),
+            insecure_skip_verify: false,
+        };
+        let mut registry = base(mutual);
+        registry.max_concurrent = 8;
+        assert_eq!(
+            registry.to_string(),
+            "my-registry:5000 -> https://10.0.0.5:5000 (mTLS) (ca /my/ca.crt) (caOnly) (maxConcurrent 8)"
+        );
+    }
+
+    #[test]
     fn default_valued_auth_and_tls_are_accepted() {
         let (result, warnings) = parse(
             "- name: a.io\n  auth: {user: '', password: '', passwordFromEnv: '', \
              token: {provider: '', providerOpts: '', expiry: ''}}\n  \
              tls: {ca: '', cert: '', key: '', insecureSkipVerify: false}\n",
         );
-        assert_eq!(result.expect("accepted")[0].tls, TlsSettings::default());
+        let registry = &result.expect("accepted")[0];
+        assert_eq!(registry.tls, TlsSettings::default());
         assert!(warnings.is_empty(), "{warnings:?}");
-    }
-
-    #[test]
-    fn insecure_skip_verify_warns() {
-        let (result, warnings) = parse("- name: a.io\n  tls: {insecureSkipVerify: true}\n");
-        assert!(result.expect("accepted")[0].tls.insecure_skip_verify);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("disabled for registry 'a.io'"));
     }
 }
