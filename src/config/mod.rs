@@ -2,11 +2,13 @@
 //! command line, the config file (or the embedded default config) and the built-in defaults,
 //! in that order of precedence.
 
+mod auth;
 mod duration;
 mod error;
 mod file;
 mod flags;
 mod registry;
+mod secret;
 mod tls;
 mod values;
 mod yaml;
@@ -21,11 +23,13 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
 pub use values::{parse_host, LogLevel};
-// Types of public `Settings` fields, named by the server modules rather than by this crate's
-// minimal `main`.
+// Types and defaults of public `Settings` fields, named by the server modules rather than by
+// this crate's minimal `main`.
 #[allow(unused_imports)]
 pub use {
+    auth::{AuthSettings, DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
     registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
+    secret::Secret,
     tls::TlsSettings,
     values::{Scheme, UpstreamPolicy},
 };
@@ -122,7 +126,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// A multi-line summary for the startup banner.
+/// A multi-line summary for the startup banner. Never shows a password.
 impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
@@ -155,8 +159,15 @@ impl fmt::Display for Settings {
 /// Builds the settings: command line > config file (or the embedded default config) >
 /// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
 /// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
-/// values and on an unreadable or unparsable config file.
+/// values, on an unset `passwordFromEnv` variable and on an unreadable or unparsable config
+/// file.
 pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
+    load_with_env(cli, &|name| std::env::var(name).ok())
+}
+
+/// `load` with `env` resolving `passwordFromEnv` (the process environment in `load`, a map in
+/// tests).
+fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
     let mut warnings = flags::check_supported(cli)?;
     let (text, source) = match &cli.config_file {
         None => (EMBEDDED_CONFIG.to_string(), EMBEDDED_SOURCE.to_string()),
@@ -166,7 +177,7 @@ pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
             (text, source)
         }
     };
-    let (file_config, file_warnings) = file::parse_config(&text, &source)?;
+    let (file_config, file_warnings) = file::parse_config(&text, &source, env)?;
     warnings.extend(file_warnings);
     let mut settings = Settings::defaults(source);
     settings.apply_file(file_config);

@@ -1,6 +1,6 @@
 //! The `registries` list of the config file: one entry per upstream registry, with its name
-//! check, scheme, optional `endpoint` URL, concurrency limit and TLS options (`tls.rs`), and
-//! rejection of the Go server's upstream auth keys that this build does not implement yet.
+//! check, scheme, optional `endpoint` URL, concurrency limit, credentials (`auth.rs`) and TLS
+//! options (`tls.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,14 +8,13 @@ use std::net::Ipv6Addr;
 
 use serde_yaml::Value;
 
+use super::auth::{parse_auth, AuthSettings, EnvLookup};
 use super::error::ConfigError;
 use super::tls::{parse_tls, TlsSettings};
 use super::values::Scheme;
-use super::yaml::{is_default, Section, Walker};
+use super::yaml::Walker;
 
 const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "maxConcurrent", "auth", "tls"];
-const AUTH_KEYS: &[&str] = &["user", "password", "passwordFromEnv", "token"];
-const TOKEN_KEYS: &[&str] = &["provider", "providerOpts", "expiry"];
 
 /// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
 pub const DEFAULT_MAX_CONCURRENT: usize = 32;
@@ -34,6 +33,8 @@ pub struct RegistrySettings {
     pub endpoint: Option<String>,
     /// At most this many upstream fetches to this registry at once (`maxConcurrent`, 1..=1024).
     pub max_concurrent: usize,
+    /// Credentials presented to the registry and its token realm.
+    pub auth: AuthSettings,
     pub tls: TlsSettings,
 }
 
@@ -54,6 +55,9 @@ impl RegistrySettings {
 impl fmt::Display for RegistrySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -> {}", self.name, self.base_url())?;
+        if self.auth != AuthSettings::Anonymous {
+            write!(f, " (auth: {})", self.auth)?;
+        }
         if self.tls.is_mutual() {
             f.write_str(" (mTLS)")?;
         }
@@ -73,11 +77,12 @@ impl fmt::Display for RegistrySettings {
     }
 }
 
-/// Reads the `registries` value (absent or null = empty list).
+/// Reads the `registries` value (absent or null = empty list). `env` resolves `auth.passwordFromEnv`.
 pub fn parse_registries(
     walker: &mut Walker,
     key: &str,
     value: Option<&Value>,
+    env: &EnvLookup,
 ) -> Result<Vec<RegistrySettings>, ConfigError> {
     let items = match value {
         None => return Ok(Vec::new()),
@@ -88,7 +93,7 @@ pub fn parse_registries(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let path = format!("{key}[{index}]");
-        let registry = parse_registry(walker, &path, item)?;
+        let registry = parse_registry(walker, &path, item, env)?;
         if let Some(first) = seen.insert(registry.name.clone(), index) {
             return Err(walker.invalid(
                 &format!("{path}.name"),
@@ -101,7 +106,12 @@ pub fn parse_registries(
     Ok(registries)
 }
 
-fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<RegistrySettings, ConfigError> {
+fn parse_registry(
+    walker: &mut Walker,
+    path: &str,
+    value: &Value,
+    env: &EnvLookup,
+) -> Result<RegistrySettings, ConfigError> {
     let section = walker.section(path, value, REGISTRY_KEYS)?;
     let name = walker.string(&section, "name")?.ok_or_else(|| walker.missing(&section.key("name")))?;
     if let Err(reason) = check_name(&name) {
@@ -128,31 +138,15 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
     let max_concurrent = walker
         .integer(&section, "maxConcurrent", 1..=MAX_MAX_CONCURRENT as u64)?
         .map_or(DEFAULT_MAX_CONCURRENT, |n| n as usize);
-    if let Some(auth) = section.get("auth") {
-        reject_auth(walker, &section.key("auth"), auth)?;
-    }
+    let auth = match section.get("auth") {
+        None => AuthSettings::Anonymous,
+        Some(auth) => parse_auth(walker, &section.key("auth"), auth, env)?,
+    };
     let tls = match section.get("tls") {
         None => TlsSettings::default(),
         Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
     };
-    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, tls })
-}
-
-/// Upstream credentials are not implemented yet: any non-empty auth key is an error.
-fn reject_auth(walker: &mut Walker, path: &str, value: &Value) -> Result<(), ConfigError> {
-    let auth = walker.section(path, value, AUTH_KEYS)?;
-    if let Some(token) = auth.get("token") {
-        let token = walker.section(&auth.key("token"), token, TOKEN_KEYS)?;
-        reject_non_default(walker, &token)?;
-    }
-    reject_non_default(walker, &auth)
-}
-
-fn reject_non_default(walker: &Walker, section: &Section<'_>) -> Result<(), ConfigError> {
-    match section.entries().find(|(_, value)| !is_default(value)) {
-        Some((name, _)) => Err(walker.unsupported(&section.key(name))),
-        None => Ok(()),
-    }
+    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, auth, tls })
 }
 
 /// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
@@ -221,13 +215,15 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::time::Duration;
 
     use super::*;
+    use crate::config::secret::Secret;
 
     fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
         let value: Value = serde_yaml::from_str(text).expect("test YAML parses");
         let mut walker = Walker::new("cfg.yaml");
-        let result = parse_registries(&mut walker, "registries", Some(&value));
+        let result = parse_registries(&mut walker, "registries", Some(&value), &|_| None);
         (result, walker.warnings)
     }
 
@@ -299,6 +295,7 @@ mod tests {
         let (result, _) = parse("- name: a.io\n");
         let registry = &result.expect("valid")[0];
         assert_eq!(registry.max_concurrent, DEFAULT_MAX_CONCURRENT);
+        assert_eq!(registry.auth, AuthSettings::Anonymous);
         assert_eq!(registry.tls, TlsSettings::default());
     }
 
@@ -319,40 +316,24 @@ mod tests {
     }
 
     #[test]
-    fn tls_errors_name_the_entry() {
-        let msg = error("- name: a.io\n- name: b.io\n  tls: {cert: /c.pem}\n");
-        assert!(msg.starts_with("config key 'registries[1].tls.key'"), "{msg}");
+    fn auth_and_tls_errors_name_the_entry() {
+        let msg = error("- name: a.io\n- name: b.io\n  auth: {user: u}\n");
+        assert!(msg.starts_with("config key 'registries[1].auth.password'"), "{msg}");
+        let msg = error("- name: a.io\n  tls: {cert: /c.pem}\n");
+        assert!(msg.starts_with("config key 'registries[0].tls.key'"), "{msg}");
     }
 
     #[test]
-    fn auth_is_unsupported() {
-        for (yaml, key) in [
-            ("auth: {user: u}", "registries[0].auth.user"),
-            ("auth: {password: p}", "registries[0].auth.password"),
-            ("auth: {passwordFromEnv: X}", "registries[0].auth.passwordFromEnv"),
-            ("auth: {token: {provider: ecr}}", "registries[0].auth.token.provider"),
-        ] {
-            let msg = error(&format!("- name: a.io\n  {yaml}\n"));
-            assert_eq!(
-                msg,
-                format!(
-                    "config key '{key}' (in cfg.yaml) is not supported yet by this build; \
-                     remove it or set it to its default"
-                )
-            );
-        }
-    }
-
-    #[test]
-    fn display_shows_tls_options() {
-        let base = |tls| RegistrySettings {
+    fn display_shows_auth_and_tls_but_no_secret() {
+        let base = |auth, tls| RegistrySettings {
             name: "my-registry:5000".to_string(),
             scheme: Scheme::Https,
             endpoint: Some("https://10.0.0.5:5000".to_string()),
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            auth,
             tls,
         };
-        let anonymous = base(TlsSettings::default());
+        let anonymous = base(AuthSettings::Anonymous, TlsSettings::default());
         assert_eq!(anonymous.to_string(), "my-registry:5000 -> https://10.0.0.5:5000");
         let mutual = TlsSettings {
             ca: Some(PathBuf::from("/my/ca.crt")),
@@ -361,11 +342,19 @@ mod tests {
             key: Some(PathBuf::from("/my/client.key")),
             insecure_skip_verify: false,
         };
-        let mut registry = base(mutual);
-        registry.max_concurrent = 8;
+        let password = Secret::new("thepass");
+        let mut basic = base(AuthSettings::Basic { user: "theuser".to_string(), password }, mutual);
+        basic.max_concurrent = 8;
         assert_eq!(
-            registry.to_string(),
-            "my-registry:5000 -> https://10.0.0.5:5000 (mTLS) (ca /my/ca.crt) (caOnly) (maxConcurrent 8)"
+            basic.to_string(),
+            "my-registry:5000 -> https://10.0.0.5:5000 (auth: basic (user theuser)) (mTLS) (ca /my/ca.crt) (caOnly) \
+             (maxConcurrent 8)"
+        );
+        assert!(!format!("{basic:?}").contains("thepass"));
+        let helper = AuthSettings::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(300) };
+        assert_eq!(
+            base(helper, TlsSettings::default()).to_string(),
+            "my-registry:5000 -> https://10.0.0.5:5000 (auth: helper ecr-login)"
         );
     }
 
@@ -378,6 +367,7 @@ mod tests {
         );
         let registry = &result.expect("accepted")[0];
         assert_eq!(registry.tls, TlsSettings::default());
+        assert_eq!(registry.auth, AuthSettings::Anonymous);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

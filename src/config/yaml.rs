@@ -32,11 +32,6 @@ impl<'v> Section<'v> {
     pub fn key(&self, name: &str) -> String {
         join(&self.path, name)
     }
-
-    /// All present entries, including null ones.
-    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &'v Value)> + '_ {
-        self.entries.iter().copied()
-    }
 }
 
 /// `parent.key`, or just `key` at the top level.
@@ -125,6 +120,17 @@ impl Walker {
         ConfigError::MissingKey { key: key.to_string(), file: self.file.clone() }
     }
 
+    /// An invalid value that must not be echoed (a password, or what may be one): the message shows
+    /// `(not shown)` in place of the value.
+    pub fn invalid_hidden(&self, key: &str, reason: impl ToString) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: key.to_string(),
+            file: self.file.clone(),
+            value: "(not shown)".to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
     pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
         ConfigError::RequiredBy {
@@ -132,6 +138,16 @@ impl Walker {
             because: because.to_string(),
             file: self.file.clone(),
             note: note.to_string(),
+        }
+    }
+
+    /// `key` and `other` are both set but exclude each other.
+    pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
+        ConfigError::Conflict {
+            key: key.to_string(),
+            other: other.to_string(),
+            file: self.file.clone(),
+            reason: reason.to_string(),
         }
     }
 
