@@ -51,6 +51,11 @@ impl ChildGuard {
         self.exit_status().is_none()
     }
 
+    /// The process id, while the guard still owns the process.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

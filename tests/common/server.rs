@@ -16,6 +16,8 @@ use super::ports::free_port;
 use super::process::ChildGuard;
 use super::TestDir;
 
+mod ops;
+
 /// One `registries:` entry.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -161,11 +163,9 @@ impl Server {
                 guard.kill();
                 return Err(format!("ociregistry exited with {status}:\n{tail}"));
             }
-            if let Ok(resp) = client.get(&url).send() {
-                if resp.status() == http::StatusCode::OK {
-                    self.guard = Some(guard);
-                    return Ok(());
-                }
+            if self.answers(&client, &url) {
+                self.guard = Some(guard);
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
