@@ -13,10 +13,12 @@ pub mod containerd;
 pub mod fake_upstream;
 pub mod http;
 pub mod images;
+pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod server;
 pub mod skopeo;
+pub mod storm;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
