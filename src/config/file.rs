@@ -1,5 +1,5 @@
-//! The config file schema (the Go server's `registry-config.yaml`, camelCase keys): parses the
-//! YAML text into the values it sets, warns about unknown keys and keys without effect, and
+//! The config file schema (the Go server's `registry-config.yaml`, camelCase keys, and ours): parses
+//! the YAML text into the values it sets, warns about unknown keys and keys without effect, and
 //! rejects Go server features this build does not implement yet when they are switched on.
 
 use std::path::PathBuf;
@@ -10,12 +10,13 @@ use serde_yaml::Value;
 use super::auth::EnvLookup;
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
-use super::values::{parse_host, LogLevel, UpstreamPolicy};
+use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
 
 const TOP_KEYS: &[&str] = &[
     "imagePath",
     "logLevel",
+    "logFormat",
     "logFile",
     "configFile",
     "preloadImages",
@@ -27,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "pullTimeout",
     "connectTimeout",
     "idleTimeout",
+    "shutdownGrace",
     "alwaysPullLatest",
     "airGapped",
     "helloWorld",
@@ -50,10 +52,12 @@ pub struct FileConfig {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub log_level: Option<LogLevel>,
+    pub log_format: Option<LogFormat>,
     pub log_file: Option<PathBuf>,
     pub pull_timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub shutdown_grace: Option<Duration>,
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
@@ -98,6 +102,13 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
             walker.invalid("host", &Value::String(text.clone()), "expected an IP address such as 0.0.0.0 or ::")
         })?),
     };
+    let log_format = match walker.string(top, "logFormat")? {
+        None => None,
+        Some(text) => Some(
+            LogFormat::parse(&text)
+                .ok_or_else(|| walker.invalid("logFormat", &Value::String(text.clone()), "expected text or json"))?,
+        ),
+    };
     let upstream_policy = match walker.string(top, "upstreamPolicy")? {
         None => None,
         Some(text) => Some(UpstreamPolicy::parse(&text).ok_or_else(|| {
@@ -110,10 +121,12 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         host,
         port: walker.port(top, "port", false)?,
         log_level,
+        log_format,
         log_file: walker.string(top, "logFile")?.map(PathBuf::from),
         pull_timeout: walker.duration(top, "pullTimeout")?,
         connect_timeout: walker.duration(top, "connectTimeout")?,
         idle_timeout: walker.duration(top, "idleTimeout")?,
+        shutdown_grace: walker.duration(top, "shutdownGrace")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
         upstream_policy,
@@ -255,6 +268,18 @@ serverTlsConfig:
         assert_eq!(config.registries[0].tls, TlsSettings::default());
         assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
         assert_eq!(config.upstream_policy, None);
+        assert_eq!((config.log_format, config.shutdown_grace), (None, None));
+    }
+
+    #[test]
+    fn log_format_and_shutdown_grace_load() {
+        let (config, warnings) = parse("logFormat: JSON\nshutdownGrace: 30s\n", "/etc/cfg.yaml").expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.log_format, Some(LogFormat::Json));
+        assert_eq!(config.shutdown_grace, Some(Duration::from_secs(30)));
+        let (config, _) = parse("shutdownGrace: 90000\nlogFormat: text\n", "f").expect("loads");
+        assert_eq!(config.shutdown_grace, Some(Duration::from_secs(90)));
+        assert_eq!(config.log_format, Some(LogFormat::Text));
     }
 
     #[test]
@@ -343,6 +368,10 @@ serverTlsConfig:
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
             ("health: 70000", "health", "70000"),
+            ("logFormat: logfmt", "logFormat", "\"logfmt\""),
+            ("logFormat: 1", "logFormat", "1"),
+            ("shutdownGrace: 0", "shutdownGrace", "0"),
+            ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
             ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
             ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
             (

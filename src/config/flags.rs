@@ -44,6 +44,9 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     if let Some(level) = cli.log_level {
         settings.log_level = level;
     }
+    if let Some(format) = cli.log_format {
+        settings.log_format = format;
+    }
     if let Some(path) = &cli.log_file {
         settings.log_file = Some(path.clone());
     }
@@ -64,6 +67,9 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     }
     if let Some(timeout) = serve.idle_timeout {
         settings.idle_timeout = timeout;
+    }
+    if let Some(grace) = serve.shutdown_grace {
+        settings.shutdown_grace = grace;
     }
     if let Some(ns) = &serve.default_ns {
         settings.default_ns = Some(ns.clone());

@@ -22,7 +22,7 @@ use crate::cli::Cli;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
-pub use values::{parse_host, LogLevel};
+pub use values::{parse_host, LogFormat, LogLevel};
 // Types and defaults of public `Settings` fields, named by the server modules rather than by
 // this crate's minimal `main`.
 #[allow(unused_imports)]
@@ -45,6 +45,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 /// Everything the server needs to know to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,8 @@ pub struct Settings {
     /// Listen port (`port`, `--port`).
     pub port: u16,
     pub log_level: LogLevel,
+    /// Text or JSON log lines (`logFormat`, `--log-format`).
+    pub log_format: LogFormat,
     pub log_file: Option<PathBuf>,
     /// Time allowed for an upstream to send its response head (`pullTimeout`).
     pub pull_timeout: Duration,
@@ -63,6 +66,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// An upstream body that sends no bytes this long fails (`idleTimeout`).
     pub idle_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long in-flight client responses and upstream fetches may still run before the
+    /// process exits (`shutdownGrace`, `--shutdown-grace`); keep it below the pod's termination grace period.
+    pub shutdown_grace: Duration,
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
@@ -80,10 +86,12 @@ impl Settings {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
             log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
             log_file: None,
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             default_ns: None,
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
@@ -97,10 +105,12 @@ impl Settings {
             host,
             port,
             log_level,
+            log_format,
             log_file,
             pull_timeout,
             connect_timeout,
             idle_timeout,
+            shutdown_grace,
             default_ns,
             registries,
             upstream_policy,
@@ -109,10 +119,12 @@ impl Settings {
         set(&mut self.host, host);
         set(&mut self.port, port);
         set(&mut self.log_level, log_level);
+        set(&mut self.log_format, log_format);
         self.log_file = log_file;
         set(&mut self.pull_timeout, pull_timeout);
         set(&mut self.connect_timeout, connect_timeout);
         set(&mut self.idle_timeout, idle_timeout);
+        set(&mut self.shutdown_grace, shutdown_grace);
         self.default_ns = default_ns;
         self.registries = registries;
         set(&mut self.upstream_policy, upstream_policy);
@@ -135,8 +147,9 @@ impl fmt::Display for Settings {
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
         writeln!(
             f,
-            "Log: level {}, file {}",
+            "Log: level {}, format {}, file {}",
             self.log_level,
+            self.log_format,
             dash(self.log_file.as_ref().map(|p| p.display().to_string()))
         )?;
         writeln!(
@@ -146,6 +159,7 @@ impl fmt::Display for Settings {
             humantime::format_duration(self.pull_timeout),
             humantime::format_duration(self.idle_timeout)
         )?;
+        writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
         write!(f, "Registries ({}):", self.registries.len())?;

@@ -1,6 +1,7 @@
 //! Tests of `load`: the embedded default config, config file replacement, command-line
-//! precedence, unsupported commands and options, file read errors, the upstream policy, and
-//! passwords (read from the environment, never formatted).
+//! precedence, unsupported commands and options, file read errors, the upstream policy,
+//! passwords (read from the environment, never formatted), and the operations settings (log
+//! format, shutdown grace).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -231,4 +232,62 @@ fn settings_never_format_a_password() {
     }
     assert!(shown.contains("***"));
     assert!(shown.contains("a.io -> https://a.io (auth: basic (user theuser))"), "{shown}");
+}
+
+#[test]
+fn operations_defaults_are_off() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.log_format, LogFormat::Text);
+    assert_eq!(settings.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs(60));
+    let text = settings.to_string();
+    assert!(text.contains("Log: level info, format text, file -"), "{text}");
+    assert!(text.contains("Shutdown grace: 1m"), "{text}");
+}
+
+#[test]
+fn go_operations_defaults_load_silently() {
+    let (_dir, path) =
+        config_file("health:\nmetrics:\nserverTlsConfig:\n  cert: \"\"\n  key: \"\"\n  ca: \"\"\n  clientAuth: none\n");
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(settings, Settings::defaults(path.display().to_string()));
+}
+
+#[test]
+fn operations_keys_reach_the_settings_and_the_summary() {
+    let (_cfg, path) = config_file("logFormat: json\nshutdownGrace: 2m\n");
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(120));
+    let text = settings.to_string();
+    for line in ["Log: level info, format json, file -", "Shutdown grace: 2m"] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+}
+
+#[test]
+fn operations_flags_override_file_values() {
+    let (_dir, path) = config_file("logFormat: json\nshutdownGrace: 2m\n");
+    let (settings, _) =
+        load(&cli(&["--log-format", "TEXT", "serve", "--config-file", path_arg(&path), "--shutdown-grace", "15s"]))
+            .expect("flags");
+    assert_eq!(settings.log_format, LogFormat::Text);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(15));
+    // Flags alone, over the embedded default.
+    let (settings, _) =
+        load(&cli(&["serve", "--log-format", "json", "--shutdown-grace", "90000"])).expect("flags only");
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(90));
+}
+
+#[test]
+fn operations_errors_stop_the_load() {
+    let (_cfg, path) = config_file("logFormat: yaml\n");
+    let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("invalid");
+    assert_eq!(
+        err.to_string(),
+        format!("config key 'logFormat' (in {}) has an invalid value \"yaml\": expected text or json", path.display())
+    );
 }
