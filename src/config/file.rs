@@ -10,6 +10,7 @@ use serde_yaml::Value;
 use super::auth::EnvLookup;
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
+use super::server_tls::{parse_server_tls, ServerTls};
 use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
 
@@ -43,7 +44,6 @@ const TOP_KEYS: &[&str] = &[
 ];
 const PRUNE_KEYS: &[&str] = &["enabled", "type", "duration", "frequency", "count", "expr", "dryRun", "dryrun"];
 const LIST_KEYS: &[&str] = &["header", "expr"];
-const SERVER_TLS_KEYS: &[&str] = &["cert", "key", "ca", "clientAuth"];
 
 /// The values one config file sets; `None` means "not set here, use the built-in default".
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -62,6 +62,8 @@ pub struct FileConfig {
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
     pub upstream_policy: Option<UpstreamPolicy>,
+    /// `None`: plain HTTP (absent, or every value empty as in the Go default config).
+    pub server_tls: Option<ServerTls>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -116,6 +118,10 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         })?),
     };
     let registries = parse_registries(walker, "registries", top.get("registries"), env)?;
+    let server_tls = match top.get("serverTlsConfig") {
+        None => None,
+        Some(value) => parse_server_tls(walker, "serverTlsConfig", value)?,
+    };
     Ok(FileConfig {
         image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
         host,
@@ -130,6 +136,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         default_ns: walker.string(top, "defaultNs")?,
         registries,
         upstream_policy,
+        server_tls,
     })
 }
 
@@ -160,24 +167,13 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
     if let Some(list) = top.get("listConfig") {
         walker.section("listConfig", list, LIST_KEYS)?;
     }
-    if let Some(server_tls) = top.get("serverTlsConfig") {
-        let section = walker.section("serverTlsConfig", server_tls, SERVER_TLS_KEYS)?;
-        for key in ["cert", "key", "ca"] {
-            if section.get(key).is_some_and(|v| !is_default(v)) {
-                return Err(walker.unsupported(&section.key(key)));
-            }
-        }
-        let client_auth = walker.string(&section, "clientAuth")?;
-        if client_auth.is_some_and(|mode| !mode.eq_ignore_ascii_case("none")) {
-            return Err(walker.unsupported(&section.key("clientAuth")));
-        }
-    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::server_tls::ClientAuth;
     use crate::config::values::Scheme;
     use crate::config::{AuthSettings, TlsSettings, DEFAULT_MAX_CONCURRENT};
 
@@ -268,18 +264,48 @@ serverTlsConfig:
         assert_eq!(config.registries[0].tls, TlsSettings::default());
         assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
         assert_eq!(config.upstream_policy, None);
+        assert_eq!(config.server_tls, None);
         assert_eq!((config.log_format, config.shutdown_grace), (None, None));
     }
 
     #[test]
-    fn log_format_and_shutdown_grace_load() {
-        let (config, warnings) = parse("logFormat: JSON\nshutdownGrace: 30s\n", "/etc/cfg.yaml").expect("loads");
+    fn operations_keys_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["server.crt", "server.key", "ca.crt"] {
+            std::fs::write(dir.path().join(name), "pem").expect("write");
+        }
+        let d = dir.path().display();
+        let text = format!(
+            "serverTlsConfig:\n  cert: {d}/server.crt\n  key: {d}/server.key\n  ca: {d}/ca.crt\n  clientAuth: verify\n\
+             logFormat: JSON\nshutdownGrace: 30s\n"
+        );
+        let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
         assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.server_tls,
+            Some(ServerTls {
+                cert: dir.path().join("server.crt"),
+                key: dir.path().join("server.key"),
+                client_ca: Some(dir.path().join("ca.crt")),
+                client_auth: ClientAuth::Verify,
+            })
+        );
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert_eq!(config.shutdown_grace, Some(Duration::from_secs(30)));
         let (config, _) = parse("shutdownGrace: 90000\nlogFormat: text\n", "f").expect("loads");
         assert_eq!(config.shutdown_grace, Some(Duration::from_secs(90)));
         assert_eq!(config.log_format, Some(LogFormat::Text));
+    }
+
+    #[test]
+    fn operations_errors_name_their_key() {
+        let msg = error("serverTlsConfig: {cert: /nonexistent/s.crt}\n");
+        assert_eq!(
+            msg,
+            "config key 'serverTlsConfig.key' (in /etc/cfg.yaml) is required when 'serverTlsConfig.cert' is set"
+        );
+        let msg = error("serverTlsConfig: {clientAuth: verify}\n");
+        assert!(msg.starts_with("config key 'serverTlsConfig.ca' (in /etc/cfg.yaml) is required"), "{msg}");
     }
 
     #[test]
@@ -302,9 +328,6 @@ serverTlsConfig:
             ("health: 8081", "health"),
             ("metrics: 2112", "metrics"),
             ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
-            ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
-            ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
-            ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }
@@ -372,6 +395,7 @@ serverTlsConfig:
             ("logFormat: 1", "logFormat", "1"),
             ("shutdownGrace: 0", "shutdownGrace", "0"),
             ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
+            ("serverTlsConfig: {clientAuth: required}", "serverTlsConfig.clientAuth", "\"required\""),
             ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
             ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
             (

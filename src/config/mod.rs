@@ -9,6 +9,7 @@ mod file;
 mod flags;
 mod registry;
 mod secret;
+mod server_tls;
 mod tls;
 mod values;
 mod yaml;
@@ -30,6 +31,7 @@ pub use {
     auth::{AuthSettings, DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
     registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
     secret::Secret,
+    server_tls::{ClientAuth, ServerTls},
     tls::TlsSettings,
     values::{Scheme, UpstreamPolicy},
 };
@@ -69,6 +71,8 @@ pub struct Settings {
     /// After SIGTERM or SIGINT, how long in-flight client responses and upstream fetches may still run before the
     /// process exits (`shutdownGrace`, `--shutdown-grace`); keep it below the pod's termination grace period.
     pub shutdown_grace: Duration,
+    /// HTTPS on the main port (`serverTlsConfig`); `None` is plain HTTP.
+    pub server_tls: Option<ServerTls>,
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
@@ -92,6 +96,7 @@ impl Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            server_tls: None,
             default_ns: None,
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
@@ -114,6 +119,7 @@ impl Settings {
             default_ns,
             registries,
             upstream_policy,
+            server_tls,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -128,6 +134,7 @@ impl Settings {
         self.default_ns = default_ns;
         self.registries = registries;
         set(&mut self.upstream_policy, upstream_policy);
+        self.server_tls = server_tls;
     }
 }
 
@@ -145,6 +152,7 @@ impl fmt::Display for Settings {
         writeln!(f, "Config: {}", self.config_source)?;
         writeln!(f, "Image path: {}", self.image_path.display())?;
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
+        writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
         writeln!(
             f,
             "Log: level {}, format {}, file {}",
@@ -173,8 +181,8 @@ impl fmt::Display for Settings {
 /// Builds the settings: command line > config file (or the embedded default config) >
 /// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
 /// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
-/// values, on an unset `passwordFromEnv` variable and on an unreadable or unparsable config
-/// file.
+/// values, on an unset `passwordFromEnv` variable, on missing or unreadable certificate files
+/// and on an unreadable or unparsable config file.
 pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
     load_with_env(cli, &|name| std::env::var(name).ok())
 }

@@ -1,7 +1,7 @@
 //! Tests of `load`: the embedded default config, config file replacement, command-line
 //! precedence, unsupported commands and options, file read errors, the upstream policy,
-//! passwords (read from the environment, never formatted), and the operations settings (log
-//! format, shutdown grace).
+//! passwords (read from the environment, never formatted), and the operations settings (server
+//! TLS, log format, shutdown grace).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -234,14 +234,26 @@ fn settings_never_format_a_password() {
     assert!(shown.contains("a.io -> https://a.io (auth: basic (user theuser))"), "{shown}");
 }
 
+/// A directory with readable `server.crt`, `server.key` and `ca.crt` (not parsed at load time).
+fn operations_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["server.crt", "server.key", "ca.crt"] {
+        std::fs::write(dir.path().join(name), "pem").expect("write");
+    }
+    dir
+}
+
 #[test]
 fn operations_defaults_are_off() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.server_tls, None);
     assert_eq!(settings.log_format, LogFormat::Text);
     assert_eq!(settings.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs(60));
     let text = settings.to_string();
-    assert!(text.contains("Log: level info, format text, file -"), "{text}");
+    for line in ["Tls: none", "Log: level info, format text, file -"] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
     assert!(text.contains("Shutdown grace: 1m"), "{text}");
 }
 
@@ -256,13 +268,25 @@ fn go_operations_defaults_load_silently() {
 
 #[test]
 fn operations_keys_reach_the_settings_and_the_summary() {
-    let (_cfg, path) = config_file("logFormat: json\nshutdownGrace: 2m\n");
+    let dir = operations_files();
+    let d = dir.path().display();
+    let (_cfg, path) = config_file(&format!(
+        "serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: verify}}\n\
+         logFormat: json\nshutdownGrace: 2m\n"
+    ));
     let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
+    let tls = settings.server_tls.as_ref().expect("https");
+    assert_eq!(tls.cert, dir.path().join("server.crt"));
+    assert_eq!(tls.key, dir.path().join("server.key"));
+    assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
+    assert_eq!(tls.client_auth, ClientAuth::Verify);
     assert_eq!(settings.log_format, LogFormat::Json);
     assert_eq!(settings.shutdown_grace, Duration::from_secs(120));
     let text = settings.to_string();
-    for line in ["Log: level info, format json, file -", "Shutdown grace: 2m"] {
+    for line in
+        ["Tls: https (client certificates: verify)", "Log: level info, format json, file -", "Shutdown grace: 2m"]
+    {
         assert!(text.contains(line), "{line} missing from {text}");
     }
 }
@@ -284,10 +308,54 @@ fn operations_flags_override_file_values() {
 
 #[test]
 fn operations_errors_stop_the_load() {
-    let (_cfg, path) = config_file("logFormat: yaml\n");
-    let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("invalid");
+    let dir = operations_files();
+    let d = dir.path().display();
+    for (yaml, expected) in [
+        (
+            format!("serverTlsConfig: {{key: {d}/server.key}}\n"),
+            "config key 'serverTlsConfig.cert' (in CFG) is required when 'serverTlsConfig.key' is set".to_string(),
+        ),
+        (
+            format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, clientAuth: verify}}\n"),
+            "config key 'serverTlsConfig.ca' (in CFG) is required when 'serverTlsConfig.clientAuth' is set to verify"
+                .to_string(),
+        ),
+        (
+            format!("serverTlsConfig: {{cert: {d}/missing.crt, key: {d}/server.key}}\n"),
+            format!(
+                "config key 'serverTlsConfig.cert' (in CFG) has an invalid value \"{d}/missing.crt\": cannot read the \
+                 server certificate file: No such file or directory"
+            ),
+        ),
+        (
+            "logFormat: yaml\n".to_string(),
+            "config key 'logFormat' (in CFG) has an invalid value \"yaml\": expected text or json".to_string(),
+        ),
+    ] {
+        let (_cfg, path) = config_file(&yaml);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("invalid");
+        assert_eq!(err.to_string(), expected.replace("CFG", &path.display().to_string()), "for {yaml}");
+    }
+}
+
+#[test]
+fn unused_client_ca_warns() {
+    let dir = operations_files();
+    let d = dir.path().display();
+    let (_cfg, path) =
+        config_file(&format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt}}\n"));
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(
-        err.to_string(),
-        format!("config key 'logFormat' (in {}) has an invalid value \"yaml\": expected text or json", path.display())
+        settings.server_tls.as_ref().map(|tls| (tls.client_auth, tls.client_ca.clone())),
+        Some((ClientAuth::None, None))
     );
+    assert_eq!(
+        warnings,
+        [format!(
+            "config key 'serverTlsConfig.ca' in {} has no effect while 'serverTlsConfig.clientAuth' is none (client \
+             certificates are not requested), ignored",
+            path.display()
+        )]
+    );
+    assert!(settings.to_string().contains("Tls: https (client certificates: none)"));
 }
