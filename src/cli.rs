@@ -108,11 +108,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
 
-    /// Health endpoint port (not supported yet)
+    /// Port of the health listener (/health, /ready); 0 = off [default: from the config, else off]
     #[arg(long, value_name = "PORT")]
     pub health: Option<u16>,
 
-    /// Metrics endpoint port (not supported yet)
+    /// Port of the metrics listener (/metrics); 0 = off [default: from the config, else off]
     #[arg(long, value_name = "PORT")]
     pub metrics: Option<u16>,
 
@@ -219,10 +219,12 @@ mod tests {
 
     #[test]
     fn operations_options() {
-        let cli = parse(&["serve", "--shutdown-grace", "90s"]).expect("parses");
+        let cli = parse(&["serve", "--health", "8081", "--metrics", "0", "--shutdown-grace", "90s"]).expect("parses");
         let Command::Serve(serve) = cli.command else {
             panic!("not serve");
         };
+        assert_eq!(serve.health, Some(8081));
+        assert_eq!(serve.metrics, Some(0));
         assert_eq!(serve.shutdown_grace, Some(Duration::from_secs(90)));
     }
 
@@ -271,6 +273,8 @@ mod tests {
             &["serve", "--log-level", "trace"][..],
             &["serve", "--image-path", ""][..],
             &["serve", "--default-ns", ""][..],
+            &["serve", "--health", "65536"][..],
+            &["serve", "--metrics", "-1"][..],
             &["serve", "--shutdown-grace", "0"][..],
             &["serve", "--shutdown-grace", "soon"][..],
             &["serve", "--log-format", "logfmt"][..],

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::admin::{parse_admin, AdminSettings};
 use super::auth::EnvLookup;
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
@@ -36,6 +37,7 @@ const TOP_KEYS: &[&str] = &[
     "defaultNs",
     "health",
     "metrics",
+    "admin",
     "registries",
     "upstreamPolicy",
     "pruneConfig",
@@ -64,6 +66,12 @@ pub struct FileConfig {
     pub upstream_policy: Option<UpstreamPolicy>,
     /// `None`: plain HTTP (absent, or every value empty as in the Go default config).
     pub server_tls: Option<ServerTls>,
+    /// `None`: no health listener (absent, empty or 0).
+    pub health_port: Option<u16>,
+    /// `None`: no metrics listener (absent, empty or 0).
+    pub metrics_port: Option<u16>,
+    /// `None`: no admin listener.
+    pub admin: Option<AdminSettings>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -122,6 +130,10 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         None => None,
         Some(value) => parse_server_tls(walker, "serverTlsConfig", value)?,
     };
+    let admin = match top.get("admin") {
+        None => None,
+        Some(value) => parse_admin(walker, "admin", value)?,
+    };
     Ok(FileConfig {
         image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
         host,
@@ -137,6 +149,9 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         registries,
         upstream_policy,
         server_tls,
+        health_port: walker.port(top, "health", true)?,
+        metrics_port: walker.port(top, "metrics", true)?,
+        admin,
     })
 }
 
@@ -150,11 +165,6 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
     }
     for key in ["preloadImages", "imageFile"] {
         if walker.string(top, key)?.is_some() {
-            return Err(walker.unsupported(key));
-        }
-    }
-    for key in ["health", "metrics"] {
-        if walker.port(top, key, true)?.is_some() {
             return Err(walker.unsupported(key));
         }
     }
@@ -265,18 +275,34 @@ serverTlsConfig:
         assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
         assert_eq!(config.upstream_policy, None);
         assert_eq!(config.server_tls, None);
+        assert_eq!((config.health_port, config.metrics_port), (None, None));
+        assert_eq!(config.admin, None);
         assert_eq!((config.log_format, config.shutdown_grace), (None, None));
+    }
+
+    #[test]
+    fn go_listener_defaults_in_other_spellings_are_off() {
+        for text in [
+            "health: ''\nmetrics: 0\nserverTlsConfig: {cert: '', key: '', ca: '', clientAuth: none}\n",
+            "health: 0\nmetrics: ''\nserverTlsConfig: {clientAuth: NONE}\nadmin: {port: , tokenFile: ''}\n",
+            "health: ~\nmetrics:\nserverTlsConfig:\nadmin:\n",
+        ] {
+            let (config, warnings) = parse(text, "f").expect("loads");
+            assert_eq!(config, FileConfig::default(), "{text}");
+            assert!(warnings.is_empty(), "{text}: {warnings:?}");
+        }
     }
 
     #[test]
     fn operations_keys_load() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for name in ["server.crt", "server.key", "ca.crt"] {
-            std::fs::write(dir.path().join(name), "pem").expect("write");
+        for (name, text) in [("server.crt", "pem"), ("server.key", "pem"), ("ca.crt", "pem"), ("token", "abc123\n")] {
+            std::fs::write(dir.path().join(name), text).expect("write");
         }
         let d = dir.path().display();
         let text = format!(
             "serverTlsConfig:\n  cert: {d}/server.crt\n  key: {d}/server.key\n  ca: {d}/ca.crt\n  clientAuth: verify\n\
+             health: 8081\nmetrics: 9090\nadmin:\n  port: 8082\n  tokenFile: {d}/token\n\
              logFormat: JSON\nshutdownGrace: 30s\n"
         );
         let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
@@ -290,6 +316,8 @@ serverTlsConfig:
                 client_auth: ClientAuth::Verify,
             })
         );
+        assert_eq!((config.health_port, config.metrics_port), (Some(8081), Some(9090)));
+        assert_eq!(config.admin, Some(AdminSettings { port: 8082, token_file: dir.path().join("token") }));
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert_eq!(config.shutdown_grace, Some(Duration::from_secs(30)));
         let (config, _) = parse("shutdownGrace: 90000\nlogFormat: text\n", "f").expect("loads");
@@ -306,6 +334,10 @@ serverTlsConfig:
         );
         let msg = error("serverTlsConfig: {clientAuth: verify}\n");
         assert!(msg.starts_with("config key 'serverTlsConfig.ca' (in /etc/cfg.yaml) is required"), "{msg}");
+        let msg = error("admin: {port: 8082}\n");
+        assert_eq!(msg, "config key 'admin.tokenFile' (in /etc/cfg.yaml) is required when 'admin.port' is set");
+        let msg = error("admin: {port: 8082, tokenFile: /nonexistent/token}\n");
+        assert!(msg.starts_with("config key 'admin.tokenFile' (in /etc/cfg.yaml) has an invalid value"), "{msg}");
     }
 
     #[test]
@@ -325,8 +357,6 @@ serverTlsConfig:
             ("helloWorld: true", "helloWorld"),
             ("preloadImages: /imgs.txt", "preloadImages"),
             ("imageFile: /imgs.txt", "imageFile"),
-            ("health: 8081", "health"),
-            ("metrics: 2112", "metrics"),
             ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
@@ -391,11 +421,16 @@ serverTlsConfig:
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
             ("health: 70000", "health", "70000"),
+            ("health: -1", "health", "-1"),
+            ("metrics: '9090'", "metrics", "\"9090\""),
+            ("metrics: 1.5", "metrics", "1.5"),
             ("logFormat: logfmt", "logFormat", "\"logfmt\""),
             ("logFormat: 1", "logFormat", "1"),
             ("shutdownGrace: 0", "shutdownGrace", "0"),
             ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
             ("serverTlsConfig: {clientAuth: required}", "serverTlsConfig.clientAuth", "\"required\""),
+            ("admin: {port: 0, tokenFile: /t}", "admin.port", "0"),
+            ("admin: on", "admin", "\"on\""),
             ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
             ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
             (

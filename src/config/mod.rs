@@ -2,11 +2,13 @@
 //! command line, the config file (or the embedded default config) and the built-in defaults,
 //! in that order of precedence.
 
+mod admin;
 mod auth;
 mod duration;
 mod error;
 mod file;
 mod flags;
+mod ports;
 mod registry;
 mod secret;
 mod server_tls;
@@ -28,6 +30,7 @@ pub use values::{parse_host, LogFormat, LogLevel};
 // this crate's minimal `main`.
 #[allow(unused_imports)]
 pub use {
+    admin::AdminSettings,
     auth::{AuthSettings, DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
     registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
     secret::Secret,
@@ -73,6 +76,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// HTTPS on the main port (`serverTlsConfig`); `None` is plain HTTP.
     pub server_tls: Option<ServerTls>,
+    /// Port of the health listener, `/health` and `/ready` (`health`, `--health`); `None` is off.
+    pub health_port: Option<u16>,
+    /// Port of the metrics listener, `/metrics` (`metrics`, `--metrics`); `None` is off.
+    pub metrics_port: Option<u16>,
+    /// The admin API listener (`admin`); `None` is off, the default: it can change the cache.
+    pub admin: Option<AdminSettings>,
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
@@ -97,6 +106,9 @@ impl Settings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             server_tls: None,
+            health_port: None,
+            metrics_port: None,
+            admin: None,
             default_ns: None,
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
@@ -120,6 +132,9 @@ impl Settings {
             registries,
             upstream_policy,
             server_tls,
+            health_port,
+            metrics_port,
+            admin,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -135,6 +150,9 @@ impl Settings {
         self.registries = registries;
         set(&mut self.upstream_policy, upstream_policy);
         self.server_tls = server_tls;
+        self.health_port = health_port;
+        self.metrics_port = metrics_port;
+        self.admin = admin;
     }
 }
 
@@ -153,6 +171,13 @@ impl fmt::Display for Settings {
         writeln!(f, "Image path: {}", self.image_path.display())?;
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
         writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
+        writeln!(
+            f,
+            "Ports: health {}, metrics {}, admin {}",
+            dash(self.health_port.map(|p| p.to_string())),
+            dash(self.metrics_port.map(|p| p.to_string())),
+            dash(self.admin.as_ref().map(|admin| admin.port.to_string()))
+        )?;
         writeln!(
             f,
             "Log: level {}, format {}, file {}",
@@ -181,8 +206,9 @@ impl fmt::Display for Settings {
 /// Builds the settings: command line > config file (or the embedded default config) >
 /// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
 /// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
-/// values, on an unset `passwordFromEnv` variable, on missing or unreadable certificate files
-/// and on an unreadable or unparsable config file.
+/// values, on an unset `passwordFromEnv` variable, on missing or unreadable certificate and
+/// admin token files, on two listeners sharing a port and on an unreadable or unparsable config
+/// file.
 pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
     load_with_env(cli, &|name| std::env::var(name).ok())
 }
@@ -204,6 +230,7 @@ fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<Stri
     let mut settings = Settings::defaults(source);
     settings.apply_file(file_config);
     flags::apply(cli, &mut settings);
+    ports::check_distinct(cli, &settings)?;
     Ok((settings, warnings))
 }
 
