@@ -9,6 +9,7 @@
 //! part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod containerd;
 pub mod fake_upstream;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod process;
 pub mod server;
 pub mod skopeo;
 pub mod storm;
+pub mod tls_client;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
