@@ -99,16 +99,22 @@ disabled_plugins = [
     /// Point `_default` (every registry host) at one mirror, e.g.
     /// `http://127.0.0.1:PORT`, with a fallback server that never answers.
     pub fn set_mirror(&self, mirror_url: &str) {
+        self.set_mirror_with(mirror_url, "");
+    }
+
+    /// Like [`Containerd::set_mirror`], with more keys for the mirror's
+    /// `[host]` table (TOML lines, e.g. `ca = "/path/ca.pem"`).
+    pub fn set_mirror_with(&self, mirror_url: &str, host_keys: &str) {
         let d = self.certs_d.join("_default");
         std::fs::create_dir_all(&d).expect("create hosts dir");
-        std::fs::write(
-            d.join("hosts.toml"),
-            format!(
-                "server = \"http://127.0.0.1:{}\"\n\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-                closed_port()
-            ),
-        )
-        .expect("write hosts.toml");
+        let mut toml = format!(
+            "server = \"http://127.0.0.1:{}\"\n\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            closed_port()
+        );
+        for line in host_keys.lines().filter(|l| !l.trim().is_empty()) {
+            toml.push_str(&format!("  {}\n", line.trim()));
+        }
+        std::fs::write(d.join("hosts.toml"), toml).expect("write hosts.toml");
     }
 
     fn ctr(&self) -> Command {
