@@ -13,8 +13,10 @@ mod logging;
 use std::process::ExitCode;
 
 use actors::reference::Namespace;
+use actors::upstream::auth::Credentials;
+use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
-use actors::upstream::Timeouts;
+use actors::upstream::{Timeouts, DEFAULT_MAX_CONCURRENT};
 use actors::{Mirror, MirrorConfig, UpstreamSpec};
 use clap::Parser;
 
@@ -96,8 +98,11 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             tls: TlsOptions {
                 ca_file: reg.tls.ca.clone(),
                 ca_only: false,
+                client_cert: None,
                 insecure_skip_verify: reg.tls.insecure_skip_verify,
             },
+            credentials: Credentials::Anonymous,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
         });
     }
     Ok(MirrorConfig {
@@ -108,5 +113,6 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             head: settings.pull_timeout,
             idle: settings.idle_timeout,
         },
+        policy: UpstreamPolicy::Public,
     })
 }

@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::messages::{BlobClaim, ClaimBlob, CommitBlob, PutManifest, ReleaseBlob};
+use crate::messages::{BlobClaim, ClaimBlob, CommitBlob, LinkReference, PutManifest, ReleaseBlob};
 use crate::store::{BlobLease, ManifestMeta, Store};
 use crate::transfer::{transfer, Transfer};
 
@@ -188,6 +188,36 @@ impl Handler<PutManifest> for CacheActor {
                     disk_full: false,
                 })
             })
+        };
+        Box::pin(work.into_actor(self).map(|result, act, _ctx| {
+            if let Err(e) = &result {
+                act.storage_failed(e);
+            }
+            result
+        }))
+    }
+}
+
+impl Handler<LinkReference> for CacheActor {
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
+
+    /// Record a tag for an already cached manifest.
+    fn handle(&mut self, msg: LinkReference, _ctx: &mut Self::Context) -> Self::Result {
+        if !self.writable() {
+            return Box::pin(actix::fut::ready(Err(StoreError::Unwritable)));
+        }
+        let store = self.store.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || store.link(&msg.image, &msg.reference, &msg.digest))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::Io {
+                        op: "link reference",
+                        path: String::new(),
+                        detail: e.to_string(),
+                        disk_full: false,
+                    })
+                })
         };
         Box::pin(work.into_actor(self).map(|result, act, _ctx| {
             if let Err(e) = &result {

@@ -21,6 +21,22 @@ pub enum UpstreamError {
         /// What the connector reported.
         detail: String,
     },
+    /// The connection (to the upstream, its token realm or a redirect target) was refused by `upstreamPolicy`.
+    #[error("upstream {upstream}: {detail}")]
+    Refused {
+        /// The upstream's namespace.
+        upstream: String,
+        /// Which host and why.
+        detail: String,
+    },
+    /// The configured credentials could not be obtained (a credential helper failed).
+    #[error("credentials for upstream {upstream}: {detail}")]
+    Credentials {
+        /// The upstream's namespace.
+        upstream: String,
+        /// What failed (never the secret).
+        detail: String,
+    },
     /// The upstream accepted the connection but sent no response head within the pull timeout.
     #[error("upstream {upstream} did not answer within {after:?}")]
     HeadTimeout {
@@ -45,13 +61,15 @@ pub enum UpstreamError {
         /// The upstream's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
-    /// The upstream refused our credentials or asked for some (401/403).
-    #[error("upstream {upstream} refused access (HTTP {status})")]
+    /// The upstream (or its token endpoint) refused our credentials or asked for some (401/403).
+    #[error("upstream {upstream} refused access (HTTP {status}{})", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
     Unauthorized {
         /// The upstream's namespace.
         upstream: String,
         /// 401 or 403.
         status: u16,
+        /// What was refused (e.g. the token endpoint), never a secret.
+        detail: String,
     },
     /// Any other unexpected status (5xx and the like).
     #[error("upstream {upstream} answered HTTP {status}")]

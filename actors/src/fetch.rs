@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use crate::cache::CacheActor;
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{BodyEvent, CommitBlob, Fetch, ManifestReply, PutManifest, ReleaseBlob};
+use crate::messages::{BodyEvent, CommitBlob, Fetch, LinkReference, ManifestReply, PutManifest, ReleaseBlob};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{media_type_of, BlobLease, BlobWriter, ManifestMeta};
+use crate::store::{media_type_of, BlobLease, BlobWriter, ManifestMeta, Store};
 use crate::transfer::TransferPublisher;
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::Upstream;
@@ -36,6 +36,8 @@ pub(crate) struct FetchContext {
     pub cache: Addr<CacheActor>,
     pub upstream: Arc<Upstream>,
     pub image: ImageKey,
+    /// Read-only use: the index and committed manifests, to answer a tag whose digest is already cached.
+    pub store: Store,
 }
 
 impl FetchContext {
@@ -49,7 +51,8 @@ impl FetchContext {
         head: bool,
         accept: Option<&'static str>,
     ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
-        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept };
+        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope };
         Ok(self.pool.send(fetch).await??)
     }
 }
@@ -97,6 +100,11 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
 /// Fetch, verify and store one manifest.
 pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
     let name = cx.name();
+    if let Reference::Tag(_) = &reference {
+        if let Some(reply) = resolve_tag_to_cached(&cx, &reference).await? {
+            return Ok(reply);
+        }
+    }
     tracing::info!("pulling manifest from upstream: \"{}{}\"", cx.image, ref_suffix(&reference));
     let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT)).await?;
     if resp.status == 404 {
@@ -153,6 +161,42 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
         Err(e) => return Err(e.into()),
     };
     Ok(ManifestReply { meta, bytes })
+}
+
+/// HEAD a tag upstream (a HEAD does not count against Docker Hub's pull limit); when the digest it names is already
+/// cached, record the tag and answer from the cache. `None`: the manifest must be fetched.
+async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Result<Option<ManifestReply>, MirrorError> {
+    let resp = match cx.request(manifest_path(&cx.image, reference), true, Some(MANIFEST_ACCEPT)).await {
+        Ok(resp) => resp,
+        // A registry that does not answer HEAD properly still gets the GET.
+        Err(MirrorError::Upstream(UpstreamError::Status { .. })) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if resp.status == 404 {
+        return Err(MirrorError::ManifestUnknown(format!("{}{}", cx.image, ref_suffix(reference))));
+    }
+    let Some(digest) = resp.docker_digest.and_then(|d| d.parse::<Digest>().ok()) else {
+        return Ok(None);
+    };
+    let Some(meta) = cx.store.index().manifest(&digest) else {
+        return Ok(None);
+    };
+    let store = cx.store.clone();
+    let bytes = match tokio::task::spawn_blocking(move || store.read_manifest(&digest)).await {
+        Ok(Ok(bytes)) => Bytes::from(bytes),
+        _ => return Ok(None),
+    };
+    let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest: meta.digest.clone() };
+    if let Ok(Err(e)) = cx.cache.send(link).await {
+        tracing::warn!(error = %e, "cannot record tag {}{}", cx.image, ref_suffix(reference));
+    }
+    tracing::info!(
+        "tag resolved by HEAD to a cached manifest: \"{}{}\" -> {}",
+        cx.image,
+        ref_suffix(reference),
+        meta.digest
+    );
+    Ok(Some(ManifestReply { meta, bytes }))
 }
 
 fn ref_suffix(reference: &Reference) -> String {

@@ -33,6 +33,8 @@ pub struct Fetch {
     pub head: bool,
     /// The `Accept` header to send, if any.
     pub accept: Option<&'static str>,
+    /// The auth scope the request needs (`repository:<name>:pull`), for bearer tokens.
+    pub scope: Option<String>,
 }
 
 /// One event of an upstream body. The channel ends with `End` or an error; a channel that closes without either
@@ -122,6 +124,19 @@ pub struct PutManifest {
     pub media_type: String,
     /// Its bytes, exactly as the upstream sent them.
     pub bytes: Bytes,
+}
+
+/// Manifest fetch -> `CacheActor`: a tag resolved (by a HEAD upstream) to a manifest that is already cached; record
+/// the tag. Replies with the storage result.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct LinkReference {
+    /// The repository.
+    pub image: ImageKey,
+    /// The tag.
+    pub reference: Reference,
+    /// The cached manifest it names.
+    pub digest: Digest,
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 //! A cache hit is answered here, on the caller's thread, from the shared index and the committed files: no actor
 //! round trip, no lock beyond one index shard, no disk access for a manifest HEAD. A miss goes to the repository's
 //! `ImageActor` (created on first use), which coalesces it with every other request for the same object. The front
-//! door also decides which namespaces may be dialled at all: only configured upstreams; any other gets
-//! `MirrorError::Denied` before a connection is attempted.
+//! door also decides which namespaces may be dialled at all: configured upstreams, and others only as
+//! `upstreamPolicy` allows (under `public`, a host that resolves to any non-public address is refused); a refused
+//! namespace gets `MirrorError::Denied` before any connection is attempted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,9 +25,11 @@ use crate::messages::{BlobReply, Fetch, GetBlob, GetManifest};
 use crate::reference::{ImageKey, Namespace, Reference};
 use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
 use crate::transfer::{file_stream, verified_passthrough, Transfer};
+use crate::upstream::auth::{pull_scope, Credentials};
+use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
-use crate::upstream::{Timeouts, Upstream};
+use crate::upstream::{Timeouts, Upstream, DEFAULT_MAX_CONCURRENT};
 
 /// One configured upstream registry.
 #[derive(Debug, Clone)]
@@ -37,6 +40,10 @@ pub struct UpstreamSpec {
     pub base_url: String,
     /// TLS options.
     pub tls: TlsOptions,
+    /// Credentials.
+    pub credentials: Credentials,
+    /// `maxConcurrent`.
+    pub max_concurrent: usize,
 }
 
 /// Everything `Mirror::start` needs.
@@ -48,6 +55,8 @@ pub struct MirrorConfig {
     pub upstreams: Vec<UpstreamSpec>,
     /// Timeouts toward upstreams.
     pub timeouts: Timeouts,
+    /// Which unlisted namespaces may be dialled.
+    pub policy: UpstreamPolicy,
 }
 
 /// Why the mirror could not start.
@@ -111,6 +120,11 @@ struct Inner {
     cache: Addr<CacheActor>,
     pool: Addr<UpstreamPool>,
     upstreams: HashMap<Namespace, Arc<Upstream>>,
+    /// Unlisted namespaces admitted by `upstreamPolicy`, built on first use.
+    admitted: DashMap<Namespace, Arc<Upstream>>,
+    guard: Arc<AddressGuard>,
+    /// TLS configuration for admitted namespaces: the system roots.
+    default_tls: Arc<rustls::ClientConfig>,
     images: DashMap<ImageKey, Addr<ImageActor>>,
     /// Image actors live on their own thread so HTTP workers only do HTTP.
     image_arbiter: ArbiterHandle,
@@ -136,12 +150,29 @@ impl Mirror {
     /// Lock and index the cache directory, build every upstream's TLS configuration, and start the actors. Must be
     /// called inside a running actix system.
     pub fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
+        let trusted = config.upstreams.iter().flat_map(|spec| {
+            let mut hosts = vec![spec.namespace.as_str().to_string()];
+            hosts.extend(authority(&spec.base_url));
+            hosts
+        });
+        let guard = Arc::new(AddressGuard::new(config.policy, trusted.collect::<Vec<_>>()));
         let mut upstreams = HashMap::new();
         for spec in config.upstreams {
-            let tls = client_config(spec.namespace.as_str(), &spec.tls)?;
+            let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
+            let tls = client_config(&host, &spec.tls)?;
             let namespace = canonical(spec.namespace);
-            upstreams.insert(namespace.clone(), Arc::new(Upstream { namespace, base_url: spec.base_url, tls }));
+            let upstream = Upstream {
+                namespace: namespace.clone(),
+                base_url: spec.base_url,
+                tls,
+                credentials: spec.credentials,
+                max_concurrent: spec.max_concurrent,
+                guard: guard.clone(),
+                listed: true,
+            };
+            upstreams.insert(namespace, Arc::new(upstream));
         }
+        let default_tls = client_config("", &TlsOptions::default())?;
         let (store, lock) = Store::open(&config.image_path)?;
         let report = store.rebuild();
         let scrub = store.clone();
@@ -159,7 +190,18 @@ impl Mirror {
         let pool_arbiter = Arbiter::new().handle();
         let pool = UpstreamPool::start_in_arbiter(&pool_arbiter, move |_| UpstreamPool::new(timeouts));
         let image_arbiter = Arbiter::new().handle();
-        let inner = Inner { store, cache, pool, upstreams, images: DashMap::new(), image_arbiter, _lock: lock };
+        let inner = Inner {
+            store,
+            cache,
+            pool,
+            upstreams,
+            admitted: DashMap::new(),
+            guard,
+            default_tls,
+            images: DashMap::new(),
+            image_arbiter,
+            _lock: lock,
+        };
         Ok((Mirror { inner: Arc::new(inner) }, report))
     }
 
@@ -168,21 +210,54 @@ impl Mirror {
         self.inner.store.index()
     }
 
-    /// The configured upstream for a namespace, or `Denied`.
-    pub fn upstream(&self, ns: &Namespace) -> Result<Arc<Upstream>, MirrorError> {
-        self.inner.upstreams.get(ns).cloned().ok_or_else(|| MirrorError::Denied(ns.clone()))
+    /// The upstream for a namespace: a configured one, or one `upstreamPolicy` admits; otherwise `Denied`, decided
+    /// before any connection is made.
+    pub async fn upstream(&self, ns: &Namespace) -> Result<Arc<Upstream>, MirrorError> {
+        if let Some(listed) = self.inner.upstreams.get(ns) {
+            return Ok(listed.clone());
+        }
+        if let Some(admitted) = self.inner.admitted.get(ns) {
+            return Ok(admitted.clone());
+        }
+        let guard = &self.inner.guard;
+        match guard.policy() {
+            UpstreamPolicy::Listed => {
+                tracing::info!(namespace = %ns, "refused: not a listed registry (upstreamPolicy: listed)");
+                return Err(MirrorError::Denied(ns.clone()));
+            }
+            UpstreamPolicy::Public => {
+                let host = host_of(ns.as_str());
+                let port = port_of(ns.as_str()).unwrap_or(443);
+                if let Err(refused) = guard.resolve(host, port).await {
+                    tracing::info!(namespace = %ns, reason = %refused, "refused by upstreamPolicy: public");
+                    return Err(MirrorError::Denied(ns.clone()));
+                }
+            }
+            UpstreamPolicy::Any => {}
+        }
+        let upstream = Arc::new(Upstream {
+            namespace: ns.clone(),
+            base_url: Upstream::default_base_url(ns, true),
+            tls: self.inner.default_tls.clone(),
+            credentials: Credentials::Anonymous,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            guard: guard.clone(),
+            listed: false,
+        });
+        Ok(self.inner.admitted.entry(ns.clone()).or_insert(upstream).clone())
     }
 
-    fn image_actor(&self, image: &ImageKey) -> Result<Addr<ImageActor>, MirrorError> {
+    async fn image_actor(&self, image: &ImageKey) -> Result<Addr<ImageActor>, MirrorError> {
         if let Some(addr) = self.inner.images.get(image) {
             return Ok(addr.clone());
         }
-        let upstream = self.upstream(image.ns())?;
+        let upstream = self.upstream(image.ns()).await?;
         let cx = FetchContext {
             pool: self.inner.pool.clone(),
             cache: self.inner.cache.clone(),
             upstream,
             image: image.clone(),
+            store: self.inner.store.clone(),
         };
         let arbiter = self.inner.image_arbiter.clone();
         // The entry API makes creation atomic: two workers asking at once get the same actor.
@@ -228,7 +303,7 @@ impl Mirror {
                 }
             }
         }
-        let actor = self.image_actor(image)?;
+        let actor = self.image_actor(image).await?;
         let reply = actor.send(GetManifest { reference: reference.clone() }).await??;
         Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })
     }
@@ -238,7 +313,7 @@ impl Mirror {
         if let Some(resp) = self.cached_blob(digest) {
             return Ok(resp);
         }
-        let actor = self.image_actor(image)?;
+        let actor = self.image_actor(image).await?;
         match actor.send(GetBlob { digest: digest.clone() }).await?? {
             BlobReply::Cached(_) => self
                 .cached_blob(digest)
@@ -264,10 +339,11 @@ impl Mirror {
     }
 
     async fn uncached_blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
-        let upstream = self.upstream(image.ns())?;
+        let upstream = self.upstream(image.ns()).await?;
         let name = upstream.namespace.to_string();
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let resp = self.inner.pool.send(Fetch { upstream, path, head: false, accept: None }).await??;
+        let scope = Some(pull_scope(image.repo().as_str()));
+        let resp = self.inner.pool.send(Fetch { upstream, path, head: false, accept: None, scope }).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
@@ -281,14 +357,37 @@ impl Mirror {
         if let Some(size) = self.index().blob(digest) {
             return Ok(Some(size));
         }
-        let upstream = self.upstream(image.ns())?;
+        let upstream = self.upstream(image.ns()).await?;
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let resp = self.inner.pool.send(Fetch { upstream, path, head: true, accept: None }).await??;
+        let scope = Some(pull_scope(image.repo().as_str()));
+        let resp = self.inner.pool.send(Fetch { upstream, path, head: true, accept: None, scope }).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
         Ok(resp.content_length)
     }
+}
+
+/// `host:port` of a URL (the port made explicit), for the trusted-host list.
+fn authority(url: &str) -> Option<String> {
+    let uri = url.parse::<awc::http::Uri>().ok()?;
+    let host = uri.host()?;
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+    Some(format!("{host}:{port}"))
+}
+
+/// The host part of `host[:port]` (IPv6 stays bracketed).
+fn host_of(host_port: &str) -> &str {
+    match host_port.rfind(':') {
+        Some(i) if !host_port[i..].contains(']') => &host_port[..i],
+        _ => host_port,
+    }
+}
+
+/// The port of `host[:port]`, if any.
+fn port_of(host_port: &str) -> Option<u16> {
+    let i = host_port.rfind(':')?;
+    host_port[i + 1..].parse().ok().filter(|_| !host_port[i..].contains(']'))
 }
 
 fn suffix(reference: &Reference) -> String {

@@ -90,7 +90,9 @@ fn upstream_error(err: &UpstreamError) -> OciError {
             e.retry_after = Some(retry_after.map(|d| d.as_secs()).unwrap_or(10));
             e
         }
+        UpstreamError::Refused { .. } => OciError::new(StatusCode::FORBIDDEN, "DENIED", message),
         UpstreamError::Connect { .. }
+        | UpstreamError::Credentials { .. }
         | UpstreamError::Unauthorized { .. }
         | UpstreamError::Status { .. }
         | UpstreamError::Broken { .. }

@@ -237,6 +237,12 @@ impl Store {
             write_atomic(&self.layout, &self.layout.manifest(digest), bytes, true)?;
             self.index.insert_manifest(meta.clone());
         }
+        self.link(image, reference, digest)?;
+        Ok(meta)
+    }
+
+    /// Record that `reference` in `image` names the cached manifest `digest` (blocking).
+    pub fn link(&self, image: &ImageKey, reference: &Reference, digest: &Digest) -> Result<(), StoreError> {
         let key = RefKey { image: image.clone(), reference: reference.clone() };
         if self.index.has_ref(&key).as_ref() != Some(digest) {
             let now = index::now_unix();
@@ -251,7 +257,7 @@ impl Store {
             self.write_ref(&record, true)?;
             self.index.insert_ref(key, record);
         }
-        Ok(meta)
+        Ok(())
     }
 
     fn write_ref(&self, record: &RefRecord, durable: bool) -> Result<(), StoreError> {

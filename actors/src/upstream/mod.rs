@@ -1,6 +1,8 @@
-//! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), and the actor that
-//! owns every connection to them (`pool`).
+//! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), who may be reached
+//! at all (`guard`), how to authenticate (`auth`), and the actor that owns every connection to them (`pool`).
 
+pub mod auth;
+pub mod guard;
 pub mod pool;
 pub mod tls;
 
@@ -19,6 +21,15 @@ pub struct Upstream {
     pub base_url: String,
     /// TLS client configuration (also used when an http upstream redirects to https).
     pub tls: Arc<rustls::ClientConfig>,
+    /// How to authenticate.
+    pub credentials: auth::Credentials,
+    /// At most this many requests to this upstream at once (`maxConcurrent`).
+    pub max_concurrent: usize,
+    /// Which addresses connections may reach (shared by all upstreams).
+    pub guard: Arc<guard::AddressGuard>,
+    /// Listed in the configuration (trusted: its token realm may be any address), rather than admitted by
+    /// `upstreamPolicy`.
+    pub listed: bool,
 }
 
 impl Upstream {
@@ -42,6 +53,10 @@ pub struct Timeouts {
     /// bytes is never cut, however long it takes.
     pub idle: Duration,
 }
+
+/// Default `maxConcurrent`: enough for a node's parallel layer pulls across a busy cluster, few enough that a storm
+/// of distinct blobs does not open hundreds of connections to one registry.
+pub const DEFAULT_MAX_CONCURRENT: usize = 32;
 
 impl Default for Timeouts {
     fn default() -> Self {

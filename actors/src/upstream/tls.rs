@@ -6,14 +6,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
+    /// The client certificate or key could not be read or do not match.
+    #[error("cannot use client certificate {cert} with key {key}: {detail}")]
+    ClientCert {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
     /// The CA file could not be read or holds no usable certificate.
     #[error("cannot use CA file {path}: {detail}")]
     CaFile {
@@ -39,7 +50,10 @@ pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     /// Trust only `ca_file`, not the system roots.
     pub ca_only: bool,
-    /// Skip server certificate verification for this upstream only.
+    /// Client certificate chain and key (PEM) for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Skip server certificate verification for this upstream's own host only (redirect targets such as a CDN are
+    /// still verified).
     pub insecure_skip_verify: bool,
 }
 
@@ -76,8 +90,25 @@ fn load_ca(path: &Path, roots: &mut RootCertStore) -> Result<(), TlsSetupError> 
     Ok(())
 }
 
-/// Build the rustls client configuration for one upstream.
-pub fn client_config(upstream: &str, opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsSetupError> {
+fn load_client_cert(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsSetupError> {
+    let err = |detail: String| TlsSetupError::ClientCert { cert: cert.to_path_buf(), key: key.to_path_buf(), detail };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(format!("certificate file: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("certificate file: {e}")))?;
+    if chain.is_empty() {
+        return Err(err("no PEM certificate in the certificate file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err(format!("key file: {e}")))?;
+    Ok((chain, key))
+}
+
+/// Build the rustls client configuration for one upstream whose own host is `host` (for `insecureSkipVerify`).
+pub fn client_config(host: &str, opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let config_err = |e: rustls::Error| TlsSetupError::Config { upstream: host.into(), detail: e.to_string() };
     let mut roots = if opts.ca_only { RootCertStore::empty() } else { system_roots() };
     if let Some(ca) = &opts.ca_file {
         load_ca(ca, &mut roots)?;
@@ -85,32 +116,62 @@ pub fn client_config(upstream: &str, opts: &TlsOptions) -> Result<Arc<ClientConf
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError::Config { upstream: upstream.into(), detail: e.to_string() })?;
-    let mut config = if opts.insecure_skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth()
+        .map_err(config_err)?;
+    let builder = if opts.insecure_skip_verify {
+        let verified = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| TlsSetupError::Config { upstream: host.into(), detail: e.to_string() })?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipForHost { host, provider, verified }))
     } else {
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match &opts.client_cert {
+        Some((cert, key)) => {
+            let (chain, key_der) = load_client_cert(cert, key)?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| TlsSetupError::ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+                detail: e.to_string(),
+            })?
+        }
+        None => builder.with_no_client_auth(),
     };
     // awc does not set ALPN on a custom config; registries all speak HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// Accepts any server certificate; used only for an upstream configured with `insecureSkipVerify`. Signatures are
-/// still checked so the handshake itself stays sound.
+/// Accepts any certificate from the upstream's own host (`insecureSkipVerify`); every other host (a redirect to a CDN
+/// or object store) is verified normally. Signatures are always checked so the handshake itself stays sound.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
+struct SkipForHost {
+    host: String,
+    provider: Arc<CryptoProvider>,
+    verified: Arc<WebPkiServerVerifier>,
+}
 
-impl ServerCertVerifier for NoVerify {
+fn server_name_str(name: &ServerName<'_>) -> String {
+    match name {
+        ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => String::new(),
+    }
+}
+
+impl ServerCertVerifier for SkipForHost {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        if server_name_str(server_name) == self.host {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.verified.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(
@@ -119,7 +180,7 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -128,10 +189,10 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
