@@ -186,14 +186,22 @@ fn concurrent_requests_share_one_token_fetch() {
 }
 
 #[test]
-fn a_token_the_registry_refuses_is_replaced() {
-    // The first token is already expired: the registry answers 401 to it, and our server fetches another.
-    let s = setup(TokenServerOptions { first_token_expired: true, ..Default::default() });
-    let hello = images::hello(&s.up, s.dir.path());
+fn a_cached_token_the_registry_refuses_is_replaced() {
+    // The first token says it lasts 300 s, but the registry accepts it for only ~3 s: after that our server's cached
+    // token meets a 401 and must fetch a new one.
+    let s = setup(TokenServerOptions { first_token_exp: Some(-57), ..Default::default() });
+    let image = images::custom(&s.up, s.dir.path(), "library/refresh:1", &[10_000, 10_000]);
     let server = server(&s, "");
+    let layers = &image.manifest().layers;
+    let blob_url = |i: usize| format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layers[i].digest);
 
-    skopeo::pull_verified(&server.url(), &hello, &hello.reference(), &s.dir.path().join("skopeo-hello"));
-    assert_eq!(s.tokens.fetches(), 2, "the refused token and its replacement: {:#?}", s.tokens.requests());
+    http::get_verified(&http::client(), &blob_url(0), &layers[0].digest);
+    assert_eq!(s.tokens.fetches(), 1);
+    std::thread::sleep(Duration::from_secs(5));
+    http::get_verified(&http::client(), &blob_url(1), &layers[1].digest);
+    assert_eq!(s.tokens.fetches(), 2, "the refused token was replaced: {:#?}", s.tokens.requests());
+    let refused = s.up.access_log().into_iter().filter(|e| e.path().ends_with(&layers[1].digest)).collect::<Vec<_>>();
+    assert!(refused.iter().any(|e| e.status == 401), "premise: the registry refused the cached token: {refused:#?}");
 }
 
 #[test]

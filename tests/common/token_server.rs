@@ -10,8 +10,8 @@
 //! ring over an RSA key made by openssl ([`super::certs::signing_cert`]).
 //!
 //! Options: require basic credentials (401 otherwise), hold each answer a
-//! while (to make concurrent requests overlap), set `expires_in`, and make the
-//! first token already expired (the registry then refuses it with 401). It
+//! while (to make concurrent requests overlap), set `expires_in`, and give the
+//! first token a short real life (the registry then refuses it later). It
 //! records every token request (scopes, `Authorization` header) and every
 //! token issued, so tests can count fetches per scope and look for leaks.
 
@@ -42,19 +42,16 @@ pub struct TokenServerOptions {
     pub credentials: Option<(String, String)>,
     /// Wait this long before answering each request.
     pub hold: Duration,
-    /// The first token issued expired two minutes ago (past the registry's
-    /// 60 s leeway), so the registry refuses it.
-    pub first_token_expired: bool,
+    /// The first token's `exp` claim is this many seconds from now (its
+    /// `expires_in` stays as configured). docker-registry accepts a token
+    /// until 60 s past `exp`, so -57 makes a token that works for about 3 s
+    /// and is refused after that, while our server still holds it as fresh.
+    pub first_token_exp: Option<i64>,
 }
 
 impl Default for TokenServerOptions {
     fn default() -> Self {
-        TokenServerOptions {
-            expires_in: Some(300),
-            credentials: None,
-            hold: Duration::ZERO,
-            first_token_expired: false,
-        }
+        TokenServerOptions { expires_in: Some(300), credentials: None, hold: Duration::ZERO, first_token_exp: None }
     }
 }
 
@@ -188,17 +185,17 @@ impl Issuer {
         let serial = self.serial.fetch_add(1, Ordering::SeqCst);
         let lifetime = self.opts.expires_in.unwrap_or(60);
         let issued_at = now();
-        let (iat, exp) = if serial == 0 && self.opts.first_token_expired {
-            (issued_at - 600, issued_at - 120)
-        } else {
-            (issued_at, issued_at + lifetime)
+        let iat = issued_at;
+        let exp = match self.opts.first_token_exp {
+            Some(offset) if serial == 0 => issued_at.saturating_add_signed(offset),
+            _ => issued_at + lifetime,
         };
         let claims = json!({
             "iss": ISSUER,
             "sub": subject,
             "aud": request.service.clone().unwrap_or_default(),
             "exp": exp,
-            "nbf": iat - 10,
+            "nbf": iat.min(exp) - 10,
             "iat": iat,
             "jti": format!("e2e-{serial}-{:016x}", rand::random::<u64>()),
             "access": request.scopes.iter().filter_map(|s| access_entry(s)).collect::<Vec<_>>(),
