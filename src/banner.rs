@@ -42,6 +42,7 @@ pub fn print(settings: &Settings, report: &RebuildReport) {
         report.blob_bytes as f64 / 1e6
     );
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
+    eprintln!("Upstream policy: {} (namespaces not listed above)", settings.upstream_policy);
     eprintln!("{line}");
     if report.partial_removed > 0 || report.quarantined > 0 {
         tracing::warn!(

@@ -16,11 +16,11 @@ use actors::reference::Namespace;
 use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
-use actors::upstream::{Timeouts, DEFAULT_MAX_CONCURRENT};
+use actors::upstream::Timeouts;
 use actors::{Mirror, MirrorConfig, UpstreamSpec};
 use clap::Parser;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{AuthSettings, ConfigError, Settings};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -97,12 +97,20 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             base_url: reg.base_url(),
             tls: TlsOptions {
                 ca_file: reg.tls.ca.clone(),
-                ca_only: false,
-                client_cert: None,
+                ca_only: reg.tls.ca_only,
+                client_cert: reg.tls.cert.clone().zip(reg.tls.key.clone()),
                 insecure_skip_verify: reg.tls.insecure_skip_verify,
             },
-            credentials: Credentials::Anonymous,
-            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            credentials: match &reg.auth {
+                AuthSettings::Anonymous => Credentials::Anonymous,
+                AuthSettings::Basic { user, password } => {
+                    Credentials::Basic { user: user.clone(), password: password.expose().to_string() }
+                }
+                AuthSettings::Helper { name, cache_time } => {
+                    Credentials::Helper { name: name.clone(), cache_time: *cache_time }
+                }
+            },
+            max_concurrent: reg.max_concurrent,
         });
     }
     Ok(MirrorConfig {
@@ -113,6 +121,10 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             head: settings.pull_timeout,
             idle: settings.idle_timeout,
         },
-        policy: UpstreamPolicy::Public,
+        policy: match settings.upstream_policy {
+            config::UpstreamPolicy::Public => UpstreamPolicy::Public,
+            config::UpstreamPolicy::Listed => UpstreamPolicy::Listed,
+            config::UpstreamPolicy::Any => UpstreamPolicy::Any,
+        },
     })
 }

@@ -27,7 +27,7 @@ fn unsupported_and_invalid_config_keys_stop_the_server_naming_the_key() {
     let dir = TestDir::new("cli");
     let cases = [
         ("serverTlsConfig:\n  cert: /x.pem\n  key: /x.key\n", "serverTlsConfig"),
-        ("registries:\n  - name: docker.io\n    auth:\n      user: u\n      password: p\n", "auth"),
+        ("registries:\n  - name: docker.io\n    auth:\n      user: u\n", "auth.password"),
         ("alwaysPullLatest: true\n", "alwaysPullLatest"),
         ("port: 70000\n", "port"),
         ("registries:\n  - name: docker.io\n    scheme: ftp\n", "scheme"),

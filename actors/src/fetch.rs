@@ -12,6 +12,7 @@ use crate::cache::CacheActor;
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::messages::{BodyEvent, CommitBlob, Fetch, LinkReference, ManifestReply, PutManifest, ReleaseBlob};
+use crate::metrics::{error_reason, Metrics};
 use crate::reference::{ImageKey, Reference};
 use crate::store::{media_type_of, BlobLease, BlobWriter, ManifestMeta, Store};
 use crate::transfer::TransferPublisher;
@@ -38,6 +39,37 @@ pub(crate) struct FetchContext {
     pub image: ImageKey,
     /// Read-only use: the index and committed manifests, to answer a tag whose digest is already cached.
     pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counts a fetch in `ociregistry_fetches_in_flight` for as long as it lives.
+struct InFlight(Arc<Metrics>, &'static str);
+
+impl InFlight {
+    fn start(metrics: &Arc<Metrics>, kind: &'static str) -> InFlight {
+        metrics.fetches_in_flight.with_label_values(&[kind]).inc();
+        InFlight(metrics.clone(), kind)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetches_in_flight.with_label_values(&[self.1]).dec();
+    }
+}
+
+impl FetchContext {
+    /// Count an error this fetch found in a body (the pool counts the ones it sees itself).
+    fn count_body_error(&self, err: &MirrorError) {
+        if let MirrorError::Upstream(
+            e @ (UpstreamError::DigestMismatch { .. }
+            | UpstreamError::LengthMismatch { .. }
+            | UpstreamError::TooLarge { .. }),
+        ) = err
+        {
+            self.metrics.upstream_errors.with_label_values(&[&self.name(), error_reason(e)]).inc();
+        }
+    }
 }
 
 impl FetchContext {
@@ -99,6 +131,16 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
 
 /// Fetch, verify and store one manifest.
 pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
+    let _running = InFlight::start(&cx.metrics, "manifest");
+    let result = fetch_manifest_inner(&cx, reference).await;
+    if let Err(e) = &result {
+        cx.count_body_error(e);
+    }
+    result
+}
+
+async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
+    let cx = cx.clone();
     let name = cx.name();
     if let Reference::Tag(_) = &reference {
         if let Some(reply) = resolve_tag_to_cached(&cx, &reference).await? {
@@ -110,6 +152,7 @@ pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Re
     if resp.status == 404 {
         return Err(MirrorError::ManifestUnknown(format!("{}{}", cx.image, ref_suffix(&reference))));
     }
+    cx.metrics.upstream_pulls_by_ns.with_label_values(&[&name]).inc();
     let content_type = resp.content_type.clone();
     let announced = resp.docker_digest.clone();
     let expected_len = resp.content_length;
@@ -212,7 +255,13 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
     let BlobLease { writer, publisher, transfer } = lease;
     let digest = writer.digest().clone();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
-    match download(&cx, writer, &publisher).await {
+    let _running = InFlight::start(&cx.metrics, "blob");
+    let waiters = transfer.clone();
+    let outcome = download(&cx, writer, &publisher).await;
+    if let Err(abort) = &outcome {
+        cx.count_body_error(&abort.error);
+    }
+    match outcome {
         Ok(writer) => {
             let size = writer.written();
             match cx.cache.send(CommitBlob { writer }).await {
@@ -222,6 +271,7 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
             }
             publisher.done(size);
+            cx.metrics.fetch_waiters.with_label_values(&["blob"]).observe(waiters.readers() as f64);
         }
         Err(Abort { error, storage }) => {
             tracing::warn!(blob = %digest, error = %error, "blob fetch failed");

@@ -98,7 +98,9 @@ impl Handler<ManifestFetched> for ImageActor {
 
     /// Answer everyone who waited on this fetch.
     fn handle(&mut self, msg: ManifestFetched, _ctx: &mut Self::Context) {
-        for waiter in self.manifests.remove(&msg.reference).unwrap_or_default() {
+        let waiters = self.manifests.remove(&msg.reference).unwrap_or_default();
+        self.cx.metrics.fetch_waiters.with_label_values(&["manifest"]).observe(waiters.len() as f64);
+        for waiter in waiters {
             let _ = waiter.send(msg.result.clone());
         }
     }

@@ -34,6 +34,7 @@ pub mod error;
 mod fetch;
 mod image;
 pub mod messages;
+pub mod metrics;
 mod mirror;
 pub mod reference;
 pub mod store;
@@ -42,4 +43,5 @@ pub mod upstream;
 
 pub use error::{MirrorError, StoreError, UpstreamError};
 pub use fetch::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+pub use metrics::Metrics;
 pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, UpstreamSpec};

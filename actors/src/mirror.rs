@@ -22,6 +22,7 @@ use crate::error::{MirrorError, StoreError};
 use crate::fetch::FetchContext;
 use crate::image::ImageActor;
 use crate::messages::{BlobReply, Fetch, GetBlob, GetManifest};
+use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
 use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
 use crate::transfer::{file_stream, verified_passthrough, Transfer};
@@ -125,6 +126,7 @@ struct Inner {
     guard: Arc<AddressGuard>,
     /// TLS configuration for admitted namespaces: the system roots.
     default_tls: Arc<rustls::ClientConfig>,
+    metrics: Arc<Metrics>,
     images: DashMap<ImageKey, Addr<ImageActor>>,
     /// Image actors live on their own thread so HTTP workers only do HTTP.
     image_arbiter: ArbiterHandle,
@@ -188,7 +190,9 @@ impl Mirror {
         let cache = CacheActor::new(store.clone()).start();
         let timeouts = config.timeouts;
         let pool_arbiter = Arbiter::new().handle();
-        let pool = UpstreamPool::start_in_arbiter(&pool_arbiter, move |_| UpstreamPool::new(timeouts));
+        let metrics = Arc::new(Metrics::new());
+        let pool_metrics = metrics.clone();
+        let pool = UpstreamPool::start_in_arbiter(&pool_arbiter, move |_| UpstreamPool::new(timeouts, pool_metrics));
         let image_arbiter = Arbiter::new().handle();
         let inner = Inner {
             store,
@@ -198,11 +202,23 @@ impl Mirror {
             admitted: DashMap::new(),
             guard,
             default_tls,
+            metrics,
             images: DashMap::new(),
             image_arbiter,
             _lock: lock,
         };
         Ok((Mirror { inner: Arc::new(inner) }, report))
+    }
+
+    /// The metrics every part records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Refresh the cache gauges and render every metric (for `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.refresh(self.index(), self.inner.store.layout().root());
+        self.inner.metrics.encode()
     }
 
     /// The shared index (for metrics and listings).
@@ -258,6 +274,7 @@ impl Mirror {
             upstream,
             image: image.clone(),
             store: self.inner.store.clone(),
+            metrics: self.inner.metrics.clone(),
         };
         let arbiter = self.inner.image_arbiter.clone();
         // The entry API makes creation atomic: two workers asking at once get the same actor.
@@ -289,7 +306,11 @@ impl Mirror {
         reference: &Reference,
         want_body: bool,
     ) -> Result<ManifestResponse, MirrorError> {
-        if let Some(meta) = self.cached_manifest(image, reference) {
+        let hit = self.cached_manifest(image, reference);
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        self.inner.metrics.cache_requests.with_label_values(&["manifest", result]).inc();
+        if let Some(meta) = hit {
+            self.inner.metrics.cached_pulls_by_ns.with_label_values(&[image.ns().as_str()]).inc();
             tracing::info!("serving manifest from cache: \"{}{}\"", image, suffix(reference));
             if !want_body {
                 return Ok(ManifestResponse { meta, bytes: None, from_cache: true });
@@ -311,8 +332,10 @@ impl Mirror {
     /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
     pub async fn blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
         if let Some(resp) = self.cached_blob(digest) {
+            self.inner.metrics.cache_requests.with_label_values(&["blob", "hit"]).inc();
             return Ok(resp);
         }
+        self.inner.metrics.cache_requests.with_label_values(&["blob", "miss"]).inc();
         let actor = self.image_actor(image).await?;
         match actor.send(GetBlob { digest: digest.clone() }).await?? {
             BlobReply::Cached(_) => self

@@ -56,6 +56,8 @@ struct Shared {
     /// A read handle on the temporary file; it stays valid when the file is renamed into place or unlinked.
     file: Arc<File>,
     progress: watch::Receiver<Progress>,
+    /// Client streams opened on this transfer (for the coalescing metric).
+    readers: std::sync::atomic::AtomicUsize,
 }
 
 /// The leader's side: publishes progress. Dropping it without `done` or `fail` fails the transfer.
@@ -67,7 +69,7 @@ pub struct TransferPublisher {
 /// Create a transfer for `digest` whose bytes will appear in `file`.
 pub fn transfer(digest: Digest, file: File) -> (Transfer, TransferPublisher) {
     let (tx, rx) = watch::channel(Progress::Starting);
-    let shared = Shared { digest, file: Arc::new(file), progress: rx };
+    let shared = Shared { digest, file: Arc::new(file), progress: rx, readers: Default::default() };
     (Transfer { shared: Arc::new(shared) }, TransferPublisher { tx, finished: false })
 }
 
@@ -146,8 +148,14 @@ impl Transfer {
         }
     }
 
+    /// How many client streams have been opened on this transfer.
+    pub fn readers(&self) -> usize {
+        self.shared.readers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available.
     pub fn stream(&self, start: u64, end: Option<u64>) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+        self.shared.readers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         read_stream(self.shared.file.clone(), start, end, Limit::Live(self.shared.progress.clone()))
     }
 }

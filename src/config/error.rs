@@ -29,6 +29,15 @@ pub enum ConfigError {
     #[error("config key '{key}' (in {file}) is required")]
     MissingKey { key: String, file: String },
 
+    /// A key is absent that another key, which is set, needs (`tls.key` for `tls.cert`). `note` is empty or starts
+    /// with a separator, e.g. " (or set 'passwordFromEnv')".
+    #[error("config key '{key}' (in {file}) is required when '{because}' is set{note}")]
+    RequiredBy { key: String, because: String, file: String, note: String },
+
+    /// Two keys that exclude each other are both set.
+    #[error("config keys '{key}' and '{other}' (in {file}) cannot be used together: {reason}")]
+    Conflict { key: String, other: String, file: String, reason: String },
+
     /// A command of the Go server that this build does not implement yet.
     #[error("`ociregistry {command}` is not supported yet")]
     UnsupportedCommand { command: &'static str },

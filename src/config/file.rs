@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::auth::EnvLookup;
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
-use super::values::{parse_host, LogLevel};
+use super::values::{parse_host, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
 
 const TOP_KEYS: &[&str] = &[
@@ -33,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "health",
     "metrics",
     "registries",
+    "upstreamPolicy",
     "pruneConfig",
     "listConfig",
     "serverTlsConfig",
@@ -55,11 +57,13 @@ pub struct FileConfig {
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
+    pub upstream_policy: Option<UpstreamPolicy>,
 }
 
-/// Parses config text. `file` names the document in messages (a path or "embedded default").
-/// Returns the values and the warnings (unknown keys, keys with no effect yet).
-pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>), ConfigError> {
+/// Parses config text. `file` names the document in messages (a path or "embedded default");
+/// `env` resolves `passwordFromEnv`. Returns the values and the warnings (unknown keys, keys with
+/// no effect yet, mapped keys).
+pub fn parse_config(text: &str, file: &str, env: &EnvLookup) -> Result<(FileConfig, Vec<String>), ConfigError> {
     let mut document: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::parse(file, e))?;
     document.apply_merge().map_err(|e| ConfigError::parse(file, e))?;
     if !matches!(document, Value::Null | Value::Mapping(_)) {
@@ -70,11 +74,11 @@ pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>),
     }
     let mut walker = Walker::new(file);
     let top = walker.section("", &document, TOP_KEYS)?;
-    let config = read_top(&mut walker, &top)?;
+    let config = read_top(&mut walker, &top, env)?;
     Ok((config, walker.warnings))
 }
 
-fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, ConfigError> {
+fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<FileConfig, ConfigError> {
     reject_unsupported(walker, top)?;
     for key in ["os", "arch"] {
         if top.get(key).is_some_and(|v| !is_default(v)) {
@@ -94,7 +98,13 @@ fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, Config
             walker.invalid("host", &Value::String(text.clone()), "expected an IP address such as 0.0.0.0 or ::")
         })?),
     };
-    let registries = parse_registries(walker, "registries", top.get("registries"))?;
+    let upstream_policy = match walker.string(top, "upstreamPolicy")? {
+        None => None,
+        Some(text) => Some(UpstreamPolicy::parse(&text).ok_or_else(|| {
+            walker.invalid("upstreamPolicy", &Value::String(text.clone()), "expected public, listed or any")
+        })?),
+    };
+    let registries = parse_registries(walker, "registries", top.get("registries"), env)?;
     Ok(FileConfig {
         image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
         host,
@@ -106,6 +116,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>) -> Result<FileConfig, Config
         idle_timeout: walker.duration(top, "idleTimeout")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
+        upstream_policy,
     })
 }
 
@@ -155,6 +166,7 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
 mod tests {
     use super::*;
     use crate::config::values::Scheme;
+    use crate::config::{AuthSettings, TlsSettings, DEFAULT_MAX_CONCURRENT};
 
     /// Every key of the Go server's config file, each at its default value.
     const GO_DEFAULTS: &str = r#"
@@ -208,8 +220,13 @@ serverTlsConfig:
   clientAuth: none
 "#;
 
+    /// Parses with an empty environment.
+    fn parse(text: &str, file: &str) -> Result<(FileConfig, Vec<String>), ConfigError> {
+        parse_config(text, file, &|_| None)
+    }
+
     fn error(text: &str) -> String {
-        match parse_config(text, "/etc/cfg.yaml") {
+        match parse(text, "/etc/cfg.yaml") {
             Ok(parsed) => panic!("expected an error, got {parsed:?}"),
             Err(err) => err.to_string(),
         }
@@ -224,7 +241,7 @@ serverTlsConfig:
 
     #[test]
     fn go_file_with_default_values_loads_silently() {
-        let (config, warnings) = parse_config(GO_DEFAULTS, "/etc/cfg.yaml").expect("loads");
+        let (config, warnings) = parse(GO_DEFAULTS, "/etc/cfg.yaml").expect("loads");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(config.port, Some(8080));
         assert_eq!(config.log_level, Some(LogLevel::Error));
@@ -234,14 +251,18 @@ serverTlsConfig:
         assert_eq!(config.registries.len(), 1);
         assert_eq!(config.registries[0].name, "my-upstream:5000");
         assert_eq!(config.registries[0].scheme, Scheme::Https);
+        assert_eq!(config.registries[0].auth, AuthSettings::Anonymous);
+        assert_eq!(config.registries[0].tls, TlsSettings::default());
+        assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
+        assert_eq!(config.upstream_policy, None);
     }
 
     #[test]
     fn empty_file_sets_nothing() {
-        let (config, warnings) = parse_config("", "f").expect("loads");
+        let (config, warnings) = parse("", "f").expect("loads");
         assert_eq!(config, FileConfig::default());
         assert!(warnings.is_empty());
-        let (config, _) = parse_config("# only a comment\n", "f").expect("loads");
+        let (config, _) = parse("# only a comment\n", "f").expect("loads");
         assert_eq!(config, FileConfig::default());
     }
 
@@ -259,8 +280,6 @@ serverTlsConfig:
             ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
             ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
             ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
-            ("registries: [{name: a.io, auth: {user: u, password: p}}]", "registries[0].auth.user"),
-            ("registries: [{name: a.io, tls: {cert: /c, key: /k}}]", "registries[0].tls.cert"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }
@@ -268,7 +287,7 @@ serverTlsConfig:
 
     #[test]
     fn os_and_arch_only_warn() {
-        let (_, warnings) = parse_config("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
+        let (_, warnings) = parse("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
         assert_eq!(
             warnings,
             vec![
@@ -280,7 +299,7 @@ serverTlsConfig:
 
     #[test]
     fn unknown_keys_warn_with_their_path() {
-        let (config, warnings) = parse_config(
+        let (config, warnings) = parse(
             "imagepath: /x\nregistries:\n  - name: a.io\n    shceme: http\n\
              pruneConfig: {enabeld: true}\n",
             "/path/cfg.yaml",
@@ -299,12 +318,11 @@ serverTlsConfig:
 
     #[test]
     fn duration_forms() {
-        let (config, _) =
-            parse_config("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
+        let (config, _) = parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(config.connect_timeout, Some(Duration::from_secs(10)));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
-        let (config, _) = parse_config("pullTimeout: 500ms\n", "f").expect("loads");
+        let (config, _) = parse("pullTimeout: 500ms\n", "f").expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(500)));
     }
 
@@ -333,6 +351,8 @@ serverTlsConfig:
                 "\"http://a.io?x=1\"",
             ),
             ("serverTlsConfig: on", "serverTlsConfig", "\"on\""),
+            ("upstreamPolicy: open", "upstreamPolicy", "\"open\""),
+            ("upstreamPolicy: true", "upstreamPolicy", "true"),
         ] {
             let msg = error(yaml);
             let expected = format!("config key '{key}' (in /etc/cfg.yaml) has an invalid value {value}: ");
@@ -342,9 +362,47 @@ serverTlsConfig:
     }
 
     #[test]
+    fn upstream_policy_is_case_insensitive_and_optional() {
+        for (text, policy) in
+            [("public", UpstreamPolicy::Public), ("Listed", UpstreamPolicy::Listed), ("ANY", UpstreamPolicy::Any)]
+        {
+            let (config, warnings) = parse(&format!("upstreamPolicy: {text}\n"), "f").expect("ok");
+            assert_eq!(config.upstream_policy, Some(policy));
+            assert!(warnings.is_empty());
+        }
+        let (config, _) = parse("upstreamPolicy: ''\n", "f").expect("ok");
+        assert_eq!(config.upstream_policy, None);
+    }
+
+    #[test]
+    fn go_file_with_upstream_auth_and_tls_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["ca.crt", "client.cert", "client.key"] {
+            std::fs::write(dir.path().join(name), "pem").expect("write");
+        }
+        let d = dir.path().display();
+        let text = format!(
+            "registries:\n\
+             - name: my-upstream:5000\n  scheme: https\n  auth:\n    user: theuser\n    password: thepass\n  \
+               tls:\n    ca: {d}/ca.crt\n    cert: {d}/client.cert\n    key: {d}/client.key\n\
+             - name: ecr.example\n  auth:\n    token: {{provider: ecr, providerOpts: 'profile=default', expiry: 6h}}\n"
+        );
+        let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
+        assert_eq!(
+            config.registries[0].to_string(),
+            format!("my-upstream:5000 -> https://my-upstream:5000 (auth: basic (user theuser)) (mTLS) (ca {d}/ca.crt)")
+        );
+        assert_eq!(config.registries[1].to_string(), "ecr.example -> https://ecr.example (auth: helper ecr-login)");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("'registries[1].auth.token'") && warnings[0].contains("ecr-login"));
+        assert!(warnings[1].contains("'registries[1].auth.token.providerOpts'"));
+        assert!(!format!("{config:?} {warnings:?}").contains("thepass"));
+    }
+
+    #[test]
     fn log_level_is_case_insensitive() {
         for (text, level) in [("DEBUG", LogLevel::Debug), ("Warning", LogLevel::Warn)] {
-            let (config, _) = parse_config(&format!("logLevel: {text}\n"), "f").expect("ok");
+            let (config, _) = parse(&format!("logLevel: {text}\n"), "f").expect("ok");
             assert_eq!(config.log_level, Some(level));
         }
     }

@@ -2,11 +2,14 @@
 //! command line, the config file (or the embedded default config) and the built-in defaults,
 //! in that order of precedence.
 
+mod auth;
 mod duration;
 mod error;
 mod file;
 mod flags;
 mod registry;
+mod secret;
+mod tls;
 mod values;
 mod yaml;
 
@@ -20,10 +23,16 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
 pub use values::{parse_host, LogLevel};
-// Types of public `Settings` fields, named by the server modules rather than by this crate's
-// minimal `main`.
+// Types and defaults of public `Settings` fields, named by the server modules rather than by
+// this crate's minimal `main`.
 #[allow(unused_imports)]
-pub use {registry::TlsSettings, values::Scheme};
+pub use {
+    auth::{AuthSettings, DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
+    registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
+    secret::Secret,
+    tls::TlsSettings,
+    values::{Scheme, UpstreamPolicy},
+};
 
 /// The config used when no `--config-file` is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");
@@ -57,6 +66,8 @@ pub struct Settings {
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
+    /// Which namespaces without a `registries` entry may be dialled (`upstreamPolicy`).
+    pub upstream_policy: UpstreamPolicy,
     /// "embedded default" or the config file path, for the startup banner.
     pub config_source: String,
 }
@@ -75,6 +86,7 @@ impl Settings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             default_ns: None,
             registries: Vec::new(),
+            upstream_policy: UpstreamPolicy::Public,
             config_source: config_source.into(),
         }
     }
@@ -91,6 +103,7 @@ impl Settings {
             idle_timeout,
             default_ns,
             registries,
+            upstream_policy,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -102,6 +115,7 @@ impl Settings {
         set(&mut self.idle_timeout, idle_timeout);
         self.default_ns = default_ns;
         self.registries = registries;
+        set(&mut self.upstream_policy, upstream_policy);
     }
 }
 
@@ -112,7 +126,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// A multi-line summary for the startup banner.
+/// A multi-line summary for the startup banner. Never shows a password.
 impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
@@ -133,6 +147,7 @@ impl fmt::Display for Settings {
             humantime::format_duration(self.idle_timeout)
         )?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
+        writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
         write!(f, "Registries ({}):", self.registries.len())?;
         for registry in &self.registries {
             write!(f, "\n  {registry}")?;
@@ -144,8 +159,15 @@ impl fmt::Display for Settings {
 /// Builds the settings: command line > config file (or the embedded default config) >
 /// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
 /// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
-/// values and on an unreadable or unparsable config file.
+/// values, on an unset `passwordFromEnv` variable and on an unreadable or unparsable config
+/// file.
 pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
+    load_with_env(cli, &|name| std::env::var(name).ok())
+}
+
+/// `load` with `env` resolving `passwordFromEnv` (the process environment in `load`, a map in
+/// tests).
+fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
     let mut warnings = flags::check_supported(cli)?;
     let (text, source) = match &cli.config_file {
         None => (EMBEDDED_CONFIG.to_string(), EMBEDDED_SOURCE.to_string()),
@@ -155,7 +177,7 @@ pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
             (text, source)
         }
     };
-    let (file_config, file_warnings) = file::parse_config(&text, &source)?;
+    let (file_config, file_warnings) = file::parse_config(&text, &source, env)?;
     warnings.extend(file_warnings);
     let mut settings = Settings::defaults(source);
     settings.apply_file(file_config);

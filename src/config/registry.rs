@@ -1,22 +1,25 @@
 //! The `registries` list of the config file: one entry per upstream registry, with its name
-//! check, scheme, optional `endpoint` URL, TLS options, and rejection of the Go server's
-//! upstream auth and client-certificate keys that this build does not implement yet.
+//! check, scheme, optional `endpoint` URL, concurrency limit, credentials (`auth.rs`) and TLS
+//! options (`tls.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
 
 use serde_yaml::Value;
 
-use super::error::{io_reason, ConfigError};
+use super::auth::{parse_auth, AuthSettings, EnvLookup};
+use super::error::ConfigError;
+use super::tls::{parse_tls, TlsSettings};
 use super::values::Scheme;
-use super::yaml::{is_default, Section, Walker};
+use super::yaml::Walker;
 
-const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "auth", "tls"];
-const AUTH_KEYS: &[&str] = &["user", "password", "passwordFromEnv", "token"];
-const TOKEN_KEYS: &[&str] = &["provider", "providerOpts", "expiry"];
-const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecureSkipVerify"];
+const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "maxConcurrent", "auth", "tls"];
+
+/// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
+pub const DEFAULT_MAX_CONCURRENT: usize = 32;
+/// The largest accepted `maxConcurrent`.
+pub const MAX_MAX_CONCURRENT: usize = 1024;
 
 /// How to reach one upstream registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,16 +31,11 @@ pub struct RegistrySettings {
     /// URL to dial instead of `scheme://name`, e.g. `http://127.0.0.1:5000`; scheme lower-cased,
     /// no trailing slash, no query or fragment.
     pub endpoint: Option<String>,
+    /// At most this many upstream fetches to this registry at once (`maxConcurrent`, 1..=1024).
+    pub max_concurrent: usize,
+    /// Credentials presented to the registry and its token realm.
+    pub auth: AuthSettings,
     pub tls: TlsSettings,
-}
-
-/// TLS options toward one upstream registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// Extra CA certificate (PEM) trusted for this registry.
-    pub ca: Option<PathBuf>,
-    /// Skip certificate verification (dangerous; the Go server allows it, so do we).
-    pub insecure_skip_verify: bool,
 }
 
 impl RegistrySettings {
@@ -57,8 +55,20 @@ impl RegistrySettings {
 impl fmt::Display for RegistrySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -> {}", self.name, self.base_url())?;
+        if self.auth != AuthSettings::Anonymous {
+            write!(f, " (auth: {})", self.auth)?;
+        }
+        if self.tls.is_mutual() {
+            f.write_str(" (mTLS)")?;
+        }
         if let Some(ca) = &self.tls.ca {
             write!(f, " (ca {})", ca.display())?;
+        }
+        if self.tls.ca_only {
+            f.write_str(" (caOnly)")?;
+        }
+        if self.max_concurrent != DEFAULT_MAX_CONCURRENT {
+            write!(f, " (maxConcurrent {})", self.max_concurrent)?;
         }
         if self.tls.insecure_skip_verify {
             f.write_str(" (TLS verification disabled)")?;
@@ -67,11 +77,12 @@ impl fmt::Display for RegistrySettings {
     }
 }
 
-/// Reads the `registries` value (absent or null = empty list).
+/// Reads the `registries` value (absent or null = empty list). `env` resolves `auth.passwordFromEnv`.
 pub fn parse_registries(
     walker: &mut Walker,
     key: &str,
     value: Option<&Value>,
+    env: &EnvLookup,
 ) -> Result<Vec<RegistrySettings>, ConfigError> {
     let items = match value {
         None => return Ok(Vec::new()),
@@ -82,7 +93,7 @@ pub fn parse_registries(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         let path = format!("{key}[{index}]");
-        let registry = parse_registry(walker, &path, item)?;
+        let registry = parse_registry(walker, &path, item, env)?;
         if let Some(first) = seen.insert(registry.name.clone(), index) {
             return Err(walker.invalid(
                 &format!("{path}.name"),
@@ -95,7 +106,12 @@ pub fn parse_registries(
     Ok(registries)
 }
 
-fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<RegistrySettings, ConfigError> {
+fn parse_registry(
+    walker: &mut Walker,
+    path: &str,
+    value: &Value,
+    env: &EnvLookup,
+) -> Result<RegistrySettings, ConfigError> {
     let section = walker.section(path, value, REGISTRY_KEYS)?;
     let name = walker.string(&section, "name")?.ok_or_else(|| walker.missing(&section.key("name")))?;
     if let Err(reason) = check_name(&name) {
@@ -119,60 +135,18 @@ fn parse_registry(walker: &mut Walker, path: &str, value: &Value) -> Result<Regi
             Some(url)
         }
     };
-    if let Some(auth) = section.get("auth") {
-        reject_auth(walker, &section.key("auth"), auth)?;
-    }
+    let max_concurrent = walker
+        .integer(&section, "maxConcurrent", 1..=MAX_MAX_CONCURRENT as u64)?
+        .map_or(DEFAULT_MAX_CONCURRENT, |n| n as usize);
+    let auth = match section.get("auth") {
+        None => AuthSettings::Anonymous,
+        Some(auth) => parse_auth(walker, &section.key("auth"), auth, env)?,
+    };
     let tls = match section.get("tls") {
         None => TlsSettings::default(),
         Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
     };
-    Ok(RegistrySettings { name, scheme, endpoint, tls })
-}
-
-/// Upstream credentials are not implemented yet: any non-empty auth key is an error.
-fn reject_auth(walker: &mut Walker, path: &str, value: &Value) -> Result<(), ConfigError> {
-    let auth = walker.section(path, value, AUTH_KEYS)?;
-    if let Some(token) = auth.get("token") {
-        let token = walker.section(&auth.key("token"), token, TOKEN_KEYS)?;
-        reject_non_default(walker, &token)?;
-    }
-    reject_non_default(walker, &auth)
-}
-
-fn reject_non_default(walker: &Walker, section: &Section<'_>) -> Result<(), ConfigError> {
-    match section.entries().find(|(_, value)| !is_default(value)) {
-        Some((name, _)) => Err(walker.unsupported(&section.key(name))),
-        None => Ok(()),
-    }
-}
-
-fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str) -> Result<TlsSettings, ConfigError> {
-    let section = walker.section(path, value, TLS_KEYS)?;
-    for client_key in ["cert", "key"] {
-        if section.get(client_key).is_some_and(|v| !is_default(v)) {
-            return Err(walker.unsupported(&section.key(client_key)));
-        }
-    }
-    let ca = walker.string(&section, "ca")?.map(PathBuf::from);
-    if let Some(ca) = &ca {
-        if let Err(err) = std::fs::metadata(ca) {
-            return Err(walker.invalid(
-                &section.key("ca"),
-                &Value::String(ca.display().to_string()),
-                format!("cannot read the CA file: {}", io_reason(&err)),
-            ));
-        }
-    }
-    let insecure_skip_verify = walker.boolean(&section, "insecureSkipVerify")?;
-    if insecure_skip_verify {
-        let message = format!(
-            "TLS certificate verification is disabled for registry '{registry}' ({} in {})",
-            section.key("insecureSkipVerify"),
-            walker.file
-        );
-        walker.warn(message);
-    }
-    Ok(TlsSettings { ca, insecure_skip_verify })
+    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, auth, tls })
 }
 
 /// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
@@ -240,12 +214,16 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::secret::Secret;
 
     fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
         let value: Value = serde_yaml::from_str(text).expect("test YAML parses");
         let mut walker = Walker::new("cfg.yaml");
-        let result = parse_registries(&mut walker, "registries", Some(&value));
+        let result = parse_registries(&mut walker, "registries", Some(&value), &|_| None);
         (result, walker.warnings)
     }
 
@@ -313,24 +291,71 @@ mod tests {
     }
 
     #[test]
-    fn auth_and_client_certs_are_unsupported() {
-        for (yaml, key) in [
-            ("auth: {user: u}", "registries[0].auth.user"),
-            ("auth: {password: p}", "registries[0].auth.password"),
-            ("auth: {passwordFromEnv: X}", "registries[0].auth.passwordFromEnv"),
-            ("auth: {token: {provider: ecr}}", "registries[0].auth.token.provider"),
-            ("tls: {cert: /c.pem}", "registries[0].tls.cert"),
-            ("tls: {key: /k.pem}", "registries[0].tls.key"),
-        ] {
-            let msg = error(&format!("- name: a.io\n  {yaml}\n"));
-            assert_eq!(
-                msg,
-                format!(
-                    "config key '{key}' (in cfg.yaml) is not supported yet by this build; \
-                     remove it or set it to its default"
-                )
+    fn defaults_of_the_new_keys() {
+        let (result, _) = parse("- name: a.io\n");
+        let registry = &result.expect("valid")[0];
+        assert_eq!(registry.max_concurrent, DEFAULT_MAX_CONCURRENT);
+        assert_eq!(registry.auth, AuthSettings::Anonymous);
+        assert_eq!(registry.tls, TlsSettings::default());
+    }
+
+    #[test]
+    fn max_concurrent_range() {
+        for (text, expected) in [("1", 1), ("8", 8), ("1024", 1024)] {
+            let (result, _) = parse(&format!("- name: a.io\n  maxConcurrent: {text}\n"));
+            assert_eq!(result.expect("valid")[0].max_concurrent, expected);
+        }
+        for text in ["0", "1025", "-1", "'8'", "2.5"] {
+            let msg = error(&format!("- name: a.io\n  maxConcurrent: {text}\n"));
+            assert!(
+                msg.starts_with("config key 'registries[0].maxConcurrent' (in cfg.yaml) has an invalid value ")
+                    && msg.ends_with("expected a whole number from 1 to 1024"),
+                "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn auth_and_tls_errors_name_the_entry() {
+        let msg = error("- name: a.io\n- name: b.io\n  auth: {user: u}\n");
+        assert!(msg.starts_with("config key 'registries[1].auth.password'"), "{msg}");
+        let msg = error("- name: a.io\n  tls: {cert: /c.pem}\n");
+        assert!(msg.starts_with("config key 'registries[0].tls.key'"), "{msg}");
+    }
+
+    #[test]
+    fn display_shows_auth_and_tls_but_no_secret() {
+        let base = |auth, tls| RegistrySettings {
+            name: "my-registry:5000".to_string(),
+            scheme: Scheme::Https,
+            endpoint: Some("https://10.0.0.5:5000".to_string()),
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            auth,
+            tls,
+        };
+        let anonymous = base(AuthSettings::Anonymous, TlsSettings::default());
+        assert_eq!(anonymous.to_string(), "my-registry:5000 -> https://10.0.0.5:5000");
+        let mutual = TlsSettings {
+            ca: Some(PathBuf::from("/my/ca.crt")),
+            ca_only: true,
+            cert: Some(PathBuf::from("/my/client.cert")),
+            key: Some(PathBuf::from("/my/client.key")),
+            insecure_skip_verify: false,
+        };
+        let password = Secret::new("thepass");
+        let mut basic = base(AuthSettings::Basic { user: "theuser".to_string(), password }, mutual);
+        basic.max_concurrent = 8;
+        assert_eq!(
+            basic.to_string(),
+            "my-registry:5000 -> https://10.0.0.5:5000 (auth: basic (user theuser)) (mTLS) (ca /my/ca.crt) (caOnly) \
+             (maxConcurrent 8)"
+        );
+        assert!(!format!("{basic:?}").contains("thepass"));
+        let helper = AuthSettings::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(300) };
+        assert_eq!(
+            base(helper, TlsSettings::default()).to_string(),
+            "my-registry:5000 -> https://10.0.0.5:5000 (auth: helper ecr-login)"
+        );
     }
 
     #[test]
@@ -340,15 +365,9 @@ mod tests {
              token: {provider: '', providerOpts: '', expiry: ''}}\n  \
              tls: {ca: '', cert: '', key: '', insecureSkipVerify: false}\n",
         );
-        assert_eq!(result.expect("accepted")[0].tls, TlsSettings::default());
+        let registry = &result.expect("accepted")[0];
+        assert_eq!(registry.tls, TlsSettings::default());
+        assert_eq!(registry.auth, AuthSettings::Anonymous);
         assert!(warnings.is_empty(), "{warnings:?}");
-    }
-
-    #[test]
-    fn insecure_skip_verify_warns() {
-        let (result, warnings) = parse("- name: a.io\n  tls: {insecureSkipVerify: true}\n");
-        assert!(result.expect("accepted")[0].tls.insecure_skip_verify);
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("disabled for registry 'a.io'"));
     }
 }

@@ -1,5 +1,6 @@
 //! Tests of `load`: the embedded default config, config file replacement, command-line
-//! precedence, unsupported commands and options, and file read errors.
+//! precedence, unsupported commands and options, file read errors, the upstream policy, and
+//! passwords (read from the environment, never formatted).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -169,4 +170,65 @@ fn summary_mentions_every_registry() {
     assert!(text.contains("Config: embedded default"));
     assert!(text.contains("Listen: 0.0.0.0:8080"));
     assert!(text.contains("public.ecr.aws -> https://public.ecr.aws"));
+}
+
+/// A fake environment for `passwordFromEnv`: the process environment is never touched.
+fn fake_env(name: &str) -> Option<String> {
+    (name == "OCIREGISTRY_TEST_PASSWORD").then(|| "from-the-env-Pa55".to_string())
+}
+
+#[test]
+fn upstream_policy_defaults_to_public_and_is_read_from_the_file() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert!(settings.to_string().contains("Upstream policy: public"));
+    let (_dir, path) = config_file("upstreamPolicy: Listed\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Listed);
+    let (_dir, path) = config_file("port: 5000\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+}
+
+#[test]
+fn password_from_env_is_read_at_load_time() {
+    let (_dir, path) = config_file(
+        "registries:\n  - name: my-registry:5000\n    auth:\n      user: theuser\n      \
+         passwordFromEnv: OCIREGISTRY_TEST_PASSWORD\n",
+    );
+    let (settings, warnings) =
+        load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &fake_env).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    match &settings.registries[0].auth {
+        AuthSettings::Basic { user, password } => {
+            assert_eq!(user, "theuser");
+            assert_eq!(password.expose(), "from-the-env-Pa55");
+        }
+        other => panic!("expected basic auth, got {other:?}"),
+    }
+    let err = load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &|_| None).expect_err("unset");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config key 'registries[0].auth.passwordFromEnv' (in {}) has an invalid value \
+             \"OCIREGISTRY_TEST_PASSWORD\": the environment variable OCIREGISTRY_TEST_PASSWORD is unset or empty",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn settings_never_format_a_password() {
+    let (_dir, path) = config_file(
+        "registries:\n  - name: a.io\n    auth: {user: theuser, password: inline-Pa55}\n  \
+         - name: b.io\n    auth: {user: other, passwordFromEnv: OCIREGISTRY_TEST_PASSWORD}\n",
+    );
+    let (settings, warnings) =
+        load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &fake_env).expect("loads");
+    let shown = format!("{settings:?}\n{settings:#?}\n{settings}\n{warnings:?}");
+    for password in ["inline-Pa55", "from-the-env-Pa55"] {
+        assert!(!shown.contains(password), "{password} shown in: {shown}");
+    }
+    assert!(shown.contains("***"));
+    assert!(shown.contains("a.io -> https://a.io (auth: basic (user theuser))"), "{shown}");
 }

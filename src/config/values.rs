@@ -1,5 +1,5 @@
 //! Small enumerated setting values shared by the config file and the command line: the log
-//! level, the upstream URL scheme, and the listen-host check.
+//! level, the upstream URL scheme, the upstream policy, and the listen-host check.
 
 use std::fmt;
 use std::net::{AddrParseError, IpAddr};
@@ -74,6 +74,45 @@ impl fmt::Display for Scheme {
     }
 }
 
+/// Which namespaces that have no `registries` entry the mirror may dial (`upstreamPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamPolicy {
+    /// An unlisted namespace is dialled only when every address its host resolves to is public (no loopback,
+    /// private, link-local, CGNAT or metadata address); redirect targets are checked the same way.
+    #[default]
+    Public,
+    /// Only the listed registries.
+    Listed,
+    /// Any namespace, any address (trusted networks only).
+    Any,
+}
+
+impl UpstreamPolicy {
+    /// Parses `public`, `listed` or `any`, in any letter case.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "public" => Some(UpstreamPolicy::Public),
+            "listed" => Some(UpstreamPolicy::Listed),
+            "any" => Some(UpstreamPolicy::Any),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamPolicy::Public => "public",
+            UpstreamPolicy::Listed => "listed",
+            UpstreamPolicy::Any => "any",
+        }
+    }
+}
+
+impl fmt::Display for UpstreamPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Checks that a listen host is an IP address (v4 or v6) and returns it unchanged.
 pub fn parse_host(text: &str) -> Result<String, AddrParseError> {
     text.parse::<IpAddr>().map(|_| text.to_string())
@@ -100,6 +139,16 @@ mod tests {
         assert_eq!(Scheme::parse("http"), Some(Scheme::Http));
         assert_eq!(Scheme::parse("ftp"), None);
         assert_eq!(Scheme::Http.to_string(), "http");
+    }
+
+    #[test]
+    fn upstream_policy_names() {
+        assert_eq!(UpstreamPolicy::parse("Public"), Some(UpstreamPolicy::Public));
+        assert_eq!(UpstreamPolicy::parse("LISTED"), Some(UpstreamPolicy::Listed));
+        assert_eq!(UpstreamPolicy::parse(" any "), Some(UpstreamPolicy::Any));
+        assert_eq!(UpstreamPolicy::parse("open"), None);
+        assert_eq!(UpstreamPolicy::default(), UpstreamPolicy::Public);
+        assert_eq!(UpstreamPolicy::Listed.to_string(), "listed");
     }
 
     #[test]

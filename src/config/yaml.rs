@@ -2,6 +2,7 @@
 //! `registries[0].tls.ca`, warning about unknown keys, and typed reads whose errors name the
 //! file, the key path and the bad value.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde_yaml::Value;
@@ -30,11 +31,6 @@ impl<'v> Section<'v> {
     /// The full key path of `name` within this section.
     pub fn key(&self, name: &str) -> String {
         join(&self.path, name)
-    }
-
-    /// All present entries, including null ones.
-    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &'v Value)> + '_ {
-        self.entries.iter().copied()
     }
 }
 
@@ -124,6 +120,37 @@ impl Walker {
         ConfigError::MissingKey { key: key.to_string(), file: self.file.clone() }
     }
 
+    /// An invalid value that must not be echoed (a password, or what may be one): the message shows
+    /// `(not shown)` in place of the value.
+    pub fn invalid_hidden(&self, key: &str, reason: impl ToString) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: key.to_string(),
+            file: self.file.clone(),
+            value: "(not shown)".to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
+    pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
+        ConfigError::RequiredBy {
+            key: key.to_string(),
+            because: because.to_string(),
+            file: self.file.clone(),
+            note: note.to_string(),
+        }
+    }
+
+    /// `key` and `other` are both set but exclude each other.
+    pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
+        ConfigError::Conflict {
+            key: key.to_string(),
+            other: other.to_string(),
+            file: self.file.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
     pub fn warn(&mut self, message: String) {
         self.warnings.push(message);
     }
@@ -157,6 +184,26 @@ impl Walker {
             Some(0) if zero_means_unset => Ok(None),
             Some(p) if p > 0 => Ok(Some(p)),
             _ => Err(self.invalid(&section.key(name), value, "expected a port number from 1 to 65535")),
+        }
+    }
+
+    /// A whole number within `range`.
+    pub fn integer(
+        &self,
+        section: &Section<'_>,
+        name: &str,
+        range: RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ConfigError> {
+        let Some(value) = section.get(name) else {
+            return Ok(None);
+        };
+        match value.as_u64() {
+            Some(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(self.invalid(
+                &section.key(name),
+                value,
+                format!("expected a whole number from {} to {}", range.start(), range.end()),
+            )),
         }
     }
 
@@ -219,5 +266,13 @@ mod tests {
         assert!(err.to_string().contains("greater than zero"));
         let err = walker.string(&section, "s").expect_err("not string");
         assert!(err.to_string().contains("expected a string"));
+        assert_eq!(walker.integer(&section, "s", 1..=5).expect("in range"), Some(5));
+        let err = walker.integer(&section, "s", 1..=4).expect_err("too big");
+        assert_eq!(
+            err.to_string(),
+            "config key 's' (in f.yaml) has an invalid value 5: expected a whole number from 1 to 4"
+        );
+        assert!(walker.integer(&section, "b", 1..=4).is_err());
+        assert_eq!(walker.integer(&section, "absent", 1..=4).expect("absent"), None);
     }
 }

@@ -66,6 +66,12 @@ impl Index {
         (self.blobs.len(), bytes)
     }
 
+    /// Number of cached manifests and their total size.
+    pub fn manifest_totals(&self) -> (usize, u64) {
+        let bytes = self.manifests.iter().map(|m| m.size).sum();
+        (self.manifests.len(), bytes)
+    }
+
     /// Number of cached manifests.
     pub fn manifest_count(&self) -> usize {
         self.manifests.len()

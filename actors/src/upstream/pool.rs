@@ -35,6 +35,7 @@ use super::guard::{GuardedConnector, Refused};
 use super::{Timeouts, Upstream};
 use crate::error::UpstreamError;
 use crate::messages::{BodyEvent, Fetch, UpstreamResponse};
+use crate::metrics::{error_reason, Metrics};
 
 /// How many body chunks may wait in a channel before the pump stops reading from the socket (backpressure).
 const BODY_CHANNEL_CHUNKS: usize = 16;
@@ -66,12 +67,13 @@ pub struct UpstreamPool {
     /// `maxConcurrent` slots per upstream base URL.
     limits: HashMap<String, Arc<Semaphore>>,
     auth: Rc<RefCell<AuthBook>>,
+    metrics: Arc<Metrics>,
 }
 
 impl UpstreamPool {
     /// A pool with these timeouts; clients are built on first use, on the actor's own thread.
-    pub fn new(timeouts: Timeouts) -> UpstreamPool {
-        UpstreamPool { timeouts, clients: HashMap::new(), limits: HashMap::new(), auth: Rc::default() }
+    pub fn new(timeouts: Timeouts, metrics: Arc<Metrics>) -> UpstreamPool {
+        UpstreamPool { timeouts, clients: HashMap::new(), limits: HashMap::new(), auth: Rc::default(), metrics }
     }
 
     fn client(&mut self, upstream: &Upstream) -> awc::Client {
@@ -118,6 +120,7 @@ struct Session {
     upstream: Arc<Upstream>,
     auth: Rc<RefCell<AuthBook>>,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
 }
 
 fn send_error(upstream: &str, err: SendRequestError, head_timeout: Duration) -> UpstreamError {
@@ -247,8 +250,10 @@ impl Session {
             req = req.insert_header((header::AUTHORIZATION, creds.basic_header()));
         }
         tracing::debug!(upstream = %name, "fetching a bearer token");
+        self.metrics.token_fetches.with_label_values(&[&name]).inc();
         let mut resp = req.send().await.map_err(|e| send_error(&name, e, self.timeouts.head))?;
         let status = resp.status().as_u16();
+        self.metrics.upstream_fetches.with_label_values(&[&name, "token", &status.to_string()]).inc();
         if status == 401 || status == 403 {
             return Err(UpstreamError::Unauthorized {
                 upstream: name,
@@ -312,9 +317,12 @@ impl Handler<Fetch> for UpstreamPool {
             upstream: msg.upstream.clone(),
             auth: self.auth.clone(),
             timeouts: self.timeouts,
+            metrics: self.metrics.clone(),
         };
         let limit = self.limit(&msg.upstream);
-        Box::pin(async move {
+        let metrics = self.metrics.clone();
+        let ns = msg.upstream.namespace.to_string();
+        let request = async move {
             let name = session.name();
             let permit = limit
                 .acquire_owned()
@@ -323,6 +331,7 @@ impl Handler<Fetch> for UpstreamPool {
             let url = format!("{}{}", session.upstream.base_url, msg.path);
             let method = if msg.head { Method::HEAD } else { Method::GET };
             let scope = msg.scope.as_deref();
+            let kind = if msg.path.contains("/manifests/") { "manifest" } else { "blob" };
             let mut authorization = session.proactive(scope).await?;
             let mut answered_challenge = false;
             let mut attempt = 0u32;
@@ -347,9 +356,13 @@ impl Handler<Fetch> for UpstreamPool {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
                         tracing::debug!(upstream = %name, %url, status, "upstream response");
+                        session.metrics.upstream_fetches.with_label_values(&[&name, kind, &status.to_string()]).inc();
                         match status {
                             200 | 206 | 404 => {
-                                return Ok(respond(resp, status, msg.head, permit, session.timeouts.idle, name))
+                                let counter = session.metrics.upstream_bytes.with_label_values(&[&name, kind]);
+                                let errors = session.metrics.upstream_errors.clone();
+                                let pump = Pump { idle: session.timeouts.idle, name, bytes: counter, errors };
+                                return Ok(respond(resp, status, msg.head, permit, pump));
                             }
                             401 if !answered_challenge => {
                                 answered_challenge = true;
@@ -389,8 +402,24 @@ impl Handler<Fetch> for UpstreamPool {
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
+        };
+        Box::pin(async move {
+            let result = request.await;
+            if let Err(e) = &result {
+                metrics.upstream_errors.with_label_values(&[&ns, error_reason(e)]).inc();
+            }
+            result
         })
     }
+}
+
+/// What the body pump needs besides the response.
+struct Pump {
+    idle: Duration,
+    name: String,
+    /// `ociregistry_upstream_bytes_total` for this upstream and kind.
+    bytes: prometheus::IntCounter,
+    errors: prometheus::IntCounterVec,
 }
 
 /// Turn a response into the head plus a pumped body channel; the concurrency slot is held until the body is done.
@@ -399,8 +428,7 @@ fn respond<S>(
     status: u16,
     head: bool,
     permit: OwnedSemaphorePermit,
-    idle: Duration,
-    name: String,
+    pump: Pump,
 ) -> UpstreamResponse
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin + 'static,
@@ -414,6 +442,7 @@ where
         // Nothing to stream; the end event keeps the contract that every channel ends explicitly.
         let _ = tx.try_send(Ok(BodyEvent::End));
     } else {
+        let Pump { idle, name, bytes, errors } = pump;
         actix_rt::spawn(async move {
             let _slot = permit;
             loop {
@@ -424,6 +453,11 @@ where
                     Ok(Some(Ok(chunk))) => Ok(BodyEvent::Data(chunk)),
                     Ok(Some(Err(e))) => Err(UpstreamError::Broken { upstream: name.clone(), detail: e.to_string() }),
                 };
+                match &event {
+                    Ok(BodyEvent::Data(chunk)) => bytes.inc_by(chunk.len() as u64),
+                    Err(e) => errors.with_label_values(&[&name, error_reason(e)]).inc(),
+                    Ok(BodyEvent::End) => {}
+                }
                 let last = !matches!(event, Ok(BodyEvent::Data(_)));
                 // A closed receiver means nobody wants the rest: stop reading, which drops the connection.
                 if tx.send(event).await.is_err() || last {

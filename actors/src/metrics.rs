@@ -1,0 +1,169 @@
+//! Prometheus metrics: every metric this server exports, in one place.
+//!
+//! The Go server's names are kept as they were so existing dashboards keep working; some break Prometheus naming
+//! rules (a counter without `_total`, gauges ending in `_total`) and are listed in docs/operations.md as deliberate
+//! exceptions. The rest follow the rules. The set is created once at start and passed to whoever records into it
+//! (no global registry). Gauges that describe the cache are computed at scrape time (`refresh`).
+
+use std::path::Path;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::store::Index;
+
+/// See the module documentation. Fields are the metrics; their help texts say what each counts.
+pub struct Metrics {
+    registry: Registry,
+    /// Go: manifest pulls answered from the cache, by namespace.
+    pub cached_pulls_by_ns: IntCounterVec,
+    /// Go: manifest pulls fetched from the upstream, by namespace (Go name, no `_total`).
+    pub upstream_pulls_by_ns: IntCounterVec,
+    /// Go: manifest requests answered.
+    pub manifest_pulls: IntCounter,
+    /// Go: blob requests answered.
+    pub blob_pulls: IntCounter,
+    /// Go: `/v2/` requests.
+    pub v2_api_endpoint_hits: IntCounter,
+    /// Go: requests answered with an error.
+    pub api_errors: IntCounter,
+    go_blob_bytes: IntGauge,
+    go_manifest_bytes: IntGauge,
+    go_manifest_count: IntGauge,
+    go_blob_count: IntGauge,
+    /// Request latency to the response head, by route kind, method and status class.
+    pub request_duration: HistogramVec,
+    /// Body bytes sent to clients, by namespace.
+    pub served_bytes: IntCounterVec,
+    /// Upstream responses by namespace, kind (manifest, blob, token) and status.
+    pub upstream_fetches: IntCounterVec,
+    /// Body bytes received from upstreams, by namespace and kind.
+    pub upstream_bytes: IntCounterVec,
+    /// Upstream failures by namespace and reason.
+    pub upstream_errors: IntCounterVec,
+    /// Clients served by one upstream fetch (the coalescing ratio), by kind.
+    pub fetch_waiters: HistogramVec,
+    /// Upstream fetches running now, by kind.
+    pub fetches_in_flight: IntGaugeVec,
+    /// Front-door lookups by kind and result (hit, miss).
+    pub cache_requests: IntCounterVec,
+    /// Bearer tokens fetched, by namespace.
+    pub token_fetches: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
+    volume_free: IntGauge,
+    volume_size: IntGauge,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let m = IntCounter::with_opts(Opts::new(name, help)).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let m = IntGauge::with_opts(Opts::new(name, help)).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Define and register every metric. The definitions are constant, so this cannot fail at run time.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let latency =
+            vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        let waiters = vec![1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+        Metrics {
+            cached_pulls_by_ns: counter_vec(&r, "ociregistry_cached_pulls_by_ns_total", "Manifest pulls served from the cache, by namespace (Go server name).", &["ns"]),
+            upstream_pulls_by_ns: counter_vec(&r, "ociregistry_upstream_pulls_by_ns", "Manifest pulls fetched from the upstream, by namespace (Go server name).", &["ns"]),
+            manifest_pulls: counter(&r, "ociregistry_manifest_pulls_total", "Manifest requests answered (Go server name)."),
+            blob_pulls: counter(&r, "ociregistry_blob_pulls_total", "Blob requests answered (Go server name)."),
+            v2_api_endpoint_hits: counter(&r, "ociregistry_v2_api_endpoint_hits_total", "Requests to /v2/ (Go server name)."),
+            api_errors: counter(&r, "ociregistry_api_errors_total", "Requests answered with an error (Go server name)."),
+            go_blob_bytes: gauge(&r, "ociregistry_blob_bytes_on_disk_total", "Bytes of cached blobs (Go server name)."),
+            go_manifest_bytes: gauge(&r, "ociregistry_manifest_bytes_on_disk_total", "Bytes of cached manifests (Go server name)."),
+            go_manifest_count: gauge(&r, "ociregistry_cached_manifest_count", "Cached manifests (Go server name)."),
+            go_blob_count: gauge(&r, "ociregistry_cached_blob_count", "Cached blobs (Go server name)."),
+            request_duration: histogram_vec(&r, "ociregistry_http_request_duration_seconds", "Time from request to response head, by route kind, method and status class.", &["route", "method", "status_class"], latency),
+            served_bytes: counter_vec(&r, "ociregistry_served_bytes_total", "Body bytes sent to clients, by namespace.", &["ns"]),
+            upstream_fetches: counter_vec(&r, "ociregistry_upstream_fetches_total", "Upstream responses, by namespace, kind (manifest, blob, token) and HTTP status.", &["ns", "kind", "status"]),
+            upstream_bytes: counter_vec(&r, "ociregistry_upstream_bytes_total", "Body bytes received from upstreams, by namespace and kind.", &["ns", "kind"]),
+            upstream_errors: counter_vec(&r, "ociregistry_upstream_errors_total", "Upstream failures, by namespace and reason (timeout, connect, 429, 5xx, digest_mismatch, auth, refused).", &["ns", "reason"]),
+            fetch_waiters: histogram_vec(&r, "ociregistry_fetch_waiters", "Client requests served by one upstream fetch (the coalescing ratio), by kind.", &["kind"], waiters),
+            fetches_in_flight: gauge_vec(&r, "ociregistry_fetches_in_flight", "Upstream fetches running now, by kind.", &["kind"]),
+            cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Cache lookups, by kind (manifest, blob) and result (hit, miss).", &["kind", "result"]),
+            token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
+            cache_bytes: gauge_vec(&r, "ociregistry_cache_bytes", "Bytes in the cache, by kind (blob, manifest).", &["kind"]),
+            cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),
+            volume_free: gauge(&r, "ociregistry_cache_volume_free_bytes", "Free bytes on the cache filesystem (for unprivileged users)."),
+            volume_size: gauge(&r, "ociregistry_cache_volume_size_bytes", "Size of the cache filesystem in bytes."),
+            registry: r,
+        }
+    }
+
+    /// Update the gauges that describe the cache.
+    pub fn refresh(&self, index: &Index, cache_dir: &Path) {
+        let (blobs, blob_bytes) = index.blob_totals();
+        let (manifests, manifest_bytes) = index.manifest_totals();
+        self.go_blob_bytes.set(blob_bytes as i64);
+        self.go_manifest_bytes.set(manifest_bytes as i64);
+        self.go_blob_count.set(blobs as i64);
+        self.go_manifest_count.set(manifests as i64);
+        self.cache_bytes.with_label_values(&["blob"]).set(blob_bytes as i64);
+        self.cache_bytes.with_label_values(&["manifest"]).set(manifest_bytes as i64);
+        self.cache_entries.with_label_values(&["blob"]).set(blobs as i64);
+        self.cache_entries.with_label_values(&["manifest"]).set(manifests as i64);
+        self.cache_entries.with_label_values(&["reference"]).set(index.ref_count() as i64);
+        if let Ok(st) = rustix::fs::statvfs(cache_dir) {
+            self.volume_free.set(st.f_bavail.saturating_mul(st.f_frsize) as i64);
+            self.volume_size.set(st.f_blocks.saturating_mul(st.f_frsize) as i64);
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The `reason` label of an upstream error.
+pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {
+    use crate::error::UpstreamError as E;
+    match err {
+        E::HeadTimeout { .. } | E::Idle { .. } => "timeout",
+        E::Connect { .. } | E::Broken { .. } | E::LengthMismatch { .. } | E::TooLarge { .. } => "connect",
+        E::TooManyRequests { .. } => "429",
+        E::Status { .. } => "5xx",
+        E::DigestMismatch { .. } => "digest_mismatch",
+        E::Unauthorized { .. } | E::Credentials { .. } => "auth",
+        E::Refused { .. } => "refused",
+    }
+}
