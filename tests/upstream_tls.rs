@@ -4,7 +4,8 @@
 //! through; without it the pull fails with a 502 OCI error that names the
 //! certificate problem and nothing is cached; `insecureSkipVerify` works
 //! without the CA. With `clientcas` on the registry, `tls.cert`/`tls.key`
-//! make the pull work, and without them it fails clearly.
+//! make the pull work, and without them it fails clearly. `caOnly` drops the
+//! system roots (made to hold the registry's CA through `SSL_CERT_FILE`).
 
 mod common;
 
@@ -132,4 +133,27 @@ fn mutual_tls_without_a_client_certificate_fails_clearly() {
 
     let body = assert_refused(&s, &server, &hello);
     assert!(body.to_lowercase().contains("certificate"), "the message says a certificate was required: {body}");
+}
+
+#[test]
+fn ca_only_trusts_the_configured_ca_instead_of_the_system_roots() {
+    let s = setup(false);
+    let hello = images::hello(&s.up, s.dir.path());
+    // The system roots hold the registry's CA; tls.ca names an unrelated CA.
+    let system_roots = s.certs.ca.display().to_string();
+    let entry = |ca_only: bool| format!("tls:\n  ca: \"{}\"\n  caOnly: {ca_only}\n", s.certs.client_ca.display());
+    let start = |ca_only: bool| {
+        Server::start_with(
+            ServerConfig::default()
+                .registry_with("docker.io", &s.up.url(), &entry(ca_only))
+                .env("SSL_CERT_FILE", &system_roots),
+        )
+    };
+
+    let with_system_roots = start(false);
+    skopeo::pull_verified(&with_system_roots.url(), &hello, &hello.reference(), &s.dir.path().join("skopeo-system"));
+
+    let ca_only = start(true);
+    let body = assert_refused(&s, &ca_only, &hello);
+    assert!(body.to_lowercase().contains("certificate"), "the message names the certificate problem: {body}");
 }

@@ -187,9 +187,9 @@ fn concurrent_requests_share_one_token_fetch() {
 
 #[test]
 fn a_cached_token_the_registry_refuses_is_replaced() {
-    // The first token says it lasts 300 s, but the registry accepts it for only ~3 s: after that our server's cached
-    // token meets a 401 and must fetch a new one.
-    let s = setup(TokenServerOptions { first_token_exp: Some(-57), ..Default::default() });
+    // The first token says it lasts 300 s, but the registry (60 s leeway past `exp`) accepts it for only 4-5 s: after
+    // that our server's cached token meets a 401 and must fetch a new one.
+    let s = setup(TokenServerOptions { first_token_exp: Some(-55), ..Default::default() });
     let image = images::custom(&s.up, s.dir.path(), "library/refresh:1", &[10_000, 10_000]);
     let server = server(&s, "");
     let layers = &image.manifest().layers;
@@ -197,7 +197,7 @@ fn a_cached_token_the_registry_refuses_is_replaced() {
 
     http::get_verified(&http::client(), &blob_url(0), &layers[0].digest);
     assert_eq!(s.tokens.fetches(), 1);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(6500));
     http::get_verified(&http::client(), &blob_url(1), &layers[1].digest);
     assert_eq!(s.tokens.fetches(), 2, "the refused token was replaced: {:#?}", s.tokens.requests());
     let refused = s.up.access_log().into_iter().filter(|e| e.path().ends_with(&layers[1].digest)).collect::<Vec<_>>();

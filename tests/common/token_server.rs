@@ -44,7 +44,7 @@ pub struct TokenServerOptions {
     pub hold: Duration,
     /// The first token's `exp` claim is this many seconds from now (its
     /// `expires_in` stays as configured). docker-registry accepts a token
-    /// until 60 s past `exp`, so -57 makes a token that works for about 3 s
+    /// until 60 s past `exp`, so -55 makes a token that works for 4-5 s
     /// and is refused after that, while our server still holds it as fresh.
     pub first_token_exp: Option<i64>,
 }
