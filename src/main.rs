@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod http;
 mod logging;
+mod server_tls;
 
 use std::process::ExitCode;
 
@@ -49,13 +50,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = logging::init(settings.log_level, settings.log_file.as_deref()) {
+    if let Err(err) = logging::init(settings.log_level, settings.log_file.as_deref(), false) {
         eprintln!("ociregistry: {err}");
         return ExitCode::from(2);
     }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    let tls: Option<std::sync::Arc<server_tls::ServerTls>> = None;
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let (mirror, report) = match Mirror::start(mirror_config) {
@@ -65,10 +67,18 @@ fn main() -> ExitCode {
         banner::print(&settings, &report);
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = http::AppState { mirror, default_ns };
+        let options = http::ServeOptions {
+            host: settings.host.clone(),
+            port: settings.port,
+            workers,
+            tls,
+            health_port: None,
+            metrics_port: None,
+            admin: None,
+            shutdown_grace: std::time::Duration::from_secs(60),
+        };
         tracing::info!("server is running");
-        http::serve(state, &settings.host, settings.port, workers)
-            .await
-            .map_err(|e| format!("cannot serve on {}:{}: {e}", settings.host, settings.port))
+        http::serve(state, options).await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

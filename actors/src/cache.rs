@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::messages::{BlobClaim, ClaimBlob, CommitBlob, LinkReference, PutManifest, ReleaseBlob};
+use crate::messages::{BlobClaim, ClaimBlob, CommitBlob, Invalidate, LinkReference, PutManifest, ReleaseBlob};
 use crate::store::{BlobLease, ManifestMeta, Store};
 use crate::transfer::{transfer, Transfer};
 
@@ -225,5 +225,19 @@ impl Handler<LinkReference> for CacheActor {
             }
             result
         }))
+    }
+}
+
+impl Handler<Invalidate> for CacheActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    /// Forget one reference (the admin API's invalidate).
+    fn handle(&mut self, msg: Invalidate, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.unlink(&msg.key)).await.unwrap_or_else(|e| {
+                Err(StoreError::Io { op: "invalidate", path: String::new(), detail: e.to_string(), disk_full: false })
+            })
+        })
     }
 }

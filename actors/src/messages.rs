@@ -139,6 +139,14 @@ pub struct LinkReference {
     pub digest: Digest,
 }
 
+/// Admin API -> `CacheActor`: forget a reference so its next pull asks the upstream. Replies whether it existed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Invalidate {
+    /// The reference.
+    pub key: crate::store::RefKey,
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // To an image actor
 // ---------------------------------------------------------------------------------------------------------------

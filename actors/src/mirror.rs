@@ -221,6 +221,28 @@ impl Mirror {
         self.inner.metrics.encode()
     }
 
+    /// Forget a cached reference so its next pull asks the upstream (admin API). False when it was not cached.
+    pub async fn invalidate(&self, image: &ImageKey, reference: &Reference) -> Result<bool, MirrorError> {
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
+        self.inner
+            .cache
+            .send(crate::messages::Invalidate { key })
+            .await?
+            .map_err(|e| MirrorError::Internal(e.to_string()))
+    }
+
+    /// Whether the cache directory takes new files now (readiness).
+    pub async fn cache_writable(&self) -> bool {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.probe_writable()).await.unwrap_or(false)
+    }
+
+    /// Upstream fetches running now (graceful shutdown waits for them).
+    pub fn fetches_in_flight(&self) -> i64 {
+        let gauge = &self.inner.metrics.fetches_in_flight;
+        gauge.with_label_values(&["manifest"]).get() + gauge.with_label_values(&["blob"]).get()
+    }
+
     /// The shared index (for metrics and listings).
     pub fn index(&self) -> &crate::store::Index {
         self.inner.store.index()

@@ -9,7 +9,7 @@ use actors::digest::Digest;
 use actors::reference::{ImageKey, Namespace, Reference};
 use actors::Mirror;
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 
 use super::errors::OciError;
 use super::negotiate::{accepts, range, RangeRequest};
@@ -21,6 +21,23 @@ pub struct AppState {
     pub mirror: Mirror,
     /// `defaultNs`: the namespace for requests that name none.
     pub default_ns: Option<Namespace>,
+}
+
+/// What the request log needs to know from a handler: the namespace and whether the cache answered.
+#[derive(Debug, Clone)]
+pub struct RequestNote {
+    /// The upstream namespace of the request.
+    pub ns: String,
+    /// `hit`, `miss` or `-`.
+    pub cache: &'static str,
+}
+
+fn cache_word(from_cache: bool) -> &'static str {
+    if from_cache {
+        "hit"
+    } else {
+        "miss"
+    }
 }
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -44,10 +61,15 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     match route {
         Err(e) => OciError::from(e).response(),
         Ok(Route::Base) => HttpResponse::Ok().content_type("application/json").body("{}"),
-        Ok(Route::Pull(target)) => match target.object {
-            Object::Manifest(reference) => manifest(&req, &state.mirror, target.image, reference, head).await,
-            Object::Blob(digest) => blob(&req, &state.mirror, target.image, digest, head).await,
-        },
+        Ok(Route::Pull(target)) => {
+            let ns = target.image.ns().to_string();
+            let (mut resp, cache) = match target.object {
+                Object::Manifest(reference) => manifest(&req, &state.mirror, target.image, reference, head).await,
+                Object::Blob(digest) => blob(&req, &state.mirror, target.image, digest, head).await,
+            };
+            resp.extensions_mut().insert(RequestNote { ns, cache });
+            resp
+        }
         Ok(Route::TagsList(image)) => {
             OciError::unsupported(format!("listing the tags of {image} is not supported by this mirror")).response()
         }
@@ -72,14 +94,15 @@ async fn manifest(
     image: ImageKey,
     reference: Reference,
     head: bool,
-) -> HttpResponse {
+) -> (HttpResponse, &'static str) {
     let m = match mirror.manifest(&image, &reference, !head).await {
         Ok(m) => m,
-        Err(e) => return OciError::from(e).response(),
+        Err(e) => return (OciError::from(e).response(), "-"),
     };
+    let cache = cache_word(m.from_cache);
     let meta = &m.meta;
     if !accepts(req.headers(), &meta.media_type) {
-        return OciError::new(
+        let resp = OciError::new(
             StatusCode::NOT_FOUND,
             "MANIFEST_UNKNOWN",
             format!(
@@ -88,16 +111,21 @@ async fn manifest(
             ),
         )
         .response();
+        return (resp, cache);
     }
     let mut builder = HttpResponse::Ok();
     let content_type = HeaderValue::from_str(&meta.media_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"));
     builder.insert_header((header::CONTENT_TYPE, content_type));
     builder.insert_header((DOCKER_CONTENT_DIGEST, meta.digest.to_string()));
-    match (head, m.bytes) {
-        (false, Some(bytes)) => builder.body(bytes),
+    let resp = match (head, m.bytes) {
+        (false, Some(bytes)) => {
+            mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]).inc_by(bytes.len() as u64);
+            builder.body(bytes)
+        }
         _ => head_body(&mut builder, meta.size),
-    }
+    };
+    (resp, cache)
 }
 
 fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
@@ -106,9 +134,15 @@ fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
     builder.insert_header((header::ACCEPT_RANGES, "bytes"));
 }
 
-async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Digest, head: bool) -> HttpResponse {
+async fn blob(
+    req: &HttpRequest,
+    mirror: &Mirror,
+    image: ImageKey,
+    digest: Digest,
+    head: bool,
+) -> (HttpResponse, &'static str) {
     if head {
-        return match mirror.blob_size(&image, &digest).await {
+        let resp = match mirror.blob_size(&image, &digest).await {
             Ok(size) => {
                 let mut builder = HttpResponse::Ok();
                 blob_headers(&mut builder, &digest);
@@ -119,28 +153,37 @@ async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Diges
             }
             Err(e) => OciError::from(e).response(),
         };
+        return (resp, "-");
     }
     let blob = match mirror.blob(&image, &digest).await {
         Ok(b) => b,
-        Err(e) => return OciError::from(e).response(),
+        Err(e) => return (OciError::from(e).response(), "-"),
+    };
+    let cache = cache_word(blob.from_cache);
+    let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
+    let count = move |chunk: Result<Bytes, std::io::Error>| {
+        if let Ok(bytes) = &chunk {
+            served.inc_by(bytes.len() as u64);
+        }
+        chunk
     };
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
         blob_headers(&mut builder, &digest);
-        return builder.streaming(blob.stream(0, None));
+        return (builder.streaming(blob.stream(0, None).map(count)), cache);
     };
     let wanted = if blob.supports_range() { range(req.headers(), size) } else { RangeRequest::Full };
-    match wanted {
+    let resp = match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
             blob_headers(&mut builder, &digest);
-            builder.body(SizedStream::new(size, blob.stream(0, None)))
+            builder.body(SizedStream::new(size, blob.stream(0, None).map(count)))
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
-            builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end))))
+            builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end)).map(count)))
         }
         RangeRequest::Unsatisfiable => {
             let mut resp = OciError::new(
@@ -154,5 +197,6 @@ async fn blob(req: &HttpRequest, mirror: &Mirror, image: ImageKey, digest: Diges
             }
             resp
         }
-    }
+    };
+    (resp, cache)
 }

@@ -1,41 +1,168 @@
-//! The HTTP layer: the actix-web server, its routes and request log. Handlers parse and validate, then ask the
-//! actors (`Mirror`); this module never touches files or upstreams itself.
+//! The HTTP layer: the registry API on the main port (HTTP or HTTPS), the operations listeners, the request log and
+//! request metrics, and graceful shutdown. Handlers parse and validate, then ask the actors (`Mirror`); this module
+//! never touches files or upstreams itself.
 
 mod errors;
 mod handlers;
 mod negotiate;
+mod ops;
 pub mod target;
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Service;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{ServerHandle, Service};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
+use actors::Metrics;
 use futures_util::FutureExt;
 
-pub use handlers::AppState;
+pub use handlers::{AppState, RequestNote};
 
-/// Serve the registry API on `host:port` until the server is stopped (SIGINT/SIGTERM).
-pub async fn serve(state: AppState, host: &str, port: u16, workers: usize) -> std::io::Result<()> {
+use crate::server_tls::ServerTls;
+
+/// Where and how to listen.
+pub struct ServeOptions {
+    /// Listen address.
+    pub host: String,
+    /// The registry API's port.
+    pub port: u16,
+    /// HTTP workers of the main port.
+    pub workers: usize,
+    /// HTTPS on the main port.
+    pub tls: Option<Arc<ServerTls>>,
+    /// `/health` and `/ready`.
+    pub health_port: Option<u16>,
+    /// `/metrics`.
+    pub metrics_port: Option<u16>,
+    /// The admin API's port and bearer token.
+    pub admin: Option<(u16, String)>,
+    /// How long in-flight responses and upstream fetches may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+fn route_kind(path: &str) -> &'static str {
+    if path == "/v2" || path == "/v2/" {
+        "base"
+    } else if path.contains("/manifests/") {
+        "manifest"
+    } else if path.contains("/blobs/") {
+        "blob"
+    } else {
+        "other"
+    }
+}
+
+/// Record one answered request: the request log line and the request metrics.
+fn record(
+    metrics: &Metrics,
+    method: &str,
+    uri: &str,
+    peer: &str,
+    status: u16,
+    bytes: Option<u64>,
+    note: Option<&RequestNote>,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    let path = uri.split('?').next().unwrap_or(uri);
+    let route = route_kind(path);
+    let class = format!("{}xx", status / 100);
+    metrics.request_duration.with_label_values(&[route, method, &class]).observe(elapsed.as_secs_f64());
+    match (route, status) {
+        (_, 400..) => metrics.api_errors.inc(),
+        ("manifest", 200..=299) => metrics.manifest_pulls.inc(),
+        ("blob", 200..=299) => metrics.blob_pulls.inc(),
+        ("base", _) => metrics.v2_api_endpoint_hits.inc(),
+        _ => {}
+    }
+    let ns = note.map(|n| n.ns.as_str()).unwrap_or("-");
+    let cache = note.map(|n| n.cache).unwrap_or("-");
+    let bytes = bytes.unwrap_or(0);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    tracing::info!(method, path = uri, ns, status, latency_ms, bytes, cache, peer, "request");
+}
+
+async fn bind_ops(
+    name: &str,
+    host: &str,
+    port: u16,
+    state: web::Data<ops::OpsState>,
+    routes: fn(&mut web::ServiceConfig),
+) -> std::io::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind((host, port))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for {name} on {host}:{port}: {e}")))?
+        .run();
+    tracing::info!("{name} listening on {host}:{port}");
+    Ok(server)
+}
+
+fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(ops::health))
+        .route("/health", web::head().to(ops::health))
+        .route("/ready", web::get().to(ops::ready))
+        .route("/ready", web::head().to(ops::ready));
+}
+
+fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(ops::metrics));
+}
+
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.default_service(web::to(ops::admin));
+}
+
+/// Wait for SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    async fn wait(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    }
+    tokio::select! {
+        _ = wait(SignalKind::terminate()) => tracing::info!("SIGTERM received"),
+        _ = wait(SignalKind::interrupt()) => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Serve until a shutdown signal, then drain: stop accepting, let in-flight responses and upstream fetches finish
+/// within the grace period (what completes is committed to the cache), and return.
+pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
+    let mirror = state.mirror.clone();
+    let metrics = mirror.metrics().clone();
+    let shutting_down = Arc::new(AtomicBool::new(false));
     // Built once, outside the per-worker factory: every worker shares the same actors and index.
     let state = web::Data::new(state);
-    HttpServer::new(move || {
+    let grace = opts.shutdown_grace;
+    let main = HttpServer::new(move || {
+        let metrics = metrics.clone();
         App::new()
             .app_data(state.clone())
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 let started = Instant::now();
-                let method = req.method().clone();
+                let method = req.method().to_string();
                 let uri = req.uri().to_string();
                 let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-                let host = req.connection_info().host().to_string();
+                let metrics = metrics.clone();
                 srv.call(req).map(move |res| {
                     if let Ok(res) = &res {
-                        tracing::info!(
-                            "{method}:{uri} status={} latency={:?} host={host} ip={peer}",
-                            res.status().as_u16(),
-                            started.elapsed()
-                        );
+                        let bytes = match res.response().body().size() {
+                            BodySize::Sized(n) => Some(n),
+                            _ => None,
+                        };
+                        let note = res.response().extensions().get::<RequestNote>().cloned();
+                        record(&metrics, &method, &uri, &peer, res.status().as_u16(), bytes, note.as_ref(), started);
                     }
                     res
                 })
@@ -43,8 +170,67 @@ pub async fn serve(state: AppState, host: &str, port: u16, workers: usize) -> st
             .service(web::resource(["/v2", "/v2/{tail:.*}"]).to(handlers::dispatch))
             .default_service(web::to(handlers::not_found))
     })
-    .workers(workers)
-    .bind((host, port))?
-    .run()
-    .await
+    .workers(opts.workers)
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs().max(1));
+    let addr = (opts.host.as_str(), opts.port);
+    let main = match &opts.tls {
+        Some(tls) => main.bind_rustls_0_23(addr, tls.config()),
+        None => main.bind(addr),
+    }
+    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", opts.host, opts.port)))?
+    .run();
+    let main_handle = main.handle();
+
+    let ops_state = |admin_token: Option<String>| {
+        web::Data::new(ops::OpsState { mirror: mirror.clone(), shutting_down: shutting_down.clone(), admin_token })
+    };
+    let mut ops_handles: Vec<ServerHandle> = Vec::new();
+    let mut ops_servers = Vec::new();
+    if let Some(port) = opts.health_port {
+        ops_servers.push(bind_ops("health", &opts.host, port, ops_state(None), health_routes).await?);
+    }
+    if let Some(port) = opts.metrics_port {
+        ops_servers.push(bind_ops("metrics", &opts.host, port, ops_state(None), metrics_routes).await?);
+    }
+    if let Some((port, token)) = opts.admin.clone() {
+        ops_servers.push(bind_ops("admin API", &opts.host, port, ops_state(Some(token)), admin_routes).await?);
+    }
+    for server in ops_servers {
+        ops_handles.push(server.handle());
+        actix_rt::spawn(server);
+    }
+    if let Some(tls) = &opts.tls {
+        tls.clone().watch();
+    }
+
+    let signalled = shutting_down.clone();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_mirror = mirror.clone();
+    actix_rt::spawn(async move {
+        shutdown_signal().await;
+        let deadline = Instant::now() + grace;
+        signalled.store(true, Ordering::Relaxed);
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections; finishing in-flight pulls");
+        main_handle.stop(true).await;
+        // Responses are done (or the grace period ran out); upstream fetches still running finish and commit.
+        while drain_mirror.fetches_in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if drain_mirror.fetches_in_flight() > 0 {
+            tracing::warn!(
+                running = drain_mirror.fetches_in_flight(),
+                "grace period over; abandoning unfinished fetches"
+            );
+        }
+        for handle in ops_handles {
+            handle.stop(false).await;
+        }
+        let _ = drained_tx.send(());
+    });
+
+    main.await?;
+    let _ = drained_rx.await;
+    tracing::info!("stopped");
+    Ok(())
 }

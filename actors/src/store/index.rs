@@ -99,6 +99,32 @@ impl Index {
         self.refs.insert(key, Arc::new(RefEntry { record, pulled, dirty: AtomicBool::new(false) }));
     }
 
+    pub(crate) fn remove_ref(&self, key: &RefKey) -> bool {
+        self.refs.remove(key).is_some()
+    }
+
+    /// Every reference record, with its current last-pulled time.
+    pub fn refs(&self) -> Vec<RefRecord> {
+        self.refs
+            .iter()
+            .map(|e| {
+                let mut record = e.record.clone();
+                record.pulled = e.pulled.load(Ordering::Relaxed);
+                record
+            })
+            .collect()
+    }
+
+    /// Every cached manifest.
+    pub fn manifests(&self) -> Vec<ManifestMeta> {
+        self.manifests.iter().map(|m| m.value().clone()).collect()
+    }
+
+    /// Every cached blob with its size.
+    pub fn blobs(&self) -> Vec<(Digest, u64)> {
+        self.blobs.iter().map(|b| (b.key().clone(), *b.value())).collect()
+    }
+
     pub(crate) fn has_ref(&self, key: &RefKey) -> Option<Digest> {
         self.refs.get(key).map(|e| e.record.digest.clone())
     }

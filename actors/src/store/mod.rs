@@ -260,6 +260,26 @@ impl Store {
         Ok(())
     }
 
+    /// Forget a reference (blocking): its record file and index entry. The manifest and blobs stay cached; the next
+    /// pull of the reference asks the upstream again. False when there was no such reference.
+    pub fn unlink(&self, key: &RefKey) -> Result<bool, StoreError> {
+        let path = self.layout.reference(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("remove", &path, &e)),
+        }
+        Ok(self.index.remove_ref(key))
+    }
+
+    /// Whether a file can be created in the cache directory now (for readiness).
+    pub fn probe_writable(&self) -> bool {
+        let path = tmp_path(&self.layout, "probe");
+        let ok = File::create(&path).is_ok();
+        let _ = fs::remove_file(&path);
+        ok
+    }
+
     fn write_ref(&self, record: &RefRecord, durable: bool) -> Result<(), StoreError> {
         let path = self.layout.reference(&record.key());
         let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Io {
