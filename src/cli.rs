@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::{NonEmptyStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{parse_duration, parse_host, LogLevel};
+use crate::config::{parse_duration, parse_host, LogFormat, LogLevel};
 
 /// Pull-only, pull-through, caching OCI Distribution server.
 #[derive(Debug, Clone, Parser)]
@@ -17,6 +17,10 @@ pub struct Cli {
     /// Log level: debug, info, warn or error [default: from the config, else info]
     #[arg(long, global = true, value_enum, ignore_case = true, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
+
+    /// Log line format: text, or json (one object per line) [default: from the config, else text]
+    #[arg(long, global = true, value_enum, ignore_case = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     /// Config file (YAML); replaces the embedded default config
     #[arg(long, global = true, value_name = "PATH", value_parser = path_parser())]
@@ -83,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 
+    /// How long in-flight responses and upstream fetches may run after SIGTERM, e.g. "60s" [default: from the
+    /// config, else 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+
     /// Namespace for requests that name none
     #[arg(long, value_name = "NS", value_parser = NonEmptyStringValueParser::new())]
     pub default_ns: Option<String>,
@@ -99,11 +108,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
 
-    /// Health endpoint port (not supported yet)
+    /// Port of the health listener (/health, /ready); 0 = off [default: from the config, else off]
     #[arg(long, value_name = "PORT")]
     pub health: Option<u16>,
 
-    /// Metrics endpoint port (not supported yet)
+    /// Port of the metrics listener (/metrics); 0 = off [default: from the config, else off]
     #[arg(long, value_name = "PORT")]
     pub metrics: Option<u16>,
 
@@ -202,6 +211,21 @@ mod tests {
         }
         let cli = parse(&["serve", "--log-level", "warning"]).expect("alias");
         assert_eq!(cli.log_level, Some(LogLevel::Warn));
+        for args in [&["--log-format", "json", "serve"][..], &["serve", "--log-format", "JSON"][..]] {
+            assert_eq!(parse(args).expect("parses").log_format, Some(LogFormat::Json));
+        }
+        assert_eq!(parse(&["serve"]).expect("parses").log_format, None);
+    }
+
+    #[test]
+    fn operations_options() {
+        let cli = parse(&["serve", "--health", "8081", "--metrics", "0", "--shutdown-grace", "90s"]).expect("parses");
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.health, Some(8081));
+        assert_eq!(serve.metrics, Some(0));
+        assert_eq!(serve.shutdown_grace, Some(Duration::from_secs(90)));
     }
 
     #[test]
@@ -249,6 +273,11 @@ mod tests {
             &["serve", "--log-level", "trace"][..],
             &["serve", "--image-path", ""][..],
             &["serve", "--default-ns", ""][..],
+            &["serve", "--health", "65536"][..],
+            &["serve", "--metrics", "-1"][..],
+            &["serve", "--shutdown-grace", "0"][..],
+            &["serve", "--shutdown-grace", "soon"][..],
+            &["serve", "--log-format", "logfmt"][..],
         ] {
             assert!(parse(args).is_err(), "accepted {args:?}");
         }

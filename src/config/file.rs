@@ -1,5 +1,5 @@
-//! The config file schema (the Go server's `registry-config.yaml`, camelCase keys): parses the
-//! YAML text into the values it sets, warns about unknown keys and keys without effect, and
+//! The config file schema (the Go server's `registry-config.yaml`, camelCase keys, and ours): parses
+//! the YAML text into the values it sets, warns about unknown keys and keys without effect, and
 //! rejects Go server features this build does not implement yet when they are switched on.
 
 use std::path::PathBuf;
@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::admin::{parse_admin, AdminSettings};
 use super::auth::EnvLookup;
 use super::error::ConfigError;
 use super::registry::{parse_registries, RegistrySettings};
-use super::values::{parse_host, LogLevel, UpstreamPolicy};
+use super::server_tls::{parse_server_tls, ServerTls};
+use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
 
 const TOP_KEYS: &[&str] = &[
     "imagePath",
     "logLevel",
+    "logFormat",
     "logFile",
     "configFile",
     "preloadImages",
@@ -27,12 +30,14 @@ const TOP_KEYS: &[&str] = &[
     "pullTimeout",
     "connectTimeout",
     "idleTimeout",
+    "shutdownGrace",
     "alwaysPullLatest",
     "airGapped",
     "helloWorld",
     "defaultNs",
     "health",
     "metrics",
+    "admin",
     "registries",
     "upstreamPolicy",
     "pruneConfig",
@@ -41,7 +46,6 @@ const TOP_KEYS: &[&str] = &[
 ];
 const PRUNE_KEYS: &[&str] = &["enabled", "type", "duration", "frequency", "count", "expr", "dryRun", "dryrun"];
 const LIST_KEYS: &[&str] = &["header", "expr"];
-const SERVER_TLS_KEYS: &[&str] = &["cert", "key", "ca", "clientAuth"];
 
 /// The values one config file sets; `None` means "not set here, use the built-in default".
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -50,14 +54,24 @@ pub struct FileConfig {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub log_level: Option<LogLevel>,
+    pub log_format: Option<LogFormat>,
     pub log_file: Option<PathBuf>,
     pub pull_timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
+    pub shutdown_grace: Option<Duration>,
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
     pub upstream_policy: Option<UpstreamPolicy>,
+    /// `None`: plain HTTP (absent, or every value empty as in the Go default config).
+    pub server_tls: Option<ServerTls>,
+    /// `None`: no health listener (absent, empty or 0).
+    pub health_port: Option<u16>,
+    /// `None`: no metrics listener (absent, empty or 0).
+    pub metrics_port: Option<u16>,
+    /// `None`: no admin listener.
+    pub admin: Option<AdminSettings>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -98,6 +112,13 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
             walker.invalid("host", &Value::String(text.clone()), "expected an IP address such as 0.0.0.0 or ::")
         })?),
     };
+    let log_format = match walker.string(top, "logFormat")? {
+        None => None,
+        Some(text) => Some(
+            LogFormat::parse(&text)
+                .ok_or_else(|| walker.invalid("logFormat", &Value::String(text.clone()), "expected text or json"))?,
+        ),
+    };
     let upstream_policy = match walker.string(top, "upstreamPolicy")? {
         None => None,
         Some(text) => Some(UpstreamPolicy::parse(&text).ok_or_else(|| {
@@ -105,18 +126,32 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         })?),
     };
     let registries = parse_registries(walker, "registries", top.get("registries"), env)?;
+    let server_tls = match top.get("serverTlsConfig") {
+        None => None,
+        Some(value) => parse_server_tls(walker, "serverTlsConfig", value)?,
+    };
+    let admin = match top.get("admin") {
+        None => None,
+        Some(value) => parse_admin(walker, "admin", value)?,
+    };
     Ok(FileConfig {
         image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
         host,
         port: walker.port(top, "port", false)?,
         log_level,
+        log_format,
         log_file: walker.string(top, "logFile")?.map(PathBuf::from),
         pull_timeout: walker.duration(top, "pullTimeout")?,
         connect_timeout: walker.duration(top, "connectTimeout")?,
         idle_timeout: walker.duration(top, "idleTimeout")?,
+        shutdown_grace: walker.duration(top, "shutdownGrace")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
         upstream_policy,
+        server_tls,
+        health_port: walker.port(top, "health", true)?,
+        metrics_port: walker.port(top, "metrics", true)?,
+        admin,
     })
 }
 
@@ -133,11 +168,6 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
             return Err(walker.unsupported(key));
         }
     }
-    for key in ["health", "metrics"] {
-        if walker.port(top, key, true)?.is_some() {
-            return Err(walker.unsupported(key));
-        }
-    }
     if let Some(prune) = top.get("pruneConfig") {
         let prune = walker.section("pruneConfig", prune, PRUNE_KEYS)?;
         if walker.boolean(&prune, "enabled")? {
@@ -147,24 +177,13 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
     if let Some(list) = top.get("listConfig") {
         walker.section("listConfig", list, LIST_KEYS)?;
     }
-    if let Some(server_tls) = top.get("serverTlsConfig") {
-        let section = walker.section("serverTlsConfig", server_tls, SERVER_TLS_KEYS)?;
-        for key in ["cert", "key", "ca"] {
-            if section.get(key).is_some_and(|v| !is_default(v)) {
-                return Err(walker.unsupported(&section.key(key)));
-            }
-        }
-        let client_auth = walker.string(&section, "clientAuth")?;
-        if client_auth.is_some_and(|mode| !mode.eq_ignore_ascii_case("none")) {
-            return Err(walker.unsupported(&section.key("clientAuth")));
-        }
-    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::server_tls::ClientAuth;
     use crate::config::values::Scheme;
     use crate::config::{AuthSettings, TlsSettings, DEFAULT_MAX_CONCURRENT};
 
@@ -255,6 +274,70 @@ serverTlsConfig:
         assert_eq!(config.registries[0].tls, TlsSettings::default());
         assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
         assert_eq!(config.upstream_policy, None);
+        assert_eq!(config.server_tls, None);
+        assert_eq!((config.health_port, config.metrics_port), (None, None));
+        assert_eq!(config.admin, None);
+        assert_eq!((config.log_format, config.shutdown_grace), (None, None));
+    }
+
+    #[test]
+    fn go_listener_defaults_in_other_spellings_are_off() {
+        for text in [
+            "health: ''\nmetrics: 0\nserverTlsConfig: {cert: '', key: '', ca: '', clientAuth: none}\n",
+            "health: 0\nmetrics: ''\nserverTlsConfig: {clientAuth: NONE}\nadmin: {port: , tokenFile: ''}\n",
+            "health: ~\nmetrics:\nserverTlsConfig:\nadmin:\n",
+        ] {
+            let (config, warnings) = parse(text, "f").expect("loads");
+            assert_eq!(config, FileConfig::default(), "{text}");
+            assert!(warnings.is_empty(), "{text}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn operations_keys_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in [("server.crt", "pem"), ("server.key", "pem"), ("ca.crt", "pem"), ("token", "abc123\n")] {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        let d = dir.path().display();
+        let text = format!(
+            "serverTlsConfig:\n  cert: {d}/server.crt\n  key: {d}/server.key\n  ca: {d}/ca.crt\n  clientAuth: verify\n\
+             health: 8081\nmetrics: 9090\nadmin:\n  port: 8082\n  tokenFile: {d}/token\n\
+             logFormat: JSON\nshutdownGrace: 30s\n"
+        );
+        let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.server_tls,
+            Some(ServerTls {
+                cert: dir.path().join("server.crt"),
+                key: dir.path().join("server.key"),
+                client_ca: Some(dir.path().join("ca.crt")),
+                client_auth: ClientAuth::Verify,
+            })
+        );
+        assert_eq!((config.health_port, config.metrics_port), (Some(8081), Some(9090)));
+        assert_eq!(config.admin, Some(AdminSettings { port: 8082, token_file: dir.path().join("token") }));
+        assert_eq!(config.log_format, Some(LogFormat::Json));
+        assert_eq!(config.shutdown_grace, Some(Duration::from_secs(30)));
+        let (config, _) = parse("shutdownGrace: 90000\nlogFormat: text\n", "f").expect("loads");
+        assert_eq!(config.shutdown_grace, Some(Duration::from_secs(90)));
+        assert_eq!(config.log_format, Some(LogFormat::Text));
+    }
+
+    #[test]
+    fn operations_errors_name_their_key() {
+        let msg = error("serverTlsConfig: {cert: /nonexistent/s.crt}\n");
+        assert_eq!(
+            msg,
+            "config key 'serverTlsConfig.key' (in /etc/cfg.yaml) is required when 'serverTlsConfig.cert' is set"
+        );
+        let msg = error("serverTlsConfig: {clientAuth: verify}\n");
+        assert!(msg.starts_with("config key 'serverTlsConfig.ca' (in /etc/cfg.yaml) is required"), "{msg}");
+        let msg = error("admin: {port: 8082}\n");
+        assert_eq!(msg, "config key 'admin.tokenFile' (in /etc/cfg.yaml) is required when 'admin.port' is set");
+        let msg = error("admin: {port: 8082, tokenFile: /nonexistent/token}\n");
+        assert!(msg.starts_with("config key 'admin.tokenFile' (in /etc/cfg.yaml) has an invalid value"), "{msg}");
     }
 
     #[test]
@@ -274,12 +357,7 @@ serverTlsConfig:
             ("helloWorld: true", "helloWorld"),
             ("preloadImages: /imgs.txt", "preloadImages"),
             ("imageFile: /imgs.txt", "imageFile"),
-            ("health: 8081", "health"),
-            ("metrics: 2112", "metrics"),
             ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
-            ("serverTlsConfig: {cert: /s.crt, key: /s.key}", "serverTlsConfig.cert"),
-            ("serverTlsConfig: {ca: /ca.crt}", "serverTlsConfig.ca"),
-            ("serverTlsConfig: {clientAuth: verify}", "serverTlsConfig.clientAuth"),
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }
@@ -343,6 +421,16 @@ serverTlsConfig:
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
             ("health: 70000", "health", "70000"),
+            ("health: -1", "health", "-1"),
+            ("metrics: '9090'", "metrics", "\"9090\""),
+            ("metrics: 1.5", "metrics", "1.5"),
+            ("logFormat: logfmt", "logFormat", "\"logfmt\""),
+            ("logFormat: 1", "logFormat", "1"),
+            ("shutdownGrace: 0", "shutdownGrace", "0"),
+            ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
+            ("serverTlsConfig: {clientAuth: required}", "serverTlsConfig.clientAuth", "\"required\""),
+            ("admin: {port: 0, tokenFile: /t}", "admin.port", "0"),
+            ("admin: on", "admin", "\"on\""),
             ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
             ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
             (

@@ -18,8 +18,6 @@ pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
 fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
     let unsupported = [
         ("--preload-images", serve.preload_images.as_ref().is_some_and(|s| !s.is_empty())),
-        ("--health", serve.health.is_some()),
-        ("--metrics", serve.metrics.is_some()),
         ("--always-pull-latest", serve.always_pull_latest == Some(true)),
         ("--hello-world", serve.hello_world == Some(true)),
         ("--air-gapped", serve.air_gapped == Some(true)),
@@ -44,6 +42,9 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     if let Some(level) = cli.log_level {
         settings.log_level = level;
     }
+    if let Some(format) = cli.log_format {
+        settings.log_format = format;
+    }
     if let Some(path) = &cli.log_file {
         settings.log_file = Some(path.clone());
     }
@@ -64,6 +65,16 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     }
     if let Some(timeout) = serve.idle_timeout {
         settings.idle_timeout = timeout;
+    }
+    if let Some(grace) = serve.shutdown_grace {
+        settings.shutdown_grace = grace;
+    }
+    // 0 switches off a listener that the file turns on, as `health: 0` does in the file.
+    if let Some(port) = serve.health {
+        settings.health_port = (port != 0).then_some(port);
+    }
+    if let Some(port) = serve.metrics {
+        settings.metrics_port = (port != 0).then_some(port);
     }
     if let Some(ns) = &serve.default_ns {
         settings.default_ns = Some(ns.clone());

@@ -2,13 +2,16 @@
 //! command line, the config file (or the embedded default config) and the built-in defaults,
 //! in that order of precedence.
 
+mod admin;
 mod auth;
 mod duration;
 mod error;
 mod file;
 mod flags;
+mod ports;
 mod registry;
 mod secret;
+mod server_tls;
 mod tls;
 mod values;
 mod yaml;
@@ -22,14 +25,16 @@ use crate::cli::Cli;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
-pub use values::{parse_host, LogLevel};
+pub use values::{parse_host, LogFormat, LogLevel};
 // Types and defaults of public `Settings` fields, named by the server modules rather than by
 // this crate's minimal `main`.
 #[allow(unused_imports)]
 pub use {
+    admin::AdminSettings,
     auth::{AuthSettings, DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
     registry::{DEFAULT_MAX_CONCURRENT, MAX_MAX_CONCURRENT},
     secret::Secret,
+    server_tls::{ClientAuth, ServerTls},
     tls::TlsSettings,
     values::{Scheme, UpstreamPolicy},
 };
@@ -45,6 +50,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 /// Everything the server needs to know to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +62,8 @@ pub struct Settings {
     /// Listen port (`port`, `--port`).
     pub port: u16,
     pub log_level: LogLevel,
+    /// Text or JSON log lines (`logFormat`, `--log-format`).
+    pub log_format: LogFormat,
     pub log_file: Option<PathBuf>,
     /// Time allowed for an upstream to send its response head (`pullTimeout`).
     pub pull_timeout: Duration,
@@ -63,6 +71,17 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// An upstream body that sends no bytes this long fails (`idleTimeout`).
     pub idle_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long in-flight client responses and upstream fetches may still run before the
+    /// process exits (`shutdownGrace`, `--shutdown-grace`); keep it below the pod's termination grace period.
+    pub shutdown_grace: Duration,
+    /// HTTPS on the main port (`serverTlsConfig`); `None` is plain HTTP.
+    pub server_tls: Option<ServerTls>,
+    /// Port of the health listener, `/health` and `/ready` (`health`, `--health`); `None` is off.
+    pub health_port: Option<u16>,
+    /// Port of the metrics listener, `/metrics` (`metrics`, `--metrics`); `None` is off.
+    pub metrics_port: Option<u16>,
+    /// The admin API listener (`admin`); `None` is off, the default: it can change the cache.
+    pub admin: Option<AdminSettings>,
     /// Namespace used when a request names none (`defaultNs`, `--default-ns`).
     pub default_ns: Option<String>,
     pub registries: Vec<RegistrySettings>,
@@ -80,10 +99,16 @@ impl Settings {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
             log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
             log_file: None,
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            server_tls: None,
+            health_port: None,
+            metrics_port: None,
+            admin: None,
             default_ns: None,
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
@@ -97,25 +122,37 @@ impl Settings {
             host,
             port,
             log_level,
+            log_format,
             log_file,
             pull_timeout,
             connect_timeout,
             idle_timeout,
+            shutdown_grace,
             default_ns,
             registries,
             upstream_policy,
+            server_tls,
+            health_port,
+            metrics_port,
+            admin,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
         set(&mut self.port, port);
         set(&mut self.log_level, log_level);
+        set(&mut self.log_format, log_format);
         self.log_file = log_file;
         set(&mut self.pull_timeout, pull_timeout);
         set(&mut self.connect_timeout, connect_timeout);
         set(&mut self.idle_timeout, idle_timeout);
+        set(&mut self.shutdown_grace, shutdown_grace);
         self.default_ns = default_ns;
         self.registries = registries;
         set(&mut self.upstream_policy, upstream_policy);
+        self.server_tls = server_tls;
+        self.health_port = health_port;
+        self.metrics_port = metrics_port;
+        self.admin = admin;
     }
 }
 
@@ -133,10 +170,19 @@ impl fmt::Display for Settings {
         writeln!(f, "Config: {}", self.config_source)?;
         writeln!(f, "Image path: {}", self.image_path.display())?;
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
+        writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
         writeln!(
             f,
-            "Log: level {}, file {}",
+            "Ports: health {}, metrics {}, admin {}",
+            dash(self.health_port.map(|p| p.to_string())),
+            dash(self.metrics_port.map(|p| p.to_string())),
+            dash(self.admin.as_ref().map(|admin| admin.port.to_string()))
+        )?;
+        writeln!(
+            f,
+            "Log: level {}, format {}, file {}",
             self.log_level,
+            self.log_format,
             dash(self.log_file.as_ref().map(|p| p.display().to_string()))
         )?;
         writeln!(
@@ -146,6 +192,7 @@ impl fmt::Display for Settings {
             humantime::format_duration(self.pull_timeout),
             humantime::format_duration(self.idle_timeout)
         )?;
+        writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
         write!(f, "Registries ({}):", self.registries.len())?;
@@ -159,7 +206,8 @@ impl fmt::Display for Settings {
 /// Builds the settings: command line > config file (or the embedded default config) >
 /// built-in defaults. Returns warnings (unknown keys, options without effect) for the caller to
 /// log once logging is set up. Fails on unsupported commands, options or keys, on invalid
-/// values, on an unset `passwordFromEnv` variable and on an unreadable or unparsable config
+/// values, on an unset `passwordFromEnv` variable, on missing or unreadable certificate and
+/// admin token files, on two listeners sharing a port and on an unreadable or unparsable config
 /// file.
 pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
     load_with_env(cli, &|name| std::env::var(name).ok())
@@ -182,6 +230,7 @@ fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<Stri
     let mut settings = Settings::defaults(source);
     settings.apply_file(file_config);
     flags::apply(cli, &mut settings);
+    ports::check_distinct(cli, &settings)?;
     Ok((settings, warnings))
 }
 

@@ -1,6 +1,7 @@
 //! Tests of `load`: the embedded default config, config file replacement, command-line
-//! precedence, unsupported commands and options, file read errors, the upstream policy, and
-//! passwords (read from the environment, never formatted).
+//! precedence, unsupported commands and options, file read errors, the upstream policy,
+//! passwords (read from the environment, never formatted), and the operations settings (server
+//! TLS, health, metrics and admin listeners and their ports, log format, shutdown grace).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,8 +151,6 @@ fn unsupported_commands_and_options_fail() {
     }
     for (args, flag) in [
         (&["serve", "--preload-images", "/imgs.txt"][..], "--preload-images"),
-        (&["serve", "--health", "8081"][..], "--health"),
-        (&["serve", "--metrics", "2112"][..], "--metrics"),
         (&["serve", "--always-pull-latest"][..], "--always-pull-latest"),
         (&["serve", "--hello-world"][..], "--hello-world"),
         (&["serve", "--air-gapped=true"][..], "--air-gapped"),
@@ -231,4 +230,233 @@ fn settings_never_format_a_password() {
     }
     assert!(shown.contains("***"));
     assert!(shown.contains("a.io -> https://a.io (auth: basic (user theuser))"), "{shown}");
+}
+
+/// A directory with readable `server.crt`, `server.key`, `ca.crt` (not parsed at load time) and an admin `token`.
+fn operations_files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in [("server.crt", "pem"), ("server.key", "pem"), ("ca.crt", "pem"), ("token", "admin-Tok3n\n")] {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn operations_defaults_are_off() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.server_tls, None);
+    assert_eq!((settings.health_port, settings.metrics_port), (None, None));
+    assert_eq!(settings.admin, None);
+    assert_eq!(settings.log_format, LogFormat::Text);
+    assert_eq!(settings.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs(60));
+    let text = settings.to_string();
+    for line in ["Tls: none", "Ports: health -, metrics -, admin -", "Log: level info, format text, file -"] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+    assert!(text.contains("Shutdown grace: 1m"), "{text}");
+}
+
+#[test]
+fn go_operations_defaults_load_silently() {
+    let (_dir, path) =
+        config_file("health:\nmetrics:\nserverTlsConfig:\n  cert: \"\"\n  key: \"\"\n  ca: \"\"\n  clientAuth: none\n");
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(settings, Settings::defaults(path.display().to_string()));
+}
+
+#[test]
+fn operations_keys_reach_the_settings_and_the_summary() {
+    let dir = operations_files();
+    let d = dir.path().display();
+    let (_cfg, path) = config_file(&format!(
+        "serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: verify}}\n\
+         health: 8081\nmetrics: 9090\nadmin: {{port: 8082, tokenFile: {d}/token}}\n\
+         logFormat: json\nshutdownGrace: 2m\n"
+    ));
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let tls = settings.server_tls.as_ref().expect("https");
+    assert_eq!(tls.cert, dir.path().join("server.crt"));
+    assert_eq!(tls.key, dir.path().join("server.key"));
+    assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
+    assert_eq!(tls.client_auth, ClientAuth::Verify);
+    assert_eq!((settings.health_port, settings.metrics_port), (Some(8081), Some(9090)));
+    assert_eq!(settings.admin, Some(AdminSettings { port: 8082, token_file: dir.path().join("token") }));
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(120));
+    let text = settings.to_string();
+    for line in [
+        "Tls: https (client certificates: verify)",
+        "Ports: health 8081, metrics 9090, admin 8082",
+        "Log: level info, format json, file -",
+        "Shutdown grace: 2m",
+    ] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+    let shown = format!("{settings:?}\n{settings:#?}\n{text}");
+    assert!(!shown.contains("admin-Tok3n"), "the admin token is shown: {shown}");
+}
+
+#[test]
+fn operations_flags_override_file_values() {
+    let (_dir, path) = config_file("health: 8081\nmetrics: 9090\nlogFormat: json\nshutdownGrace: 2m\n");
+    let (settings, _) = load(&cli(&[
+        "--log-format",
+        "TEXT",
+        "serve",
+        "--config-file",
+        path_arg(&path),
+        "--health",
+        "7081",
+        "--metrics",
+        "7090",
+        "--shutdown-grace",
+        "15s",
+    ]))
+    .expect("flags");
+    assert_eq!((settings.health_port, settings.metrics_port), (Some(7081), Some(7090)));
+    assert_eq!(settings.log_format, LogFormat::Text);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(15));
+    // 0 turns a listener of the file off.
+    let (settings, _) =
+        load(&cli(&["serve", "--config-file", path_arg(&path), "--health", "0", "--metrics", "0"])).expect("off");
+    assert_eq!((settings.health_port, settings.metrics_port), (None, None));
+    // Flags alone, over the embedded default.
+    let (settings, _) = load(&cli(&["serve", "--health", "8081", "--log-format", "json", "--shutdown-grace", "90000"]))
+        .expect("flags only");
+    assert_eq!(settings.health_port, Some(8081));
+    assert_eq!(settings.metrics_port, None);
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(90));
+}
+
+#[test]
+fn listeners_need_ports_of_their_own() {
+    let dir = operations_files();
+    let d = dir.path().display();
+    for (yaml, args, key, other, reason) in [
+        ("health: 8080\n", &[][..], "port", "health", "both are port 8080"),
+        ("port: 9090\nmetrics: 9090\n", &[][..], "port", "metrics", "both are port 9090"),
+        ("health: 8081\nmetrics: 8081\n", &[][..], "health", "metrics", "both are port 8081"),
+        (
+            "metrics: 9090\n",
+            &["--health", "9090"][..],
+            "health",
+            "metrics",
+            "both are port 9090 (health from --health)",
+        ),
+        ("health: 8081\n", &["--port", "8081"][..], "port", "health", "both are port 8081 (port from --port)"),
+        (
+            "health: 8081\n",
+            &["--port", "7000", "--metrics", "7000"][..],
+            "port",
+            "metrics",
+            "both are port 7000 (port from --port, metrics from --metrics)",
+        ),
+        ("admin: {port: 8080, tokenFile: TOKEN}\n", &[][..], "port", "admin.port", "both are port 8080"),
+        (
+            "health: 8082\nadmin: {port: 8082, tokenFile: TOKEN}\n",
+            &[][..],
+            "health",
+            "admin.port",
+            "both are port 8082",
+        ),
+        (
+            "metrics: 8082\nadmin: {port: 8082, tokenFile: TOKEN}\n",
+            &[][..],
+            "metrics",
+            "admin.port",
+            "both are port 8082",
+        ),
+    ] {
+        let (_cfg, path) = config_file(&yaml.replace("TOKEN", &format!("{d}/token")));
+        let mut argv = vec!["serve", "--config-file", path_arg(&path)];
+        argv.extend_from_slice(args);
+        let err = load(&cli(&argv)).expect_err("ports clash");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config keys '{key}' and '{other}' (in {}) cannot be used together: {reason}; every listener binds \
+                 0.0.0.0 and needs a port of its own",
+                path.display()
+            ),
+            "for {yaml} {args:?}"
+        );
+    }
+    // Distinct ports, and a listener switched off by its flag, are fine.
+    let (_cfg, path) =
+        config_file(&format!("health: 8081\nmetrics: 9090\nadmin: {{port: 8082, tokenFile: {d}/token}}\n"));
+    assert!(load(&cli(&["serve", "--config-file", path_arg(&path)])).is_ok());
+    let (_cfg, path) = config_file("health: 8080\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path), "--health", "0"])).expect("off");
+    assert_eq!(settings.health_port, None);
+}
+
+#[test]
+fn operations_errors_stop_the_load() {
+    let dir = operations_files();
+    let d = dir.path().display();
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "").expect("write");
+    for (yaml, expected) in [
+        (
+            format!("serverTlsConfig: {{key: {d}/server.key}}\n"),
+            "config key 'serverTlsConfig.cert' (in CFG) is required when 'serverTlsConfig.key' is set".to_string(),
+        ),
+        (
+            format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, clientAuth: verify}}\n"),
+            "config key 'serverTlsConfig.ca' (in CFG) is required when 'serverTlsConfig.clientAuth' is set to verify"
+                .to_string(),
+        ),
+        (
+            format!("serverTlsConfig: {{cert: {d}/missing.crt, key: {d}/server.key}}\n"),
+            format!(
+                "config key 'serverTlsConfig.cert' (in CFG) has an invalid value \"{d}/missing.crt\": cannot read the \
+                 server certificate file: No such file or directory"
+            ),
+        ),
+        (
+            "admin: {port: 8082}\n".to_string(),
+            "config key 'admin.tokenFile' (in CFG) is required when 'admin.port' is set".to_string(),
+        ),
+        (
+            format!("admin: {{port: 8082, tokenFile: {}}}\n", empty.display()),
+            format!(
+                "config key 'admin.tokenFile' (in CFG) has an invalid value \"{}\": the admin token file is empty",
+                empty.display()
+            ),
+        ),
+        (
+            "logFormat: yaml\n".to_string(),
+            "config key 'logFormat' (in CFG) has an invalid value \"yaml\": expected text or json".to_string(),
+        ),
+    ] {
+        let (_cfg, path) = config_file(&yaml);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err("invalid");
+        assert_eq!(err.to_string(), expected.replace("CFG", &path.display().to_string()), "for {yaml}");
+    }
+}
+
+#[test]
+fn unused_client_ca_warns() {
+    let dir = operations_files();
+    let d = dir.path().display();
+    let (_cfg, path) =
+        config_file(&format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt}}\n"));
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert_eq!(
+        settings.server_tls.as_ref().map(|tls| (tls.client_auth, tls.client_ca.clone())),
+        Some((ClientAuth::None, None))
+    );
+    assert_eq!(
+        warnings,
+        [format!(
+            "config key 'serverTlsConfig.ca' in {} has no effect while 'serverTlsConfig.clientAuth' is none (client \
+             certificates are not requested), ignored",
+            path.display()
+        )]
+    );
+    assert!(settings.to_string().contains("Tls: https (client certificates: none)"));
 }

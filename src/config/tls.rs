@@ -69,8 +69,9 @@ pub fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str)
     Ok(TlsSettings { ca, ca_only, cert, key, insecure_skip_verify })
 }
 
-/// Fails unless `file` (the value of key `name`) can be opened for reading and is not a directory.
-fn check_readable(
+/// Fails unless `file` (the value of key `name`) can be opened for reading and is not a directory; `what` names the
+/// file in the message ("CA file").
+pub(super) fn check_readable(
     walker: &Walker,
     section: &Section<'_>,
     name: &str,

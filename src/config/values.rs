@@ -1,5 +1,5 @@
 //! Small enumerated setting values shared by the config file and the command line: the log
-//! level, the upstream URL scheme, the upstream policy, and the listen-host check.
+//! level and format, the upstream URL scheme, the upstream policy, and the listen-host check.
 
 use std::fmt;
 use std::net::{AddrParseError, IpAddr};
@@ -38,6 +38,40 @@ impl LogLevel {
 }
 
 impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written (`logFormat`, `--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`, in any letter case.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -131,6 +165,16 @@ mod tests {
         assert_eq!(LogLevel::parse("error"), Some(LogLevel::Error));
         assert_eq!(LogLevel::parse("trace"), None);
         assert_eq!(LogLevel::Warn.to_string(), "warn");
+    }
+
+    #[test]
+    fn log_format_names() {
+        assert_eq!(LogFormat::parse("text"), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse(" JSON "), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("logfmt"), None);
+        assert_eq!(LogFormat::parse(""), None);
+        assert_eq!(LogFormat::default(), LogFormat::Text);
+        assert_eq!(LogFormat::Json.to_string(), "json");
     }
 
     #[test]

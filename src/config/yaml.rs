@@ -174,11 +174,14 @@ impl Walker {
         }
     }
 
-    /// A TCP port. With `zero_means_unset`, 0 reads as absent (the Go server's "no listener").
+    /// A TCP port. With `zero_means_unset`, 0 and "" read as absent (the Go server's "no listener").
     pub fn port(&self, section: &Section<'_>, name: &str, zero_means_unset: bool) -> Result<Option<u16>, ConfigError> {
         let Some(value) = section.get(name) else {
             return Ok(None);
         };
+        if zero_means_unset && value.as_str() == Some("") {
+            return Ok(None);
+        }
         let port = value.as_u64().and_then(|n| u16::try_from(n).ok());
         match port {
             Some(0) if zero_means_unset => Ok(None),
@@ -274,5 +277,20 @@ mod tests {
         );
         assert!(walker.integer(&section, "b", 1..=4).is_err());
         assert_eq!(walker.integer(&section, "absent", 1..=4).expect("absent"), None);
+    }
+
+    #[test]
+    fn zero_or_empty_port_can_mean_unset() {
+        let mut walker = Walker::new("f.yaml");
+        let value = doc("zero: 0\nempty: ''\nnull:\nport: 8081\ntext: '8081'\n");
+        let section = walker.section("", &value, &["zero", "empty", "null", "port", "text"]).expect("mapping");
+        for name in ["zero", "empty", "null", "absent"] {
+            assert_eq!(walker.port(&section, name, true).expect("unset"), None, "{name}");
+        }
+        assert_eq!(walker.port(&section, "port", true).expect("set"), Some(8081));
+        assert!(walker.port(&section, "zero", false).is_err());
+        assert!(walker.port(&section, "empty", false).is_err());
+        let err = walker.port(&section, "text", true).expect_err("a string");
+        assert!(err.to_string().contains("'text'") && err.to_string().contains("\"8081\""), "{err}");
     }
 }
