@@ -30,7 +30,18 @@ pub fn print(settings: &Settings, report: &RebuildReport) {
     eprintln!("Started: {} (port {})", humantime::format_rfc3339_seconds(SystemTime::now()), settings.port);
     eprintln!("Running as (uid:gid) {}", ids());
     eprintln!("Process id: {}", std::process::id());
-    eprintln!("Tls: none");
+    match &settings.server_tls {
+        Some(tls) => eprintln!("Tls: {tls}"),
+        None => eprintln!("Tls: none"),
+    }
+    let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+    eprintln!(
+        "Ports: registry {}, health {}, metrics {}, admin {}",
+        settings.port,
+        port(settings.health_port),
+        port(settings.metrics_port),
+        port(settings.admin.as_ref().map(|a| a.port))
+    );
     eprintln!("Command line: {}", args.join(" "));
     eprintln!("Config: {}", settings.config_source);
     eprintln!(

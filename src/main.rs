@@ -50,14 +50,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = logging::init(settings.log_level, settings.log_file.as_deref(), false) {
+    if let Err(err) =
+        logging::init(settings.log_level, settings.log_file.as_deref(), settings.log_format == config::LogFormat::Json)
+    {
         eprintln!("ociregistry: {err}");
         return ExitCode::from(2);
     }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let tls: Option<std::sync::Arc<server_tls::ServerTls>> = None;
+    let tls = match &settings.server_tls {
+        Some(conf) => {
+            let files = server_tls::TlsFiles {
+                cert: conf.cert.clone(),
+                key: conf.key.clone(),
+                client_ca: conf.client_ca.clone(),
+                require_client_cert: conf.client_auth == config::ClientAuth::Verify,
+            };
+            match server_tls::ServerTls::load(files) {
+                Ok(tls) => Some(std::sync::Arc::new(tls)),
+                Err(err) => {
+                    eprintln!("ociregistry: serverTlsConfig: {err}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
+    let admin = match &settings.admin {
+        Some(admin) => match std::fs::read_to_string(&admin.token_file) {
+            Ok(token) if !token.trim().is_empty() => Some((admin.port, token.trim().to_string())),
+            _ => {
+                eprintln!("ociregistry: admin.tokenFile {}: cannot read a token from it", admin.token_file.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let (mirror, report) = match Mirror::start(mirror_config) {
@@ -72,10 +101,10 @@ fn main() -> ExitCode {
             port: settings.port,
             workers,
             tls,
-            health_port: None,
-            metrics_port: None,
-            admin: None,
-            shutdown_grace: std::time::Duration::from_secs(60),
+            health_port: settings.health_port,
+            metrics_port: settings.metrics_port,
+            admin,
+            shutdown_grace: settings.shutdown_grace,
         };
         tracing::info!("server is running");
         http::serve(state, options).await.map_err(|e| e.to_string())

@@ -55,19 +55,19 @@ fn route_kind(path: &str) -> &'static str {
     }
 }
 
-/// Record one answered request: the request log line and the request metrics.
-fn record(
-    metrics: &Metrics,
-    method: &str,
-    uri: &str,
-    peer: &str,
-    status: u16,
-    bytes: Option<u64>,
-    note: Option<&RequestNote>,
+/// A request as it came in, for the log line and the metrics recorded when it is answered.
+struct Seen {
+    method: String,
+    uri: String,
+    peer: String,
     started: Instant,
-) {
-    let elapsed = started.elapsed();
-    let path = uri.split('?').next().unwrap_or(uri);
+}
+
+/// Record one answered request: the request log line and the request metrics.
+fn record(metrics: &Metrics, seen: &Seen, status: u16, bytes: Option<u64>, note: Option<&RequestNote>) {
+    let elapsed = seen.started.elapsed();
+    let method = seen.method.as_str();
+    let path = seen.uri.split('?').next().unwrap_or(&seen.uri);
     let route = route_kind(path);
     let class = format!("{}xx", status / 100);
     metrics.request_duration.with_label_values(&[route, method, &class]).observe(elapsed.as_secs_f64());
@@ -82,6 +82,7 @@ fn record(
     let cache = note.map(|n| n.cache).unwrap_or("-");
     let bytes = bytes.unwrap_or(0);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let (uri, peer) = (seen.uri.as_str(), seen.peer.as_str());
     tracing::info!(method, path = uri, ns, status, latency_ms, bytes, cache, peer, "request");
 }
 
@@ -150,10 +151,12 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
             .app_data(state.clone())
             .wrap(DefaultHeaders::new().add(("Docker-Distribution-Api-Version", "registry/2.0")))
             .wrap_fn(move |req, srv| {
-                let started = Instant::now();
-                let method = req.method().to_string();
-                let uri = req.uri().to_string();
-                let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let seen = Seen {
+                    method: req.method().to_string(),
+                    uri: req.uri().path_and_query().map_or_else(|| req.path().to_string(), |p| p.to_string()),
+                    peer: req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+                    started: Instant::now(),
+                };
                 let metrics = metrics.clone();
                 srv.call(req).map(move |res| {
                     if let Ok(res) = &res {
@@ -162,7 +165,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
                             _ => None,
                         };
                         let note = res.response().extensions().get::<RequestNote>().cloned();
-                        record(&metrics, &method, &uri, &peer, res.status().as_u16(), bytes, note.as_ref(), started);
+                        record(&metrics, &seen, res.status().as_u16(), bytes, note.as_ref());
                     }
                     res
                 })

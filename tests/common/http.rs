@@ -80,3 +80,16 @@ pub fn get_verified(client: &Client, url: &str, digest: &str) -> Vec<u8> {
     assert_eq!(super::sha256_digest(&body), digest, "GET {url}: body digest");
     body
 }
+
+/// A response that should be an OCI error: its status, its `errors[].code`
+/// values and its body text; panics if the body is not an OCI error JSON.
+pub fn oci_error(resp: Response, what: &str) -> (StatusCode, Vec<String>, String) {
+    let status = resp.status();
+    let content_type = header(&resp, "Content-Type");
+    let body = resp.bytes().unwrap_or_else(|e| panic!("{what}: body: {e:#}")).to_vec();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let codes = error_codes(&body);
+    assert!(content_type.contains("json"), "{what}: Content-Type {content_type:?}, body {text}");
+    assert!(!codes.is_empty(), "{what}: not an OCI error body ({status}): {text}");
+    (status, codes, text)
+}

@@ -283,7 +283,7 @@ pub fn push(layout: &Path, tag: &str, upstream: &Upstream, dest: &str, format: F
     if format == Format::V2s2 {
         cmd.args(["--format", "v2s2"]);
     }
-    cmd.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{}/{dest}", upstream.host()));
+    cmd.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{}/{dest}", upstream.push_host()));
     run(&mut cmd);
 }
 
@@ -453,7 +453,7 @@ pub fn make(
     let dir = work.join(format!("layout-{}-{tag}", repo.replace('/', "_")));
     let layout = build(&dir, tag);
     push(layout.dir(), tag, upstream, repo_tag, format);
-    read_back(&upstream.url(), repo, tag)
+    read_back(&upstream.push_url(), repo, tag)
 }
 
 /// A single-platform OCI image `repo_tag` with layers of these sizes.

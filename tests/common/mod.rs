@@ -20,7 +20,9 @@ pub mod process;
 pub mod server;
 pub mod skopeo;
 pub mod storm;
+pub mod stub_http;
 pub mod tls_client;
+pub mod token_server;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -82,4 +84,44 @@ pub fn wait_for<T>(what: &str, limit: std::time::Duration, mut cond: impl FnMut(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Files (not directories) under the cache's `blobs/`, `manifests/` and
+/// `refs/`: empty when nothing was cached.
+pub fn cached_files(cache_dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for sub in ["blobs", "manifests", "refs"] {
+        walk(&cache_dir.join(sub), &mut out);
+    }
+    out
+}
+
+/// Panic if any of `secrets` occurs in `text` (a log or a response body),
+/// quoting the offending line.
+pub fn assert_no_secrets(text: &str, secrets: &[String], what: &str) {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if let Some(line) = text.lines().find(|l| l.contains(secret.as_str())) {
+            panic!("{what} contains a secret ({} chars): {line}", secret.len());
+        }
+    }
+}
+
+/// The strings a leaked basic credential could appear as: the password
+/// itself and the base64 `user:password` of an `Authorization: Basic` header.
+pub fn basic_secrets(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine;
+    vec![password.to_string(), base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))]
 }

@@ -27,6 +27,9 @@ pub struct Registry {
     pub scheme: String,
     /// Where to connect instead of the namespace's own host.
     pub endpoint: String,
+    /// More keys of this entry (`auth:`, `tls:`, `maxConcurrent:`), as YAML
+    /// written at column 0; indented into the entry.
+    pub extra_yaml: String,
 }
 
 /// What goes into the server's config file.
@@ -41,6 +44,8 @@ pub struct ServerConfig {
     pub extra_yaml: String,
     /// `imagePath` to use instead of a fresh directory (e.g. a small tmpfs).
     pub image_path: Option<PathBuf>,
+    /// Environment variables set for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +56,7 @@ impl Default for ServerConfig {
             idle_timeout: "5s".to_string(),
             extra_yaml: String::new(),
             image_path: None,
+            env: Vec::new(),
         }
     }
 }
@@ -62,9 +68,27 @@ impl ServerConfig {
     }
 
     /// Add a registry whose endpoint is `url`; the scheme is taken from it.
-    pub fn registry(mut self, name: &str, url: &str) -> ServerConfig {
+    pub fn registry(self, name: &str, url: &str) -> ServerConfig {
+        self.registry_with(name, url, "")
+    }
+
+    /// Add a registry whose endpoint is `url`, with more keys for its entry
+    /// (YAML at column 0, e.g. `"auth:\n  user: u\n  password: p\n"`).
+    pub fn registry_with(mut self, name: &str, url: &str, extra_yaml: &str) -> ServerConfig {
         let scheme = url.split("://").next().unwrap_or("http").to_string();
-        self.registries.push(Registry { name: name.to_string(), scheme, endpoint: url.to_string() });
+        self.registries.push(Registry {
+            name: name.to_string(),
+            scheme,
+            endpoint: url.to_string(),
+            extra_yaml: extra_yaml.to_string(),
+        });
+        self
+    }
+
+    /// Set an environment variable for the server process (e.g. `PATH`, or
+    /// the variable a `passwordFromEnv` names).
+    pub fn env(mut self, name: &str, value: &str) -> ServerConfig {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -97,6 +121,9 @@ impl ServerConfig {
                     "  - name: \"{}\"\n    scheme: {}\n    endpoint: \"{}\"\n",
                     r.name, r.scheme, r.endpoint
                 ));
+                for line in r.extra_yaml.lines().filter(|l| !l.trim().is_empty()) {
+                    y.push_str(&format!("    {line}\n"));
+                }
             }
         }
         y.push_str(&self.extra_yaml);
@@ -106,6 +133,7 @@ impl ServerConfig {
 
 pub struct Server {
     guard: Option<ChildGuard>,
+    env: Vec<(String, String)>,
     port: u16,
     cache: PathBuf,
     config_file: PathBuf,
@@ -127,7 +155,7 @@ impl Server {
         let dir = TestDir::new("server");
         let cache = config.image_path.clone().unwrap_or_else(|| dir.subdir("cache"));
         let config_file = dir.path().join("registry-config.yaml");
-        let mut server = Server { guard: None, port: 0, cache, config_file, starts: 0, dir };
+        let mut server = Server { guard: None, env: config.env.clone(), port: 0, cache, config_file, starts: 0, dir };
         // A port can be taken by another process between our probe and the
         // server's bind: try a few.
         let mut last = String::new();
@@ -145,15 +173,12 @@ impl Server {
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         self.starts += 1;
-        let mut guard = ChildGuard::spawn(
-            &format!("ociregistry-{}", self.starts),
-            Command::new(env!("CARGO_BIN_EXE_ociregistry"))
-                .arg("--config-file")
-                .arg(&self.config_file)
-                .arg("serve")
-                .env("RUST_BACKTRACE", "1"),
-            self.dir.path(),
-        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ociregistry"));
+        cmd.arg("--config-file").arg(&self.config_file).arg("serve").env("RUST_BACKTRACE", "1");
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        let mut guard = ChildGuard::spawn(&format!("ociregistry-{}", self.starts), &mut cmd, self.dir.path());
         let client = http::client();
         let url = format!("{}/v2/", self.url());
         let start = Instant::now();
@@ -206,6 +231,23 @@ impl Server {
     /// The config file it runs with.
     pub fn config_file(&self) -> &Path {
         &self.config_file
+    }
+
+    /// Everything every run of the server wrote to stdout and stderr (its
+    /// log, at debug level), for checks that no secret leaks into it.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .expect("read server dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        names.sort();
+        for p in names {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
+        }
+        out
     }
 
     /// The tail of the current run's logs.

@@ -1,6 +1,6 @@
 //! What operations tests do with a running server beyond starting and
-//! stopping it: signal it and wait for its exit status, read everything it
-//! logged, and reach it over HTTPS.
+//! stopping it: signal it and wait for its exit status, and reach it over
+//! HTTPS.
 //!
 //! A server whose config has a `serverTlsConfig` section with a `cert` speaks
 //! HTTPS on its main port. The test client (reqwest) is built without TLS, so
@@ -67,18 +67,5 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Everything every run of the server wrote to stdout and stderr, runs in
-    /// order.
-    pub fn logs(&self) -> String {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
-            .expect("read server dir")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        files.sort();
-        files.iter().map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()).collect()
     }
 }
