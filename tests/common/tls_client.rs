@@ -189,10 +189,15 @@ impl KeepAlive {
         KeepAlive { child, stdin, output, sent: 0 }
     }
 
-    /// Responses (status lines) received so far.
+    /// Status lines received so far. A status line may follow the previous
+    /// body on the same text line (`{}HTTP/1.1 200 OK`), so they are found
+    /// by their prefix anywhere.
     fn responses(&self) -> Vec<String> {
         let out = self.output.lock().unwrap();
-        String::from_utf8_lossy(&out).lines().filter(|l| l.starts_with("HTTP/1.1 ")).map(str::to_string).collect()
+        let text = String::from_utf8_lossy(&out);
+        text.match_indices("HTTP/1.1 ")
+            .map(|(i, _)| text[i..].lines().next().unwrap_or("").trim_end().to_string())
+            .collect()
     }
 
     /// Send `GET path` on this connection and wait (up to 10 s) for its
