@@ -211,6 +211,7 @@ fn rotated_certificate_files_are_served_without_dropping_open_connections() {
     }
     assert!(server.is_running(), "the server stopped after a bad certificate file at reload");
     for _ in 0..3 {
+        assert!(conn.get("/v2/").is_ok_and(|s| s.contains(" 200")), "the kept connection after a bad reload");
         assert_eq!(served_serial(port, None), Ok(serial_b.clone()), "serial after a bad file at reload");
         let r = curl(&format!("{}/v2/", server.https_url()), &ca_opts(&certs), None);
         assert_eq!(r.status, Some(200), "a new connection after a bad file at reload: {r:?}");
@@ -221,11 +222,27 @@ fn rotated_certificate_files_are_served_without_dropping_open_connections() {
     let serial_c = file_serial(&leaf_c.cert);
     tls_client::replace_files(&leaf_c, &live);
     wait_for("the next good certificate after a bad one", Duration::from_secs(30), || {
+        let status = conn.get("/v2/").unwrap_or_else(|e| panic!("the kept connection during the second rotation: {e}"));
+        assert!(status.contains(" 200"), "the kept connection during the second rotation: {status}");
         std::thread::sleep(Duration::from_millis(500));
         (served_serial(port, None).ok()? == serial_c).then_some(())
     });
-    let status = conn.get("/v2/").expect("the kept connection at the end");
-    assert!(status.contains(" 200"), "the kept connection at the end: {status}");
+    let status = conn.get("/v2/").expect("the kept connection after the second rotation");
+    assert!(status.contains(" 200"), "the kept connection after the second rotation: {status}");
+
+    // SIGHUP asks for a reload: the server neither dies of it nor drops the
+    // kept connection, and serves what the files hold.
+    let leaf_d = tls_client::new_server_leaf(&cert_dir, "server-d");
+    let serial_d = file_serial(&leaf_d.cert);
+    tls_client::replace_files(&leaf_d, &live);
+    server.signal("HUP");
+    wait_for("the certificate after SIGHUP", Duration::from_secs(30), || {
+        assert!(server.is_running(), "the server exited on SIGHUP:\n{}", server.log_tail());
+        let status = conn.get("/v2/").unwrap_or_else(|e| panic!("the kept connection after SIGHUP: {e}"));
+        assert!(status.contains(" 200"), "the kept connection after SIGHUP: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+        (served_serial(port, None).ok()? == serial_d).then_some(())
+    });
 }
 
 #[test]
