@@ -82,9 +82,11 @@ fn a_storm_moves_the_fetch_counter_and_the_waiters_histogram_as_it_should() {
     let waiter_sum = m.sum("ociregistry_fetch_waiters_sum", &[("kind", "blob")]);
     let hits = m.sum_or_zero("ociregistry_cache_requests_total", &[("kind", "blob"), ("result", "hit")]);
     let misses = m.sum_or_zero("ociregistry_cache_requests_total", &[("kind", "blob"), ("result", "miss")]);
-    assert_eq!(waiter_count, n, "fetch_waiters{{kind=blob}} observations (one per upstream fetch)");
-    assert_eq!(waiter_sum + hits, requests, "waiters ({waiter_sum}) + cache hits ({hits}) = every blob request");
-    assert_eq!(hits + misses, requests, "blob cache lookups: hits ({hits}) + misses ({misses})");
+    let tally = format!("waiters: {waiter_count} fetches, sum {waiter_sum}; blob cache hits {hits}, misses {misses}");
+    eprintln!("{tally}");
+    assert_eq!(waiter_count, n, "fetch_waiters{{kind=blob}} observations (one per upstream fetch); {tally}");
+    assert_eq!(hits + misses, requests, "every blob request is one cache lookup; {tally}");
+    assert_eq!(waiter_sum + hits, requests, "every blob request followed the one fetch or hit the cache; {tally}");
     assert!(waiter_sum >= n, "each fetch served at least the client that caused it: sum {waiter_sum}");
     assert_eq!(m.sum_or_zero("ociregistry_fetches_in_flight", &[("kind", "blob")]), 0.0, "blob fetches in flight");
 
