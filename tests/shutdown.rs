@@ -1,11 +1,13 @@
-//! Graceful shutdown: SIGTERM while a slow pull runs lets that pull finish
-//! with the right bytes, the server exits 0 within `shutdownGrace`, and what
-//! it fetched is committed: after a restart the blob is served from the cache
-//! without asking the upstream again.
+//! Graceful shutdown: SIGTERM while a slow pull runs closes the door to new
+//! connections but lets that pull finish with the right bytes, the server
+//! exits 0 within `shutdownGrace`, and what it fetched is committed: after a
+//! restart the blob is served from the cache without asking the upstream
+//! again.
 
 mod common;
 
 use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::{Behaviour, FakeUpstream};
@@ -58,6 +60,15 @@ fn sigterm_lets_a_running_pull_finish_and_commits_it() {
     assert!(!pull.is_finished(), "the pull ended before SIGTERM: the trickle did not happen");
     let term_at = t0.elapsed();
     server.signal("TERM");
+
+    // Draining: new connections are refused while the running pull goes on.
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let mut refused = false;
+    while !pull.is_finished() && !refused {
+        refused = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(refused, "new connections were still accepted after SIGTERM until the running pull ended");
 
     let status = server
         .wait_exit(SHUTDOWN_GRACE + Duration::from_secs(10))
