@@ -263,13 +263,15 @@ serverTlsConfig when serverTls is enabled. Templates that need a value use `incl
 {{- end }}
 
 {{/*
-The Go server's keys found in serverConfig.configuration and left out of the config file.
+The Go server's keys found in serverConfig.configuration with a value that would do something (not empty, not
+false, not a pruneConfig that is off), left out of the config file.
 */}}
 {{- define "ociregistry.droppedKeys" -}}
 {{- $goOnly := splitList " " (include "ociregistry.keys.goOnly" .) }}
 {{- $dropped := list }}
 {{- range $k, $v := (.Values.serverConfig.configuration | default dict) }}
-{{- if has $k $goOnly }}{{ $dropped = append $dropped $k }}{{ end }}
+{{- $off := or (kindIs "invalid" $v) (eq (toString $v) "") (eq (toString $v) "false") (and (kindIs "map" $v) (not $v.enabled)) }}
+{{- if and (has $k $goOnly) (not $off) }}{{ $dropped = append $dropped $k }}{{ end }}
 {{- end }}
 {{- join ", " $dropped }}
 {{- end }}
