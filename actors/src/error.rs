@@ -29,6 +29,14 @@ pub enum UpstreamError {
         /// Which host and why.
         detail: String,
     },
+    /// The TLS handshake with the upstream failed (untrusted or invalid certificate, client certificate refused).
+    #[error("TLS handshake with upstream {upstream} failed: {detail}")]
+    Tls {
+        /// The upstream's namespace.
+        upstream: String,
+        /// rustls' reason.
+        detail: String,
+    },
     /// The configured credentials could not be obtained (a credential helper failed).
     #[error("credentials for upstream {upstream}: {detail}")]
     Credentials {

@@ -165,5 +165,6 @@ pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {
         E::DigestMismatch { .. } => "digest_mismatch",
         E::Unauthorized { .. } | E::Credentials { .. } => "auth",
         E::Refused { .. } => "refused",
+        E::Tls { .. } => "tls",
     }
 }

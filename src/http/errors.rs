@@ -90,8 +90,10 @@ fn upstream_error(err: &UpstreamError) -> OciError {
             e.retry_after = Some(retry_after.map(|d| d.as_secs()).unwrap_or(10));
             e
         }
-        UpstreamError::Refused { .. } => OciError::new(StatusCode::FORBIDDEN, "DENIED", message),
-        UpstreamError::Connect { .. }
+        // The upstream (a redirect) or its DNS led somewhere the policy forbids: not the client's doing.
+        UpstreamError::Refused { .. }
+        | UpstreamError::Tls { .. }
+        | UpstreamError::Connect { .. }
         | UpstreamError::Credentials { .. }
         | UpstreamError::Unauthorized { .. }
         | UpstreamError::Status { .. }

@@ -134,6 +134,10 @@ fn send_error(upstream: &str, err: SendRequestError, head_timeout: Duration) -> 
             Some(refused) => UpstreamError::Refused { upstream, detail: refused.0.clone() },
             None => UpstreamError::Connect { upstream, detail: e.to_string() },
         },
+        // rustls reports handshake failures as InvalidData: retrying cannot fix a certificate.
+        SendRequestError::Connect(ConnectError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            UpstreamError::Tls { upstream, detail: e.to_string() }
+        }
         SendRequestError::Connect(e) => UpstreamError::Connect { upstream, detail: e.to_string() },
         other => UpstreamError::Broken { upstream, detail: other.to_string() },
     }

@@ -1,0 +1,360 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "ociregistry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ociregistry.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ociregistry.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ociregistry.labels" -}}
+helm.sh/chart: {{ include "ociregistry.chart" . }}
+{{ include "ociregistry.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ociregistry.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ociregistry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ociregistry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ociregistry.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ociregistry.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "ociregistry.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ociregistry.tlsSecretName" -}}
+{{- .Values.serverTls.secretName | default (printf "%s-tls" (include "ociregistry.fullname" .)) }}
+{{- end }}
+
+{{- define "ociregistry.claimName" -}}
+{{- .Values.persistence.persistentVolumeClaim.existingClaimName | default (printf "%s-cache" (include "ociregistry.fullname" .)) }}
+{{- end }}
+
+{{/*
+Paths the chart fixes in the pod.
+*/}}
+{{- define "ociregistry.configDir" -}}/var/ociregistry/config{{- end }}
+{{- define "ociregistry.tlsDir" -}}/etc/pki/ociregistry{{- end }}
+
+{{/*
+Keys of the server's config file. The chart renders only these: the server warns about any other key and
+ignores it, so a typo would otherwise go unnoticed.
+*/}}
+{{- define "ociregistry.keys.top" -}}
+imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace
+{{- end }}
+{{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent auth tls{{- end }}
+{{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
+{{- define "ociregistry.keys.registryTls" -}}ca caOnly cert key insecureSkipVerify{{- end }}
+{{- define "ociregistry.keys.serverTls" -}}cert key ca clientAuth{{- end }}
+{{- define "ociregistry.keys.admin" -}}port tokenFile{{- end }}
+{{/* The Go server's keys that this server does not have: left out of the file, listed in the notes. */}}
+{{- define "ociregistry.keys.goOnly" -}}
+preloadImages imageFile os arch alwaysPullLatest airGapped helloWorld pruneConfig
+{{- end }}
+
+{{/*
+Fails unless every key of map .m is in the space-separated list .keys; .path names the map in the message.
+*/}}
+{{- define "ociregistry.checkKeys" -}}
+{{- $allowed := splitList " " .keys }}
+{{- if not (kindIs "map" .m) }}
+{{- fail (printf "%s must be a map (keys: %s)" .path (join ", " $allowed)) }}
+{{- end }}
+{{- range $k, $v := .m }}
+{{- if not (has $k $allowed) }}
+{{- fail (printf "%s.%s: the server has no such key (it has: %s)" $.path $k (join ", " $allowed)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ociregistry.checkEnum" -}}
+{{- if and (not (kindIs "invalid" .v)) (not (has (toString .v) .allowed)) }}
+{{- fail (printf "%s: %v is not one of %s" .path .v (join ", " .allowed)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A duration of the server's config as whole seconds, rounded up: a number is milliseconds (as for
+pullTimeout), a string takes units ("60s", "1m30s", "2min", "500ms").
+*/}}
+{{- define "ociregistry.seconds" -}}
+{{- $ms := 0 }}
+{{- if kindIs "string" .v }}
+{{- $s := lower (nospace .v) }}
+{{- if regexMatch "^[0-9]+$" $s }}
+{{- $ms = int64 $s }}
+{{- else if regexMatch "^([0-9]+(ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days))+$" $s }}
+{{- range regexFindAll "[0-9]+[a-z]+" $s -1 }}
+{{- $n := int64 (regexFind "^[0-9]+" .) }}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" }}
+{{- if has $unit (list "ms" "msec") }}{{ $ms = add $ms $n }}
+{{- else if has $unit (list "s" "sec" "secs" "second" "seconds") }}{{ $ms = add $ms (mul $n 1000) }}
+{{- else if has $unit (list "m" "min" "mins" "minute" "minutes") }}{{ $ms = add $ms (mul $n 60000) }}
+{{- else if has $unit (list "h" "hr" "hrs" "hour" "hours") }}{{ $ms = add $ms (mul $n 3600000) }}
+{{- else }}{{ $ms = add $ms (mul $n 86400000) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- fail (printf "%s: cannot read %q as a duration (e.g. 60s, 2m, 1m30s, or milliseconds)" .path .v) }}
+{{- end }}
+{{- else }}
+{{- $ms = int64 .v }}
+{{- end }}
+{{- div (add $ms 999) 1000 }}
+{{- end }}
+
+{{/*
+The server's config file (YAML): serverConfig.configuration restricted to the server's keys and checked, with
+the chart's settings merged in: imagePath and port made explicit, the health and metrics ports, and
+serverTlsConfig when serverTls is enabled. Templates that need a value use `include ... | fromYaml`.
+*/}}
+{{- define "ociregistry.config" -}}
+{{- $in := .Values.serverConfig.configuration | default dict }}
+{{- if not (kindIs "map" $in) }}
+{{- fail "serverConfig.configuration must be a map of the server's config keys" }}
+{{- end }}
+{{- $top := splitList " " (include "ociregistry.keys.top" .) }}
+{{- $goOnly := splitList " " (include "ociregistry.keys.goOnly" .) }}
+{{- $cfg := dict }}
+{{- range $k, $v := $in }}
+{{- if has $k $top }}
+{{- if not (or (kindIs "invalid" $v) (and (kindIs "string" $v) (eq $v ""))) }}
+{{- $_ := set $cfg $k (deepCopy $v) }}
+{{- end }}
+{{- else if not (has $k $goOnly) }}
+{{- fail (printf "serverConfig.configuration.%s: the server has no such key (it has: %s)" $k (join ", " $top)) }}
+{{- end }}
+{{- end }}
+
+{{- $_ := set $cfg "imagePath" ($cfg.imagePath | default "/var/lib/ociregistry") }}
+{{- if not (hasPrefix "/" $cfg.imagePath) }}
+{{- fail (printf "serverConfig.configuration.imagePath: %q must be an absolute path" $cfg.imagePath) }}
+{{- end }}
+{{- $_ := set $cfg "port" (int ($cfg.port | default 8080)) }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.logLevel" "v" (get $cfg "logLevel" | default nil) "allowed" (list "debug" "info" "warn" "warning" "error" "DEBUG" "INFO" "WARN" "WARNING" "ERROR")) }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.logFormat" "v" (get $cfg "logFormat" | default nil) "allowed" (list "text" "json")) }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.upstreamPolicy" "v" (get $cfg "upstreamPolicy" | default nil) "allowed" (list "public" "listed" "any")) }}
+{{- range $key := list "pullTimeout" "connectTimeout" "idleTimeout" "shutdownGrace" }}
+{{- if hasKey $cfg $key }}
+{{- $_ := include "ociregistry.seconds" (dict "path" (printf "serverConfig.configuration.%s" $key) "v" (get $cfg $key)) }}
+{{- end }}
+{{- end }}
+
+{{- /* Upstream registries */}}
+{{- if hasKey $cfg "registries" }}
+{{- if not (kindIs "slice" $cfg.registries) }}
+{{- fail "serverConfig.configuration.registries must be a list" }}
+{{- end }}
+{{- range $i, $r := $cfg.registries }}
+{{- $path := printf "serverConfig.configuration.registries[%d]" $i }}
+{{- include "ociregistry.checkKeys" (dict "path" $path "m" $r "keys" (include "ociregistry.keys.registry" $)) }}
+{{- if not $r.name }}
+{{- fail (printf "%s.name is required (the namespace, host[:port], e.g. docker.io)" $path) }}
+{{- end }}
+{{- include "ociregistry.checkEnum" (dict "path" (printf "%s.scheme" $path) "v" ($r.scheme | default nil) "allowed" (list "http" "https")) }}
+{{- with $r.auth }}
+{{- include "ociregistry.checkKeys" (dict "path" (printf "%s.auth" $path) "m" . "keys" (include "ociregistry.keys.auth" $)) }}
+{{- end }}
+{{- with $r.tls }}
+{{- include "ociregistry.checkKeys" (dict "path" (printf "%s.tls" $path) "m" . "keys" (include "ociregistry.keys.registryTls" $)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* Health: health.port and configuration.health may both be set only if equal */}}
+{{- $hv := .Values.health.port }}
+{{- $hc := get $cfg "health" }}
+{{- if and $hv $hc (ne (int $hv) (int $hc)) }}
+{{- fail (printf "health.port (%v) and serverConfig.configuration.health (%v) differ: set one of them, or both to the same port" $hv $hc) }}
+{{- end }}
+{{- if .Values.health.enabled }}
+{{- $_ := set $cfg "health" (int (coalesce $hv $hc 8081)) }}
+{{- else if or $hv $hc }}
+{{- fail "health.enabled is false but a health port is set (health.port or serverConfig.configuration.health): remove it, or enable health" }}
+{{- end }}
+
+{{- /* Metrics: metrics.port and configuration.metrics may both be set only if equal */}}
+{{- $mv := .Values.metrics.port }}
+{{- $mc := get $cfg "metrics" }}
+{{- if and $mv $mc (ne (int $mv) (int $mc)) }}
+{{- fail (printf "metrics.port (%v) and serverConfig.configuration.metrics (%v) differ: set one of them, or both to the same port" $mv $mc) }}
+{{- end }}
+{{- with (coalesce $mv $mc) }}
+{{- $_ := set $cfg "metrics" (int .) }}
+{{- end }}
+
+{{- /* Admin API */}}
+{{- with $cfg.admin }}
+{{- include "ociregistry.checkKeys" (dict "path" "serverConfig.configuration.admin" "m" . "keys" (include "ociregistry.keys.admin" $)) }}
+{{- if not .port }}
+{{- fail "serverConfig.configuration.admin.port is required when admin is set" }}
+{{- end }}
+{{- $_ := set . "port" (int .port) }}
+{{- end }}
+
+{{- /* Server TLS */}}
+{{- $st := .Values.serverTls }}
+{{- if $st.enabled }}
+{{- if hasKey $cfg "serverTlsConfig" }}
+{{- fail "set serverTls or serverConfig.configuration.serverTlsConfig, not both: serverTls mounts the certificate and fills in serverTlsConfig" }}
+{{- end }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverTls.clientAuth" "v" ($st.clientAuth | default "none") "allowed" (list "none" "verify")) }}
+{{- if not $st.secretName }}
+{{- if not (and $st.cert $st.key) }}
+{{- fail "serverTls.enabled needs serverTls.secretName, or serverTls.cert and serverTls.key (e.g. --set-file serverTls.cert=server.crt)" }}
+{{- end }}
+{{- if and (eq ($st.clientAuth | default "none") "verify") (not $st.ca) }}
+{{- fail "serverTls.clientAuth verify needs serverTls.ca: the CA that client certificates must chain to" }}
+{{- end }}
+{{- end }}
+{{- $tlsDir := include "ociregistry.tlsDir" . }}
+{{- $tls := dict "cert" (printf "%s/tls.crt" $tlsDir) "key" (printf "%s/tls.key" $tlsDir) "clientAuth" ($st.clientAuth | default "none") }}
+{{- if eq ($st.clientAuth | default "none") "verify" }}
+{{- $_ := set $tls "ca" (printf "%s/ca.crt" $tlsDir) }}
+{{- end }}
+{{- $_ := set $cfg "serverTlsConfig" $tls }}
+{{- else if hasKey $cfg "serverTlsConfig" }}
+{{- include "ociregistry.checkKeys" (dict "path" "serverConfig.configuration.serverTlsConfig" "m" $cfg.serverTlsConfig "keys" (include "ociregistry.keys.serverTls" .)) }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.serverTlsConfig.clientAuth" "v" ($cfg.serverTlsConfig.clientAuth | default nil) "allowed" (list "none" "verify")) }}
+{{- end }}
+
+{{- /* Ports must be valid and distinct */}}
+{{- $ports := dict "port" $cfg.port }}
+{{- with $cfg.health }}{{ $_ := set $ports "health" . }}{{ end }}
+{{- with $cfg.metrics }}{{ $_ := set $ports "metrics" . }}{{ end }}
+{{- with $cfg.admin }}{{ $_ := set $ports "admin.port" .port }}{{ end }}
+{{- $seen := dict }}
+{{- range $name, $p := $ports }}
+{{- if or (lt (int $p) 1) (gt (int $p) 65535) }}
+{{- fail (printf "%s: %v is not a port (1-65535)" $name $p) }}
+{{- end }}
+{{- with get $seen (toString $p) }}
+{{- fail (printf "%s and %s are both %v: the server needs a distinct port for each listener" . $name $p) }}
+{{- end }}
+{{- $_ := set $seen (toString $p) $name }}
+{{- end }}
+
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The Go server's keys found in serverConfig.configuration with a value that would do something (not empty, not
+false, not a pruneConfig that is off), left out of the config file.
+*/}}
+{{- define "ociregistry.droppedKeys" -}}
+{{- $goOnly := splitList " " (include "ociregistry.keys.goOnly" .) }}
+{{- $dropped := list }}
+{{- range $k, $v := (.Values.serverConfig.configuration | default dict) }}
+{{- $off := or (kindIs "invalid" $v) (eq (toString $v) "") (eq (toString $v) "false") (and (kindIs "map" $v) (not $v.enabled)) }}
+{{- if and (has $k $goOnly) (not $off) }}{{ $dropped = append $dropped $k }}{{ end }}
+{{- end }}
+{{- join ", " $dropped }}
+{{- end }}
+
+{{/*
+Seconds of shutdownGrace (the server's default is 60s) and the pod's terminationGracePeriodSeconds, which must
+exceed it so that the kubelet does not kill the server while it finishes requests.
+*/}}
+{{- define "ociregistry.terminationGracePeriodSeconds" -}}
+{{- $cfg := include "ociregistry.config" . | fromYaml }}
+{{- $grace := include "ociregistry.seconds" (dict "path" "serverConfig.configuration.shutdownGrace" "v" ($cfg.shutdownGrace | default "60s")) | int }}
+{{- $t := .Values.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $t }}
+{{- add $grace 15 }}
+{{- else if le (int $t) $grace }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be above shutdownGrace (%ds), or the kubelet kills the server before it has finished its requests" $t $grace) }}
+{{- else }}
+{{- int $t }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the cache lives. At most one of persistentVolumeClaim and hostPath; emptyDir otherwise.
+*/}}
+{{- define "ociregistry.persistenceKind" -}}
+{{- $p := .Values.persistence }}
+{{- if and $p.persistentVolumeClaim.enabled $p.hostPath.enabled }}
+{{- fail "persistence: persistentVolumeClaim.enabled and hostPath.enabled are both true; the cache can live in one place only: enable one of them (or neither, for an emptyDir)" }}
+{{- else if $p.persistentVolumeClaim.enabled }}persistentVolumeClaim
+{{- else if $p.hostPath.enabled }}hostPath
+{{- else }}emptyDir
+{{- end }}
+{{- end }}
+
+{{/*
+Deployment strategy. The server locks its cache directory, and a ReadWriteOnce volume attaches to one node:
+with a cache on a claim or a hostPath a second pod must never start beside the first, so Recreate (or a
+rolling update with maxSurge 0). An emptyDir cache is per pod: start the new pod first.
+*/}}
+{{- define "ociregistry.strategy" -}}
+{{- $kind := include "ociregistry.persistenceKind" . }}
+{{- $shared := ne $kind "emptyDir" }}
+{{- $s := .Values.strategy | default dict }}
+{{- if $s }}
+{{- $type := $s.type | default "RollingUpdate" }}
+{{- include "ociregistry.checkEnum" (dict "path" "strategy.type" "v" $type "allowed" (list "Recreate" "RollingUpdate")) }}
+{{- if and $shared (eq $type "RollingUpdate") }}
+{{- $surge := "25%" }}
+{{- if and $s.rollingUpdate (hasKey $s.rollingUpdate "maxSurge") }}{{ $surge = toString $s.rollingUpdate.maxSurge }}{{ end }}
+{{- if not (has $surge (list "0" "0%")) }}
+{{- fail (printf "strategy: a RollingUpdate with maxSurge %s would start a second pod on the %s cache, which the first one holds; use type Recreate, or rollingUpdate.maxSurge 0" $surge $kind) }}
+{{- end }}
+{{- end }}
+{{- toYaml $s }}
+{{- else if $shared }}
+type: Recreate
+{{- else }}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 1
+  maxUnavailable: 0
+{{- end }}
+{{- end }}
+
+{{/*
+Probe handlers: the health listener when there is one; else GET /v2/ on the main port (HTTPS with server TLS,
+a TCP check when client certificates are required, since the kubelet has none).
+*/}}
+{{- define "ociregistry.probeHandler" -}}
+{{- $cfg := .cfg }}
+{{- if $cfg.health }}
+httpGet:
+  path: {{ .path }}
+  port: health
+{{- else if and $cfg.serverTlsConfig (eq ($cfg.serverTlsConfig.clientAuth | default "none") "verify") }}
+tcpSocket:
+  port: http
+{{- else }}
+httpGet:
+  path: /v2/
+  port: http
+  {{- if $cfg.serverTlsConfig }}
+  scheme: HTTPS
+  {{- end }}
+{{- end }}
+{{- end }}
