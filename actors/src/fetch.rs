@@ -256,7 +256,7 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
     let digest = writer.digest().clone();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
     let _running = InFlight::start(&cx.metrics, "blob");
-    let waiters = transfer.clone();
+    transfer.observe_readers_with(cx.metrics.fetch_waiters.with_label_values(&["blob"]));
     let outcome = download(&cx, writer, &publisher).await;
     if let Err(abort) = &outcome {
         cx.count_body_error(&abort.error);
@@ -271,7 +271,6 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
             }
             publisher.done(size);
-            cx.metrics.fetch_waiters.with_label_values(&["blob"]).observe(waiters.readers() as f64);
         }
         Err(Abort { error, storage }) => {
             tracing::warn!(blob = %digest, error = %error, "blob fetch failed");

@@ -58,6 +58,17 @@ struct Shared {
     progress: watch::Receiver<Progress>,
     /// Client streams opened on this transfer (for the coalescing metric).
     readers: std::sync::atomic::AtomicUsize,
+    /// Where the reader count goes once every handle is gone (set by the leader).
+    waiters_metric: std::sync::OnceLock<prometheus::Histogram>,
+}
+
+impl Drop for Shared {
+    /// Every handle is gone, so no client can still join: the count of readers is final.
+    fn drop(&mut self) {
+        if let Some(histogram) = self.waiters_metric.get() {
+            histogram.observe(*self.readers.get_mut() as f64);
+        }
+    }
 }
 
 /// The leader's side: publishes progress. Dropping it without `done` or `fail` fails the transfer.
@@ -69,7 +80,13 @@ pub struct TransferPublisher {
 /// Create a transfer for `digest` whose bytes will appear in `file`.
 pub fn transfer(digest: Digest, file: File) -> (Transfer, TransferPublisher) {
     let (tx, rx) = watch::channel(Progress::Starting);
-    let shared = Shared { digest, file: Arc::new(file), progress: rx, readers: Default::default() };
+    let shared = Shared {
+        digest,
+        file: Arc::new(file),
+        progress: rx,
+        readers: Default::default(),
+        waiters_metric: Default::default(),
+    };
     (Transfer { shared: Arc::new(shared) }, TransferPublisher { tx, finished: false })
 }
 
@@ -146,6 +163,11 @@ impl Transfer {
                 return false;
             }
         }
+    }
+
+    /// Record the final number of readers in `histogram` when the last handle on this transfer is dropped.
+    pub fn observe_readers_with(&self, histogram: prometheus::Histogram) {
+        let _ = self.shared.waiters_metric.set(histogram);
     }
 
     /// How many client streams have been opened on this transfer.
