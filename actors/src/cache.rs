@@ -69,6 +69,32 @@ impl CacheActor {
     }
 }
 
+impl CacheActor {
+    /// Run one store write on the blocking pool, unless writes are refused right now; a storage failure starts the
+    /// unwritable back-off.
+    fn write<T: Send + 'static>(
+        &mut self,
+        op: &'static str,
+        work: impl FnOnce(Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> ResponseActFuture<Self, Result<T, StoreError>> {
+        if !self.writable() {
+            return Box::pin(actix::fut::ready(Err(StoreError::Unwritable)));
+        }
+        let store = self.store.clone();
+        let run = async move {
+            tokio::task::spawn_blocking(move || work(store)).await.unwrap_or_else(|e| {
+                Err(StoreError::Io { op, path: String::new(), detail: e.to_string(), disk_full: false })
+            })
+        };
+        Box::pin(run.into_actor(self).map(|result, act, _ctx| {
+            if let Err(e) = &result {
+                act.storage_failed(e);
+            }
+            result
+        }))
+    }
+}
+
 impl Actor for CacheActor {
     type Context = Context<Self>;
 
@@ -171,30 +197,9 @@ impl Handler<PutManifest> for CacheActor {
 
     /// Store a manifest and its reference, unless the cache is refusing writes.
     fn handle(&mut self, msg: PutManifest, _ctx: &mut Self::Context) -> Self::Result {
-        if !self.writable() {
-            return Box::pin(actix::fut::ready(Err(StoreError::Unwritable)));
-        }
-        let store = self.store.clone();
-        let work = async move {
-            tokio::task::spawn_blocking(move || {
-                store.put_manifest(&msg.image, &msg.reference, &msg.digest, &msg.media_type, &msg.bytes)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    op: "store manifest",
-                    path: String::new(),
-                    detail: e.to_string(),
-                    disk_full: false,
-                })
-            })
-        };
-        Box::pin(work.into_actor(self).map(|result, act, _ctx| {
-            if let Err(e) = &result {
-                act.storage_failed(e);
-            }
-            result
-        }))
+        self.write("store manifest", move |store| {
+            store.put_manifest(&msg.image, &msg.reference, &msg.digest, &msg.media_type, &msg.bytes)
+        })
     }
 }
 
@@ -203,28 +208,7 @@ impl Handler<LinkReference> for CacheActor {
 
     /// Record a tag for an already cached manifest.
     fn handle(&mut self, msg: LinkReference, _ctx: &mut Self::Context) -> Self::Result {
-        if !self.writable() {
-            return Box::pin(actix::fut::ready(Err(StoreError::Unwritable)));
-        }
-        let store = self.store.clone();
-        let work = async move {
-            tokio::task::spawn_blocking(move || store.link(&msg.image, &msg.reference, &msg.digest))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(StoreError::Io {
-                        op: "link reference",
-                        path: String::new(),
-                        detail: e.to_string(),
-                        disk_full: false,
-                    })
-                })
-        };
-        Box::pin(work.into_actor(self).map(|result, act, _ctx| {
-            if let Err(e) = &result {
-                act.storage_failed(e);
-            }
-            result
-        }))
+        self.write("link reference", move |store| store.link(&msg.image, &msg.reference, &msg.digest))
     }
 }
 

@@ -233,7 +233,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     }
 }
 
-async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
+pub(super) async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
     let mut line = String::new();
     if stream.read_line(&mut line).await.ok()? == 0 {
         return None;

@@ -18,10 +18,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use super::fake_upstream::read_request;
 pub use super::fake_upstream::RecordedRequest;
 use super::images::{random_bytes, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 use super::sha256_digest;
@@ -198,32 +199,6 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
             return;
         }
     }
-}
-
-/// Read a request head (bodies are not expected: GET and HEAD only).
-async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
-    let mut line = String::new();
-    if stream.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if stream.read_line(&mut h).await.ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    Some(RecordedRequest { method, target, headers })
 }
 
 fn reason(status: u16) -> &'static str {
