@@ -107,3 +107,71 @@ fn a_second_server_on_the_same_cache_refuses_to_start_naming_the_directory() {
     let resp = common::http::client().get(format!("{}/v2/", server.url())).timeout(Duration::from_secs(5)).send();
     assert!(resp.map(|r| r.status().is_success()).unwrap_or(false), "first server still serves");
 }
+
+/// A read-only bind mount of a directory for the duration of a test.
+struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    fn mount(source: &Path, target: &Path) -> Result<ReadOnlyBind, String> {
+        std::fs::create_dir_all(target).map_err(|e| e.to_string())?;
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("mount").args(args).output().map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        let (src, dst) = (source.to_string_lossy().into_owned(), target.to_string_lossy().into_owned());
+        run(&["--bind", &src, &dst])?;
+        let bind = ReadOnlyBind(target.to_path_buf());
+        run(&["-o", "remount,bind,ro", &dst])?;
+        Ok(bind)
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_cache_serves_what_it_has_passes_the_rest_through_and_is_not_ready() {
+    let up = Upstream::start();
+    let dir = TestDir::new("readonly");
+    let cached = images::custom(&up, &dir.subdir("work"), "library/early:1", &[200_000]);
+    let late = images::custom(&up, &dir.subdir("work2"), "library/late:1", &[300_000]);
+    let cache = dir.subdir("cache");
+    let mut first =
+        Server::start_with(ServerConfig { image_path: Some(cache.clone()), ..ServerConfig::for_upstream(&up.url()) });
+    skopeo::pull_verified(&first.url(), &cached, &cached.reference(), &dir.path().join("out1"));
+    first.stop();
+
+    let ro = match ReadOnlyBind::mount(&cache, &dir.path().join("ro-cache")) {
+        Ok(m) => m,
+        Err(e) if unsafe_not_root() => {
+            eprintln!("skipped: a read-only bind mount needs root ({e})");
+            return;
+        }
+        Err(e) => panic!("read-only bind mount: {e}"),
+    };
+    let health = common::ports::free_port();
+    let config = ServerConfig { image_path: Some(ro.0.clone()), ..ServerConfig::for_upstream(&up.url()) }
+        .extra(&format!("health: {health}"));
+    let server = Server::start_with(config);
+    let ready = common::http::client().get(format!("http://127.0.0.1:{health}/ready")).send().expect("ready");
+    assert_eq!(ready.status().as_u16(), 503, "not ready: the cache directory takes no files");
+    up.settle_log();
+    let before = up.access_log().len();
+    // What was cached is served from the read-only cache without asking the upstream.
+    skopeo::pull_verified(&server.url(), &cached, &cached.reference(), &dir.path().join("out2"));
+    up.settle_log();
+    let asked: Vec<_> = up.access_log()[before..].iter().map(|e| e.path().to_string()).collect();
+    assert!(asked.iter().all(|p| !p.contains("library/early")), "cached image served from cache: {asked:?}");
+    // New content still pulls, passed through uncached.
+    skopeo::pull_verified(&server.url(), &late, &late.reference(), &dir.path().join("out3"));
+    let hex = late.manifest().layers[0].digest.trim_start_matches("sha256:").to_string();
+    assert!(!walk(&cache).iter().any(|p| p.to_string_lossy().contains(&hex)), "nothing written to a read-only cache");
+    drop(server);
+}
