@@ -64,7 +64,7 @@ pub struct UpstreamPool {
     timeouts: Timeouts,
     /// One client per upstream base URL: its connector keeps the connections alive between pulls.
     clients: HashMap<String, awc::Client>,
-    /// `maxConcurrent` slots per upstream base URL.
+    /// `maxConcurrent` slots per upstream base URL and kind (manifest, blob).
     limits: HashMap<String, Arc<Semaphore>>,
     auth: Rc<RefCell<AuthBook>>,
     metrics: Arc<Metrics>,
@@ -87,7 +87,7 @@ impl UpstreamPool {
                     .timeout(timeouts.connect)
                     .handshake_timeout(timeouts.connect)
                     .conn_keep_alive(Duration::from_secs(60))
-                    .limit(upstream.max_concurrent.saturating_add(8));
+                    .limit(upstream.max_concurrent.saturating_mul(2).saturating_add(8));
                 awc::Client::builder()
                     .connector(connector)
                     .timeout(timeouts.head)
@@ -97,11 +97,11 @@ impl UpstreamPool {
             .clone()
     }
 
-    fn limit(&mut self, upstream: &Upstream) -> Arc<Semaphore> {
-        self.limits
-            .entry(upstream.base_url.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(upstream.max_concurrent.max(1))))
-            .clone()
+    /// The slot pool for one upstream and kind. Manifests have a lane of their own, so small manifest requests
+    /// (what a new pod needs first) never queue behind long blob transfers on a slow link.
+    fn limit(&mut self, upstream: &Upstream, manifest: bool) -> Arc<Semaphore> {
+        let key = format!("{}#{}", upstream.base_url, if manifest { "manifest" } else { "blob" });
+        self.limits.entry(key).or_insert_with(|| Arc::new(Semaphore::new(upstream.max_concurrent.max(1)))).clone()
     }
 }
 
@@ -323,7 +323,7 @@ impl Handler<Fetch> for UpstreamPool {
             timeouts: self.timeouts,
             metrics: self.metrics.clone(),
         };
-        let limit = self.limit(&msg.upstream);
+        let limit = self.limit(&msg.upstream, msg.path.contains("/manifests/"));
         let metrics = self.metrics.clone();
         let ns = msg.upstream.namespace.to_string();
         let request = async move {
