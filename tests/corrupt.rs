@@ -35,7 +35,9 @@ fn files_named_for(dir: &Path, hex: &str) -> Vec<String> {
     found
 }
 
-fn bad_upstream_is_not_cached(behaviour: Behaviour) {
+/// `resumed`: the upstream breaks the connection (rather than sending wrong bytes), so each attempt also tries to
+/// resume the transfer a few times before giving up; the number of upstream GETs per attempt is then not one.
+fn bad_upstream_is_not_cached(behaviour: Behaviour, resumed: bool) {
     let fake = FakeUpstream::start("library/bad", "1", random_bytes(1 << 20), behaviour);
     let server = Server::start(&fake.url());
     let client = http::client();
@@ -45,6 +47,7 @@ fn bad_upstream_is_not_cached(behaviour: Behaviour) {
     let url = format!("{base}/blobs/{}?ns=docker.io", fake.blob_digest());
     let hex = fake.blob_digest().trim_start_matches("sha256:").to_string();
 
+    let mut gets = 0;
     for attempt in 1..=2 {
         // Aborted or cut short, or an error status (e.g. 502): the client
         // knows it failed. A 2xx that ends cleanly would hand it bad bytes
@@ -54,7 +57,12 @@ fn bad_upstream_is_not_cached(behaviour: Behaviour) {
             Outcome::Complete { status, .. } if !status.is_success() => {}
             clean => panic!("attempt {attempt}: bad upstream bytes passed as complete: {clean:?}"),
         }
-        assert_eq!(fake.blob_gets(), attempt, "attempt {attempt}: nothing cached, so each request goes upstream");
+        if resumed {
+            assert!(fake.blob_gets() > gets, "attempt {attempt}: nothing cached, so each request goes upstream");
+        } else {
+            assert_eq!(fake.blob_gets(), gets + 1, "attempt {attempt}: nothing cached, so each request goes upstream");
+        }
+        gets = fake.blob_gets();
         // No cache file (nor a leftover partial file) named for the digest.
         wait_for("no cache file named for the bad blob", Duration::from_secs(5), || {
             files_named_for(server.cache_dir(), &hex).is_empty().then_some(())
@@ -65,18 +73,18 @@ fn bad_upstream_is_not_cached(behaviour: Behaviour) {
     fake.set_behaviour(Behaviour::Normal);
     let body = http::get_verified(&client, &url, fake.blob_digest());
     assert_eq!(body, fake.blob());
-    assert_eq!(fake.blob_gets(), 3);
+    assert_eq!(fake.blob_gets(), gets + 1);
     let body = http::get_verified(&client, &url, fake.blob_digest());
     assert_eq!(body, fake.blob());
-    assert_eq!(fake.blob_gets(), 3, "the good copy is served from the cache");
+    assert_eq!(fake.blob_gets(), gets + 1, "the good copy is served from the cache");
 }
 
 #[test]
 fn corrupt_blob_is_never_served_clean_nor_cached() {
-    bad_upstream_is_not_cached(Behaviour::CorruptBlob);
+    bad_upstream_is_not_cached(Behaviour::CorruptBlob, false);
 }
 
 #[test]
 fn dropped_connection_is_never_served_clean_nor_cached() {
-    bad_upstream_is_not_cached(Behaviour::DropMidway);
+    bad_upstream_is_not_cached(Behaviour::DropMidway, true);
 }

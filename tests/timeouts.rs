@@ -37,11 +37,14 @@ fn an_upstream_that_stalls_mid_body_fails_the_transfer_after_the_idle_timeout() 
         took < Duration::from_secs(25),
         "the client was released by the idle timeout, not the stall's end: {took:?}"
     );
+    // The stalled transfer was resumed a few times (each resume stalled too) before it was given up.
+    let failed_gets = fake.blob_gets();
+    assert!(failed_gets >= 1, "the upstream saw the fetch");
     // Not remembered as a success: once the upstream is healthy the next request fetches again and succeeds.
     fake.set_behaviour(Behaviour::Normal);
     let body = http::get_verified(&http::client(), &url, fake.blob_digest());
     assert_eq!(body.len(), 2_000_000);
-    assert_eq!(fake.blob_gets(), 2, "one failed fetch, one good one");
+    assert_eq!(fake.blob_gets(), failed_gets + 1, "after the failed fetch, one good one");
 }
 
 #[test]

@@ -27,6 +27,9 @@ application/vnd.docker.distribution.manifest.v2+json";
 
 /// Largest manifest accepted from an upstream (the spec asks registries to take at least 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+/// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
+/// do not count: on an intermittent link a large layer may need many.
+const MAX_STALLED_RESUMES: u32 = 3;
 /// Most bytes gathered from the body channel into one disk write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -84,7 +87,15 @@ impl FetchContext {
         accept: Option<&'static str>,
     ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
         let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
-        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope };
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from: None };
+        Ok(self.pool.send(fetch).await??)
+    }
+
+    /// GET a blob from `offset` on, to resume a broken transfer.
+    async fn request_from(&self, path: String, offset: u64) -> Result<crate::messages::UpstreamResponse, MirrorError> {
+        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
+        let fetch =
+            Fetch { upstream: self.upstream.clone(), path, head: false, accept: None, scope, range_from: Some(offset) };
         Ok(self.pool.send(fetch).await??)
     }
 }
@@ -351,8 +362,17 @@ async fn download(
     }
     let mut body = resp.body;
     publisher.running(0, total);
+    // A resumed transfer answered with the whole body (200 instead of 206): bytes we already have, to drop.
+    let mut skip: u64 = 0;
+    let mut stalled_resumes = 0u32;
+    let mut written_at_last_resume = 0u64;
     loop {
-        let (data, end) = next_batch(&mut body, &name).await;
+        let (mut data, end) = next_batch(&mut body, &name).await;
+        if skip > 0 {
+            let n = skip.min(data.len() as u64);
+            data = data.slice(n as usize..);
+            skip -= n;
+        }
         if !data.is_empty() {
             let (w, written) = tokio::task::spawn_blocking(move || {
                 let r = writer.write(&data);
@@ -372,10 +392,41 @@ async fn download(
             }
             publisher.running(writer.written(), total);
         }
+        // A body that ends short of its announced length is a connection that closed early: resume it too.
+        let end = match (end, total) {
+            (BatchEnd::End, Some(t)) if writer.written() < t => BatchEnd::Failed(UpstreamError::Broken {
+                upstream: name.clone(),
+                detail: format!("connection closed after {} of {t} bytes", writer.written()),
+            }),
+            (end, _) => end,
+        };
         match end {
             BatchEnd::More => {}
             BatchEnd::End => break,
-            BatchEnd::Failed(e) => return Err(e.into()),
+            BatchEnd::Failed(e) => {
+                // A connection that broke or went idle mid-body is resumed from where it stopped (edge links
+                // drop); a corrupt or refused answer is not.
+                let written = writer.written();
+                if written > written_at_last_resume {
+                    stalled_resumes = 0;
+                }
+                let resumable = matches!(e, UpstreamError::Broken { .. } | UpstreamError::Idle { .. })
+                    && stalled_resumes < MAX_STALLED_RESUMES
+                    && total.is_none_or(|t| written < t);
+                if !resumable {
+                    return Err(e.into());
+                }
+                stalled_resumes += 1;
+                written_at_last_resume = written;
+                tracing::warn!(blob = %digest, written, error = %e, "upstream transfer broke; resuming from byte {written}");
+                let resp = cx.request_from(blob_path(&cx.image, &digest), written).await?;
+                match resp.status {
+                    206 => skip = 0,
+                    200 => skip = written,
+                    _ => return Err(MirrorError::BlobUnknown(digest).into()),
+                }
+                body = resp.body;
+            }
         }
     }
     let size = writer.written();

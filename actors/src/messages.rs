@@ -35,6 +35,8 @@ pub struct Fetch {
     pub accept: Option<&'static str>,
     /// The auth scope the request needs (`repository:<name>:pull`), for bearer tokens.
     pub scope: Option<String>,
+    /// Ask for the body from this offset on (`Range: bytes=N-`), to resume a broken transfer.
+    pub range_from: Option<u64>,
 }
 
 /// One event of an upstream body. The channel ends with `End` or an error; a channel that closes without either

@@ -388,7 +388,11 @@ impl Mirror {
         let name = upstream.namespace.to_string();
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
         let scope = Some(pull_scope(image.repo().as_str()));
-        let resp = self.inner.pool.send(Fetch { upstream, path, head: false, accept: None, scope }).await??;
+        let resp = self
+            .inner
+            .pool
+            .send(Fetch { upstream, path, head: false, accept: None, scope, range_from: None })
+            .await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
@@ -405,7 +409,8 @@ impl Mirror {
         let upstream = self.upstream(image.ns()).await?;
         let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
         let scope = Some(pull_scope(image.repo().as_str()));
-        let resp = self.inner.pool.send(Fetch { upstream, path, head: true, accept: None, scope }).await??;
+        let resp =
+            self.inner.pool.send(Fetch { upstream, path, head: true, accept: None, scope, range_from: None }).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }

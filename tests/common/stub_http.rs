@@ -35,12 +35,14 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Wait this long before writing anything.
     pub hold: Duration,
+    /// Write only this many body bytes (the head still announces them all), then close the connection.
+    pub cut_after: Option<usize>,
 }
 
 impl Reply {
     /// An empty response with this status.
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new(), hold: Duration::ZERO }
+        Reply { status, headers: Vec::new(), body: Vec::new(), hold: Duration::ZERO, cut_after: None }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -60,6 +62,12 @@ impl Reply {
     /// An OCI error body.
     pub fn error(status: u16, code: &str) -> Reply {
         Reply::json(status, &json!({"errors": [{"code": code, "message": code.to_lowercase(), "detail": null}]}))
+    }
+
+    /// Send the head and only the first `n` body bytes, then drop the connection.
+    pub fn cut_after(mut self, n: usize) -> Reply {
+        self.cut_after = Some(n);
+        self
     }
 
     pub fn hold(mut self, d: Duration) -> Reply {
@@ -230,9 +238,15 @@ async fn write_reply(stream: &mut TcpStream, reply: &Reply, head: bool) -> bool 
     ));
     let mut out = out.into_bytes();
     if !head {
-        out.extend_from_slice(&reply.body);
+        let n = reply.cut_after.unwrap_or(reply.body.len()).min(reply.body.len());
+        out.extend_from_slice(&reply.body[..n]);
     }
-    stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok()
+    let ok = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
+    if reply.cut_after.is_some() && !head {
+        let _ = stream.shutdown().await;
+        return false;
+    }
+    ok
 }
 
 /// The query parameters of a request target, percent-decoded (`+` is a space).

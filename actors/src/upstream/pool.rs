@@ -344,6 +344,9 @@ impl Handler<Fetch> for UpstreamPool {
                 if let Some(accept) = msg.accept {
                     req = req.insert_header((header::ACCEPT, accept));
                 }
+                if let Some(from) = msg.range_from {
+                    req = req.insert_header((header::RANGE, format!("bytes={from}-")));
+                }
                 if let Some(value) = &authorization {
                     req = req.insert_header((header::AUTHORIZATION, value.as_str()));
                 }
