@@ -4,7 +4,7 @@
 //! - [`Mirror`] (`mirror`): the front door. Answers cache hits from the shared index on the caller's thread and
 //!   sends misses to the repository's image actor. Decides which namespaces may be dialled.
 //! - `ImageActor` (`image`): one per repository; coalesces every concurrent request for the same manifest or blob
-//!   into one upstream fetch (`fetch`).
+//!   into one upstream fetch (`fetch/`: `manifest.rs`, `blob.rs`).
 //! - `CacheActor` (`cache`) over the `store`: owns the disk: blob claims (one leader per digest across all
 //!   repositories), verified atomic commits, manifests and reference records, the index rebuild at start.
 //! - `UpstreamPool` (`upstream::pool`): owns every upstream connection (one keep-alive client per registry, TLS,

@@ -1,0 +1,136 @@
+//! The single upstream fetch of a manifest or a blob, as run by its leader: ask the pool, verify, hand the result to
+//! the cache actor. These run as spawned futures on the image actor's thread and report back by message; each one
+//! is the only fetch of its object in flight. `manifest` fetches, verifies and stores manifests (and resolves tags
+//! with a HEAD); `blob` leads blob transfers into the cache, resuming broken ones.
+
+mod blob;
+mod manifest;
+
+pub(crate) use blob::lead_blob;
+pub(crate) use manifest::fetch_manifest;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::cache::CacheActor;
+use crate::digest::Digest;
+use crate::error::{MirrorError, UpstreamError};
+use crate::messages::{BodyEvent, Fetch};
+use crate::metrics::{error_reason, Metrics};
+use crate::reference::{ImageKey, Reference};
+use crate::store::Store;
+use crate::upstream::pool::UpstreamPool;
+use crate::upstream::Upstream;
+
+/// Every manifest type we can serve; upstream manifest requests ask for all of them.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Largest manifest accepted from an upstream (the spec asks registries to take at least 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a fetch needs to know about where it runs.
+#[derive(Clone)]
+pub(crate) struct FetchContext {
+    pub pool: Addr<UpstreamPool>,
+    pub cache: Addr<CacheActor>,
+    pub upstream: Arc<Upstream>,
+    pub image: ImageKey,
+    /// Read-only use: the index and committed manifests, to answer a tag whose digest is already cached.
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counts a fetch in `ociregistry_fetches_in_flight` for as long as it lives.
+pub(super) struct InFlight(Arc<Metrics>, &'static str);
+
+impl InFlight {
+    pub(super) fn start(metrics: &Arc<Metrics>, kind: &'static str) -> InFlight {
+        metrics.fetches_in_flight.with_label_values(&[kind]).inc();
+        InFlight(metrics.clone(), kind)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetches_in_flight.with_label_values(&[self.1]).dec();
+    }
+}
+
+impl FetchContext {
+    /// Count an error this fetch found in a body (the pool counts the ones it sees itself).
+    pub(super) fn count_body_error(&self, err: &MirrorError) {
+        if let MirrorError::Upstream(
+            e @ (UpstreamError::DigestMismatch { .. }
+            | UpstreamError::LengthMismatch { .. }
+            | UpstreamError::TooLarge { .. }),
+        ) = err
+        {
+            self.metrics.upstream_errors.with_label_values(&[&self.name(), error_reason(e)]).inc();
+        }
+    }
+}
+
+impl FetchContext {
+    pub(super) fn name(&self) -> String {
+        self.upstream.namespace.to_string()
+    }
+
+    pub(crate) async fn request(
+        &self,
+        path: String,
+        head: bool,
+        accept: Option<&'static str>,
+    ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
+        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from: None };
+        Ok(self.pool.send(fetch).await??)
+    }
+
+    /// GET a blob from `offset` on, to resume a broken transfer.
+    pub(super) async fn request_from(
+        &self,
+        path: String,
+        offset: u64,
+    ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
+        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
+        let fetch =
+            Fetch { upstream: self.upstream.clone(), path, head: false, accept: None, scope, range_from: Some(offset) };
+        Ok(self.pool.send(fetch).await??)
+    }
+}
+
+pub(super) fn blob_path(image: &ImageKey, digest: &Digest) -> String {
+    format!("/v2/{}/blobs/{}", image.repo(), digest)
+}
+
+pub(super) fn manifest_path(image: &ImageKey, reference: &Reference) -> String {
+    format!("/v2/{}/manifests/{}", image.repo(), reference)
+}
+
+/// Receive a whole body, up to `limit` bytes.
+pub(super) async fn collect(
+    upstream: &str,
+    mut body: mpsc::Receiver<Result<BodyEvent, UpstreamError>>,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
+    let mut buf = BytesMut::new();
+    loop {
+        match body.recv().await {
+            Some(Ok(BodyEvent::Data(chunk))) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(UpstreamError::TooLarge { upstream: upstream.into(), limit });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Some(Ok(BodyEvent::End)) => return Ok(buf.freeze()),
+            Some(Err(e)) => return Err(e),
+            None => return Err(UpstreamError::Broken { upstream: upstream.into(), detail: "body ended early".into() }),
+        }
+    }
+}
