@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::{Behaviour, FakeUpstream};
@@ -38,16 +37,7 @@ fn status_of(outcome: &Outcome) -> Option<StatusCode> {
     }
 }
 
-/// GET `url` and read the body to the end; the body, or the error.
-fn download(url: &str) -> Result<Vec<u8>, String> {
-    let mut resp = http::client().get(url).send().map_err(|e| format!("GET {url}: {e:#}"))?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("GET {url}: {}", resp.status()));
-    }
-    let mut body = Vec::new();
-    resp.read_to_end(&mut body).map_err(|e| format!("GET {url}: body after {} bytes: {e:#}", body.len()))?;
-    Ok(body)
-}
+use common::http::download;
 
 #[test]
 fn health_and_ready_answer_while_running_and_ready_drops_during_shutdown() {

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::{Behaviour, FakeUpstream};
-use common::http::{self, StatusCode};
+use common::http;
 use common::images::random_bytes;
 use common::server::{Server, ServerConfig};
 use common::{sha256_digest, wait_for};
@@ -24,16 +23,7 @@ const CHUNK: usize = 32 << 10;
 const TERM_AFTER: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
-/// GET `url` and read the body to the end; the body, or the error.
-fn download(url: &str) -> Result<Vec<u8>, String> {
-    let mut resp = http::client().get(url).send().map_err(|e| format!("GET {url}: {e:#}"))?;
-    if resp.status() != StatusCode::OK {
-        return Err(format!("GET {url}: {}", resp.status()));
-    }
-    let mut body = Vec::new();
-    resp.read_to_end(&mut body).map_err(|e| format!("GET {url}: body after {} bytes: {e:#}", body.len()))?;
-    Ok(body)
-}
+use common::http::download;
 
 #[test]
 fn sigterm_lets_a_running_pull_finish_and_commits_it() {

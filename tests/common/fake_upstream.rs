@@ -9,13 +9,13 @@
 //! requests per method and path and records each request's headers.
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+
+use super::thread_server::ServerThread;
 
 use super::images::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 use super::sha256_digest;
@@ -80,8 +80,7 @@ struct State {
 pub struct FakeUpstream {
     port: u16,
     state: Arc<State>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl FakeUpstream {
@@ -119,27 +118,9 @@ impl FakeUpstream {
             requests: Mutex::new(Vec::new()),
         });
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("local addr").port();
-        let (tx, rx) = oneshot::channel();
         let st = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("fake-upstream".into())
-            .spawn(move || {
-                let rt =
-                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("fake upstream runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        _ = accept_loop(listener, st) => {}
-                        _ = rx => {}
-                    }
-                });
-                // Dropping the runtime cancels connections still being served.
-            })
-            .expect("spawn fake upstream thread");
-        FakeUpstream { port, state, shutdown: Some(tx), thread: Some(thread) }
+        let server = ServerThread::spawn("fake-upstream", move |listener| accept_loop(listener, st));
+        FakeUpstream { port: server.port, state, server }
     }
 
     pub fn port(&self) -> u16 {
@@ -198,12 +179,7 @@ impl FakeUpstream {
 
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.stop();
     }
 }
 

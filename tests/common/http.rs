@@ -93,3 +93,15 @@ pub fn oci_error(resp: Response, what: &str) -> (StatusCode, Vec<String>, String
     assert!(!codes.is_empty(), "{what}: not an OCI error body ({status}): {text}");
     (status, codes, text)
 }
+
+/// GET `url` and read the body to the end; the body, or the error (a non-200 status included).
+pub fn download(url: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut resp = client().get(url).send().map_err(|e| format!("GET {url}: {e:#}"))?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("GET {url}: {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    resp.read_to_end(&mut body).map_err(|e| format!("GET {url}: body after {} bytes: {e:#}", body.len()))?;
+    Ok(body)
+}

@@ -21,6 +21,7 @@ pub mod server;
 pub mod skopeo;
 pub mod storm;
 pub mod stub_http;
+pub mod thread_server;
 pub mod tls_client;
 pub mod token_server;
 pub mod upstream;

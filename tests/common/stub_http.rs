@@ -14,13 +14,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+
+use super::thread_server::ServerThread;
 
 use super::fake_upstream::read_request;
 pub use super::fake_upstream::RecordedRequest;
@@ -89,8 +89,7 @@ struct State {
 pub struct StubServer {
     port: u16,
     state: Arc<State>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl StubServer {
@@ -103,25 +102,9 @@ impl StubServer {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stub server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("local addr").port();
-        let (tx, rx) = oneshot::channel();
         let st = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("stub-http".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("stub runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        _ = accept_loop(listener, st) => {}
-                        _ = rx => {}
-                    }
-                });
-            })
-            .expect("spawn stub thread");
-        StubServer { port, state, shutdown: Some(tx), thread: Some(thread) }
+        let server = ServerThread::spawn("stub-http", move |listener| accept_loop(listener, st));
+        StubServer { port: server.port, state, server }
     }
 
     pub fn port(&self) -> u16 {
@@ -162,12 +145,7 @@ impl StubServer {
 
 impl Drop for StubServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.stop();
     }
 }
 
@@ -418,7 +396,7 @@ pub struct CountingListener {
     port: u16,
     count: Arc<AtomicUsize>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CountingListener {
