@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -212,21 +212,15 @@ fn max_concurrent_caps_simultaneous_upstream_fetches() {
     let server =
         Server::start_with(ServerConfig::default().registry_with("docker.io", &stub.url(), "maxConcurrent: 2\n"));
 
-    let start = Arc::new(Barrier::new(BLOBS));
     let t0 = Instant::now();
-    let threads: Vec<_> = (0..BLOBS)
-        .map(|i| {
-            let digest = image.layer_digest(i).to_string();
-            let (url, start) = (blob_url(&server, &image.repo, &digest), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                http::get_verified(&http::client(), &url, &digest);
+    http::get_all_verified_at_once(
+        (0..BLOBS)
+            .map(|i| {
+                let digest = image.layer_digest(i).to_string();
+                (blob_url(&server, &image.repo, &digest), digest)
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("a client failed (see its panic above)");
-    }
+            .collect(),
+    );
     let elapsed = t0.elapsed();
     let max = stub.max_blob_gets_in_flight();
     assert!(max <= 2, "at most 2 blob fetches at a time upstream, saw {max}");

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use base64::Engine;
@@ -162,21 +161,17 @@ fn concurrent_requests_share_one_token_fetch() {
     let server = server(&s, "");
 
     const CLIENTS: usize = 8;
-    let start = Arc::new(Barrier::new(CLIENTS));
-    let threads: Vec<_> = image.manifest().layers[..CLIENTS]
-        .iter()
-        .map(|layer| {
-            let url = format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layer.digest);
-            let (digest, start) = (layer.digest.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                http::get_verified(&http::client(), &url, &digest);
+    http::get_all_verified_at_once(
+        image.manifest().layers[..CLIENTS]
+            .iter()
+            .map(|layer| {
+                (
+                    format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layer.digest),
+                    layer.digest.clone(),
+                )
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("a client failed (see its panic above)");
-    }
+            .collect(),
+    );
     assert_eq!(
         s.tokens.fetches(),
         1,

@@ -117,7 +117,7 @@ impl Metrics {
             upstream_errors: counter_vec(&r, "ociregistry_upstream_errors_total", "Upstream failures, by namespace and reason (timeout, connect, 429, 5xx, digest_mismatch, auth, refused).", &["ns", "reason"]),
             fetch_waiters: histogram_vec(&r, "ociregistry_fetch_waiters", "Client requests served by one upstream fetch (the coalescing ratio), by kind.", &["kind"], waiters),
             fetches_in_flight: gauge_vec(&r, "ociregistry_fetches_in_flight", "Upstream fetches running now, by kind.", &["kind"]),
-            cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Cache lookups, by kind (manifest, blob) and result (hit, miss).", &["kind", "result"]),
+            cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Manifests and blobs served, by kind and by where they came from: hit (the cache) or miss (an upstream fetch).", &["kind", "result"]),
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
             cache_bytes: gauge_vec(&r, "ociregistry_cache_bytes", "Bytes in the cache, by kind (blob, manifest).", &["kind"]),
             cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),

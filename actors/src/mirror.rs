@@ -23,7 +23,7 @@ use crate::fetch::FetchContext;
 use crate::image::ImageActor;
 use crate::messages::{BlobReply, Fetch, GetBlob, GetManifest};
 use crate::metrics::Metrics;
-use crate::reference::{ImageKey, Namespace, Reference};
+use crate::reference::{ImageKey, Named, Namespace, Reference};
 use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
 use crate::transfer::{file_stream, verified_passthrough, Transfer};
 use crate::upstream::auth::{pull_scope, Credentials};
@@ -333,7 +333,7 @@ impl Mirror {
         self.inner.metrics.cache_requests.with_label_values(&["manifest", result]).inc();
         if let Some(meta) = hit {
             self.inner.metrics.cached_pulls_by_ns.with_label_values(&[image.ns().as_str()]).inc();
-            tracing::info!("serving manifest from cache: \"{}{}\"", image, suffix(reference));
+            tracing::info!("serving manifest from cache: \"{}\"", Named(image, reference));
             if !want_body {
                 return Ok(ManifestResponse { meta, bytes: None, from_cache: true });
             }
@@ -353,11 +353,20 @@ impl Mirror {
 
     /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
     pub async fn blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+        let resp = self.blob_from_anywhere(image, digest).await;
+        if let Ok(resp) = &resp {
+            // Counted by where the bytes finally came from: a request that found the blob committed by the time its
+            // claim was answered is a hit too.
+            let result = if resp.from_cache { "hit" } else { "miss" };
+            self.inner.metrics.cache_requests.with_label_values(&["blob", result]).inc();
+        }
+        resp
+    }
+
+    async fn blob_from_anywhere(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
         if let Some(resp) = self.cached_blob(digest) {
-            self.inner.metrics.cache_requests.with_label_values(&["blob", "hit"]).inc();
             return Ok(resp);
         }
-        self.inner.metrics.cache_requests.with_label_values(&["blob", "miss"]).inc();
         let actor = self.image_actor(image).await?;
         match actor.send(GetBlob { digest: digest.clone() }).await?? {
             BlobReply::Cached(_) => self
@@ -386,13 +395,7 @@ impl Mirror {
     async fn uncached_blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
         let upstream = self.upstream(image.ns()).await?;
         let name = upstream.namespace.to_string();
-        let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let scope = Some(pull_scope(image.repo().as_str()));
-        let resp = self
-            .inner
-            .pool
-            .send(Fetch { upstream, path, head: false, accept: None, scope, range_from: None })
-            .await??;
+        let resp = self.inner.pool.send(blob_fetch(upstream, image, digest, false)).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
@@ -407,15 +410,19 @@ impl Mirror {
             return Ok(Some(size));
         }
         let upstream = self.upstream(image.ns()).await?;
-        let path = format!("/v2/{}/blobs/{}", image.repo(), digest);
-        let scope = Some(pull_scope(image.repo().as_str()));
-        let resp =
-            self.inner.pool.send(Fetch { upstream, path, head: true, accept: None, scope, range_from: None }).await??;
+        let resp = self.inner.pool.send(blob_fetch(upstream, image, digest, true)).await??;
         if resp.status == 404 {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
         Ok(resp.content_length)
     }
+}
+
+/// A GET or HEAD of a blob that the front door sends itself (uncached pass-through, blob HEAD).
+fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
+    let path = crate::fetch::blob_path(image, digest);
+    let scope = Some(pull_scope(image.repo().as_str()));
+    Fetch { upstream, path, head, accept: None, scope, range_from: None }
 }
 
 /// `host:port` of a URL (the port made explicit), for the trusted-host list.
@@ -438,11 +445,4 @@ fn host_of(host_port: &str) -> &str {
 fn port_of(host_port: &str) -> Option<u16> {
     let i = host_port.rfind(':')?;
     host_port[i + 1..].parse().ok().filter(|_| !host_port[i..].contains(']'))
-}
-
-fn suffix(reference: &Reference) -> String {
-    match reference {
-        Reference::Tag(t) => format!(":{t}"),
-        Reference::Digest(d) => format!("@{d}"),
-    }
 }

@@ -368,6 +368,18 @@ impl TryFrom<String> for ImageKey {
     }
 }
 
+/// `ns/repo:tag` or `ns/repo@digest`: an image reference as people write it, for messages and logs.
+pub struct Named<'a>(pub &'a ImageKey, pub &'a Reference);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Reference::Tag(t) => write!(f, "{}:{}", self.0, t),
+            Reference::Digest(d) => write!(f, "{}@{}", self.0, d),
+        }
+    }
+}
+
 impl fmt::Display for ImageKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.ns, self.repo)

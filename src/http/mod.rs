@@ -69,8 +69,14 @@ fn record(metrics: &Metrics, seen: &Seen, status: u16, bytes: Option<u64>, note:
     let method = seen.method.as_str();
     let path = seen.uri.split('?').next().unwrap_or(&seen.uri);
     let route = route_kind(path);
-    let class = format!("{}xx", status / 100);
-    metrics.request_duration.with_label_values(&[route, method, &class]).observe(elapsed.as_secs_f64());
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics.request_duration.with_label_values(&[route, method, class]).observe(elapsed.as_secs_f64());
     match (route, status) {
         (_, 400..) => metrics.api_errors.inc(),
         ("manifest", 200..=299) => metrics.manifest_pulls.inc(),

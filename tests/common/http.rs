@@ -105,3 +105,22 @@ pub fn download(url: &str) -> Result<Vec<u8>, String> {
     resp.read_to_end(&mut body).map_err(|e| format!("GET {url}: body after {} bytes: {e:#}", body.len()))?;
     Ok(body)
 }
+
+/// GET every `(url, digest)` at the same moment (one thread each, released together) and verify each body.
+pub fn get_all_verified_at_once(targets: Vec<(String, String)>) {
+    use std::sync::{Arc, Barrier};
+    let start = Arc::new(Barrier::new(targets.len()));
+    let threads: Vec<_> = targets
+        .into_iter()
+        .map(|(url, digest)| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                get_verified(&client(), &url, &digest);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client failed (see its panic above)");
+    }
+}

@@ -7,7 +7,7 @@ use super::{collect, manifest_path, FetchContext, InFlight, MANIFEST_ACCEPT, MAX
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
 use crate::messages::{LinkReference, ManifestReply, PutManifest};
-use crate::reference::Reference;
+use crate::reference::{Named, Reference};
 use crate::store::{media_type_of, ManifestMeta};
 
 /// The media type to store for a manifest: the upstream's `Content-Type` when it names a manifest type, else what
@@ -38,10 +38,10 @@ async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result
             return Ok(reply);
         }
     }
-    tracing::info!("pulling manifest from upstream: \"{}{}\"", cx.image, ref_suffix(&reference));
+    tracing::info!("pulling manifest from upstream: \"{}\"", Named(&cx.image, &reference));
     let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT)).await?;
     if resp.status == 404 {
-        return Err(MirrorError::ManifestUnknown(format!("{}{}", cx.image, ref_suffix(&reference))));
+        return Err(MirrorError::ManifestUnknown(Named(&cx.image, &reference).to_string()));
     }
     cx.metrics.upstream_pulls_by_ns.with_label_values(&[&name]).inc();
     let content_type = resp.content_type.clone();
@@ -107,7 +107,7 @@ async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Resu
         Err(e) => return Err(e),
     };
     if resp.status == 404 {
-        return Err(MirrorError::ManifestUnknown(format!("{}{}", cx.image, ref_suffix(reference))));
+        return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string()));
     }
     let Some(digest) = resp.docker_digest.and_then(|d| d.parse::<Digest>().ok()) else {
         return Ok(None);
@@ -122,20 +122,8 @@ async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Resu
     };
     let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest: meta.digest.clone() };
     if let Ok(Err(e)) = cx.cache.send(link).await {
-        tracing::warn!(error = %e, "cannot record tag {}{}", cx.image, ref_suffix(reference));
+        tracing::warn!(error = %e, "cannot record tag {}", Named(&cx.image, reference));
     }
-    tracing::info!(
-        "tag resolved by HEAD to a cached manifest: \"{}{}\" -> {}",
-        cx.image,
-        ref_suffix(reference),
-        meta.digest
-    );
+    tracing::info!("tag resolved by HEAD to a cached manifest: \"{}\" -> {}", Named(&cx.image, reference), meta.digest);
     Ok(Some(ManifestReply { meta, bytes }))
-}
-
-fn ref_suffix(reference: &Reference) -> String {
-    match reference {
-        Reference::Tag(t) => format!(":{t}"),
-        Reference::Digest(d) => format!("@{d}"),
-    }
 }

@@ -105,7 +105,7 @@ impl FetchContext {
     }
 }
 
-pub(super) fn blob_path(image: &ImageKey, digest: &Digest) -> String {
+pub(crate) fn blob_path(image: &ImageKey, digest: &Digest) -> String {
     format!("/v2/{}/blobs/{}", image.repo(), digest)
 }
 

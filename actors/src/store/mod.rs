@@ -51,10 +51,7 @@ pub struct RefKey {
 
 impl fmt::Display for RefKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.reference {
-            Reference::Tag(t) => write!(f, "{}:{}", self.image, t),
-            Reference::Digest(d) => write!(f, "{}@{}", self.image, d),
-        }
+        crate::reference::Named(&self.image, &self.reference).fmt(f)
     }
 }
 
