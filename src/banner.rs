@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use actors::store::RebuildReport;
+use actors::RebuildReport;
 
 use crate::config::Settings;
 

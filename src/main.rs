@@ -18,7 +18,7 @@ use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
 use actors::upstream::Timeouts;
-use actors::{Mirror, MirrorConfig, UpstreamSpec};
+use actors::{Mirror, MirrorConfig, ScrubSettings, UpstreamSpec};
 use clap::Parser;
 
 use crate::config::{AuthSettings, ConfigError, Settings};
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     };
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
-        let (mirror, report) = match Mirror::start(mirror_config) {
+        let (mirror, report) = match Mirror::start(mirror_config).await {
             Ok(started) => started,
             Err(err) => return Err(err.to_string()),
         };
@@ -165,5 +165,8 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             config::UpstreamPolicy::Listed => UpstreamPolicy::Listed,
             config::UpstreamPolicy::Any => UpstreamPolicy::Any,
         },
+        min_free_space: settings.min_free_space,
+        actor_idle_timeout: settings.actor_idle_timeout,
+        scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
     })
 }

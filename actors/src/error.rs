@@ -143,9 +143,17 @@ pub enum StoreError {
         /// True when the disk is full (ENOSPC/EDQUOT): the cache goes read-only for a while.
         disk_full: bool,
     },
-    /// The cache cannot take writes right now (disk full or not writable); content is passed through uncached.
+    /// The cache cannot take writes right now (the directory is not writable); content is passed through uncached.
     #[error("the cache is not writable right now")]
     Unwritable,
+    /// A task of the store's blocking pool failed (panicked or was cancelled).
+    #[error("{op}: the store's worker failed: {detail}")]
+    Task {
+        /// What the task was doing.
+        op: &'static str,
+        /// The join error.
+        detail: String,
+    },
 }
 
 impl StoreError {
@@ -157,13 +165,20 @@ impl StoreError {
         StoreError::Io { op, path: path.display().to_string(), detail: err.to_string(), disk_full }
     }
 
-    /// Whether this error means the cache should stop taking writes for a while.
+    /// Whether this error means the cache directory cannot take new files at all (read-only, permissions), so the
+    /// cache should stop trying for a while. A full disk is not such an error: it is a matter of one object's size,
+    /// and smaller objects may still fit.
     pub fn makes_cache_unwritable(&self) -> bool {
         match self {
-            StoreError::Io { disk_full, op, .. } => *disk_full || *op == "create",
+            StoreError::Io { disk_full, op, .. } => !*disk_full && *op == "create",
             StoreError::Unwritable => true,
-            StoreError::Locked(_) => false,
+            StoreError::Locked(_) | StoreError::Task { .. } => false,
         }
+    }
+
+    /// Whether the volume is full (ENOSPC, EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { disk_full: true, .. })
     }
 }
 
@@ -185,9 +200,9 @@ pub enum MirrorError {
     /// The content is not cached and the upstream cannot be asked (reserved for air-gapped use).
     #[error("{0} is not cached and the upstream cannot be reached")]
     Unavailable(String),
-    /// The cache cannot take this blob (disk full or unwritable): the caller fetches it for itself, uncached.
-    #[error("the cache cannot store this blob right now")]
-    Uncacheable,
+    /// The fetch this request waited on ended without an outcome (its leader went away); asking again starts anew.
+    #[error("the fetch of {0} was abandoned; retry")]
+    Abandoned(String),
     /// An internal failure (an actor went away, a task panicked).
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,24 +1,28 @@
 //! The concurrency core of ociregistry, a pull-through caching OCI registry mirror.
 //!
 //! # Layout
-//! - [`Mirror`] (`mirror`): the front door. Answers cache hits from the shared index on the caller's thread and
-//!   sends misses to the repository's image actor. Decides which namespaces may be dialled.
-//! - `ImageActor` (`image`): one per repository; coalesces every concurrent request for the same manifest or blob
-//!   into one upstream fetch (`fetch/`: `manifest.rs`, `blob.rs`).
-//! - `CacheActor` (`cache`) over the `store`: owns the disk: blob claims (one leader per digest across all
-//!   repositories), verified atomic commits, manifests and reference records, the index rebuild at start.
-//! - `UpstreamPool` (`upstream::pool`): owns every upstream connection (one keep-alive client per registry, TLS,
-//!   timeouts) and pumps response bodies into `Send` channels.
-//! - [`transfer`]: a blob in flight, followed by any number of readers straight from the file being written.
-//! - [`digest`], [`reference`]: the validated domain types every message carries.
+//! - [`Mirror`] (`mirror/`): the front door. Answers cache hits from the shared index and the store on the caller's
+//!   thread, sends misses to the repository's image actor, decides which namespaces may be dialled, and reports
+//!   damage it finds in the store.
+//! - `ImageActor` (`image`): one per repository, retired when idle; coalesces every concurrent request for the same
+//!   manifest or blob into one upstream fetch (`fetch/`: `manifest.rs`, `blob.rs`).
+//! - `CacheActor` (`cache/`): the one owner of the cache's state: blob claims (one leader per digest across all
+//!   repositories), commits, manifests and reference records, invalidation, damage, access times, the scrub.
+//! - `store/`: bytes at rest behind the `Storage` trait (the filesystem today), and the index.
+//! - `UpstreamPool` (`upstream/`): owns every upstream connection (one keep-alive client per registry, TLS, auth,
+//!   retries, timeouts) and pumps response bodies into `Send` channels.
+//! - `transfer`, `read`, `passthrough`: a blob in flight and its explicit outcome; how a client reads a stored or
+//!   growing object; an uncached blob verified as it passes.
+//! - [`digest`], [`reference`], `graph`: the validated domain types every message carries, and the image graph.
 //!
 //! # A cold pull
 //! The HTTP layer parses the request into an `ImageKey` plus a `Reference` or `Digest` and calls the `Mirror`. On a
 //! miss the image actor asks the cache actor to claim the blob; the first claimant leads: it asks the pool for the
-//! body, writes it to a temporary file while hashing it, and publishes progress. Every other request, from any
-//! HTTP worker and any repository, follows that same transfer, reading the file from byte 0 as it grows. When the
-//! body ends the leader verifies the digest and the cache actor renames the file into place; only then do readers
-//! receive the final byte, so a corrupt transfer never reaches a client as a complete response.
+//! body, appends it to a new object in the store while hashing it, and publishes progress. Every other request, from
+//! any HTTP worker and any repository, follows that same transfer, reading the growing object from byte 0. When the
+//! body ends the leader verifies the digest and the cache actor commits the object; only then do readers receive the
+//! final byte, so a corrupt transfer never reaches a client as a complete response. Every waiter ends with an
+//! explicit outcome: done, failed (with the error), passed through uncached, or abandoned.
 //!
 //! # Why per digest
 //! A rollout makes hundreds of nodes ask for the same layers within a second. Coalescing per digest turns that into
@@ -28,20 +32,26 @@
 
 #![deny(missing_docs)]
 
+mod body;
 mod cache;
+mod claim;
 pub mod digest;
-pub mod error;
+mod error;
 mod fetch;
+mod graph;
 mod image;
-pub mod messages;
-pub mod metrics;
+mod messages;
+mod metrics;
 mod mirror;
+mod passthrough;
+mod read;
 pub mod reference;
-pub mod store;
-pub mod transfer;
+mod store;
+mod transfer;
 pub mod upstream;
 
+pub use cache::ScrubSettings;
 pub use error::{MirrorError, StoreError, UpstreamError};
-pub use fetch::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 pub use metrics::Metrics;
 pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, UpstreamSpec};
+pub use store::{Index, ManifestMeta, RebuildReport, RefRecord};

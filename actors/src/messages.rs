@@ -1,18 +1,20 @@
 //! Every message the actors exchange, in one place. Each names its sender and its reply.
 //!
-//! Rules: `send().await` for anything that needs a reply or backpressure; `do_send` only for notices we can afford
-//! to lose. Handlers never block: long work runs as a spawned future that reports back by message.
+//! Rules: `send().await` for anything that needs a reply or backpressure, and for every reply a waiter depends on;
+//! `do_send` only for notices we can afford to lose (each such use says why). Handlers never block: long work runs as
+//! a spawned future that reports back by message.
 
 use std::sync::Arc;
 
 use actix::Message;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
+use crate::body::Body;
+use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{BlobLease, BlobWriter, ManifestMeta};
+use crate::store::{ManifestMeta, RefKey, StoredObject, VerifiedBlob, Version};
 use crate::transfer::Transfer;
 use crate::upstream::Upstream;
 
@@ -20,7 +22,7 @@ use crate::upstream::Upstream;
 // To the upstream pool
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Image actor or front door -> `UpstreamPool`: send one GET or HEAD to an upstream. Replies with the response head
+/// Fetch leader or front door -> `UpstreamPool`: send one GET or HEAD to an upstream. Replies with the response head
 /// and a channel carrying the body, or the failure. 200, 206 and 404 are answers; other statuses are errors.
 #[derive(Message)]
 #[rtype(result = "Result<UpstreamResponse, UpstreamError>")]
@@ -39,16 +41,6 @@ pub struct Fetch {
     pub range_from: Option<u64>,
 }
 
-/// One event of an upstream body. The channel ends with `End` or an error; a channel that closes without either
-/// is a broken transfer.
-#[derive(Debug)]
-pub enum BodyEvent {
-    /// The next bytes.
-    Data(Bytes),
-    /// The body is complete.
-    End,
-}
-
 /// The head of an upstream response plus its body channel.
 #[derive(Debug)]
 pub struct UpstreamResponse {
@@ -61,54 +53,54 @@ pub struct UpstreamResponse {
     /// `Docker-Content-Digest`, if sent (unparsed).
     pub docker_digest: Option<String>,
     /// The body, pumped by the pool.
-    pub body: mpsc::Receiver<Result<BodyEvent, UpstreamError>>,
+    pub body: Body,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // To the cache actor
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Image actor -> `CacheActor`: who fetches this blob? Replies with the blob's state in the cache. The claim table
-/// is global, so two repositories pulling the same digest share one fetch.
+/// Image actor -> `CacheActor`: who fetches this blob? The claim table is global, so two repositories pulling the
+/// same digest share one fetch. Replies with the lead or the claim.
 #[derive(Message)]
-#[rtype(result = "BlobClaim")]
+#[rtype(result = "ClaimReply")]
 pub struct ClaimBlob {
     /// The blob.
     pub digest: Digest,
 }
 
-/// The answer to `ClaimBlob`.
-pub enum BlobClaim {
-    /// Already cached, with this size.
-    Cached(u64),
-    /// Someone is fetching it: follow that transfer.
-    Join(Transfer),
-    /// You fetch it: write through this lease, then `CommitBlob` or `ReleaseBlob`.
-    Lead(Box<BlobLease>),
-    /// The cache takes no writes right now (disk full, unwritable): fetch it without caching.
-    Uncacheable,
-}
-
-/// Blob leader -> `CacheActor`: the writer's bytes are complete and verified; make them durable and visible.
-/// Replies with the committed size, or the storage error (the bytes were still good for the clients reading them).
+/// Blob leader -> `CacheActor`: the bytes are complete, verified and durable; publish them. Replies with the
+/// committed size, or the storage error (the bytes were still good for the clients reading them).
 #[derive(Message)]
 #[rtype(result = "Result<u64, StoreError>")]
 pub struct CommitBlob {
-    /// The finished writer.
-    pub writer: BlobWriter,
+    /// The verified blob.
+    pub blob: VerifiedBlob,
 }
 
-/// Blob leader -> `CacheActor`: the fetch failed; forget the claim so the next request tries again. `storage`
-/// says whether the disk was at fault (then the cache stops taking writes for a while).
+/// Why a blob's claim ends without a commit.
+#[derive(Debug)]
+pub enum Release {
+    /// The fetch failed (upstream, verification); the next request tries again.
+    Failed,
+    /// The blob does not fit: later claims pass it through until there is room for `size` bytes.
+    TooLarge {
+        /// Its size.
+        size: u64,
+    },
+    /// The store failed while writing it.
+    Store(StoreError),
+}
+
+/// Blob leader -> `CacheActor`: the fetch ended without a commit; forget the claim (only if it is still this
+/// transfer's). Replies when done.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ReleaseBlob {
-    /// The blob whose claim ends.
-    pub digest: Digest,
-    /// The transfer that failed (only that claim is removed).
+    /// The transfer whose claim ends.
     pub transfer: Transfer,
-    /// A storage failure, if that was the cause.
-    pub storage: Option<StoreError>,
+    /// Why.
+    pub cause: Release,
 }
 
 /// Manifest fetch -> `CacheActor`: store a verified manifest and the reference that named it. Replies with the
@@ -141,13 +133,62 @@ pub struct LinkReference {
     pub digest: Digest,
 }
 
-/// Admin API -> `CacheActor`: forget a reference so its next pull asks the upstream. Replies whether it existed.
+/// Admin API (through `Mirror`) -> `CacheActor`: forget a reference so its next pull asks the upstream. Replies
+/// whether it existed.
 #[derive(Message)]
 #[rtype(result = "Result<bool, StoreError>")]
 pub struct Invalidate {
     /// The reference.
-    pub key: crate::store::RefKey,
+    pub key: RefKey,
 }
+
+/// What is wrong with a stored object that a reader found.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// It is not in the store.
+    Missing,
+    /// Its bytes do not match its digest.
+    Corrupt,
+    /// It has `found` bytes where the index says `expected`.
+    WrongSize {
+        /// Size in the store.
+        found: u64,
+        /// Size in the index.
+        expected: u64,
+    },
+    /// The store could not open or read it.
+    Unreadable(String),
+}
+
+/// Front door, scrub or a verifying reader -> `CacheActor`: a stored object is damaged. The actor un-indexes it and
+/// moves it aside, so the next request fetches it again. Replies once the index no longer has it (the reporting
+/// request then fetches the object itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportDamage {
+    /// The blob or manifest.
+    pub object: StoredObject,
+    /// What is wrong.
+    pub fault: Fault,
+    /// The version of the bytes found damaged, when known (a blob committed again meanwhile is left alone).
+    pub version: Option<Version>,
+}
+
+/// A verifying reader or the scrub -> `CacheActor`: this version of a blob's bytes matches its digest. A notice
+/// (`do_send`): if it is lost, the blob is only hashed again on its next full read.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BlobVerified {
+    /// The blob.
+    pub digest: Digest,
+    /// The version that was hashed.
+    pub version: Version,
+}
+
+/// Shutdown (through `Mirror`) -> `CacheActor`: record pending access times now. Replies when written.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
 
 // ---------------------------------------------------------------------------------------------------------------
 // To an image actor
@@ -155,7 +196,7 @@ pub struct Invalidate {
 
 /// Front door -> `ImageActor`: a manifest that is not in the index. Replies once the single upstream fetch for this
 /// reference has finished, with the manifest and its bytes.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<ManifestReply, MirrorError>")]
 pub struct GetManifest {
     /// The tag or digest.
@@ -173,24 +214,14 @@ pub struct ManifestReply {
 
 /// Front door -> `ImageActor`: a blob that is not in the index. Replies as soon as it is known where the bytes will
 /// come from (before they have arrived).
-#[derive(Message)]
-#[rtype(result = "Result<BlobReply, MirrorError>")]
+#[derive(Message, Clone)]
+#[rtype(result = "Result<BlobClaim, MirrorError>")]
 pub struct GetBlob {
     /// The blob.
     pub digest: Digest,
 }
 
-/// Where a blob's bytes come from.
-pub enum BlobReply {
-    /// From the cache (it was committed meanwhile), with this size.
-    Cached(u64),
-    /// From a running transfer, followed from byte 0.
-    Transfer(Transfer),
-    /// The cache takes no writes: the caller fetches it for itself, uncached.
-    Uncached,
-}
-
-/// Manifest fetch task -> `ImageActor`: the fetch for `reference` ended; answer its waiters.
+/// Manifest fetch task -> `ImageActor` (`send`): the fetch for `reference` ended; answer its waiters.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ManifestFetched {
@@ -198,23 +229,17 @@ pub(crate) struct ManifestFetched {
     pub result: Result<ManifestReply, MirrorError>,
 }
 
-/// Claim task -> `ImageActor`: the cache answered the claim for `digest`.
+/// Claim task -> `ImageActor` (`send`): the cache answered the claim for `digest`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct BlobClaimed {
     pub digest: Digest,
-    pub outcome: Result<ClaimedBlob, MirrorError>,
+    pub result: Result<BlobClaim, MirrorError>,
 }
 
-/// What a claim resolved to, as far as the image actor's waiters are concerned.
-pub(crate) enum ClaimedBlob {
-    Cached(u64),
-    Active(Transfer),
-    Uncached,
-}
-
-/// Transfer watcher -> `ImageActor`: the transfer for `digest` finished (either way); drop the entry so that later
-/// requests go to the index or start a new fetch.
+/// Transfer watcher -> `ImageActor`: the transfer for `digest` ended; drop the entry so that later requests go to the
+/// index or start a new fetch. A notice (`do_send`): an entry left behind is replaced by the next request, which
+/// sees the transfer settled.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct BlobSettled {

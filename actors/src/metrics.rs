@@ -5,13 +5,11 @@
 //! exceptions. The rest follow the rules. The set is created once at start and passed to whoever records into it
 //! (no global registry). Gauges that describe the cache are computed at scrape time (`refresh`).
 
-use std::path::Path;
-
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::store::Index;
+use crate::store::{Capacity, Index};
 
 /// See the module documentation. Fields are the metrics; their help texts say what each counts.
 pub struct Metrics {
@@ -50,6 +48,10 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     /// Bearer tokens fetched, by namespace.
     pub token_fetches: IntCounterVec,
+    /// Image actors alive (one per repository with recent requests).
+    pub image_actors: IntGauge,
+    /// Damaged objects found in the store (and fetched again), by kind and fault.
+    pub store_faults: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     volume_free: IntGauge,
@@ -119,6 +121,8 @@ impl Metrics {
             fetches_in_flight: gauge_vec(&r, "ociregistry_fetches_in_flight", "Upstream fetches running now, by kind.", &["kind"]),
             cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Manifests and blobs served, by kind and by where they came from: hit (the cache) or miss (an upstream fetch).", &["kind", "result"]),
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
+            image_actors: gauge(&r, "ociregistry_image_actors", "Image actors alive: repositories with requests within actorIdleTimeout or fetches running."),
+            store_faults: counter_vec(&r, "ociregistry_store_faults_total", "Damaged objects found in the cache store and fetched again, by kind (blob, manifest) and fault (missing, corrupt, size, unreadable).", &["kind", "fault"]),
             cache_bytes: gauge_vec(&r, "ociregistry_cache_bytes", "Bytes in the cache, by kind (blob, manifest).", &["kind"]),
             cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),
             volume_free: gauge(&r, "ociregistry_cache_volume_free_bytes", "Free bytes on the cache filesystem (for unprivileged users)."),
@@ -128,7 +132,7 @@ impl Metrics {
     }
 
     /// Update the gauges that describe the cache.
-    pub fn refresh(&self, index: &Index, cache_dir: &Path) {
+    pub fn refresh(&self, index: &Index, capacity: Option<Capacity>) {
         let (blobs, blob_bytes) = index.blob_totals();
         let (manifests, manifest_bytes) = index.manifest_totals();
         self.go_blob_bytes.set(blob_bytes as i64);
@@ -140,9 +144,9 @@ impl Metrics {
         self.cache_entries.with_label_values(&["blob"]).set(blobs as i64);
         self.cache_entries.with_label_values(&["manifest"]).set(manifests as i64);
         self.cache_entries.with_label_values(&["reference"]).set(index.ref_count() as i64);
-        if let Ok(st) = rustix::fs::statvfs(cache_dir) {
-            self.volume_free.set(st.f_bavail.saturating_mul(st.f_frsize) as i64);
-            self.volume_size.set(st.f_blocks.saturating_mul(st.f_frsize) as i64);
+        if let Some(c) = capacity {
+            self.volume_free.set(c.free as i64);
+            self.volume_size.set(c.total as i64);
         }
     }
 

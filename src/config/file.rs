@@ -43,6 +43,9 @@ const TOP_KEYS: &[&str] = &[
     "pruneConfig",
     "listConfig",
     "serverTlsConfig",
+    "minFreeSpace",
+    "actorIdleTimeout",
+    "scrubInterval",
 ];
 const PRUNE_KEYS: &[&str] = &["enabled", "type", "duration", "frequency", "count", "expr", "dryRun", "dryrun"];
 const LIST_KEYS: &[&str] = &["header", "expr"];
@@ -72,6 +75,10 @@ pub struct FileConfig {
     pub metrics_port: Option<u16>,
     /// `None`: no admin listener.
     pub admin: Option<AdminSettings>,
+    pub min_free_space: Option<u64>,
+    pub actor_idle_timeout: Option<Duration>,
+    /// `Some(None)`: `never`.
+    pub scrub_interval: Option<Option<Duration>>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -152,6 +159,9 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         health_port: walker.port(top, "health", true)?,
         metrics_port: walker.port(top, "metrics", true)?,
         admin,
+        min_free_space: walker.size(top, "minFreeSpace")?,
+        actor_idle_timeout: walker.duration(top, "actorIdleTimeout")?,
+        scrub_interval: walker.duration_or_never(top, "scrubInterval")?,
     })
 }
 

@@ -12,6 +12,7 @@ mod ports;
 mod registry;
 mod secret;
 mod server_tls;
+mod size;
 mod tls;
 mod values;
 mod yaml;
@@ -51,6 +52,10 @@ pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// Small, so that a small volume still caches; a full disk is handled per object anyway.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
+pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything the server needs to know to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +92,12 @@ pub struct Settings {
     pub registries: Vec<RegistrySettings>,
     /// Which namespaces without a `registries` entry may be dialled (`upstreamPolicy`).
     pub upstream_policy: UpstreamPolicy,
+    /// Bytes the cache leaves free on its volume (`minFreeSpace`).
+    pub min_free_space: u64,
+    /// How long a repository's coalescing actor lives without requests (`actorIdleTimeout`).
+    pub actor_idle_timeout: Duration,
+    /// Time between the starts of two background scrub passes (`scrubInterval`); `None` is never.
+    pub scrub_interval: Option<Duration>,
     /// "embedded default" or the config file path, for the startup banner.
     pub config_source: String,
 }
@@ -112,6 +123,9 @@ impl Settings {
             default_ns: None,
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
+            actor_idle_timeout: DEFAULT_ACTOR_IDLE_TIMEOUT,
+            scrub_interval: Some(DEFAULT_SCRUB_INTERVAL),
             config_source: config_source.into(),
         }
     }
@@ -135,6 +149,9 @@ impl Settings {
             health_port,
             metrics_port,
             admin,
+            min_free_space,
+            actor_idle_timeout,
+            scrub_interval,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -153,6 +170,9 @@ impl Settings {
         self.health_port = health_port;
         self.metrics_port = metrics_port;
         self.admin = admin;
+        set(&mut self.min_free_space, min_free_space);
+        set(&mut self.actor_idle_timeout, actor_idle_timeout);
+        set(&mut self.scrub_interval, scrub_interval);
     }
 }
 
@@ -195,6 +215,14 @@ impl fmt::Display for Settings {
         writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
+        writeln!(
+            f,
+            "Cache: keep {} free, scrub {}, idle actors retire after {}",
+            self.min_free_space,
+            self.scrub_interval
+                .map_or_else(|| "never".to_string(), |d| format!("every {}", humantime::format_duration(d))),
+            humantime::format_duration(self.actor_idle_timeout)
+        )?;
         write!(f, "Registries ({}):", self.registries.len())?;
         for registry in &self.registries {
             write!(f, "\n  {registry}")?;

@@ -9,6 +9,7 @@ use serde_yaml::Value;
 
 use super::duration::{self, DurationError};
 use super::error::ConfigError;
+use super::size::{self, SizeError};
 
 /// Reading context for one document: its name for messages and the warnings collected so far.
 pub struct Walker {
@@ -223,6 +224,31 @@ impl Walker {
             },
             Value::String(s) => duration::parse_duration(s),
             _ => Err(DurationError::Unparsable),
+        };
+        parsed.map(Some).map_err(|err| self.invalid(&section.key(name), value, err))
+    }
+
+    /// A duration, or `never` (`Some(None)`).
+    pub fn duration_or_never(
+        &self,
+        section: &Section<'_>,
+        name: &str,
+    ) -> Result<Option<Option<Duration>>, ConfigError> {
+        match section.get(name) {
+            Some(Value::String(s)) if s.trim() == "never" => Ok(Some(None)),
+            _ => Ok(self.duration(section, name)?.map(Some)),
+        }
+    }
+
+    /// A byte size: a whole number of bytes, or a string with a unit (`500Mi`).
+    pub fn size(&self, section: &Section<'_>, name: &str) -> Result<Option<u64>, ConfigError> {
+        let Some(value) = section.get(name) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::Number(n) => n.as_u64().ok_or(SizeError::Unparsable),
+            Value::String(s) => size::parse_size(s),
+            _ => Err(SizeError::Unparsable),
         };
         parsed.map(Some).map_err(|err| self.invalid(&section.key(name), value, err))
     }

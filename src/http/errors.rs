@@ -112,7 +112,7 @@ impl From<MirrorError> for OciError {
             MirrorError::ManifestUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             MirrorError::BlobUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", message),
             MirrorError::Upstream(e) => upstream_error(e),
-            MirrorError::Unavailable(_) | MirrorError::Uncacheable => {
+            MirrorError::Unavailable(_) | MirrorError::Abandoned(_) => {
                 OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
             }
             MirrorError::Internal(_) => OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message),

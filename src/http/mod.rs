@@ -232,6 +232,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
                 "grace period over; abandoning unfinished fetches"
             );
         }
+        drain_mirror.flush().await;
         for handle in ops_handles {
             handle.stop(false).await;
         }

@@ -42,7 +42,9 @@ pub async fn ready(state: web::Data<OpsState>) -> HttpResponse {
 
 /// `/metrics`: every metric in the Prometheus text format.
 pub async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.mirror.render_metrics())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.mirror.render_metrics().await)
 }
 
 fn authorized(req: &HttpRequest, state: &OpsState) -> bool {
@@ -151,7 +153,7 @@ pub async fn admin(req: HttpRequest, state: web::Data<OpsState>) -> HttpResponse
         }
         ("GET", "/cmd/blob/list") => {
             let mut list: Vec<BlobEntry> =
-                index.blobs().into_iter().map(|(d, size)| BlobEntry { digest: d.to_string(), size }).collect();
+                index.blobs().into_iter().map(|(d, size, _)| BlobEntry { digest: d.to_string(), size }).collect();
             list.sort_by(|a, b| a.digest.cmp(&b.digest));
             HttpResponse::Ok().json(list)
         }

@@ -1,62 +1,78 @@
-//! Blob transfers: the leader streams the upstream body into the cache's writer while every reader follows the
-//! file, resumes a broken connection from the byte reached, verifies the digest and commits.
+//! Blob transfers: the leader streams the upstream body into the store's writer while every follower reads the
+//! growing object, resumes a broken connection from the byte reached, verifies the digest and has the cache actor
+//! commit the blob. A blob that does not fit in the free space is not written at all: the leader hands its upstream
+//! body to the first waiter, which streams it uncached, and settles `PassThrough`.
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 
 use super::{blob_path, FetchContext, InFlight};
+use crate::body::{Body, BodyEvent};
+use crate::claim::Lease;
+use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{BodyEvent, CommitBlob, ReleaseBlob};
-use crate::store::{BlobLease, BlobWriter};
-use crate::transfer::TransferPublisher;
+use crate::messages::{CommitBlob, Release, ReleaseBlob};
+use crate::store::{BlobWriter, FinishError, VerifiedBlob};
+use crate::transfer::{Outcome, PassReason, TransferPublisher};
 
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.
 const MAX_STALLED_RESUMES: u32 = 3;
-/// Most bytes gathered from the body channel into one disk write.
+/// Most bytes gathered from the body channel into one store write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
-/// Lead one blob fetch: stream it from the upstream into the lease's writer, publishing progress to every reader,
-/// verify it, commit it. Every path ends with the publisher told `done` or `fail` and the claim ended.
-pub(crate) async fn lead_blob(cx: FetchContext, lease: BlobLease) {
-    let BlobLease { writer, publisher, transfer } = lease;
-    let digest = writer.digest().clone();
+/// Lead one blob fetch: stream it from the upstream into the store, publishing progress to every follower, verify
+/// it, have it committed. Every path ends with the publisher settled and, unless committed, the claim released.
+pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease) {
+    let Lease { publisher, transfer } = lease;
+    let digest = transfer.digest().clone();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
     let _running = InFlight::start(&cx.metrics, "blob");
     transfer.observe_readers_with(cx.metrics.fetch_waiters.with_label_values(&["blob"]));
-    let outcome = download(&cx, writer, &publisher).await;
-    if let Err(abort) = &outcome {
-        cx.count_body_error(&abort.error);
-    }
-    match outcome {
-        Ok(writer) => {
-            let size = writer.written();
-            match cx.cache.send(CommitBlob { writer }).await {
+    match download(&cx, &digest, &publisher).await {
+        Ok(blob) => {
+            let size = blob.size();
+            match cx.cache.send(CommitBlob { blob }).await {
                 Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
-                // The bytes were verified and readers hold the file open: they still get a good, complete blob.
+                // The bytes were verified and followers hold the object open: they still get a good, whole blob.
                 Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
             }
-            publisher.done(size);
+            publisher.settle(Outcome::Done { size });
         }
-        Err(Abort { error, storage }) => {
-            tracing::warn!(blob = %digest, error = %error, "blob fetch failed");
-            publisher.fail(error);
-            let _ = cx.cache.send(ReleaseBlob { digest, transfer, storage }).await;
+        Err(Abort { outcome, cause }) => {
+            match &outcome {
+                Outcome::Failed(error) => {
+                    cx.count_body_error(error);
+                    tracing::warn!(blob = %digest, error = %error, "blob fetch failed");
+                }
+                Outcome::PassThrough(reason) => {
+                    tracing::info!(blob = %digest, "passing blob through uncached: {reason}")
+                }
+                Outcome::Done { .. } | Outcome::Abandoned => {}
+            }
+            publisher.settle(outcome);
+            let _ = cx.cache.send(ReleaseBlob { transfer, cause }).await;
         }
     }
 }
 
-/// Why a blob download stopped; the writer (and its temporary file) is gone by the time this is seen.
+/// How a download ended without a blob to commit: what followers are told, and why the claim ends.
 struct Abort {
-    error: MirrorError,
-    /// Set when the disk was at fault, so the cache backs off.
-    storage: Option<StoreError>,
+    outcome: Outcome,
+    cause: Release,
 }
 
 impl<E: Into<MirrorError>> From<E> for Abort {
     fn from(error: E) -> Abort {
-        Abort { error: error.into(), storage: None }
+        Abort { outcome: Outcome::Failed(error.into()), cause: Release::Failed }
+    }
+}
+
+impl Abort {
+    /// The store failed while writing.
+    fn store(error: StoreError) -> Abort {
+        let outcome = Outcome::Failed(MirrorError::Internal(format!("cache write failed: {error}")));
+        Abort { outcome, cause: Release::Store(error) }
     }
 }
 
@@ -68,8 +84,8 @@ enum BatchEnd {
 }
 
 /// Wait for the next body event, then gather whatever else is already waiting (up to `WRITE_BATCH`), so a fast
-/// upstream costs one disk write per megabyte and a slow one is written as each chunk arrives.
-async fn next_batch(body: &mut mpsc::Receiver<Result<BodyEvent, UpstreamError>>, upstream: &str) -> (Bytes, BatchEnd) {
+/// upstream costs one store write per megabyte and a slow one is written as each chunk arrives.
+async fn next_batch(body: &mut Body, upstream: &str) -> (Bytes, BatchEnd) {
     let early = || UpstreamError::Broken { upstream: upstream.into(), detail: "body ended early".into() };
     let mut batch = BytesMut::new();
     let mut event = body.recv().await;
@@ -85,39 +101,40 @@ async fn next_batch(body: &mut mpsc::Receiver<Result<BodyEvent, UpstreamError>>,
         }
         event = match body.try_recv() {
             Ok(next) => Some(next),
-            Err(mpsc::error::TryRecvError::Empty) => return (batch.freeze(), BatchEnd::More),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (batch.freeze(), BatchEnd::More),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
         };
     }
 }
 
-/// Fetch the blob into `writer`, publishing progress; returns the writer complete and verified.
-async fn download(
-    cx: &FetchContext,
-    mut writer: BlobWriter,
-    publisher: &TransferPublisher,
-) -> Result<BlobWriter, Abort> {
-    let digest = writer.digest().clone();
+/// Fetch the blob into a new writer, publishing progress; returns it complete, verified and durable.
+async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublisher) -> Result<VerifiedBlob, Abort> {
     let name = cx.name();
-    let resp = cx.request(blob_path(&cx.image, &digest), false, None).await?;
+    let path = blob_path(&cx.image, digest);
+    let resp = cx.request(path.clone(), false, None, None).await?;
     if resp.status == 404 {
-        return Err(MirrorError::BlobUnknown(digest).into());
+        return Err(MirrorError::BlobUnknown(digest.clone()).into());
     }
     let total = resp.content_length;
-    if let Some(total) = total {
-        if !writer.has_room_for(total) {
-            let full = StoreError::Io {
-                op: "reserve space for",
-                path: format!("blob {digest} ({total} bytes)"),
-                detail: "not enough free space in the cache directory".into(),
-                disk_full: true,
-            };
-            // Readers see `Uncacheable` and fetch the blob for themselves, uncached; the cache backs off.
-            return Err(Abort { error: MirrorError::Uncacheable, storage: Some(full) });
+    if let Some(size) = total {
+        if !cx.store.room_for(size).await {
+            publisher.hand_off(resp.body, total);
+            return Err(Abort {
+                outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
+                cause: Release::TooLarge { size },
+            });
         }
     }
-    let mut body = resp.body;
+    let mut writer = match cx.store.begin_blob(digest).await {
+        Ok(writer) => writer,
+        Err(e) => {
+            publisher.hand_off(resp.body, total);
+            return Err(Abort { outcome: Outcome::PassThrough(PassReason::CacheUnwritable), cause: Release::Store(e) });
+        }
+    };
+    publisher.attach(writer.reader());
     publisher.running(0, total);
+    let mut body = resp.body;
     // A resumed transfer answered with the whole body (200 instead of 206): bytes we already have, to drop.
     let mut skip: u64 = 0;
     let mut stalled_resumes = 0u32;
@@ -130,19 +147,7 @@ async fn download(
             skip -= n;
         }
         if !data.is_empty() {
-            let (w, written) = tokio::task::spawn_blocking(move || {
-                let r = writer.write(&data);
-                (writer, r)
-            })
-            .await
-            .map_err(|e| MirrorError::Internal(format!("writer task: {e}")))?;
-            writer = w;
-            if let Err(e) = written {
-                return Err(Abort {
-                    error: MirrorError::Internal(format!("cache write failed: {e}")),
-                    storage: Some(e),
-                });
-            }
+            write(&mut writer, data, total).await?;
             if total.is_some_and(|t| writer.written() > t) {
                 break;
             }
@@ -175,11 +180,11 @@ async fn download(
                 stalled_resumes += 1;
                 written_at_last_resume = written;
                 tracing::warn!(blob = %digest, written, error = %e, "upstream transfer broke; resuming from byte {written}");
-                let resp = cx.request_from(blob_path(&cx.image, &digest), written).await?;
+                let resp = cx.request(path.clone(), false, None, Some(written)).await?;
                 match resp.status {
                     206 => skip = 0,
                     200 => skip = written,
-                    _ => return Err(MirrorError::BlobUnknown(digest).into()),
+                    _ => return Err(MirrorError::BlobUnknown(digest.clone()).into()),
                 }
                 body = resp.body;
             }
@@ -189,8 +194,26 @@ async fn download(
     if let Some(total) = total.filter(|t| *t != size) {
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
-    if let Err(actual) = writer.verify() {
-        return Err(UpstreamError::DigestMismatch { upstream: name, expected: digest, actual }.into());
+    match writer.finish().await {
+        Ok(blob) => Ok(blob),
+        Err(FinishError::Mismatch(actual)) => {
+            Err(UpstreamError::DigestMismatch { upstream: name, expected: digest.clone(), actual }.into())
+        }
+        Err(FinishError::Store(e)) => Err(Abort::store(e)),
     }
-    Ok(writer)
+}
+
+/// Append one batch. A full disk ends the transfer (followers already have part of the bytes, so they cannot be
+/// switched to an uncached copy); the cache actor then passes this blob through for a while.
+async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Result<(), Abort> {
+    match writer.append(data).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_disk_full() => {
+            let size = total.unwrap_or(0);
+            let outcome =
+                Outcome::Failed(MirrorError::Internal(format!("the cache filled up while storing the blob: {e}")));
+            Err(Abort { outcome, cause: Release::TooLarge { size } })
+        }
+        Err(e) => Err(Abort::store(e)),
+    }
 }

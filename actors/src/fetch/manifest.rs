@@ -1,14 +1,12 @@
 //! Manifest fetches: one GET (after a HEAD for tags, which may find the digest already cached), digest checked
 //! against what was asked or announced, stored with the reference that named it.
 
-use bytes::Bytes;
-
 use super::{collect, manifest_path, FetchContext, InFlight, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
-use crate::messages::{LinkReference, ManifestReply, PutManifest};
+use crate::messages::{Fault, LinkReference, ManifestReply, PutManifest, ReportDamage};
 use crate::reference::{Named, Reference};
-use crate::store::{media_type_of, ManifestMeta};
+use crate::store::{media_type_of, ManifestMeta, ManifestRead, StoredObject};
 
 /// The media type to store for a manifest: the upstream's `Content-Type` when it names a manifest type, else what
 /// the manifest says of itself.
@@ -39,7 +37,7 @@ async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result
         }
     }
     tracing::info!("pulling manifest from upstream: \"{}\"", Named(&cx.image, &reference));
-    let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT)).await?;
+    let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT), None).await?;
     if resp.status == 404 {
         return Err(MirrorError::ManifestUnknown(Named(&cx.image, &reference).to_string()));
     }
@@ -100,7 +98,7 @@ async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result
 /// HEAD a tag upstream (a HEAD does not count against Docker Hub's pull limit); when the digest it names is already
 /// cached, record the tag and answer from the cache. `None`: the manifest must be fetched.
 async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Result<Option<ManifestReply>, MirrorError> {
-    let resp = match cx.request(manifest_path(&cx.image, reference), true, Some(MANIFEST_ACCEPT)).await {
+    let resp = match cx.request(manifest_path(&cx.image, reference), true, Some(MANIFEST_ACCEPT), None).await {
         Ok(resp) => resp,
         // A registry that does not answer HEAD properly still gets the GET.
         Err(MirrorError::Upstream(UpstreamError::Status { .. })) => return Ok(None),
@@ -115,10 +113,18 @@ async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Resu
     let Some(meta) = cx.store.index().manifest(&digest) else {
         return Ok(None);
     };
-    let store = cx.store.clone();
-    let bytes = match tokio::task::spawn_blocking(move || store.read_manifest(&digest)).await {
-        Ok(Ok(bytes)) => Bytes::from(bytes),
-        _ => return Ok(None),
+    let bytes = match cx.store.read_manifest(&digest).await {
+        Ok(ManifestRead::Found(bytes)) => bytes,
+        Ok(found) => {
+            let fault = if matches!(found, ManifestRead::Missing) { Fault::Missing } else { Fault::Corrupt };
+            let report = ReportDamage { object: StoredObject::Manifest(digest), fault, version: None };
+            cx.cache.send(report).await?;
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read cached manifest {digest}; fetching it again");
+            return Ok(None);
+        }
     };
     let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest: meta.digest.clone() };
     if let Ok(Err(e)) = cx.cache.send(link).await {

@@ -11,18 +11,18 @@ pub(crate) use manifest::fetch_manifest;
 
 use std::sync::Arc;
 
-use actix::Addr;
+use actix::{Addr, Recipient};
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 
+use crate::body::{Body, BodyEvent};
 use crate::cache::CacheActor;
 use crate::digest::Digest;
 use crate::error::{MirrorError, UpstreamError};
-use crate::messages::{BodyEvent, Fetch};
+use crate::messages::{Fetch, UpstreamResponse};
 use crate::metrics::{error_reason, Metrics};
 use crate::reference::{ImageKey, Reference};
 use crate::store::Store;
-use crate::upstream::pool::UpstreamPool;
+use crate::upstream::auth::pull_scope;
 use crate::upstream::Upstream;
 
 /// Every manifest type we can serve; upstream manifest requests ask for all of them.
@@ -37,11 +37,13 @@ pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 /// What a fetch needs to know about where it runs.
 #[derive(Clone)]
 pub(crate) struct FetchContext {
-    pub pool: Addr<UpstreamPool>,
+    /// The upstream pool (a `Recipient`, so tests can put a scripted upstream in its place).
+    pub pool: Recipient<Fetch>,
     pub cache: Addr<CacheActor>,
     pub upstream: Arc<Upstream>,
     pub image: ImageKey,
-    /// Read-only use: the index and committed manifests, to answer a tag whose digest is already cached.
+    /// Reads only (the index, committed manifests, room for a blob) and the leader's own blob writer; every change
+    /// of what is cached goes to `cache`.
     pub store: Store,
     pub metrics: Arc<Metrics>,
 }
@@ -81,26 +83,16 @@ impl FetchContext {
         self.upstream.namespace.to_string()
     }
 
+    /// One request to this fetch's upstream, for this repository's pull scope; `range_from` resumes a blob.
     pub(crate) async fn request(
         &self,
         path: String,
         head: bool,
         accept: Option<&'static str>,
-    ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
-        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
-        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from: None };
-        Ok(self.pool.send(fetch).await??)
-    }
-
-    /// GET a blob from `offset` on, to resume a broken transfer.
-    pub(super) async fn request_from(
-        &self,
-        path: String,
-        offset: u64,
-    ) -> Result<crate::messages::UpstreamResponse, MirrorError> {
-        let scope = Some(crate::upstream::auth::pull_scope(self.image.repo().as_str()));
-        let fetch =
-            Fetch { upstream: self.upstream.clone(), path, head: false, accept: None, scope, range_from: Some(offset) };
+        range_from: Option<u64>,
+    ) -> Result<UpstreamResponse, MirrorError> {
+        let scope = Some(pull_scope(self.image.repo().as_str()));
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from };
         Ok(self.pool.send(fetch).await??)
     }
 }
@@ -114,11 +106,7 @@ pub(super) fn manifest_path(image: &ImageKey, reference: &Reference) -> String {
 }
 
 /// Receive a whole body, up to `limit` bytes.
-pub(super) async fn collect(
-    upstream: &str,
-    mut body: mpsc::Receiver<Result<BodyEvent, UpstreamError>>,
-    limit: usize,
-) -> Result<Bytes, UpstreamError> {
+pub(super) async fn collect(upstream: &str, mut body: Body, limit: usize) -> Result<Bytes, UpstreamError> {
     let mut buf = BytesMut::new();
     loop {
         match body.recv().await {

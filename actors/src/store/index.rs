@@ -1,106 +1,112 @@
-//! The in-memory index of everything committed to the cache: blobs, manifests and reference records.
+//! The in-memory index of everything committed to the cache: blobs (size, last access, last verified version),
+//! manifests (metadata and the image graph) and reference records (with their last-pulled time).
 //!
-//! Read concurrently by every HTTP worker through `Mirror` (sharded maps, no global lock: a cache hit takes one
-//! shard read lock and no disk access for HEAD); written only by the `CacheActor` after a commit and by the rebuild
-//! at start. Last-pulled times are updated in memory on hits and flushed to disk in batches by the cache actor.
+//! Read concurrently by every HTTP worker through `Mirror` (sharded maps, no global lock: a cache hit takes one shard
+//! read lock and no disk access for a manifest HEAD). Written only by the `CacheActor` (and, before that actor
+//! starts, by the start-up rebuild it is handed): the write methods are crate-private and the cache actor is their
+//! only caller. Readers record what they used in `Touches`, which the actor drains; they never write here.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::digest::Digest;
-use crate::store::{ManifestMeta, RefKey, RefRecord};
+use crate::graph::ManifestLinks;
+use crate::store::records::{ManifestMeta, RefKey, RefRecord, Version};
 
-/// A reference's record with its mutable last-pulled time.
+/// A cached blob as the index knows it.
 #[derive(Debug)]
-pub struct RefEntry {
-    /// The record as last written.
-    pub record: RefRecord,
-    /// Last time a client pulled through this reference (unix seconds).
-    pub pulled: AtomicI64,
-    /// `pulled` changed since the record was last written.
-    pub dirty: AtomicBool,
+struct BlobEntry {
+    size: u64,
+    /// Last access (unix seconds).
+    accessed: AtomicI64,
+    /// The version of the stored bytes as last seen, with the lowest bit set when that version was verified against
+    /// the digest since start. One word, so a reader never sees a verified flag that belongs to another version.
+    state: AtomicU64,
+}
+
+fn pack(version: Version, verified: bool) -> u64 {
+    (version.0 & !1) | u64::from(verified)
+}
+
+#[derive(Debug)]
+struct ManifestEntry {
+    meta: ManifestMeta,
+    links: Arc<ManifestLinks>,
+}
+
+#[derive(Debug)]
+struct RefEntry {
+    record: RefRecord,
+    /// Last pull (unix seconds), newer than `record.pulled` once clients pulled since the record was written.
+    pulled: AtomicI64,
+}
+
+/// A cached blob: its size, and whether the version of its bytes last seen was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// The version of the stored bytes as last seen (lowest bit cleared; compare with `Version::same`).
+    pub version: Version,
+    /// Whether that version was verified against the digest since start.
+    pub verified: bool,
 }
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Index {
-    blobs: DashMap<Digest, u64>,
-    manifests: DashMap<Digest, ManifestMeta>,
-    refs: DashMap<RefKey, Arc<RefEntry>>,
-}
-
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+    blobs: DashMap<Digest, BlobEntry>,
+    manifests: DashMap<Digest, ManifestEntry>,
+    refs: DashMap<RefKey, RefEntry>,
 }
 
 impl Index {
-    /// A blob's size, if cached.
-    pub fn blob(&self, digest: &Digest) -> Option<u64> {
-        self.blobs.get(digest).map(|s| *s)
+    /// A blob, if cached.
+    pub fn blob(&self, digest: &Digest) -> Option<BlobInfo> {
+        self.blobs.get(digest).map(|b| {
+            let state = b.state.load(Ordering::Acquire);
+            BlobInfo { size: b.size, version: Version(state & !1), verified: state & 1 == 1 }
+        })
     }
 
     /// A manifest's metadata, if cached.
     pub fn manifest(&self, digest: &Digest) -> Option<ManifestMeta> {
-        self.manifests.get(digest).map(|m| m.clone())
+        self.manifests.get(digest).map(|m| m.meta.clone())
     }
 
-    /// Resolve a reference (a tag, or a digest pulled through this repository) to its manifest, marking it pulled.
+    /// What a cached manifest references.
+    pub fn links(&self, digest: &Digest) -> Option<Arc<ManifestLinks>> {
+        self.manifests.get(digest).map(|m| m.links.clone())
+    }
+
+    /// The manifest a reference (a tag, or a digest pulled through this repository) names, if it is cached.
     pub fn resolve(&self, key: &RefKey) -> Option<ManifestMeta> {
-        let entry = self.refs.get(key)?.clone();
-        let meta = self.manifest(&entry.record.digest)?;
-        let now = now_unix();
-        if entry.pulled.swap(now, Ordering::Relaxed) != now {
-            entry.dirty.store(true, Ordering::Relaxed);
-        }
-        Some(meta)
+        let digest = self.refs.get(key)?.record.digest.clone();
+        self.manifest(&digest)
+    }
+
+    /// The digest a reference record names.
+    pub fn ref_digest(&self, key: &RefKey) -> Option<Digest> {
+        self.refs.get(key).map(|r| r.record.digest.clone())
     }
 
     /// Number of cached blobs and their total size.
     pub fn blob_totals(&self) -> (usize, u64) {
-        let mut bytes = 0;
-        for entry in self.blobs.iter() {
-            bytes += *entry.value();
-        }
+        let bytes = self.blobs.iter().map(|b| b.size).sum();
         (self.blobs.len(), bytes)
     }
 
     /// Number of cached manifests and their total size.
     pub fn manifest_totals(&self) -> (usize, u64) {
-        let bytes = self.manifests.iter().map(|m| m.size).sum();
+        let bytes = self.manifests.iter().map(|m| m.meta.size).sum();
         (self.manifests.len(), bytes)
-    }
-
-    /// Number of cached manifests.
-    pub fn manifest_count(&self) -> usize {
-        self.manifests.len()
     }
 
     /// Number of reference records.
     pub fn ref_count(&self) -> usize {
         self.refs.len()
-    }
-
-    pub(crate) fn insert_blob(&self, digest: Digest, size: u64) {
-        self.blobs.insert(digest, size);
-    }
-
-    pub(crate) fn remove_blob(&self, digest: &Digest) {
-        self.blobs.remove(digest);
-    }
-
-    pub(crate) fn insert_manifest(&self, meta: ManifestMeta) {
-        self.manifests.insert(meta.digest.clone(), meta);
-    }
-
-    pub(crate) fn insert_ref(&self, key: RefKey, record: RefRecord) {
-        let pulled = AtomicI64::new(record.pulled);
-        self.refs.insert(key, Arc::new(RefEntry { record, pulled, dirty: AtomicBool::new(false) }));
-    }
-
-    pub(crate) fn remove_ref(&self, key: &RefKey) -> bool {
-        self.refs.remove(key).is_some()
     }
 
     /// Every reference record, with its current last-pulled time.
@@ -117,28 +123,57 @@ impl Index {
 
     /// Every cached manifest.
     pub fn manifests(&self) -> Vec<ManifestMeta> {
-        self.manifests.iter().map(|m| m.value().clone()).collect()
+        self.manifests.iter().map(|m| m.meta.clone()).collect()
     }
 
-    /// Every cached blob with its size.
-    pub fn blobs(&self) -> Vec<(Digest, u64)> {
-        self.blobs.iter().map(|b| (b.key().clone(), *b.value())).collect()
+    /// Every cached blob with its size and last access.
+    pub fn blobs(&self) -> Vec<(Digest, u64, i64)> {
+        self.blobs.iter().map(|b| (b.key().clone(), b.size, b.accessed.load(Ordering::Relaxed))).collect()
     }
 
-    pub(crate) fn has_ref(&self, key: &RefKey) -> Option<Digest> {
-        self.refs.get(key).map(|e| e.record.digest.clone())
+    // ---- written by the cache actor only ----
+
+    pub(crate) fn insert_blob(&self, digest: Digest, size: u64, accessed: i64, version: Version, verified: bool) {
+        let state = AtomicU64::new(pack(version, verified));
+        self.blobs.insert(digest, BlobEntry { size, accessed: AtomicI64::new(accessed), state });
     }
 
-    /// Records whose last-pulled time changed since they were written; clears their dirty flags.
-    pub(crate) fn take_dirty_refs(&self) -> Vec<RefRecord> {
-        let mut out = Vec::new();
-        for entry in self.refs.iter() {
-            if entry.dirty.swap(false, Ordering::Relaxed) {
-                let mut record = entry.record.clone();
-                record.pulled = entry.pulled.load(Ordering::Relaxed);
-                out.push(record);
-            }
+    pub(crate) fn remove_blob(&self, digest: &Digest) -> bool {
+        self.blobs.remove(digest).is_some()
+    }
+
+    /// Record that `version` of a blob's bytes was verified (it becomes the version last seen).
+    pub(crate) fn set_verified(&self, digest: &Digest, version: Version) {
+        if let Some(b) = self.blobs.get(digest) {
+            b.state.store(pack(version, true), Ordering::Release);
         }
-        out
+    }
+
+    pub(crate) fn set_accessed(&self, digest: &Digest, at: i64) -> bool {
+        self.blobs.get(digest).map(|b| b.accessed.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
+    }
+
+    pub(crate) fn insert_manifest(&self, meta: ManifestMeta, links: ManifestLinks) {
+        self.manifests.insert(meta.digest.clone(), ManifestEntry { meta, links: Arc::new(links) });
+    }
+
+    pub(crate) fn remove_manifest(&self, digest: &Digest) -> bool {
+        self.manifests.remove(digest).is_some()
+    }
+
+    /// Set a reference record; its last-pulled time is the later of the record's and the one already known.
+    pub(crate) fn set_ref(&self, record: RefRecord) {
+        let key = record.key();
+        let known = self.refs.get(&key).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
+        let pulled = AtomicI64::new(known.max(record.pulled));
+        self.refs.insert(key, RefEntry { record, pulled });
+    }
+
+    pub(crate) fn remove_ref(&self, key: &RefKey) -> Option<RefRecord> {
+        self.refs.remove(key).map(|(_, e)| e.record)
+    }
+
+    pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {
+        self.refs.get(key).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
     }
 }

@@ -1,106 +1,104 @@
-//! Writing one blob: a temporary file that hashes what it is given, and becomes the blob only through `commit`.
-//! Dropping a writer without committing deletes its temporary file (readers that still hold it open keep reading
-//! their copy until they see the transfer's outcome).
+//! Writing one blob through any backend: the backend's `BlobWrite` plus the hashing that decides whether the bytes
+//! may ever be committed. A `BlobWriter` becomes a `VerifiedBlob` only when the bytes hash to the digest, and only a
+//! `VerifiedBlob` can be committed, so an unverified blob cannot reach its final name by construction. Dropping
+//! either discards the bytes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::digest::{Digest, Digester};
 use crate::error::StoreError;
-use crate::store::{sync_dir, tmp_path, Layout};
-use crate::transfer::{Transfer, TransferPublisher};
+use crate::store::backend::{BlobWrite, ObjectReader};
+use crate::store::records::Version;
 
-/// A blob being written. See the module documentation.
-#[derive(Debug)]
+/// A blob being written and hashed. See the module documentation.
 pub struct BlobWriter {
     digest: Digest,
-    tmp: PathBuf,
-    file: File,
+    inner: Box<dyn BlobWrite>,
+    /// `None` only if a hashing task died, which fails verification.
     hasher: Option<Digester>,
     written: u64,
-    committed: bool,
 }
 
-/// What the leader of a blob fetch holds: the writer, the publisher its readers follow, and a reader handle.
-pub struct BlobLease {
-    /// Where the bytes go.
-    pub writer: BlobWriter,
-    /// How readers learn of progress.
-    pub publisher: TransferPublisher,
-    /// The readers' handle (hand it to waiting clients).
-    pub transfer: Transfer,
+/// Why `BlobWriter::finish` gave no verified blob.
+#[derive(Debug)]
+pub enum FinishError {
+    /// The bytes hash to this other digest.
+    Mismatch(Digest),
+    /// The store could not make them durable.
+    Store(StoreError),
+}
+
+/// A complete blob whose bytes match its digest, ready to be committed by the cache actor.
+pub struct VerifiedBlob {
+    digest: Digest,
+    size: u64,
+    inner: Box<dyn BlobWrite>,
 }
 
 impl BlobWriter {
-    pub(crate) fn create(layout: &Layout, digest: &Digest) -> Result<(BlobWriter, File), StoreError> {
-        let tmp = tmp_path(layout, "blob");
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&tmp)
-            .map_err(|e| StoreError::io("create", &tmp, &e))?;
-        let reader = File::open(&tmp).map_err(|e| StoreError::io("create", &tmp, &e))?;
+    pub(crate) fn new(digest: Digest, inner: Box<dyn BlobWrite>) -> BlobWriter {
         let hasher = Some(Digester::new(digest.algorithm()));
-        Ok((BlobWriter { digest: digest.clone(), tmp, file, hasher, written: 0, committed: false }, reader))
+        BlobWriter { digest, inner, hasher, written: 0 }
     }
 
-    /// The blob being written.
-    pub fn digest(&self) -> &Digest {
-        &self.digest
-    }
-
-    /// Whether the filesystem has room for `more` bytes plus the free-space reserve.
-    pub fn has_room_for(&self, more: u64) -> bool {
-        super::has_room_for(&self.tmp, more)
-    }
-
-    /// Bytes written so far.
+    /// Bytes appended so far.
     pub fn written(&self) -> u64 {
         self.written
     }
 
-    /// Append bytes (blocking). When this returns, readers of the file can see them.
-    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        self.file.write_all(data).map_err(|e| StoreError::io("write", &self.tmp, &e))?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(data);
+    /// A reader of what has been appended, for the transfer's followers.
+    pub fn reader(&self) -> Arc<dyn ObjectReader> {
+        self.inner.reader()
+    }
+
+    /// Append bytes; they are hashed on the blocking pool while the backend writes them.
+    pub async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let len = data.len() as u64;
+        let hashing = self.hasher.take().map(|mut h| {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || {
+                h.update(&data);
+                h
+            })
+        });
+        let written = self.inner.append(data).await;
+        if let Some(task) = hashing {
+            self.hasher = task.await.ok();
         }
-        self.written += data.len() as u64;
+        written?;
+        self.written += len;
         Ok(())
     }
 
-    /// Check the bytes against the digest. `Err(actual)` on a mismatch.
-    pub fn verify(&mut self) -> Result<(), Digest> {
+    /// Check the digest and make the bytes durable.
+    pub async fn finish(mut self) -> Result<VerifiedBlob, FinishError> {
         let actual = match self.hasher.take() {
             Some(h) => h.finalize(),
-            None => return Err(Digest::sha256_of(b"writer already verified")),
+            None => return Err(FinishError::Store(StoreError::Task { op: "hash", detail: "hashing failed".into() })),
         };
-        if actual == self.digest {
-            Ok(())
-        } else {
-            Err(actual)
+        if actual != self.digest {
+            return Err(FinishError::Mismatch(actual));
         }
-    }
-
-    /// fsync, rename into place, fsync the directory. Only for verified writers.
-    pub(crate) fn commit(mut self, layout: &Layout) -> Result<(Digest, u64), StoreError> {
-        debug_assert!(self.hasher.is_none(), "commit of an unverified blob");
-        self.file.sync_all().map_err(|e| StoreError::io("fsync", &self.tmp, &e))?;
-        let dest = layout.blob(&self.digest);
-        fs::rename(&self.tmp, &dest).map_err(|e| StoreError::io("rename", &dest, &e))?;
-        self.committed = true;
-        if let Some(parent) = dest.parent() {
-            sync_dir(parent)?;
-        }
-        Ok((self.digest.clone(), self.written))
+        self.inner.sync().await.map_err(FinishError::Store)?;
+        Ok(VerifiedBlob { digest: self.digest, size: self.written, inner: self.inner })
     }
 }
 
-impl Drop for BlobWriter {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp);
-        }
+impl VerifiedBlob {
+    /// The blob.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Its size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Publish it under its digest (the cache actor's job).
+    pub(crate) async fn commit(self) -> Result<Version, StoreError> {
+        self.inner.commit(&self.digest).await
     }
 }

@@ -1,9 +1,13 @@
 //! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), who may be reached
-//! at all (`guard`), how to authenticate (`auth`), and the actor that owns every connection to them (`pool`).
+//! at all (`guard`), how to authenticate (`auth`, `session`), and the actor that owns every connection to them
+//! (`pool`, with its retry policy in `retry` and its body pump in `pump`).
 
 pub mod auth;
 pub mod guard;
-pub mod pool;
+pub(crate) mod pool;
+mod pump;
+mod retry;
+mod session;
 pub mod tls;
 
 use std::sync::Arc;

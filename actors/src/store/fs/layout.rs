@@ -7,8 +7,10 @@
 //!   manifests/<alg>/<hex>          manifest bytes exactly as the upstream sent them
 //!   manifests/<alg>/<hex>.type     the manifest's media type (one line)
 //!   refs/<xx>/<sha256 of key>.json one record per (namespace, repository, tag or digest) -> manifest digest
+//!   access.log                     access times, appended in batches: `b <unix> <digest>`,
+//!                                  `r <unix> <namespace> <repository> <tag|digest>`; the last line of an object wins
 //!   tmp/                           files being written; emptied at start
-//!   quarantine/                    corrupt files moved aside at start, for inspection
+//!   quarantine/                    damaged files moved aside, for inspection
 //! ```
 //! Every file appears under its final name only by an atomic rename of a complete, fsynced, verified file from
 //! `tmp/`, so nothing half-written is ever at a final path.
@@ -16,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
-use crate::store::RefKey;
+use crate::store::records::RefKey;
 
 /// The directory layout of one cache.
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ impl Layout {
     /// Directory of reference records.
     pub fn refs_dir(&self) -> PathBuf {
         self.root.join("refs")
+    }
+
+    /// The access-time journal.
+    pub fn access_log(&self) -> PathBuf {
+        self.root.join("access.log")
     }
 
     /// Directory of files being written.

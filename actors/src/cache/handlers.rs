@@ -1,0 +1,288 @@
+//! The cache actor's messages. Each handler decides at once, in mailbox order, and changes the index then; the store
+//! writes it starts run through `persist`, and replies that depend on them are sent when they finish.
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::persist::PersistKey;
+use super::CacheActor;
+use crate::claim::{BlobClaim, ClaimReply, Lease};
+use crate::error::StoreError;
+use crate::graph::ManifestLinks;
+use crate::messages::{
+    BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
+    ReportDamage,
+};
+use crate::reference::{ImageKey, Reference};
+use crate::store::{now_unix, ManifestMeta, RefKey, RefRecord, StoredObject};
+use crate::transfer::{transfer, PassReason};
+
+/// A reply that a store write will send later, and the future the handler returns for it.
+fn later<T: Send + 'static>(gone: T) -> (oneshot::Sender<T>, ResponseFuture<T>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, Box::pin(async move { rx.await.unwrap_or(gone) }))
+}
+
+fn stopped() -> StoreError {
+    StoreError::Task { op: "cache", detail: "the cache actor stopped".into() }
+}
+
+impl CacheActor {
+    /// Record that `key` names `digest` (if it does not already), then call `done` with the write's result.
+    fn link(
+        &mut self,
+        ctx: &mut Context<Self>,
+        image: &ImageKey,
+        reference: &Reference,
+        digest: &crate::digest::Digest,
+        done: impl FnOnce(Result<(), StoreError>) + 'static,
+    ) {
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
+        let index = self.store.index();
+        if index.ref_digest(&key).as_ref() == Some(digest) {
+            done(Ok(()));
+            return;
+        }
+        let now = now_unix();
+        let record = RefRecord {
+            namespace: image.ns().clone(),
+            repository: image.repo().clone(),
+            reference: reference.clone(),
+            digest: digest.clone(),
+            created: now,
+            pulled: now,
+        };
+        index.set_ref(record.clone());
+        let storage = self.store.storage().clone();
+        self.persist(
+            ctx,
+            PersistKey::Object(StoredObject::Record(key)),
+            async move { storage.put_record(&record).await },
+            move |act, _ctx, result| {
+                if let Err(e) = &result {
+                    act.storage_failed(e);
+                }
+                done(result);
+            },
+        );
+    }
+}
+
+impl Handler<ClaimBlob> for CacheActor {
+    type Result = MessageResult<ClaimBlob>;
+
+    /// Decide who fetches a blob: the cache has it, a running transfer, a new leader, or nobody (pass it through).
+    fn handle(&mut self, msg: ClaimBlob, _ctx: &mut Self::Context) -> Self::Result {
+        if self.store.index().blob(&msg.digest).is_some() {
+            return MessageResult(ClaimReply::Claim(BlobClaim::Cached));
+        }
+        if let Some(running) = self.claims.get(&msg.digest) {
+            if !running.is_settled() {
+                return MessageResult(ClaimReply::Claim(BlobClaim::Follow(running.clone())));
+            }
+            self.claims.remove(&msg.digest);
+        }
+        if !self.writable() {
+            return MessageResult(ClaimReply::Claim(BlobClaim::PassThrough(PassReason::CacheUnwritable)));
+        }
+        if let Some(size) = self.known_too_large(&msg.digest) {
+            return MessageResult(ClaimReply::Claim(BlobClaim::PassThrough(PassReason::TooLarge { size })));
+        }
+        let (transfer, publisher) = transfer(msg.digest.clone());
+        self.claims.insert(msg.digest, transfer.clone());
+        MessageResult(ClaimReply::Lead(Lease { publisher, transfer }))
+    }
+}
+
+impl Handler<CommitBlob> for CacheActor {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    /// Publish a verified blob, index it, end its claim.
+    fn handle(&mut self, msg: CommitBlob, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, reply) = later(Err(stopped()));
+        let blob = msg.blob;
+        let (digest, size) = (blob.digest().clone(), blob.size());
+        let key = PersistKey::Object(StoredObject::Blob(digest.clone()));
+        self.persist(ctx, key, blob.commit(), move |act, _ctx, result| {
+            act.claims.remove(&digest);
+            let _ = tx.send(match result {
+                Ok(version) => {
+                    act.store.index().insert_blob(digest, size, now_unix(), version, true);
+                    Ok(size)
+                }
+                Err(e) => {
+                    act.storage_failed(&e);
+                    Err(e)
+                }
+            });
+        });
+        reply
+    }
+}
+
+impl Handler<ReleaseBlob> for CacheActor {
+    type Result = ();
+
+    /// End a fetch's claim without a commit (only if it is still that transfer's).
+    fn handle(&mut self, msg: ReleaseBlob, _ctx: &mut Self::Context) {
+        let digest = msg.transfer.digest().clone();
+        if self.claims.get(&digest).is_some_and(|t| t.same(&msg.transfer)) {
+            self.claims.remove(&digest);
+        }
+        match msg.cause {
+            Release::Failed => {}
+            Release::TooLarge { size } => {
+                tracing::info!(blob = %digest, size, "blob does not fit in the cache's free space; passing it through");
+                self.remember_too_large(digest, size);
+            }
+            Release::Store(e) => {
+                if e.is_disk_full() {
+                    self.remember_too_large(digest, 0);
+                }
+                self.storage_failed(&e);
+            }
+        }
+    }
+}
+
+impl Handler<PutManifest> for CacheActor {
+    type Result = ResponseFuture<Result<ManifestMeta, StoreError>>;
+
+    /// Store a manifest (unless it is stored already) and the reference it was pulled by.
+    fn handle(&mut self, msg: PutManifest, ctx: &mut Self::Context) -> Self::Result {
+        let meta = ManifestMeta {
+            digest: msg.digest.clone(),
+            media_type: msg.media_type.clone(),
+            size: msg.bytes.len() as u64,
+        };
+        if !self.writable() {
+            return Box::pin(async { Err(StoreError::Unwritable) });
+        }
+        let (tx, reply) = later(Err(stopped()));
+        if self.store.index().manifest(&msg.digest).is_some() {
+            self.link(ctx, &msg.image, &msg.reference, &msg.digest, move |r| {
+                let _ = tx.send(r.map(|()| meta));
+            });
+            return reply;
+        }
+        let storage = self.store.storage().clone();
+        let key = PersistKey::Object(StoredObject::Manifest(msg.digest.clone()));
+        let links = ManifestLinks::parse_or_empty(&msg.bytes);
+        let PutManifest { image, reference, digest, media_type, bytes } = msg;
+        let write_digest = digest.clone();
+        self.persist(
+            ctx,
+            key,
+            async move { storage.put_manifest(&write_digest, &media_type, bytes).await },
+            move |act, ctx, result| match result {
+                Ok(()) => {
+                    act.store.index().insert_manifest(meta.clone(), links);
+                    act.link(ctx, &image, &reference, &digest, move |r| {
+                        let _ = tx.send(r.map(|()| meta));
+                    });
+                }
+                Err(e) => {
+                    act.storage_failed(&e);
+                    let _ = tx.send(Err(e));
+                }
+            },
+        );
+        reply
+    }
+}
+
+impl Handler<LinkReference> for CacheActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    /// Record a tag for an already cached manifest.
+    fn handle(&mut self, msg: LinkReference, ctx: &mut Self::Context) -> Self::Result {
+        if !self.writable() {
+            return Box::pin(async { Err(StoreError::Unwritable) });
+        }
+        let (tx, reply) = later(Err(stopped()));
+        self.link(ctx, &msg.image, &msg.reference, &msg.digest, move |r| {
+            let _ = tx.send(r);
+        });
+        reply
+    }
+}
+
+impl Handler<Invalidate> for CacheActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    /// Forget one reference (the admin API's invalidate): gone from the index now, from the store in order after any
+    /// earlier write of its record.
+    fn handle(&mut self, msg: Invalidate, ctx: &mut Self::Context) -> Self::Result {
+        let existed = self.store.index().remove_ref(&msg.key).is_some();
+        let object = StoredObject::Record(msg.key);
+        self.access.forget(&object);
+        let (tx, reply) = later(Err(stopped()));
+        let storage = self.store.storage().clone();
+        let target = object.clone();
+        self.persist(ctx, PersistKey::Object(object), async move { storage.remove(&target).await }, move |_, _, r| {
+            let _ = tx.send(r.map(|()| existed));
+        });
+        reply
+    }
+}
+
+impl Handler<ReportDamage> for CacheActor {
+    type Result = ();
+
+    /// Un-index a damaged object at once and move it aside, so the next request (the reporter's own retry first)
+    /// fetches it again. The store moves only the damaged version: a copy committed since (ordered before this by
+    /// `persist`) stays, and is found again by the next fetch's commit.
+    fn handle(&mut self, msg: ReportDamage, ctx: &mut Self::Context) {
+        let index = self.store.index();
+        let (kind, present) = match &msg.object {
+            StoredObject::Blob(d) => ("blob", index.remove_blob(d)),
+            StoredObject::Manifest(d) => ("manifest", index.remove_manifest(d)),
+            StoredObject::Record(_) => return,
+        };
+        if !present {
+            return;
+        }
+        let (fault, why) = match &msg.fault {
+            Fault::Missing => ("missing", "missing from the store".to_string()),
+            Fault::Corrupt => ("corrupt", "content does not match its digest".to_string()),
+            Fault::WrongSize { found, expected } => ("size", format!("{found} bytes where {expected} were stored")),
+            Fault::Unreadable(e) => ("unreadable", format!("unreadable: {e}")),
+        };
+        self.metrics.store_faults.with_label_values(&[kind, fault]).inc();
+        tracing::warn!(object = %msg.object, "cached {kind} is damaged ({why}); it will be fetched again");
+        self.access.forget(&msg.object);
+        if matches!(msg.fault, Fault::Missing) {
+            return;
+        }
+        let storage = self.store.storage().clone();
+        let (object, version) = (msg.object.clone(), msg.version);
+        let work = async move { storage.quarantine(&object, version, &why).await };
+        self.persist(ctx, PersistKey::Object(msg.object), work, |_, _, r| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot move a damaged object aside");
+            }
+        });
+    }
+}
+
+impl Handler<BlobVerified> for CacheActor {
+    type Result = ();
+
+    /// Remember that this version of a blob is intact, so it is served without hashing until it changes.
+    fn handle(&mut self, msg: BlobVerified, _ctx: &mut Self::Context) {
+        self.store.index().set_verified(&msg.digest, msg.version);
+    }
+}
+
+impl Handler<Flush> for CacheActor {
+    type Result = ResponseFuture<()>;
+
+    /// Write pending access times now (shutdown).
+    fn handle(&mut self, _msg: Flush, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, reply) = later(());
+        self.flush_access(ctx, move || {
+            let _ = tx.send(());
+        });
+        reply
+    }
+}

@@ -1,0 +1,235 @@
+//! `CacheActor`: the one owner of the cache's state.
+//!
+//! Every change of what is cached goes through this actor's mailbox and is decided here, in order: blob claims (one
+//! leader per digest across all repositories; everyone else follows the leader's transfer), commits of verified
+//! blobs, manifests and their reference records, invalidation, damage reported by readers and the scrub, and access
+//! times. It is the only writer of the index and the only caller of the store's mutating methods; the writes
+//! themselves run on the store's pool through `persist` (ordered per object) and never block a handler. Readers do
+//! not come here for a cache hit: they read the index and the store through `Mirror`, and note what they served in
+//! `Touches`.
+//!
+//! A directory that cannot take new files (read-only, permissions) makes the actor refuse writes for
+//! `UNWRITABLE_BACKOFF`, logging once per period; meanwhile claims answer `PassThrough`. A blob that does not fit in
+//! the free space is passed through on its own, without stopping the caching of anything else, and later claims of
+//! it pass it through for `TOO_LARGE_MEMORY` before a fetch tries to cache it again.
+//!
+//! Files: `handlers` (the messages), `persist` (the ordered write queue), `access` (access times), `scrub` (the
+//! background verification).
+
+mod access;
+mod handlers;
+mod persist;
+mod scrub;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use self::access::AccessBook;
+pub use self::access::Touches;
+use self::persist::{PersistKey, Persister};
+pub use self::scrub::ScrubSettings;
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::metrics::Metrics;
+use crate::store::{now_unix, Inventory, Store, StoredObject};
+use crate::transfer::Transfer;
+
+/// How long the cache refuses writes after finding its directory unwritable.
+const UNWRITABLE_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a blob found too large for the free space is passed through before a fetch tries to cache it again.
+const TOO_LARGE_MEMORY: Duration = Duration::from_secs(60);
+/// Most blobs remembered as too large (the digests come from clients; the memory must stay bounded).
+const TOO_LARGE_MAX: usize = 1024;
+/// How often readers' notes of what they served are drained into the index.
+const ACCESS_DRAIN: Duration = Duration::from_secs(5);
+/// How often changed access times are written to the store.
+const ACCESS_FLUSH: Duration = Duration::from_secs(60);
+/// The journal is rewritten once it has this many more lines than twice the objects it describes.
+const JOURNAL_SLACK: usize = 10_000;
+
+/// See the module documentation.
+pub struct CacheActor {
+    store: Store,
+    /// Blobs being fetched right now, by digest: the single leader's transfer that everyone else follows.
+    claims: HashMap<Digest, Transfer>,
+    /// Blobs that did not fit, with their size and when that was found.
+    too_large: HashMap<Digest, (u64, Instant)>,
+    /// Until when writes are refused (the directory is not writable).
+    unwritable_until: Option<Instant>,
+    persister: Persister,
+    touches: Arc<Touches>,
+    access: AccessBook,
+    scrub: ScrubSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl CacheActor {
+    /// An actor over `store`, whose index it fills from `inventory` (the start-up scan).
+    pub fn new(
+        store: Store,
+        inventory: Inventory,
+        touches: Arc<Touches>,
+        scrub: ScrubSettings,
+        metrics: Arc<Metrics>,
+    ) -> CacheActor {
+        let index = store.index();
+        let mut accessed: HashMap<StoredObject, i64> =
+            inventory.access.into_iter().map(|entry| (entry.object, entry.at)).collect();
+        for blob in inventory.blobs {
+            let at = accessed.remove(&StoredObject::Blob(blob.digest.clone())).unwrap_or(0).max(blob.stored);
+            index.insert_blob(blob.digest, blob.size, at, blob.version, false);
+        }
+        for manifest in inventory.manifests {
+            index.insert_manifest(manifest.meta, manifest.links);
+        }
+        for mut record in inventory.records {
+            let at = accessed.remove(&StoredObject::Record(record.key())).unwrap_or(0);
+            record.pulled = record.pulled.max(at);
+            index.set_ref(record);
+        }
+        CacheActor {
+            store,
+            claims: HashMap::new(),
+            too_large: HashMap::new(),
+            unwritable_until: None,
+            persister: Persister::default(),
+            touches,
+            access: AccessBook::default(),
+            scrub,
+            metrics,
+        }
+    }
+
+    /// Whether writes are taken now (not in the unwritable back-off).
+    fn writable(&mut self) -> bool {
+        match self.unwritable_until {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                self.unwritable_until = None;
+                tracing::info!(dir = %self.store.location(), "retrying writes to the cache");
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// A write failed: back off if the directory cannot take files at all; a full disk is a matter of size.
+    fn storage_failed(&mut self, err: &StoreError) {
+        if err.makes_cache_unwritable() {
+            if self.unwritable_until.is_none() {
+                tracing::error!(
+                    error = %err,
+                    "cache is not writable; serving cached content and passing new content through uncached for {}s",
+                    UNWRITABLE_BACKOFF.as_secs()
+                );
+            }
+            self.unwritable_until = Some(Instant::now() + UNWRITABLE_BACKOFF);
+        } else {
+            tracing::error!(error = %err, "cache write failed");
+        }
+    }
+
+    /// Remember that `digest` did not fit (bounded).
+    fn remember_too_large(&mut self, digest: Digest, size: u64) {
+        if self.too_large.len() >= TOO_LARGE_MAX {
+            self.too_large.retain(|_, (_, at)| at.elapsed() < TOO_LARGE_MEMORY);
+            if self.too_large.len() >= TOO_LARGE_MAX {
+                self.too_large.clear();
+            }
+        }
+        self.too_large.insert(digest, (size, Instant::now()));
+    }
+
+    /// Whether `digest` was found too large recently (then it is passed through without a new attempt).
+    fn known_too_large(&mut self, digest: &Digest) -> Option<u64> {
+        match self.too_large.get(digest) {
+            Some((size, at)) if at.elapsed() < TOO_LARGE_MEMORY => Some(*size),
+            Some(_) => {
+                self.too_large.remove(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Move readers' notes into the index's access times.
+    fn drain_touches(&mut self) {
+        let now = now_unix();
+        let (refs, blobs) = self.touches.drain();
+        let index = self.store.index();
+        for key in refs {
+            if index.set_pulled(&key, now) {
+                self.access.changed(StoredObject::Record(key), now);
+            }
+        }
+        for digest in blobs {
+            if index.set_accessed(&digest, now) {
+                self.access.changed(StoredObject::Blob(digest), now);
+            }
+        }
+    }
+
+    /// Write changed access times (or rewrite the journal when it has grown too long); `then` runs once written.
+    fn flush_access(&mut self, ctx: &mut Context<Self>, then: impl FnOnce() + 'static) {
+        self.drain_touches();
+        let entries = self.access.take();
+        let index = self.store.index().clone();
+        let live = index.blob_totals().0 + index.ref_count();
+        let storage = self.store.storage().clone();
+        let rewrite = self.access.journal_lines + entries.len() > 2 * live + JOURNAL_SLACK;
+        let written = entries.len();
+        if written == 0 && !rewrite {
+            then();
+            return;
+        }
+        self.persist(
+            ctx,
+            PersistKey::AccessLog,
+            async move {
+                if rewrite {
+                    // The journal's whole content, from the index (which already holds every change).
+                    let mut all: Vec<crate::store::AccessEntry> = index
+                        .blobs()
+                        .into_iter()
+                        .map(|(d, _, at)| crate::store::AccessEntry { object: StoredObject::Blob(d), at })
+                        .collect();
+                    all.extend(
+                        index
+                            .refs()
+                            .into_iter()
+                            .map(|r| crate::store::AccessEntry { at: r.pulled, object: StoredObject::Record(r.key()) }),
+                    );
+                    let lines = all.len();
+                    storage.rewrite_access(all).await.map(|()| (true, lines))
+                } else {
+                    storage.record_access(entries).await.map(|()| (false, written))
+                }
+            },
+            move |act, _ctx, result| {
+                match result {
+                    Ok((true, lines)) => act.access.journal_lines = lines,
+                    Ok((false, lines)) => act.access.journal_lines += lines,
+                    Err(e) => tracing::warn!(error = %e, "cannot record access times"),
+                }
+                then();
+            },
+        );
+    }
+}
+
+impl Actor for CacheActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(ACCESS_DRAIN, |act, _ctx| act.drain_touches());
+        ctx.run_interval(ACCESS_FLUSH, |act, ctx| act.flush_access(ctx, || {}));
+        actix_rt::spawn(scrub::run(self.store.clone(), ctx.address(), self.scrub));
+    }
+}
+
+#[cfg(test)]
+mod tests;

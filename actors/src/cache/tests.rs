@@ -1,0 +1,127 @@
+//! Cache actor tests over the in-memory store: the order of reference writes, the scrub, access times.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::{CacheActor, ScrubSettings, Touches};
+use crate::digest::Digest;
+use crate::messages::{CommitBlob, Flush, Invalidate, LinkReference, PutManifest};
+use crate::metrics::Metrics;
+use crate::reference::{ImageKey, Reference};
+use crate::store::memory::{MemoryStorage, SharedMemory};
+use crate::store::{Inventory, RefKey, Store, StoredObject};
+
+struct Rig {
+    cache: Addr<CacheActor>,
+    memory: Arc<MemoryStorage>,
+    store: Store,
+    touches: Arc<Touches>,
+}
+
+fn rig(scrub: ScrubSettings) -> Rig {
+    let memory = SharedMemory::default();
+    let store = Store::new(Arc::new(memory.clone()), 0);
+    let touches = Arc::new(Touches::default());
+    let cache =
+        CacheActor::new(store.clone(), Inventory::default(), touches.clone(), scrub, Arc::new(Metrics::new())).start();
+    Rig { cache, memory: memory.0, store, touches }
+}
+
+fn no_scrub() -> ScrubSettings {
+    ScrubSettings { interval: None, ..ScrubSettings::default() }
+}
+
+fn image() -> ImageKey {
+    ImageKey::new("docker.io".parse().expect("ns"), "library/app".parse().expect("repo"))
+}
+
+fn tag(t: &str) -> Reference {
+    t.parse().expect("tag")
+}
+
+fn manifest(n: u8) -> (Digest, Bytes) {
+    let bytes = Bytes::from(format!(r#"{{"schemaVersion":2,"n":{n}}}"#));
+    (Digest::sha256_of(&bytes), bytes)
+}
+
+async fn put(r: &Rig, reference: &str, n: u8) -> Digest {
+    let (digest, bytes) = manifest(n);
+    let media_type = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let msg = PutManifest { image: image(), reference: tag(reference), digest: digest.clone(), media_type, bytes };
+    r.cache.send(msg).await.expect("mailbox").expect("stored");
+    digest
+}
+
+async fn commit(r: &Rig, bytes: &'static [u8]) -> Digest {
+    let digest = Digest::sha256_of(bytes);
+    let mut writer = r.store.begin_blob(&digest).await.expect("begin");
+    writer.append(Bytes::from_static(bytes)).await.expect("append");
+    let blob = writer.finish().await.map_err(|_| "finish").expect("verified");
+    r.cache.send(CommitBlob { blob }).await.expect("mailbox").expect("committed");
+    digest
+}
+
+#[actix_rt::test]
+async fn a_relinked_or_invalidated_tag_is_stored_as_the_last_decision_left_it() {
+    let r = rig(no_scrub());
+    let a = put(&r, "t", 1).await;
+    let b = put(&r, "other", 2).await;
+    // Relink t to b, invalidate it, link it again to a, and relink to b — sent without waiting, as a burst.
+    let link = |d: &Digest| LinkReference { image: image(), reference: tag("t"), digest: d.clone() };
+    let key = RefKey { image: image(), reference: tag("t") };
+    let burst = vec![r.cache.send(link(&b)), r.cache.send(link(&a))];
+    let invalidate = r.cache.send(Invalidate { key: key.clone() });
+    for reply in futures_util::future::join_all(burst).await {
+        reply.expect("mailbox").expect("linked");
+    }
+    assert!(invalidate.await.expect("mailbox").expect("invalidated"), "the tag existed");
+    let stored: Vec<_> = r.memory.records().into_iter().filter(|rec| rec.key() == key).collect();
+    assert!(stored.is_empty(), "the invalidated tag stays gone in the store: {stored:?}");
+    assert!(r.store.index().resolve(&key).is_none());
+    r.cache.send(link(&b)).await.expect("mailbox").expect("linked");
+    let stored: Vec<_> = r.memory.records().into_iter().filter(|rec| rec.key() == key).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].digest, b, "the relinked tag names the new manifest in the store");
+    assert_eq!(r.store.index().resolve(&key).map(|m| m.digest), Some(b));
+}
+
+#[actix_rt::test]
+async fn the_scrub_finds_damaged_and_missing_blobs_and_the_cache_forgets_them() {
+    let r = rig(ScrubSettings { interval: Some(Duration::from_millis(100)), rate: u64::MAX / 4 });
+    let good = commit(&r, b"a good blob").await;
+    let damaged = commit(&r, b"a blob that rots").await;
+    let lost = commit(&r, b"a blob that vanishes").await;
+    r.memory.damage_blob(&damaged, b"a blob that r0ts");
+    r.memory.lose_blob(&lost);
+    for _ in 0..60 {
+        if r.store.index().blob(&damaged).is_none() && r.store.index().blob(&lost).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(r.store.index().blob(&damaged).is_none(), "a damaged blob is un-indexed by a later pass");
+    assert!(r.memory.blob_bytes(&damaged).is_none(), "and moved out of the store");
+    assert!(r.store.index().blob(&lost).is_none(), "a missing blob is un-indexed");
+    assert!(r.store.index().blob(&good).is_some_and(|b| b.verified), "an intact blob stays, verified");
+}
+
+#[actix_rt::test]
+async fn access_times_reach_the_store_in_batches() {
+    let r = rig(no_scrub());
+    let digest = commit(&r, b"served blob").await;
+    let before = r.store.index().blobs()[0].2;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..100 {
+        r.touches.blob(&digest);
+    }
+    r.cache.send(Flush).await.expect("mailbox");
+    let after = r.store.index().blobs()[0].2;
+    assert!(after > before, "the index has the new access time ({before} -> {after})");
+    let inventory = crate::store::Storage::inventory(&SharedMemory(r.memory.clone())).await;
+    let recorded: Vec<_> = inventory.access.iter().filter(|e| e.object == StoredObject::Blob(digest.clone())).collect();
+    assert_eq!(recorded.len(), 1, "a hundred touches, one entry: {recorded:?}");
+    assert_eq!(recorded[0].at, after);
+}

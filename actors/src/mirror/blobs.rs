@@ -1,0 +1,160 @@
+//! Serving blobs: from the store (hashed while served whole when its stored version was not verified yet), from the
+//! transfer already fetching it, from a new single fetch, or passed through uncached. A blob found missing, short or
+//! unreadable in the store is reported (un-indexed) and fetched again in the same request; one found corrupt while
+//! served aborts that response before its last byte, and the next request fetches it again.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::response::{BlobResponse, BlobSource};
+use super::Mirror;
+use crate::body::Body;
+use crate::claim::BlobClaim;
+use crate::digest::Digest;
+use crate::error::MirrorError;
+use crate::fetch::blob_path;
+use crate::messages::{BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
+use crate::passthrough::verified_passthrough;
+use crate::read::{Check, Checked};
+use crate::reference::ImageKey;
+use crate::store::{BlobInfo, OpenedBlob, StoredObject, Version};
+use crate::transfer::{Joined, PassReason};
+use crate::upstream::auth::pull_scope;
+use crate::upstream::Upstream;
+
+/// Attempts at getting a blob when its fetch is abandoned or it vanishes from the cache between two looks.
+const BLOB_ATTEMPTS: usize = 3;
+
+impl Mirror {
+    /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
+    pub async fn blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+        let resp = self.blob_from_anywhere(image, digest).await;
+        if let Ok(resp) = &resp {
+            // Counted by where the bytes finally came from: a request that found the blob committed by the time its
+            // claim was answered is a hit too.
+            let result = if resp.from_cache { "hit" } else { "miss" };
+            self.inner.metrics.cache_requests.with_label_values(&["blob", result]).inc();
+        }
+        resp
+    }
+
+    async fn blob_from_anywhere(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+        if let Some(resp) = self.cached_blob(digest).await {
+            return Ok(resp);
+        }
+        for _ in 0..BLOB_ATTEMPTS {
+            match self.ask(image, GetBlob { digest: digest.clone() }).await?? {
+                BlobClaim::Cached => {
+                    if let Some(resp) = self.cached_blob(digest).await {
+                        return Ok(resp);
+                    }
+                }
+                BlobClaim::Follow(transfer) => match transfer.join().await {
+                    Joined::Stream { total } => {
+                        return Ok(BlobResponse {
+                            size: total,
+                            from_cache: false,
+                            source: BlobSource::Transfer(transfer),
+                        })
+                    }
+                    Joined::PassThrough(reason) => {
+                        return self.uncached_blob(image, digest, &reason, transfer.take_handoff()).await
+                    }
+                    Joined::Failed(e) => return Err(e),
+                    Joined::Abandoned => {}
+                },
+                BlobClaim::PassThrough(reason) => return self.uncached_blob(image, digest, &reason, None).await,
+            }
+        }
+        Err(MirrorError::Abandoned(format!("blob {digest}")))
+    }
+
+    /// The indexed blob opened from the store, if the store has it whole; damage found is reported (and un-indexed).
+    async fn open_stored(&self, digest: &Digest) -> Option<(OpenedBlob, BlobInfo)> {
+        let info = self.index().blob(digest)?;
+        let (fault, version) = match self.inner.store.open_blob(digest).await {
+            Ok(Some(opened)) if opened.size == info.size => return Some((opened, info)),
+            Ok(Some(opened)) => (Fault::WrongSize { found: opened.size, expected: info.size }, Some(opened.version)),
+            Ok(None) => (Fault::Missing, None),
+            Err(e) => (Fault::Unreadable(e.to_string()), None),
+        };
+        self.report_damage(StoredObject::Blob(digest.clone()), fault, version).await;
+        None
+    }
+
+    /// The blob from the store, hashed while served whole unless this version of it was verified already.
+    async fn cached_blob(&self, digest: &Digest) -> Option<BlobResponse> {
+        let (opened, info) = self.open_stored(digest).await?;
+        self.inner.touches.blob(digest);
+        let verified = info.verified && opened.version.same(info.version);
+        let check = (!verified).then(|| self.check(digest, opened.version));
+        Some(BlobResponse { size: Some(info.size), from_cache: true, source: BlobSource::Stored { opened, check } })
+    }
+
+    /// Hash-while-serving for one version of a blob, reporting what it finds to the cache actor.
+    fn check(&self, digest: &Digest, version: Version) -> Check {
+        let (cache, reported) = (self.inner.cache.clone(), digest.clone());
+        let report = Box::new(move |checked: Checked| {
+            async move {
+                match checked {
+                    // A notice: if lost, the blob is only hashed again on its next full read.
+                    Checked::Intact => cache.do_send(BlobVerified { digest: reported, version }),
+                    Checked::Damaged => {
+                        let object = StoredObject::Blob(reported);
+                        let _ =
+                            cache.send(ReportDamage { object, fault: Fault::Corrupt, version: Some(version) }).await;
+                    }
+                }
+            }
+            .boxed()
+        });
+        Check { digest: digest.clone(), report }
+    }
+
+    /// The blob straight from the upstream (the leader's own response when it handed one off), verified as it passes.
+    async fn uncached_blob(
+        &self,
+        image: &ImageKey,
+        digest: &Digest,
+        reason: &PassReason,
+        handoff: Option<(Body, Option<u64>)>,
+    ) -> Result<BlobResponse, MirrorError> {
+        tracing::debug!(blob = %digest, "serving blob uncached: {reason}");
+        let upstream = self.inner.admission.upstream(image.ns()).await?;
+        let name = upstream.namespace.to_string();
+        let (body, size) = match handoff {
+            Some(handed) => handed,
+            None => {
+                let resp = self.inner.pool.send(blob_fetch(upstream, image, digest, false)).await??;
+                if resp.status == 404 {
+                    return Err(MirrorError::BlobUnknown(digest.clone()));
+                }
+                (resp.body, resp.content_length)
+            }
+        };
+        let stream = verified_passthrough(digest.clone(), size, name, body);
+        Ok(BlobResponse { size, from_cache: false, source: BlobSource::Uncached(stream) })
+    }
+
+    /// A blob's size without its bytes: from the index when the store still has it whole, else a HEAD to the
+    /// upstream (nothing is fetched or cached).
+    pub async fn blob_size(&self, image: &ImageKey, digest: &Digest) -> Result<Option<u64>, MirrorError> {
+        if let Some((opened, _)) = self.open_stored(digest).await {
+            return Ok(Some(opened.size));
+        }
+        let upstream = self.inner.admission.upstream(image.ns()).await?;
+        let resp = self.inner.pool.send(blob_fetch(upstream, image, digest, true)).await??;
+        if resp.status == 404 {
+            return Err(MirrorError::BlobUnknown(digest.clone()));
+        }
+        Ok(resp.content_length)
+    }
+}
+
+/// A GET or HEAD of a blob that the front door sends itself (uncached pass-through, blob HEAD).
+fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
+    let path = blob_path(image, digest);
+    let scope = Some(pull_scope(image.repo().as_str()));
+    Fetch { upstream, path, head, accept: None, scope, range_from: None }
+}

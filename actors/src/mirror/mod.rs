@@ -1,0 +1,246 @@
+//! `Mirror`: the front door the HTTP layer talks to, and the place the actors are started.
+//!
+//! A cache hit is answered on the caller's thread, from the shared index and the store: no actor round trip, no
+//! lock beyond one index shard, no disk access for a manifest HEAD. A miss goes to the repository's `ImageActor`,
+//! which coalesces it with every other request for the same object. Damage found on the way (a blob or manifest
+//! missing, short or corrupt in the store) is reported to the cache actor, which un-indexes it, and the same request
+//! then fetches the object again.
+//!
+//! Files: `admission` (which namespaces may be dialled), `actors` (the registry of live image actors), `manifests`
+//! and `blobs` (serving), `response` (what the HTTP layer gets back).
+
+mod actors;
+mod admission;
+mod blobs;
+mod manifests;
+mod response;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+
+use self::actors::ImageActors;
+use self::admission::{authority, canonical, host_of, Admission};
+pub use self::response::{BlobResponse, ManifestResponse};
+use crate::cache::{CacheActor, ScrubSettings, Touches};
+use crate::error::{MirrorError, StoreError};
+use crate::fetch::FetchContext;
+use crate::image::ImageActor;
+use crate::messages::{Fault, Flush, Invalidate, ReportDamage};
+use crate::metrics::Metrics;
+use crate::reference::{ImageKey, Namespace, Reference};
+use crate::store::{FsStorage, Index, RebuildReport, RefKey, Store, StoredObject, Version};
+use crate::upstream::auth::Credentials;
+use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
+use crate::upstream::pool::UpstreamPool;
+use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
+use crate::upstream::{Timeouts, Upstream};
+
+/// Attempts at reaching a live image actor before giving up (each failed one found an actor that had just retired).
+const ACTOR_ATTEMPTS: usize = 3;
+
+/// One configured upstream registry.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// The namespace clients name it by.
+    pub namespace: Namespace,
+    /// `scheme://host[:port]` to dial.
+    pub base_url: String,
+    /// TLS options.
+    pub tls: TlsOptions,
+    /// Credentials.
+    pub credentials: Credentials,
+    /// `maxConcurrent`.
+    pub max_concurrent: usize,
+}
+
+/// Everything `Mirror::start` needs.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// The cache directory (`imagePath`).
+    pub image_path: PathBuf,
+    /// The upstreams that may be dialled.
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Timeouts toward upstreams.
+    pub timeouts: Timeouts,
+    /// Which unlisted namespaces may be dialled.
+    pub policy: UpstreamPolicy,
+    /// Bytes left free on the cache volume (`minFreeSpace`).
+    pub min_free_space: u64,
+    /// How long an image actor lives without requests (`actorIdleTimeout`).
+    pub actor_idle_timeout: Duration,
+    /// The background scrub (`scrubInterval`).
+    pub scrub: ScrubSettings,
+}
+
+/// Why the mirror could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The cache directory could not be opened or is locked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An upstream's TLS settings are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+struct Inner {
+    store: Store,
+    cache: Addr<CacheActor>,
+    pool: Addr<UpstreamPool>,
+    admission: Admission,
+    actors: ImageActors,
+    touches: Arc<Touches>,
+    metrics: Arc<Metrics>,
+}
+
+/// See the module documentation. Cheap to clone; share one across all HTTP workers.
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+impl Mirror {
+    /// Lock and scan the cache directory, build every upstream's TLS configuration, and start the actors. Must be
+    /// called inside a running actix system.
+    pub async fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
+        let trusted = config.upstreams.iter().flat_map(|spec| {
+            let mut hosts = vec![spec.namespace.as_str().to_string()];
+            hosts.extend(authority(&spec.base_url));
+            hosts
+        });
+        let guard = Arc::new(AddressGuard::new(config.policy, trusted.collect::<Vec<_>>()));
+        let mut listed = HashMap::new();
+        for spec in config.upstreams {
+            let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
+            let tls = client_config(&host, &spec.tls)?;
+            let namespace = canonical(spec.namespace);
+            let upstream = Upstream {
+                namespace: namespace.clone(),
+                base_url: spec.base_url,
+                tls,
+                credentials: spec.credentials,
+                max_concurrent: spec.max_concurrent,
+                guard: guard.clone(),
+                listed: true,
+            };
+            listed.insert(namespace, Arc::new(upstream));
+        }
+        let default_tls = client_config("", &TlsOptions::default())?;
+        let storage = FsStorage::open(&config.image_path)?;
+        let store = Store::new(Arc::new(storage), config.min_free_space);
+        let inventory = store.storage().inventory().await;
+        let report = inventory.report.clone();
+        let metrics = Arc::new(Metrics::new());
+        let touches = Arc::new(Touches::default());
+        let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone()).start();
+        let timeouts = config.timeouts;
+        let pool_metrics = metrics.clone();
+        let pool = UpstreamPool::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            UpstreamPool::new(timeouts, pool_metrics)
+        });
+        let inner = Inner {
+            store,
+            cache,
+            pool,
+            admission: Admission::new(listed, guard, default_tls),
+            actors: ImageActors::new(config.actor_idle_timeout),
+            touches,
+            metrics,
+        };
+        Ok((Mirror { inner: Arc::new(inner) }, report))
+    }
+
+    /// The metrics every part records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Refresh the cache gauges and render every metric (for `/metrics`).
+    pub async fn render_metrics(&self) -> String {
+        let capacity = self.inner.store.capacity().await;
+        self.inner.metrics.refresh(self.index(), capacity);
+        self.inner.metrics.encode()
+    }
+
+    /// The shared index (for listings), read-only.
+    pub fn index(&self) -> &Index {
+        self.inner.store.index()
+    }
+
+    /// Image actors alive now.
+    pub fn image_actors(&self) -> usize {
+        self.inner.actors.len()
+    }
+
+    /// Forget a cached reference so its next pull asks the upstream (admin API). False when it was not cached.
+    pub async fn invalidate(&self, image: &ImageKey, reference: &Reference) -> Result<bool, MirrorError> {
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
+        self.inner.cache.send(Invalidate { key }).await?.map_err(|e| MirrorError::Internal(e.to_string()))
+    }
+
+    /// Whether the cache takes new objects now (readiness).
+    pub async fn cache_writable(&self) -> bool {
+        self.inner.store.probe_writable().await
+    }
+
+    /// Upstream fetches running now (graceful shutdown waits for them).
+    pub fn fetches_in_flight(&self) -> i64 {
+        let gauge = &self.inner.metrics.fetches_in_flight;
+        gauge.with_label_values(&["manifest"]).get() + gauge.with_label_values(&["blob"]).get()
+    }
+
+    /// Record pending access times (shutdown).
+    pub async fn flush(&self) {
+        let _ = self.inner.cache.send(Flush).await;
+    }
+
+    /// What a fetch for `image` runs with; admission decides whether its namespace may be dialled at all.
+    async fn fetch_context(&self, image: &ImageKey) -> Result<FetchContext, MirrorError> {
+        let upstream = self.inner.admission.upstream(image.ns()).await?;
+        Ok(FetchContext {
+            pool: self.inner.pool.clone().recipient(),
+            cache: self.inner.cache.clone(),
+            upstream,
+            image: image.clone(),
+            store: self.inner.store.clone(),
+            metrics: self.inner.metrics.clone(),
+        })
+    }
+
+    /// Send `msg` to the repository's image actor (started on first use), retrying with a fresh actor when the one
+    /// found has just retired.
+    async fn ask<M>(&self, image: &ImageKey, msg: M) -> Result<M::Result, MirrorError>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        ImageActor: Handler<M>,
+        <ImageActor as Actor>::Context: ToEnvelope<ImageActor, M>,
+    {
+        let actors = &self.inner.actors;
+        let mut last = MirrorError::Internal("no image actor".into());
+        for _ in 0..ACTOR_ATTEMPTS {
+            let addr = match actors.get(image) {
+                Some(addr) => addr,
+                None => actors.start(image, self.fetch_context(image).await?),
+            };
+            match addr.send(msg.clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => {
+                    actors.forget(image, &addr);
+                    last = e.into();
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Tell the cache actor a stored object is damaged, and wait until it is un-indexed.
+    async fn report_damage(&self, object: StoredObject, fault: Fault, version: Option<Version>) {
+        let _ = self.inner.cache.send(ReportDamage { object, fault, version }).await;
+    }
+}

@@ -1,0 +1,196 @@
+//! Streaming an object's bytes to one client: from a committed blob, or behind a running transfer.
+//!
+//! A reader asks the object (`ObjectReader`, any backend) for the next chunk as far as its limit allows: the whole
+//! size of a committed blob, or what the transfer's leader has published so far (minus the last byte until the
+//! digest is verified). It waits for progress when it has caught up. A committed blob whose stored version was not
+//! verified since start is hashed while it is served (`Check`): its last chunk is held back until the hash matches,
+//! so a damaged file never reaches a client as a complete response, and the damage is reported so the next request
+//! fetches the blob again.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream};
+use tokio::sync::watch;
+
+use crate::digest::{Digest, Digester};
+use crate::store::ObjectReader;
+use crate::transfer::{Outcome, Progress};
+
+/// What a client receives: chunks, or an error that aborts its connection.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// How much a reader asks the store for at once.
+const READ_CHUNK: u64 = 256 * 1024;
+
+/// How far a reader may read.
+pub(crate) enum Limit {
+    /// A committed object of this size.
+    Fixed(u64),
+    /// A transfer in progress.
+    Live(watch::Receiver<Progress>),
+}
+
+/// What a verification while serving found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// The bytes match the digest.
+    Intact,
+    /// They do not (or the object ended early).
+    Damaged,
+}
+
+/// Hash-while-serving for a committed blob read whole. `report` is awaited before the stream ends.
+pub(crate) struct Check {
+    pub digest: Digest,
+    pub report: Box<dyn FnOnce(Checked) -> BoxFuture<'static, ()> + Send>,
+}
+
+struct Verifier {
+    hasher: Digester,
+    check: Check,
+}
+
+struct Reader {
+    object: Option<Arc<dyn ObjectReader>>,
+    pos: u64,
+    end: Option<u64>,
+    limit: Limit,
+    verifier: Option<Verifier>,
+}
+
+/// What a reader may do next.
+enum Step {
+    /// Read up to this offset.
+    ReadTo(u64),
+    /// Finished cleanly.
+    Eof,
+    /// Wait for progress.
+    Wait,
+}
+
+fn outcome_error(outcome: &Outcome) -> std::io::Error {
+    match outcome {
+        Outcome::Done { .. } => std::io::Error::other("transfer done"),
+        Outcome::Failed(e) => std::io::Error::other(e.to_string()),
+        Outcome::PassThrough(reason) => std::io::Error::other(format!("transfer passed through uncached: {reason}")),
+        Outcome::Abandoned => std::io::Error::other("transfer abandoned by its leader"),
+    }
+}
+
+impl Reader {
+    fn step(&self) -> Result<Step, std::io::Error> {
+        let (readable, complete_at) = match &self.limit {
+            Limit::Fixed(size) => (*size, Some(*size)),
+            Limit::Live(rx) => match &*rx.borrow() {
+                Progress::Starting => (0, None),
+                // Hold back the last byte until the digest is verified.
+                Progress::Running { written, .. } => (written.saturating_sub(1), None),
+                Progress::Settled(Outcome::Done { size }) => (*size, Some(*size)),
+                Progress::Settled(other) => return Err(outcome_error(other)),
+            },
+        };
+        let stop = match (self.end, complete_at) {
+            (Some(end), Some(size)) => Some(end.min(size)),
+            (Some(end), None) => Some(end),
+            (None, complete) => complete,
+        };
+        if stop.is_some_and(|stop| self.pos >= stop) {
+            return Ok(Step::Eof);
+        }
+        let upto = self.end.map_or(readable, |end| readable.min(end));
+        Ok(if upto > self.pos { Step::ReadTo(upto) } else { Step::Wait })
+    }
+
+    async fn read(&mut self, upto: u64) -> Result<Bytes, std::io::Error> {
+        let object = self.object.clone().ok_or_else(|| std::io::Error::other("transfer has no object to read"))?;
+        let len = (upto - self.pos).min(READ_CHUNK) as usize;
+        let chunk = object.read_at(self.pos, len).await?;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cached object ended early"));
+        }
+        Ok(chunk)
+    }
+
+    /// Hash a chunk; at the object's end, settle the verification (the chunk is delivered only if it passed).
+    async fn verify(&mut self, chunk: &Bytes, last: bool) -> Result<(), std::io::Error> {
+        let Some(v) = self.verifier.as_mut() else {
+            return Ok(());
+        };
+        v.hasher.update(chunk);
+        if !last {
+            return Ok(());
+        }
+        let Some(Verifier { hasher, check }) = self.verifier.take() else {
+            return Ok(());
+        };
+        let intact = hasher.finalize() == check.digest;
+        (check.report)(if intact { Checked::Intact } else { Checked::Damaged }).await;
+        if intact {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("cached blob {} is damaged; it will be fetched again", check.digest)))
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        loop {
+            match self.step() {
+                Err(e) => return Some(Err(e)),
+                Ok(Step::Eof) => return None,
+                Ok(Step::ReadTo(upto)) => {
+                    let chunk = match self.read(upto).await {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            if let Some(Verifier { check, .. }) = self.verifier.take() {
+                                (check.report)(Checked::Damaged).await;
+                            }
+                            return Some(Err(e));
+                        }
+                    };
+                    let last = matches!(self.limit, Limit::Fixed(size) if self.pos + chunk.len() as u64 >= size);
+                    if let Err(e) = self.verify(&chunk, last).await {
+                        return Some(Err(e));
+                    }
+                    self.pos += chunk.len() as u64;
+                    return Some(Ok(chunk));
+                }
+                Ok(Step::Wait) => {
+                    let Limit::Live(rx) = &mut self.limit else {
+                        return None;
+                    };
+                    if rx.changed().await.is_err() {
+                        // The publisher is gone; its Drop published the outcome, so look once more.
+                        if matches!(self.step(), Ok(Step::Wait)) {
+                            return Some(Err(std::io::Error::other("transfer abandoned by its leader")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bytes `start..end` (end exclusive; `None` = to the end) of `object` within `limit`, verified against `check`
+/// when given (only for a whole committed blob).
+pub(crate) fn object_stream(
+    object: Option<Arc<dyn ObjectReader>>,
+    start: u64,
+    end: Option<u64>,
+    limit: Limit,
+    check: Option<Check>,
+) -> ByteStream {
+    let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
+    let reader = Reader { object, pos: start, end, limit, verifier };
+    Box::pin(stream::unfold(reader, |mut r| async move {
+        let item = r.next_chunk().await?;
+        // After an error, end the stream: the error already told the client's connection to abort.
+        if item.is_err() {
+            r.end = Some(r.pos);
+            r.limit = Limit::Fixed(r.pos);
+            r.verifier = None;
+        }
+        Some((item, r))
+    }))
+}

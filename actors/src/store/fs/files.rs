@@ -1,0 +1,168 @@
+//! File primitives of the filesystem store: atomic writes (temporary file, fsync, rename, directory fsync), the
+//! blocking-pool bridge, positioned readers, blob writers and the version of a file.
+
+use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use super::layout::Layout;
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::store::backend::{BlobWrite, ObjectReader};
+use crate::store::records::Version;
+
+/// An `io::Error` on `path` while doing `op`, as a `StoreError`.
+pub(super) fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |e| StoreError::io(op, path, &e)
+}
+
+/// Run blocking file work on the blocking pool.
+pub(super) async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(StoreError::Task { op, detail: e.to_string() }))
+}
+
+/// A fresh, unique path in `tmp/`.
+pub(super) fn tmp_path(layout: &Layout, suffix: &str) -> PathBuf {
+    layout.tmp_dir().join(format!("{:016x}.{suffix}", rand::random::<u64>()))
+}
+
+/// fsync a directory so a rename into it survives a crash.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))
+}
+
+/// Write `bytes` to `dest` atomically: a temporary file in the same filesystem, renamed into place; fsynced (file and
+/// directory) when `durable`.
+pub(super) fn write_atomic(layout: &Layout, dest: &Path, bytes: &[u8], durable: bool) -> Result<(), StoreError> {
+    let tmp = tmp_path(layout, "part");
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        if durable {
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io("create directory", parent))?;
+        }
+        fs::rename(&tmp, dest).map_err(io("rename", dest))?;
+        if durable {
+            if let Some(parent) = dest.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Remove a file; one that is not there is fine.
+pub(super) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io("remove", path, &e)),
+        _ => Ok(()),
+    }
+}
+
+/// A file's version: its device, inode, size and change time. Any write, truncation or replacement changes it.
+pub(super) fn version_of(meta: &fs::Metadata) -> Version {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (meta.dev(), meta.ino(), meta.size(), meta.ctime(), meta.ctime_nsec(), meta.mtime(), meta.mtime_nsec())
+        .hash(&mut h);
+    Version(h.finish())
+}
+
+/// Positioned reads of one open file on the blocking pool. The handle stays valid when the file is renamed or
+/// unlinked, so a reader keeps the bytes it opened.
+pub(super) struct FileReader {
+    pub(super) file: Arc<File>,
+}
+
+impl ObjectReader for FileReader {
+    fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        let file = self.file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = BytesMut::zeroed(len);
+                let n = file.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok(buf.freeze())
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        }
+        .boxed()
+    }
+}
+
+/// A blob being written to `tmp/`, renamed into `blobs/` by `commit`.
+pub(super) struct FileBlobWrite {
+    layout: Arc<Layout>,
+    tmp: PathBuf,
+    /// Opened read-write: appends go to the file offset, readers use positioned reads on the same handle.
+    file: Arc<File>,
+    committed: bool,
+}
+
+impl FileBlobWrite {
+    pub(super) fn create(layout: Arc<Layout>) -> Result<FileBlobWrite, StoreError> {
+        let tmp = tmp_path(&layout, "blob");
+        let file = OpenOptions::new().create_new(true).read(true).write(true).open(&tmp).map_err(io("create", &tmp))?;
+        Ok(FileBlobWrite { layout, tmp, file: Arc::new(file), committed: false })
+    }
+}
+
+#[async_trait]
+impl BlobWrite for FileBlobWrite {
+    fn reader(&self) -> Arc<dyn ObjectReader> {
+        Arc::new(FileReader { file: self.file.clone() })
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let (file, tmp) = (self.file.clone(), self.tmp.clone());
+        blocking("write", move || (&*file).write_all(&data).map_err(io("write", &tmp))).await
+    }
+
+    async fn sync(&mut self) -> Result<(), StoreError> {
+        let (file, tmp) = (self.file.clone(), self.tmp.clone());
+        blocking("fsync", move || file.sync_all().map_err(io("fsync", &tmp))).await
+    }
+
+    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
+        let dest = self.layout.blob(digest);
+        let (file, tmp) = (self.file.clone(), self.tmp.clone());
+        let result = blocking("rename", move || {
+            fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+            if let Some(parent) = dest.parent() {
+                sync_dir(parent)?;
+            }
+            let meta = file.metadata().map_err(io("stat", &dest))?;
+            Ok(version_of(&meta))
+        })
+        .await;
+        // Renamed (even if the directory fsync then failed): the temporary file is gone, nothing to clean up.
+        self.committed = result.is_ok() || !self.tmp.exists();
+        result
+    }
+}
+
+impl Drop for FileBlobWrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}

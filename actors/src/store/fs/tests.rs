@@ -1,0 +1,169 @@
+//! Filesystem store tests: atomic commits, verification, the directory lock, the start-up scan's rules, conditional
+//! quarantine and the access journal.
+
+use std::fs;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::layout::Layout;
+use super::FsStorage;
+use crate::digest::Digest;
+use crate::reference::{ImageKey, Reference};
+use crate::store::{AccessEntry, FinishError, RefRecord, Storage, Store, StoredObject};
+
+fn image() -> ImageKey {
+    ImageKey::new("docker.io".parse().expect("ns"), "library/hello".parse().expect("repo"))
+}
+
+fn record(image: &ImageKey, tag: &str, digest: &Digest) -> RefRecord {
+    RefRecord {
+        namespace: image.ns().clone(),
+        repository: image.repo().clone(),
+        reference: tag.parse::<Reference>().expect("tag"),
+        digest: digest.clone(),
+        created: 1,
+        pulled: 1,
+    }
+}
+
+fn open(dir: &std::path::Path) -> (Store, Layout) {
+    let storage = FsStorage::open(dir).expect("open");
+    (Store::new(Arc::new(storage), 0), Layout::new(dir))
+}
+
+#[tokio::test]
+async fn blob_becomes_visible_only_through_a_verified_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    let data = Bytes::from_static(b"layer bytes");
+    let digest = Digest::sha256_of(&data);
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.append(data.slice(..5)).await.expect("write");
+    writer.append(data.slice(5..)).await.expect("write");
+    assert_eq!(writer.reader().read_at(0, 100).await.expect("read growing"), data, "followers read what is written");
+    assert!(!layout.blob(&digest).exists(), "nothing at the final path before commit");
+    let blob = writer.finish().await.map_err(|_| "finish").expect("digest matches");
+    assert_eq!(blob.size(), data.len() as u64);
+    let version = blob.commit().await.expect("commit");
+    assert_eq!(fs::read(layout.blob(&digest)).expect("read"), data);
+    let opened = store.open_blob(&digest).await.expect("open").expect("present");
+    assert_eq!((opened.size, opened.version), (data.len() as u64, version));
+    assert_eq!(fs::read_dir(layout.tmp_dir()).expect("tmp").count(), 0, "no temp file left");
+}
+
+#[tokio::test]
+async fn a_mismatching_blob_is_rejected_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    let digest = Digest::sha256_of(b"expected");
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.append(Bytes::from_static(b"corrupted")).await.expect("write");
+    match writer.finish().await {
+        Err(FinishError::Mismatch(actual)) => assert_eq!(actual, Digest::sha256_of(b"corrupted")),
+        _ => panic!("a mismatching blob must not verify"),
+    }
+    assert!(!layout.blob(&digest).exists());
+    assert_eq!(fs::read_dir(layout.tmp_dir()).expect("tmp").count(), 0, "temp file removed on drop");
+}
+
+#[test]
+fn second_open_of_a_locked_directory_fails_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = FsStorage::open(dir.path()).expect("open");
+    let err = FsStorage::open(dir.path()).expect_err("second open must fail");
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn two_tags_sharing_a_digest_survive_the_scan_with_their_graph() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = Digest::sha256_of(b"layer");
+    let bytes = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[{{"digest":"{layer}"}}]}}"#
+    ));
+    let digest = Digest::sha256_of(&bytes);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let other = ImageKey::new("ghcr.io".parse().expect("ns"), "library/hello".parse().expect("repo"));
+    {
+        let storage = FsStorage::open(dir.path()).expect("open");
+        storage.put_manifest(&digest, mt, bytes.clone()).await.expect("put");
+        for r in [record(&image(), "a", &digest), record(&image(), "b", &digest), record(&other, "a", &digest)] {
+            storage.put_record(&r).await.expect("record");
+        }
+    }
+    let storage = FsStorage::open(dir.path()).expect("reopen");
+    let inv = storage.inventory().await;
+    assert_eq!((inv.report.manifests, inv.report.refs, inv.report.quarantined), (1, 3, 0), "{:?}", inv.report);
+    let m = &inv.manifests[0];
+    assert_eq!((&m.meta.digest, m.meta.media_type.as_str(), m.meta.size), (&digest, mt, bytes.len() as u64));
+    assert_eq!(m.links.blobs, vec![layer], "the image graph is parsed from the stored bytes");
+}
+
+#[tokio::test]
+async fn the_scan_removes_partials_and_quarantines_what_cannot_be_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = b"good blob";
+    let good_digest = Digest::sha256_of(good);
+    let bad_manifest = Digest::sha256_of(b"original manifest");
+    let orphan = record(&image(), "gone", &Digest::sha256_of(b"no such manifest"));
+    {
+        let (_store, layout) = open(dir.path());
+        fs::write(layout.tmp_dir().join("0001.blob"), b"half a blo").expect("partial");
+        fs::write(layout.blob(&good_digest), good).expect("good blob");
+        fs::write(layout.blobs_dir().join("sha256").join("not-a-digest"), b"junk").expect("junk");
+        fs::write(layout.manifest(&bad_manifest), b"tampered manifest").expect("bad manifest");
+        fs::create_dir_all(layout.refs_dir().join("ab")).expect("refs shard");
+        fs::write(layout.refs_dir().join("ab").join("broken.json"), b"{not json").expect("bad record");
+        let path = layout.reference(&orphan.key());
+        fs::create_dir_all(path.parent().expect("shard")).expect("shard");
+        fs::write(&path, serde_json::to_vec(&orphan).expect("json")).expect("orphan record");
+    }
+    let (store, layout) = open(dir.path());
+    let inv = store.storage().inventory().await;
+    assert_eq!(inv.report.partial_removed, 1, "{:?}", inv.report);
+    assert_eq!(inv.report.manifests, 0, "{:?}", inv.report);
+    assert_eq!(inv.report.quarantined, 3, "junk name, tampered manifest, broken record: {:?}", inv.report);
+    assert_eq!(inv.blobs.len(), 1);
+    assert_eq!((&inv.blobs[0].digest, inv.blobs[0].size), (&good_digest, good.len() as u64));
+    assert!(inv.records.is_empty(), "a record of a missing manifest is dropped");
+    assert!(!layout.reference(&orphan.key()).exists(), "and deleted");
+    assert_eq!(fs::read_dir(layout.tmp_dir()).expect("tmp").count(), 0);
+    assert_eq!(fs::read_dir(layout.quarantine_dir()).expect("q").count(), 3);
+}
+
+#[tokio::test]
+async fn quarantine_moves_only_the_version_found_damaged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    let data = Bytes::from_static(b"blob");
+    let digest = Digest::sha256_of(&data);
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.append(data).await.expect("write");
+    let old = writer.finish().await.map_err(|_| "finish").expect("verified").commit().await.expect("commit");
+    // The blob is stored again (a new file under the same name): the old version's report must leave it alone.
+    fs::write(layout.tmp_dir().join("x"), b"blob").expect("write");
+    fs::rename(layout.tmp_dir().join("x"), layout.blob(&digest)).expect("replace");
+    let object = StoredObject::Blob(digest.clone());
+    assert!(!store.storage().quarantine(&object, Some(old), "test").await.expect("quarantine"));
+    assert!(layout.blob(&digest).exists());
+    let current = store.open_blob(&digest).await.expect("open").expect("present").version;
+    assert!(store.storage().quarantine(&object, Some(current), "test").await.expect("quarantine"));
+    assert!(!layout.blob(&digest).exists());
+    assert!(store.open_blob(&digest).await.expect("open").is_none());
+}
+
+#[tokio::test]
+async fn access_times_survive_a_reopen_and_a_rewrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blob = StoredObject::Blob(Digest::sha256_of(b"b"));
+    {
+        let storage = FsStorage::open(dir.path()).expect("open");
+        storage.record_access(vec![AccessEntry { object: blob.clone(), at: 5 }]).await.expect("append");
+        storage.record_access(vec![AccessEntry { object: blob.clone(), at: 9 }]).await.expect("append");
+    }
+    let storage = FsStorage::open(dir.path()).expect("reopen");
+    assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob.clone(), at: 9 }]);
+    storage.rewrite_access(vec![AccessEntry { object: blob.clone(), at: 7 }]).await.expect("rewrite");
+    assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob, at: 7 }]);
+}

@@ -1,0 +1,211 @@
+//! An in-memory backend of the storage trait, for tests: the coalescer's and the cache actor's unit tests run over
+//! it, and it shows the trait holds for a store that is not a filesystem. Tests can damage objects and set the
+//! free space.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::store::backend::{BlobWrite, ObjectReader, OpenedBlob, Storage};
+use crate::store::records::{
+    AccessEntry, Capacity, Inventory, ManifestMeta, RefKey, RefRecord, StoredBlob, StoredManifest, StoredObject,
+    Version,
+};
+
+type Buf = Arc<Mutex<Vec<u8>>>;
+
+#[derive(Debug, Default)]
+struct State {
+    blobs: HashMap<Digest, (Buf, Version)>,
+    manifests: HashMap<Digest, (String, Bytes)>,
+    records: HashMap<RefKey, RefRecord>,
+    access: Vec<AccessEntry>,
+    capacity: Option<Capacity>,
+    next_version: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryStorage {
+    state: Mutex<State>,
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryStorage {
+    /// Report this much free space of `total`.
+    pub(crate) fn set_capacity(&self, free: u64, total: u64) {
+        lock(&self.state).capacity = Some(Capacity { free, total });
+    }
+
+    /// A committed blob's bytes.
+    pub(crate) fn blob_bytes(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let state = lock(&self.state);
+        state.blobs.get(digest).map(|(b, _)| b.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Replace a committed blob's bytes (a new version), as a disk fault would.
+    pub(crate) fn damage_blob(&self, digest: &Digest, bytes: &[u8]) {
+        let mut state = lock(&self.state);
+        state.next_version += 2; // the index keeps the lowest bit for itself
+        let version = Version(state.next_version);
+        state.blobs.insert(digest.clone(), (Arc::new(Mutex::new(bytes.to_vec())), version));
+    }
+
+    /// Lose a committed blob.
+    pub(crate) fn lose_blob(&self, digest: &Digest) {
+        lock(&self.state).blobs.remove(digest);
+    }
+
+    /// The reference records stored.
+    pub(crate) fn records(&self) -> Vec<RefRecord> {
+        lock(&self.state).records.values().cloned().collect()
+    }
+}
+
+struct BufReader(Buf);
+
+impl ObjectReader for BufReader {
+    fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let start = (offset as usize).min(buf.len());
+        let end = start.saturating_add(len).min(buf.len());
+        let out = Bytes::copy_from_slice(&buf[start..end]);
+        async move { Ok(out) }.boxed()
+    }
+}
+
+struct MemoryWrite {
+    store: Arc<MemoryStorage>,
+    buf: Buf,
+}
+
+#[async_trait]
+impl BlobWrite for MemoryWrite {
+    fn reader(&self) -> Arc<dyn ObjectReader> {
+        Arc::new(BufReader(self.buf.clone()))
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
+        let mut state = lock(&self.store.state);
+        state.next_version += 2; // the index keeps the lowest bit for itself
+        let version = Version(state.next_version);
+        state.blobs.insert(digest.clone(), (self.buf.clone(), version));
+        Ok(version)
+    }
+}
+
+/// The memory store behind an `Arc`, as the trait object the cache uses and the handle a test keeps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedMemory(pub(crate) Arc<MemoryStorage>);
+
+#[async_trait]
+impl Storage for SharedMemory {
+    fn location(&self) -> &str {
+        "memory"
+    }
+
+    async fn inventory(&self) -> Inventory {
+        let state = lock(&self.0.state);
+        let mut inv = Inventory::default();
+        for (digest, (buf, version)) in &state.blobs {
+            let size = buf.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+            inv.blobs.push(StoredBlob { digest: digest.clone(), size, stored: 0, version: *version });
+        }
+        for (digest, (media_type, bytes)) in &state.manifests {
+            let meta =
+                ManifestMeta { digest: digest.clone(), media_type: media_type.clone(), size: bytes.len() as u64 };
+            let links = crate::graph::ManifestLinks::parse_or_empty(bytes);
+            inv.manifests.push(StoredManifest { meta, links });
+        }
+        inv.records = state.records.values().cloned().collect();
+        inv.access = state.access.clone();
+        inv
+    }
+
+    async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
+        let state = lock(&self.0.state);
+        Ok(state.blobs.get(digest).map(|(buf, version)| OpenedBlob {
+            size: buf.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+            reader: Arc::new(BufReader(buf.clone())),
+            version: *version,
+        }))
+    }
+
+    async fn begin_blob(&self) -> Result<Box<dyn BlobWrite>, StoreError> {
+        Ok(Box::new(MemoryWrite { store: self.0.clone(), buf: Buf::default() }))
+    }
+
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, b)| b.clone()))
+    }
+
+    async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {
+        lock(&self.0.state).manifests.insert(digest.clone(), (media_type.to_string(), bytes));
+        Ok(())
+    }
+
+    async fn put_record(&self, record: &RefRecord) -> Result<(), StoreError> {
+        lock(&self.0.state).records.insert(record.key(), record.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, object: &StoredObject) -> Result<(), StoreError> {
+        let mut state = lock(&self.0.state);
+        match object {
+            StoredObject::Blob(d) => drop(state.blobs.remove(d)),
+            StoredObject::Manifest(d) => drop(state.manifests.remove(d)),
+            StoredObject::Record(k) => drop(state.records.remove(k)),
+        }
+        Ok(())
+    }
+
+    async fn quarantine(
+        &self,
+        object: &StoredObject,
+        version: Option<Version>,
+        _why: &str,
+    ) -> Result<bool, StoreError> {
+        if let (StoredObject::Blob(d), Some(v)) = (object, version) {
+            if !lock(&self.0.state).blobs.get(d).is_some_and(|(_, stored)| stored.same(v)) {
+                return Ok(false);
+            }
+        }
+        self.remove(object).await.map(|()| true)
+    }
+
+    async fn record_access(&self, entries: Vec<AccessEntry>) -> Result<(), StoreError> {
+        lock(&self.0.state).access.extend(entries);
+        Ok(())
+    }
+
+    async fn rewrite_access(&self, entries: Vec<AccessEntry>) -> Result<(), StoreError> {
+        lock(&self.0.state).access = entries;
+        Ok(())
+    }
+
+    async fn capacity(&self) -> Option<Capacity> {
+        lock(&self.0.state).capacity
+    }
+
+    async fn probe_writable(&self) -> bool {
+        true
+    }
+}
