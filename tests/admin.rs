@@ -10,63 +10,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-
+use common::admin::{self, Admin, TOKEN};
 use common::http::{self, StatusCode};
 use common::images::{self, Image};
-use common::ports::free_port;
 use common::server::{Server, ServerConfig};
 use common::upstream::Upstream;
 use common::{sha256_digest, skopeo, TestDir};
 
-const TOKEN: &str = "e2e-admin-token-6f1c0b9a";
-
-struct Admin {
-    base: String,
-}
-
-impl Admin {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// GET with `Authorization: Bearer TOKEN`, or no header.
-    fn get(&self, path: &str, token: Option<&str>) -> http::Response {
-        let mut req = http::client().get(self.url(path));
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        req.send().unwrap_or_else(|e| panic!("GET {path} on the admin port: {e:#}"))
-    }
-
-    fn post(&self, path: &str, token: Option<&str>) -> http::Response {
-        let mut req = http::client().post(self.url(path));
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        req.send().unwrap_or_else(|e| panic!("POST {path} on the admin port: {e:#}"))
-    }
-
-    /// GET a list with the right token: 200 and a JSON array.
-    fn list(&self, path: &str) -> Vec<Value> {
-        let resp = self.get(path, Some(TOKEN));
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path} with the token");
-        let body: Value = serde_json::from_slice(&resp.bytes().expect("body")).expect("a JSON body");
-        body.as_array().unwrap_or_else(|| panic!("GET {path}: not a JSON array: {body}")).clone()
-    }
-}
-
-/// A server for `up` with the admin API on its own port; the token file ends
-/// in a newline (the token is its trimmed content).
+/// A server for `up` with the admin API on its own port.
 fn server_with_admin(up: &Upstream, dir: &TestDir) -> (Server, Admin) {
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write token file");
-    let port = free_port();
-    let server = Server::start_with(
-        ServerConfig::for_upstream(&up.url())
-            .extra(&format!("admin:\n  port: {port}\n  tokenFile: \"{}\"", token_file.display())),
-    );
-    (server, Admin { base: format!("http://127.0.0.1:{port}") })
+    admin::server_with_admin(ServerConfig::for_upstream(&up.url()), dir)
 }
 
 fn pull(server: &Server, image: &Image, dir: &TestDir, name: &str) {

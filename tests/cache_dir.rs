@@ -1,4 +1,5 @@
-//! The cache directory under stress: a full disk and a second server on the same directory.
+//! The cache directory under stress: a blob larger than the free space, a volume smaller than any fixed reserve, a
+//! read-only directory, and a second server on the same directory.
 
 mod common;
 
@@ -36,20 +37,30 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
-fn a_full_disk_passes_blobs_through_uncached_and_keeps_serving() {
-    let up = Upstream::start();
-    let dir = TestDir::new("diskfull");
-    // Far smaller than the 6 MB layer plus the cache's free-space reserve.
-    let mount = match Tmpfs::mount(&dir.path().join("cache"), "4m") {
-        Ok(m) => m,
+fn mount_or_skip(path: &Path, size: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(path, size) {
+        Ok(m) => Some(m),
         Err(e) if unsafe_not_root() => {
             eprintln!("skipped: mounting a tmpfs needs root ({e})");
-            return;
+            None
         }
         Err(e) => panic!("mount tmpfs: {e}"),
-    };
+    }
+}
+
+fn stored(dir: &Path, digest: &str) -> bool {
+    let hex = digest.trim_start_matches("sha256:");
+    walk(dir).iter().any(|p| p.to_string_lossy().contains(hex))
+}
+
+#[test]
+fn a_blob_larger_than_the_free_space_passes_through_while_everything_else_is_still_cached() {
+    let up = Upstream::start();
+    let dir = TestDir::new("diskfull");
+    // Far smaller than the 6 MB layer; room for everything else.
+    let Some(mount) = mount_or_skip(&dir.path().join("cache"), "4m") else { return };
     let image = images::custom(&up, &dir.subdir("work"), "library/fat:1", &[6_000_000, 2_000]);
+    let after = images::custom(&up, &dir.subdir("work2"), "library/slim:1", &[300_000]);
     let big = image.manifest().layers[0].digest.clone();
     let config = ServerConfig { image_path: Some(mount.0.clone()), ..ServerConfig::for_upstream(&up.url()) };
     let mut server = Server::start_with(config);
@@ -60,14 +71,35 @@ fn a_full_disk_passes_blobs_through_uncached_and_keeps_serving() {
     }
     up.settle_log();
     let gets = up.access_log_count("GET", &format!("/blobs/{big}"));
-    assert_eq!(gets, 2, "an uncacheable blob is fetched for each pull, never served half-cached");
-    let hex = big.trim_start_matches("sha256:");
-    let stored = walk(&mount.0).into_iter().filter(|p| p.to_string_lossy().contains(hex)).collect::<Vec<_>>();
-    assert!(stored.is_empty(), "the blob that does not fit is not in the cache: {stored:?}");
-    // The small manifest still made it into the cache and is served from there.
-    let manifests = walk(&mount.0.join("manifests"));
-    assert!(!manifests.is_empty(), "manifests are still cached");
+    assert_eq!(gets, 2, "an uncacheable blob is fetched once for each pull, never served half-cached");
+    assert!(!stored(&mount.0, &big), "the blob that does not fit is not in the cache");
+    // Everything that fits is cached, at once, and so is the next image: one big blob stops nothing else.
+    let small = &image.manifest().layers[1];
+    for digest in [&image.digest, &image.manifest().config.digest, &small.digest] {
+        assert!(stored(&mount.0, digest), "{digest} fits and is cached");
+    }
+    skopeo::pull_verified(&server.url(), &after, &after.reference(), &dir.path().join("after"));
+    for b in after.blobs() {
+        assert!(stored(&mount.0, &b.digest), "{} of the next image is cached", b.digest);
+    }
     server.stop();
+}
+
+#[test]
+fn a_volume_smaller_than_any_fixed_reserve_still_caches() {
+    let mut up = Upstream::start();
+    let dir = TestDir::new("smallvol");
+    let Some(mount) = mount_or_skip(&dir.path().join("cache"), "3m") else { return };
+    let image = images::custom(&up, &dir.subdir("work"), "library/tiny:1", &[1_000_000, 500_000]);
+    let config = ServerConfig { image_path: Some(mount.0.clone()), ..ServerConfig::for_upstream(&up.url()) };
+    let mut server = Server::start_with(config);
+    skopeo::pull_verified(&server.url(), &image, &image.reference(), &dir.path().join("out1"));
+    for b in image.blobs() {
+        assert!(stored(&mount.0, &b.digest), "{} is cached on a 3 MiB volume", b.digest);
+    }
+    up.stop();
+    server.restart();
+    skopeo::pull_verified(&server.url(), &image, &image.reference(), &dir.path().join("out2"));
 }
 
 fn unsafe_not_root() -> bool {

@@ -221,6 +221,14 @@ pub struct GetBlob {
     pub digest: Digest,
 }
 
+/// Image-actor registry -> `ImageActor`: stop if idle for at least `idle_for` with nothing in flight. Replies
+/// whether it stops. A notice (`do_send`): an actor that misses it is asked again by the next sweep.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Retire {
+    pub idle_for: std::time::Duration,
+}
+
 /// Manifest fetch task -> `ImageActor` (`send`): the fetch for `reference` ended; answer its waiters.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -9,6 +9,7 @@
 //! part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod certs;
 pub mod containerd;
 pub mod fake_upstream;

@@ -9,12 +9,15 @@
 //!
 //! Blob claims go through the `CacheActor`, whose claim table is global: the same digest pulled through two
 //! repositories at once is still fetched once. The actor never blocks and never touches the store or the network
-//! itself. It retires after `idle_timeout` without requests or fetches, and tells its registry so (`on_stop`); a
-//! request racing the retirement finds the mailbox closed and is sent to a fresh actor by the front door.
+//! itself. Its registry asks it to retire (`Retire`) once it has been idle long enough, or early when too many idle
+//! actors are alive; it stops only if nothing is in flight, and then leaves the registry (`on_stop`). A request
+//! racing the retirement finds the mailbox closed and is sent to a fresh actor by the front door.
 //!
 //! Messages: `GetManifest`, `GetBlob` (from `Mirror`), and its own `ManifestFetched`, `BlobClaimed`, `BlobSettled`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -24,7 +27,9 @@ use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::fetch::{fetch_manifest, lead_blob, FetchContext};
-use crate::messages::{BlobClaimed, BlobSettled, ClaimBlob, GetBlob, GetManifest, ManifestFetched, ManifestReply};
+use crate::messages::{
+    BlobClaimed, BlobSettled, ClaimBlob, GetBlob, GetManifest, ManifestFetched, ManifestReply, Retire,
+};
 use crate::reference::Reference;
 use crate::transfer::Transfer;
 
@@ -32,6 +37,30 @@ type ManifestWaiter = oneshot::Sender<Result<ManifestReply, MirrorError>>;
 type BlobWaiter = oneshot::Sender<Result<BlobClaim, MirrorError>>;
 /// Called once when the actor has stopped, with its own address (to leave the registry).
 pub(crate) type OnStop = Box<dyn FnOnce(&Addr<ImageActor>) + Send>;
+
+/// When an actor was last busy, readable by its registry without a message (milliseconds since the registry's
+/// epoch).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    epoch: Instant,
+    last: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new(epoch: Instant) -> Activity {
+        Activity { epoch, last: AtomicU64::new(epoch.elapsed().as_millis() as u64) }
+    }
+
+    fn touch(&self) {
+        self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long since the actor was last busy.
+    pub(crate) fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+}
 
 enum BlobEntry {
     /// The cache actor has not yet said who fetches it; these requests wait for that answer.
@@ -47,27 +76,18 @@ pub struct ImageActor {
     manifests: HashMap<Reference, Vec<ManifestWaiter>>,
     /// Blob fetches in flight by digest.
     blobs: HashMap<Digest, BlobEntry>,
-    /// Retire after this long with nothing in flight and no request.
-    idle_timeout: Duration,
-    /// The last request or fetch event.
-    last_active: Instant,
+    /// The last request or fetch event, shared with the registry.
+    activity: Arc<Activity>,
     on_stop: Option<OnStop>,
 }
 
 impl ImageActor {
-    pub(crate) fn new(cx: FetchContext, idle_timeout: Duration, on_stop: OnStop) -> ImageActor {
-        ImageActor {
-            cx,
-            manifests: HashMap::new(),
-            blobs: HashMap::new(),
-            idle_timeout,
-            last_active: Instant::now(),
-            on_stop: Some(on_stop),
-        }
+    pub(crate) fn new(cx: FetchContext, activity: Arc<Activity>, on_stop: OnStop) -> ImageActor {
+        ImageActor { cx, manifests: HashMap::new(), blobs: HashMap::new(), activity, on_stop: Some(on_stop) }
     }
 
     fn busy(&mut self) {
-        self.last_active = Instant::now();
+        self.activity.touch();
     }
 
     fn watch_transfer(&self, digest: Digest, transfer: Transfer, ctx: &mut Context<Self>) {
@@ -99,13 +119,6 @@ impl Actor for ImageActor {
         // A pull storm sends hundreds of requests at once; let them queue rather than fail.
         ctx.set_mailbox_capacity(4096);
         self.cx.metrics.image_actors.inc();
-        let check = (self.idle_timeout / 4).max(Duration::from_millis(50));
-        ctx.run_interval(check, |act, ctx| {
-            let idle = act.manifests.is_empty() && act.blobs.is_empty();
-            if idle && act.last_active.elapsed() >= act.idle_timeout {
-                ctx.stop();
-            }
-        });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -141,6 +154,19 @@ impl Handler<GetManifest> for ImageActor {
             });
         }
         Box::pin(wait(rx, what))
+    }
+}
+
+impl Handler<Retire> for ImageActor {
+    type Result = bool;
+
+    /// Stop if nothing is in flight and nothing happened for `idle_for`; true when stopping.
+    fn handle(&mut self, msg: Retire, ctx: &mut Self::Context) -> bool {
+        let idle = self.manifests.is_empty() && self.blobs.is_empty() && self.activity.idle_for() >= msg.idle_for;
+        if idle {
+            ctx.stop();
+        }
+        idle
     }
 }
 

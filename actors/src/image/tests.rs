@@ -12,14 +12,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::ImageActor;
+use super::{Activity, ImageActor};
 use crate::body::BodyEvent;
 use crate::cache::{CacheActor, ScrubSettings, Touches};
 use crate::claim::BlobClaim;
 use crate::digest::Digest;
 use crate::error::{MirrorError, UpstreamError};
 use crate::fetch::FetchContext;
-use crate::messages::{Fetch, GetBlob, GetManifest, UpstreamResponse};
+use crate::messages::{Fetch, GetBlob, GetManifest, Retire, UpstreamResponse};
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Reference};
 use crate::store::memory::{MemoryStorage, SharedMemory};
@@ -115,7 +115,7 @@ fn blob_path(d: &Digest) -> String {
 }
 
 impl Rig {
-    fn start(scripts: HashMap<String, Script>, idle: Duration) -> Rig {
+    fn start(scripts: HashMap<String, Script>) -> Rig {
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let pool = FakeUpstream { scripts, seen: seen.clone() }.start();
         let memory = SharedMemory::default();
@@ -144,7 +144,8 @@ impl Rig {
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
-        let actor = ImageActor::new(cx, idle, Box::new(move |_| flag.store(true, Ordering::SeqCst))).start();
+        let activity = Arc::new(Activity::new(std::time::Instant::now()));
+        let actor = ImageActor::new(cx, activity, Box::new(move |_| flag.store(true, Ordering::SeqCst))).start();
         Rig { actor, memory: memory.0, store, seen, metrics, stopped }
     }
 
@@ -182,7 +183,7 @@ fn body(bytes: &Bytes, chunks: usize, pause_ms: u64) -> Script {
 async fn a_storm_for_one_blob_makes_one_fetch_and_every_waiter_gets_every_byte() {
     let bytes = Bytes::from((0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let digest = Digest::sha256_of(&bytes);
-    let rig = Rig::start(HashMap::from([(blob_path(&digest), body(&bytes, 8, 20))]), Duration::from_secs(60));
+    let rig = Rig::start(HashMap::from([(blob_path(&digest), body(&bytes, 8, 20))]));
     let pulls = (0..20).map(|_| rig.pull_blob(&digest));
     let results = futures_util::future::join_all(pulls).await;
     for (i, r) in results.iter().enumerate() {
@@ -201,7 +202,7 @@ async fn a_storm_for_one_blob_makes_one_fetch_and_every_waiter_gets_every_byte()
 async fn a_failed_fetch_fails_every_waiter_with_its_error_and_the_next_request_asks_again() {
     let digest = Digest::sha256_of(b"never arrives");
     let error = UpstreamError::Status { upstream: "docker.io".into(), status: 500 };
-    let rig = Rig::start(HashMap::from([(blob_path(&digest), Script::Error(error))]), Duration::from_secs(60));
+    let rig = Rig::start(HashMap::from([(blob_path(&digest), Script::Error(error))]));
     let results = futures_util::future::join_all((0..5).map(|_| rig.pull_blob(&digest))).await;
     for r in &results {
         let seen = r.as_ref().expect_err("must fail");
@@ -217,7 +218,7 @@ async fn a_corrupt_body_never_completes_for_any_reader_and_nothing_is_stored() {
     let good = Bytes::from_static(b"the blob the digest names, long enough to come in pieces");
     let digest = Digest::sha256_of(&good);
     let bad = Bytes::from_static(b"the blob the digest names, long enough to come in piecez");
-    let rig = Rig::start(HashMap::from([(blob_path(&digest), body(&bad, 4, 10))]), Duration::from_secs(60));
+    let rig = Rig::start(HashMap::from([(blob_path(&digest), body(&bad, 4, 10))]));
     let results = futures_util::future::join_all((0..4).map(|_| rig.pull_blob(&digest))).await;
     for r in &results {
         let seen = r.as_ref().expect_err("a corrupt body must end in an error");
@@ -234,7 +235,7 @@ async fn a_blob_larger_than_the_free_space_is_passed_through_without_stopping_ot
     let (big_digest, small_digest) = (Digest::sha256_of(&big), Digest::sha256_of(&small));
     let scripts =
         HashMap::from([(blob_path(&big_digest), body(&big, 2, 1)), (blob_path(&small_digest), body(&small, 1, 1))]);
-    let rig = Rig::start(scripts, Duration::from_secs(60));
+    let rig = Rig::start(scripts);
     rig.memory.set_capacity(1_000, 1_000_000);
     let GetBlobReply::Follow(transfer) = get(&rig, &big_digest).await else { panic!("the first request leads") };
     assert!(matches!(transfer.join().await, Joined::PassThrough(PassReason::TooLarge { size: 10_000 })));
@@ -274,7 +275,7 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
         pause: Duration::from_millis(30),
         digest: Some(digest.to_string()),
     };
-    let rig = Rig::start(HashMap::from([(path.clone(), script)]), Duration::from_secs(60));
+    let rig = Rig::start(HashMap::from([(path.clone(), script)]));
     let tag: Reference = "v1".parse().expect("tag");
     let asks = (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone() }));
     for reply in futures_util::future::join_all(asks).await {
@@ -290,7 +291,7 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
 
 #[actix_rt::test]
 async fn an_unknown_manifest_is_a_named_404_for_every_waiter() {
-    let rig = Rig::start(HashMap::new(), Duration::from_secs(60));
+    let rig = Rig::start(HashMap::new());
     let tag: Reference = "missing".parse().expect("tag");
     let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone() }));
     for reply in futures_util::future::join_all(asks).await {
@@ -299,19 +300,30 @@ async fn an_unknown_manifest_is_a_named_404_for_every_waiter() {
 }
 
 #[actix_rt::test]
-async fn an_idle_actor_retires_and_tells_its_registry() {
-    let rig = Rig::start(HashMap::new(), Duration::from_millis(200));
+async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_tells_its_registry() {
+    let manifest = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let path = "/v2/library/app/manifests/slow".to_string();
+    let script = Script::Body { bytes: manifest, chunks: 1, pause: Duration::from_millis(300), digest: None };
+    let rig = Rig::start(HashMap::from([(path, script)]));
+    let retire = |ms| rig.actor.send(Retire { idle_for: Duration::from_millis(ms) });
     let _ = rig.actor.send(GetManifest { reference: "x".parse().expect("tag") }).await;
     assert_eq!(rig.metrics.image_actors.get(), 1);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!rig.stopped.load(Ordering::SeqCst), "not idle long enough yet");
+    assert!(!retire(200).await.expect("mailbox"), "busy a moment ago: not idle long enough");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A fetch in flight keeps it alive even when asked to retire at once.
+    let slow = rig.actor.send(GetManifest { reference: "slow".parse().expect("tag") });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!retire(0).await.expect("mailbox"), "a fetch is in flight");
+    slow.await.expect("mailbox").expect("the slow manifest");
+    assert!(!rig.stopped.load(Ordering::SeqCst));
+    assert!(retire(0).await.expect("mailbox"), "idle with nothing in flight: retires");
     for _ in 0..40 {
         if rig.stopped.load(Ordering::SeqCst) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(rig.stopped.load(Ordering::SeqCst), "retired after the idle timeout");
+    assert!(rig.stopped.load(Ordering::SeqCst), "told its registry");
     assert_eq!(rig.metrics.image_actors.get(), 0);
     let late = rig.actor.send(GetManifest { reference: "x".parse().expect("tag") }).await;
     assert!(late.is_err(), "a retired actor's mailbox is closed, which the front door answers with a fresh actor");
