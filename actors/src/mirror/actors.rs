@@ -110,7 +110,7 @@ async fn sweep(live: Arc<DashMap<ImageKey, Entry>>, crowded: Arc<Notify>, idle_t
             }
         }
         if keep.len() > MAX_IDLE_ACTORS {
-            keep.sort_by(|a, b| b.0.cmp(&a.0));
+            keep.sort_by_key(|k| std::cmp::Reverse(k.0));
             for (_, addr) in keep.drain(..keep.len() - MAX_IDLE_ACTORS) {
                 addr.do_send(Retire { idle_for: Duration::ZERO });
             }
