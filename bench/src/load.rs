@@ -15,7 +15,7 @@ fn headers(accept: &str) -> Vec<(&str, &str)> {
 }
 
 /// `latency`: `--n` sequential requests (after `--warmup` more) on one kept-alive connection; prints p50, p90, p99
-/// and max in milliseconds.
+/// and max in milliseconds, and how many took over 10 ms (a delayed-ACK stall costs 40 ms).
 pub fn cmd_latency(args: &crate::Args) -> Result<(), String> {
     let addr = args.str("addr")?;
     let path = args.str("path")?;
@@ -43,10 +43,11 @@ pub fn cmd_latency(args: &crate::Args) -> Result<(), String> {
             times.push(elapsed.as_secs_f64() * 1000.0);
         }
     }
+    let slow = times.iter().filter(|&&t| t > 10.0).count();
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
     println!(
-        "p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} non200={bad} reconnects={reconnects}",
+        "p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} over_10ms={slow} non200={bad} reconnects={reconnects}",
         pct(0.50),
         pct(0.90),
         pct(0.99),
