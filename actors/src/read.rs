@@ -106,7 +106,7 @@ impl Reader {
     async fn read(&mut self, upto: u64) -> Result<Bytes, std::io::Error> {
         let object = self.object.clone().ok_or_else(|| std::io::Error::other("transfer has no object to read"))?;
         let len = (upto - self.pos).min(READ_CHUNK) as usize;
-        let chunk = object.read_at(self.pos, len).await?;
+        let chunk = object.read_range(self.pos, len).await?;
         if chunk.is_empty() {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cached object ended early"));
         }

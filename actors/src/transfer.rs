@@ -255,7 +255,7 @@ mod tests {
     }
 
     impl ObjectReader for Grow {
-        fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
             let buf = self.0.lock().expect("lock");
             let start = (offset as usize).min(buf.len());
             let out = Bytes::copy_from_slice(&buf[start..(start + len).min(buf.len())]);

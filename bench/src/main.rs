@@ -10,11 +10,13 @@
 //! ocibench load       --addr H:P --path P [--method HEAD] [--accept A] [--connections 32] [--seconds 5]
 //! ocibench gen-cache  --dir D [--count 100000] [--ns docker.io] [--prefix library/start-] [--tag 1]
 //! ocibench wait-ready --addr H:P --path P --pid PID --t0-ns NS [--timeout-s 60]
+//! ocibench names      --addr H:P --prefix NAME --count N --clients C --pid PID [--query ?ns=..] [--metrics H:P]
 //! ```
 
 mod http;
 mod image;
 mod load;
+mod names;
 mod pull;
 mod rss;
 mod startup;
@@ -80,6 +82,7 @@ fn main() {
         "load" => load::cmd_load(&args),
         "gen-cache" => startup::cmd_gen_cache(&args),
         "wait-ready" => startup::cmd_wait_ready(&args),
+        "names" => names::cmd_names(&args),
         other => Err(format!("unknown command {other:?}")),
     });
     if let Err(e) = result {

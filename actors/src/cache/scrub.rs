@@ -86,7 +86,7 @@ async fn check(store: &Store, digest: &Digest, size: u64, rate: u64) -> Result<V
     let mut hasher = Digester::new(digest.algorithm());
     let mut pos = 0;
     while pos < opened.size {
-        let chunk = match opened.reader.read_at(pos, CHUNK).await {
+        let chunk = match opened.reader.read_range(pos, CHUNK).await {
             Ok(chunk) if !chunk.is_empty() => chunk,
             Ok(_) => return Err((Fault::WrongSize { found: pos, expected: size }, version)),
             Err(e) => return Err((Fault::Unreadable(e.to_string()), version)),

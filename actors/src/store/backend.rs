@@ -2,7 +2,7 @@
 //! object store) is an implementation of these traits and not a change to the actors or the HTTP layer.
 //!
 //! Shape (after `object_store`'s `ObjectStore`): reads of a range of a committed object (`open_blob` then
-//! `ObjectReader::read_at`), reads of the growing object of a running write (`BlobWrite::reader`), a write that is
+//! `ObjectReader::read_range`), reads of the growing object of a running write (`BlobWrite::reader`), a write that is
 //! invisible until `commit` (a temporary file renamed into place here; a multipart upload completed there), small
 //! whole-object puts for manifests and records, delete and quarantine, the inventory for the start-up rebuild, access
 //! times, and capacity.
@@ -30,7 +30,7 @@ use crate::store::records::{AccessEntry, Capacity, Inventory, RefRecord, StoredO
 pub trait ObjectReader: Send + Sync {
     /// Up to `len` bytes at `offset`. A shorter answer means the object (so far) ends there; an empty one, that
     /// nothing is at `offset`.
-    fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>>;
+    fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>>;
 }
 
 /// A committed blob opened for reading: the reader keeps the bytes it opened readable even if the object is removed

@@ -74,7 +74,7 @@ impl MemoryStorage {
 struct BufReader(Buf);
 
 impl ObjectReader for BufReader {
-    fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+    fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
         let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let start = (offset as usize).min(buf.len());
         let end = start.saturating_add(len).min(buf.len());

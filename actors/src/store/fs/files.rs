@@ -92,7 +92,7 @@ pub(super) struct FileReader {
 }
 
 impl ObjectReader for FileReader {
-    fn read_at(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+    fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
         let file = self.file.clone();
         async move {
             tokio::task::spawn_blocking(move || {

@@ -41,7 +41,7 @@ async fn blob_becomes_visible_only_through_a_verified_commit() {
     let mut writer = store.begin_blob(&digest).await.expect("begin");
     writer.append(data.slice(..5)).await.expect("write");
     writer.append(data.slice(5..)).await.expect("write");
-    assert_eq!(writer.reader().read_at(0, 100).await.expect("read growing"), data, "followers read what is written");
+    assert_eq!(writer.reader().read_range(0, 100).await.expect("read growing"), data, "followers read what is written");
     assert!(!layout.blob(&digest).exists(), "nothing at the final path before commit");
     let blob = writer.finish().await.map_err(|_| "finish").expect("digest matches");
     assert_eq!(blob.size(), data.len() as u64);
