@@ -27,7 +27,7 @@ use crate::reference::{ImageKey, Named, Namespace, Reference};
 use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
 use crate::transfer::{file_stream, verified_passthrough, Transfer};
 use crate::upstream::auth::{pull_scope, Credentials};
-use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
+use crate::upstream::guard::{AddressGuard, Purpose, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream, DEFAULT_MAX_CONCURRENT};
@@ -152,12 +152,8 @@ impl Mirror {
     /// Lock and index the cache directory, build every upstream's TLS configuration, and start the actors. Must be
     /// called inside a running actix system.
     pub fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
-        let trusted = config.upstreams.iter().flat_map(|spec| {
-            let mut hosts = vec![spec.namespace.as_str().to_string()];
-            hosts.extend(authority(&spec.base_url));
-            hosts
-        });
-        let guard = Arc::new(AddressGuard::new(config.policy, trusted.collect::<Vec<_>>()));
+        // Trusts nothing: unlisted namespaces are checked with it, and admitted ones connect through it.
+        let guard = Arc::new(AddressGuard::new(config.policy));
         let mut upstreams = HashMap::new();
         for spec in config.upstreams {
             let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
@@ -165,11 +161,11 @@ impl Mirror {
             let namespace = canonical(spec.namespace);
             let upstream = Upstream {
                 namespace: namespace.clone(),
+                guard: Arc::new(AddressGuard::for_registry(config.policy, namespace.as_str(), &spec.base_url)),
                 base_url: spec.base_url,
                 tls,
                 credentials: spec.credentials,
                 max_concurrent: spec.max_concurrent,
-                guard: guard.clone(),
                 listed: true,
             };
             upstreams.insert(namespace, Arc::new(upstream));
@@ -266,7 +262,7 @@ impl Mirror {
             UpstreamPolicy::Public => {
                 let host = host_of(ns.as_str());
                 let port = port_of(ns.as_str()).unwrap_or(443);
-                if let Err(refused) = guard.resolve(host, port).await {
+                if let Err(refused) = guard.resolve(host, port, Purpose::Registry).await {
                     tracing::info!(namespace = %ns, reason = %refused, "refused by upstreamPolicy: public");
                     return Err(MirrorError::Denied(ns.clone()));
                 }
@@ -425,7 +421,7 @@ fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: 
     Fetch { upstream, path, head, accept: None, scope, range_from: None }
 }
 
-/// `host:port` of a URL (the port made explicit), for the trusted-host list.
+/// `host:port` of a URL (the port made explicit).
 fn authority(url: &str) -> Option<String> {
     let uri = url.parse::<awc::http::Uri>().ok()?;
     let host = uri.host()?;

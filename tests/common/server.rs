@@ -25,7 +25,7 @@ pub struct Registry {
     pub name: String,
     /// `http` or `https`.
     pub scheme: String,
-    /// Where to connect instead of the namespace's own host.
+    /// Where to connect instead of the namespace's own host ("": none, the name is dialled).
     pub endpoint: String,
     /// More keys of this entry (`auth:`, `tls:`, `maxConcurrent:`), as YAML
     /// written at column 0; indented into the entry.
@@ -85,6 +85,17 @@ impl ServerConfig {
         self
     }
 
+    /// Add a registry by name alone (`scheme: https`, no `endpoint`): the mirror dials the name itself.
+    pub fn registry_named(mut self, name: &str) -> ServerConfig {
+        self.registries.push(Registry {
+            name: name.to_string(),
+            scheme: "https".to_string(),
+            endpoint: String::new(),
+            extra_yaml: String::new(),
+        });
+        self
+    }
+
     /// Set an environment variable for the server process (e.g. `PATH`, or
     /// the variable a `passwordFromEnv` names).
     pub fn env(mut self, name: &str, value: &str) -> ServerConfig {
@@ -117,10 +128,10 @@ impl ServerConfig {
         } else {
             y.push_str("registries:\n");
             for r in &self.registries {
-                y.push_str(&format!(
-                    "  - name: \"{}\"\n    scheme: {}\n    endpoint: \"{}\"\n",
-                    r.name, r.scheme, r.endpoint
-                ));
+                y.push_str(&format!("  - name: \"{}\"\n    scheme: {}\n", r.name, r.scheme));
+                if !r.endpoint.is_empty() {
+                    y.push_str(&format!("    endpoint: \"{}\"\n", r.endpoint));
+                }
                 for line in r.extra_yaml.lines().filter(|l| !l.trim().is_empty()) {
                     y.push_str(&format!("    {line}\n"));
                 }

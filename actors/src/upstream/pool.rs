@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::auth::{
     parse_challenge, parse_token, run_helper, token_url, AuthState, Challenge, Credentials, Token, UserSecret,
 };
-use super::guard::{GuardedConnector, Refused};
+use super::guard::{client_key, GuardedConnector, Purpose, Refused};
 use super::{Timeouts, Upstream};
 use crate::error::UpstreamError;
 use crate::messages::{BodyEvent, Fetch, UpstreamResponse};
@@ -76,13 +76,13 @@ impl UpstreamPool {
         UpstreamPool { timeouts, clients: HashMap::new(), limits: HashMap::new(), auth: Rc::default(), metrics }
     }
 
-    fn client(&mut self, upstream: &Upstream) -> awc::Client {
+    fn client(&mut self, upstream: &Upstream, purpose: Purpose) -> awc::Client {
         let timeouts = self.timeouts;
         self.clients
-            .entry(upstream.base_url.clone())
+            .entry(client_key(upstream, purpose))
             .or_insert_with(|| {
                 let connector = awc::Connector::new()
-                    .connector(GuardedConnector::new(upstream.guard.clone()))
+                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose))
                     .rustls_0_23(upstream.tls.clone())
                     .timeout(timeouts.connect)
                     .handshake_timeout(timeouts.connect)
@@ -117,6 +117,8 @@ impl Actor for UpstreamPool {
 #[derive(Clone)]
 struct Session {
     client: awc::Client,
+    /// For token requests only: its connector trusts the realms this registry named.
+    token_client: awc::Client,
     upstream: Arc<Upstream>,
     auth: Rc<RefCell<AuthBook>>,
     timeouts: Timeouts,
@@ -242,14 +244,9 @@ impl Session {
     async fn fetch_token(&self, url: &str) -> Result<Token, UpstreamError> {
         let name = self.name();
         if self.upstream.listed {
-            if let Ok(uri) = url.parse::<awc::http::Uri>() {
-                let default_port = if uri.scheme_str() == Some("http") { 80 } else { 443 };
-                if let Some(host) = uri.host() {
-                    self.upstream.guard.trust(format!("{host}:{}", uri.port_u16().unwrap_or(default_port)));
-                }
-            }
+            self.upstream.guard.trust_realm(url);
         }
-        let mut req = self.client.get(url);
+        let mut req = self.token_client.get(url);
         if let Some(creds) = self.user_secret().await? {
             req = req.insert_header((header::AUTHORIZATION, creds.basic_header()));
         }
@@ -317,7 +314,8 @@ impl Handler<Fetch> for UpstreamPool {
     /// Send one request upstream (with auth and retries); answer with the head and a channel carrying the body.
     fn handle(&mut self, msg: Fetch, _ctx: &mut Self::Context) -> Self::Result {
         let session = Session {
-            client: self.client(&msg.upstream),
+            client: self.client(&msg.upstream, Purpose::Registry),
+            token_client: self.client(&msg.upstream, Purpose::Token),
             upstream: msg.upstream.clone(),
             auth: self.auth.clone(),
             timeouts: self.timeouts,
