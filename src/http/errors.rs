@@ -98,6 +98,7 @@ fn upstream_error(err: &UpstreamError) -> OciError {
         | UpstreamError::Unauthorized { .. }
         | UpstreamError::Status { .. }
         | UpstreamError::Broken { .. }
+        | UpstreamError::TokenEndpoint { .. }
         | UpstreamError::TooLarge { .. }
         | UpstreamError::DigestMismatch { .. }
         | UpstreamError::LengthMismatch { .. } => OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", message),

@@ -224,7 +224,7 @@ impl Session {
                 let url = token_url(realm, service, scope);
                 let k = key.clone();
                 let fetch = async move {
-                    let result = me.fetch_token(&url).await;
+                    let result = me.fetch_token(&url).await.map_err(|e| e.at_token_endpoint(&url));
                     let mut book = me.auth.borrow_mut();
                     book.fetching.remove(&k);
                     if let Ok(token) = &result {
