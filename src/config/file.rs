@@ -135,7 +135,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         Some(value) => parse_admin(walker, "admin", value)?,
     };
     Ok(FileConfig {
-        image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
+        image_path: image_path(walker, top)?,
         host,
         port: walker.port(top, "port", false)?,
         log_level,
@@ -153,6 +153,19 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         metrics_port: walker.port(top, "metrics", true)?,
         admin,
     })
+}
+
+/// `imagePath`: absent (or null) takes the default; an empty string is refused rather than silently replaced by the
+/// default, which may be a different file system (an empty template value, for example).
+fn image_path(walker: &Walker, top: &Section<'_>) -> Result<Option<PathBuf>, ConfigError> {
+    match top.get("imagePath") {
+        Some(value @ Value::String(s)) if s.trim().is_empty() => Err(walker.invalid(
+            "imagePath",
+            value,
+            "the cache directory must not be empty; remove the key to use /var/lib/ociregistry",
+        )),
+        _ => Ok(walker.string(top, "imagePath")?.map(PathBuf::from)),
+    }
 }
 
 /// Go server keys that change security or network behaviour and that this build does not
@@ -420,6 +433,8 @@ serverTlsConfig:
             ("idleTimeout: 0s", "idleTimeout", "\"0s\""),
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
+            ("imagePath: ''", "imagePath", "\"\""),
+            ("imagePath: '  '", "imagePath", "\"  \""),
             ("health: 70000", "health", "70000"),
             ("health: -1", "health", "-1"),
             ("metrics: '9090'", "metrics", "\"9090\""),

@@ -7,6 +7,7 @@ mod auth;
 mod duration;
 mod error;
 mod file;
+pub mod files;
 mod flags;
 mod ports;
 mod registry;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use crate::cli::Cli;
 
+pub use admin::read_token as admin_token;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
@@ -231,6 +233,7 @@ fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<Stri
     settings.apply_file(file_config);
     flags::apply(cli, &mut settings);
     ports::check_distinct(cli, &settings)?;
+    files::check_image_path(cli, &settings)?;
     Ok((settings, warnings))
 }
 
