@@ -89,6 +89,8 @@ fn main() -> ExitCode {
     // A start error is printed once on standard error; when the log goes to a file, it is logged there too.
     let log_to_file = settings.log_file.is_some();
     let image_path = settings.image_path.clone();
+    // Before the cache is opened: the index rebuild and every connection count against the limit.
+    let fd_limit = http::limits::raise_fd_limit();
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let (mirror, report) = match Mirror::start(mirror_config) {
@@ -108,6 +110,8 @@ fn main() -> ExitCode {
             metrics_port: settings.metrics_port,
             admin,
             shutdown_grace: settings.shutdown_grace,
+            client_idle_timeout: settings.client_idle_timeout,
+            fd_limit,
         };
         tracing::info!("server is running");
         http::serve(state, options).await.map_err(|e| e.to_string())

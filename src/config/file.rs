@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "connectTimeout",
     "idleTimeout",
     "shutdownGrace",
+    "clientIdleTimeout",
     "alwaysPullLatest",
     "airGapped",
     "helloWorld",
@@ -60,6 +61,7 @@ pub struct FileConfig {
     pub connect_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub shutdown_grace: Option<Duration>,
+    pub client_idle_timeout: Option<Duration>,
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
@@ -145,6 +147,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         connect_timeout: walker.duration(top, "connectTimeout")?,
         idle_timeout: walker.duration(top, "idleTimeout")?,
         shutdown_grace: walker.duration(top, "shutdownGrace")?,
+        client_idle_timeout: walker.duration(top, "clientIdleTimeout")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
         upstream_policy,
@@ -409,10 +412,13 @@ serverTlsConfig:
 
     #[test]
     fn duration_forms() {
-        let (config, _) = parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
+        let (config, _) =
+            parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\nclientIdleTimeout: 90s\n", "f")
+                .expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(config.connect_timeout, Some(Duration::from_secs(10)));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(config.client_idle_timeout, Some(Duration::from_secs(90)));
         let (config, _) = parse("pullTimeout: 500ms\n", "f").expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(500)));
     }
@@ -443,6 +449,8 @@ serverTlsConfig:
             ("logFormat: 1", "logFormat", "1"),
             ("shutdownGrace: 0", "shutdownGrace", "0"),
             ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
+            ("clientIdleTimeout: 0", "clientIdleTimeout", "0"),
+            ("clientIdleTimeout: soon", "clientIdleTimeout", "\"soon\""),
             ("serverTlsConfig: {clientAuth: required}", "serverTlsConfig.clientAuth", "\"required\""),
             ("admin: {port: 0, tokenFile: /t}", "admin.port", "0"),
             ("admin: on", "admin", "\"on\""),

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub image_path: Option<PathBuf>,
     /// Environment variables set for the server process.
     pub env: Vec<(String, String)>,
+    /// Start the server with this file descriptor limit, soft and hard (`ulimit -n`), so that it cannot raise it.
+    pub fd_limit: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             extra_yaml: String::new(),
             image_path: None,
             env: Vec::new(),
+            fd_limit: None,
         }
     }
 }
@@ -145,6 +148,7 @@ impl ServerConfig {
 pub struct Server {
     guard: Option<ChildGuard>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
     port: u16,
     cache: PathBuf,
     config_file: PathBuf,
@@ -166,7 +170,16 @@ impl Server {
         let dir = TestDir::new("server");
         let cache = config.image_path.clone().unwrap_or_else(|| dir.subdir("cache"));
         let config_file = dir.path().join("registry-config.yaml");
-        let mut server = Server { guard: None, env: config.env.clone(), port: 0, cache, config_file, starts: 0, dir };
+        let mut server = Server {
+            guard: None,
+            env: config.env.clone(),
+            fd_limit: config.fd_limit,
+            port: 0,
+            cache,
+            config_file,
+            starts: 0,
+            dir,
+        };
         // A port can be taken by another process between our probe and the
         // server's bind: try a few.
         let mut last = String::new();
@@ -184,7 +197,16 @@ impl Server {
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         self.starts += 1;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ociregistry"));
+        let bin = env!("CARGO_BIN_EXE_ociregistry");
+        let mut cmd = match self.fd_limit {
+            // The shell sets the limit and replaces itself with the server (same process id).
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin);
+                sh
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("--config-file").arg(&self.config_file).arg("serve").env("RUST_BACKTRACE", "1");
         for (name, value) in &self.env {
             cmd.env(name, value);
@@ -259,6 +281,11 @@ impl Server {
             out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
         }
         out
+    }
+
+    /// File descriptors the current run has open now (from `/proc`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     /// The tail of the current run's logs.
