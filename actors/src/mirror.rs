@@ -27,7 +27,7 @@ use crate::reference::{ImageKey, Named, Namespace, Reference};
 use crate::store::{DirLock, ManifestMeta, RebuildReport, RefKey, Store};
 use crate::transfer::{file_stream, verified_passthrough, Transfer};
 use crate::upstream::auth::{pull_scope, Credentials};
-use crate::upstream::guard::{AddressGuard, Purpose, UpstreamPolicy};
+use crate::upstream::guard::{AddressGuard, ListedHosts, Purpose, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream, DEFAULT_MAX_CONCURRENT};
@@ -154,6 +154,7 @@ impl Mirror {
     pub fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
         // Trusts nothing: unlisted namespaces are checked with it, and admitted ones connect through it.
         let guard = Arc::new(AddressGuard::new(config.policy));
+        let listed = Arc::new(ListedHosts::new(config.upstreams.iter().map(|s| (s.namespace.as_str(), &*s.base_url))));
         let mut upstreams = HashMap::new();
         for spec in config.upstreams {
             let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
@@ -161,11 +162,11 @@ impl Mirror {
             let namespace = canonical(spec.namespace);
             let upstream = Upstream {
                 namespace: namespace.clone(),
-                guard: Arc::new(AddressGuard::for_registry(config.policy, namespace.as_str(), &spec.base_url)),
                 base_url: spec.base_url,
                 tls,
                 credentials: spec.credentials,
                 max_concurrent: spec.max_concurrent,
+                guard: Arc::new(AddressGuard::for_listed(config.policy, listed.clone())),
                 listed: true,
             };
             upstreams.insert(namespace, Arc::new(upstream));

@@ -6,10 +6,12 @@
 //! `AddressGuard`, and connects to exactly the addresses it checked (no second lookup that DNS rebinding could
 //! change).
 //!
-//! Trust is per registry and per port, never global:
-//! - A listed registry trusts its endpoint and its own name, each on its own port only (the one named, else 443
-//!   for https and 80 for http), at any address. Nothing it trusts becomes a namespace: the front door checks an
-//!   unlisted namespace with a guard that trusts nothing.
+//! Trust is per port, and never reaches a namespace:
+//! - The listed registries' endpoints and names, each on its own port only (the one named, else 443 for https and
+//!   80 for http), are trusted at any address by the listed registries' connections: their own requests and their
+//!   redirects (a registry that sends its blobs to another listed host). Connections of namespaces admitted by the
+//!   policy trust none of them, and the front door checks an unlisted namespace with a guard that trusts nothing, so
+//!   a listed host never becomes a namespace of its own.
 //! - A token realm named by a listed registry's 401 is trusted for that registry's token requests only (they go
 //!   through a client of their own), not for its other requests and not for any other registry or namespace.
 //! - Anything else (an unlisted namespace, a redirect target) must resolve only to public addresses, unless the
@@ -52,14 +54,33 @@ pub enum Purpose {
     Token,
 }
 
+/// The `host:port` keys (see `key`) of the listed registries: each one's name and endpoint, each on its own port.
+#[derive(Debug, Default)]
+pub struct ListedHosts(HashSet<String>);
+
+impl ListedHosts {
+    /// The keys of registries given as (`name`, `base_url`): the name (`host[:port]`) on the port it names, else the
+    /// base URL's scheme's (443 for https, 80 for http), and the base URL's authority.
+    pub fn new<'a>(registries: impl IntoIterator<Item = (&'a str, &'a str)>) -> ListedHosts {
+        let mut keys = HashSet::new();
+        for (name, base_url) in registries {
+            let default_port = if base_url.starts_with("http://") { 80 } else { 443 };
+            let (host, port) = split_host_port(name, default_port);
+            keys.insert(key(host, port));
+            keys.extend(url_key(base_url));
+        }
+        ListedHosts(keys)
+    }
+}
+
 /// The address rules of one registry's connections (or of the front door's namespace check).
 #[derive(Debug, Default)]
 pub struct AddressGuard {
     /// `Any` disables the address check.
     policy: UpstreamPolicy,
-    /// `host:port` keys (see `key`) trusted at any address: a listed registry's endpoint and name. Empty for the
-    /// front door and for namespaces admitted by the policy.
-    trusted: HashSet<String>,
+    /// Trusted at any address: the listed registries' hosts, for a listed registry. Empty for the front door and for
+    /// namespaces admitted by the policy.
+    trusted: Arc<ListedHosts>,
     /// `host:port` keys of token realms this registry named, trusted for `Purpose::Token` only. Filled as
     /// challenges arrive.
     realms: RwLock<HashSet<String>>,
@@ -102,19 +123,13 @@ impl AddressGuard {
     /// A guard for this policy that trusts nothing: for the front door's check of unlisted namespaces, and for the
     /// namespaces the policy admits.
     pub fn new(policy: UpstreamPolicy) -> AddressGuard {
-        AddressGuard { policy, trusted: HashSet::new(), realms: RwLock::default() }
+        AddressGuard { policy, trusted: Arc::default(), realms: RwLock::default() }
     }
 
-    /// The guard of a listed registry named `name` (`host[:port]`) that is dialled at `base_url`: it trusts the
-    /// endpoint's authority and the name, each on its own port only (443 for https, 80 for http when none is
-    /// named; the scheme is the base URL's).
-    pub fn for_registry(policy: UpstreamPolicy, name: &str, base_url: &str) -> AddressGuard {
-        let default_port = if base_url.starts_with("http://") { 80 } else { 443 };
-        let (host, port) = split_host_port(name, default_port);
-        let mut guard = AddressGuard::new(policy);
-        guard.trusted.insert(key(host, port));
-        guard.trusted.extend(url_key(base_url));
-        guard
+    /// The guard of a listed registry: it trusts the listed hosts (its own and the others', each on its own port),
+    /// and the realms it names from now on.
+    pub fn for_listed(policy: UpstreamPolicy, listed: Arc<ListedHosts>) -> AddressGuard {
+        AddressGuard { policy, trusted: listed, realms: RwLock::default() }
     }
 
     /// Trust the host and port of `realm_url` for this registry's token requests from now on (the operator trusts
@@ -133,7 +148,7 @@ impl AddressGuard {
 
     fn is_trusted(&self, host: &str, port: u16, purpose: Purpose) -> bool {
         let k = key(host, port);
-        if self.trusted.contains(&k) {
+        if self.trusted.0.contains(&k) {
             return true;
         }
         purpose == Purpose::Token && self.realms.read().is_ok_and(|realms| realms.contains(&k))
@@ -343,27 +358,41 @@ mod tests {
         vec![SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)]
     }
 
+    fn listed(registries: &[(&str, &str)]) -> AddressGuard {
+        AddressGuard::for_listed(UpstreamPolicy::Public, Arc::new(ListedHosts::new(registries.iter().copied())))
+    }
+
     #[test]
     fn a_listed_registry_is_trusted_on_its_own_ports_only() {
-        let reg = AddressGuard::for_registry(UpstreamPolicy::Public, "docker.io", "http://127.0.0.1:5000");
+        let reg = listed(&[("docker.io", "http://127.0.0.1:5000")]);
         assert!(reg.check("127.0.0.1", 5000, &local(5000), Purpose::Registry).is_ok(), "the endpoint");
         assert!(reg.check("127.0.0.1", 5001, &local(5001), Purpose::Registry).is_err(), "endpoint host, other port");
         assert!(reg.check("docker.io", 80, &local(80), Purpose::Registry).is_ok(), "the name, on the scheme's port");
         assert!(reg.check("docker.io", 443, &local(443), Purpose::Registry).is_err(), "the name, another port");
 
-        let bare = AddressGuard::for_registry(UpstreamPolicy::Public, "localhost", "https://localhost");
+        let bare = listed(&[("localhost", "https://localhost")]);
         assert!(bare.check("localhost", 443, &local(443), Purpose::Registry).is_ok(), "https: 443");
         for port in [80, 5000, 8443, 22] {
             assert!(bare.check("localhost", port, &local(port), Purpose::Registry).is_err(), "localhost:{port}");
         }
-        let http = AddressGuard::for_registry(UpstreamPolicy::Public, "registry.lan", "http://registry.lan");
+        let http = listed(&[("registry.lan", "http://registry.lan")]);
         assert!(http.check("REGISTRY.lan", 80, &local(80), Purpose::Registry).is_ok(), "http: 80, any letter case");
         assert!(http.check("registry.lan", 443, &local(443), Purpose::Registry).is_err());
 
-        let v6 = AddressGuard::for_registry(UpstreamPolicy::Public, "[::1]:5000", "https://[::1]:5000");
+        let v6 = listed(&[("[::1]:5000", "https://[::1]:5000")]);
         let v6_addr = [SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 5000)];
         assert!(v6.check("[::1]", 5000, &v6_addr, Purpose::Registry).is_ok());
         assert!(v6.check("[0:0::1]", 5000, &v6_addr, Purpose::Registry).is_ok(), "IPv6 compared canonically");
+    }
+
+    #[test]
+    fn listed_hosts_are_redirect_targets_of_listed_registries_only() {
+        let hosts = Arc::new(ListedHosts::new([("docker.io", "https://a.lan"), ("b.lan:5000", "http://b.lan:5000")]));
+        let a = AddressGuard::for_listed(UpstreamPolicy::Public, hosts);
+        assert!(a.check("b.lan", 5000, &local(5000), Purpose::Registry).is_ok(), "another listed registry");
+        assert!(a.check("b.lan", 5001, &local(5001), Purpose::Registry).is_err(), "on its own port only");
+        let admitted = AddressGuard::new(UpstreamPolicy::Public);
+        assert!(admitted.check("b.lan", 5000, &local(5000), Purpose::Registry).is_err(), "not for admitted ones");
     }
 
     #[test]
@@ -380,8 +409,8 @@ mod tests {
 
     #[test]
     fn a_realm_is_trusted_for_token_requests_of_its_registry_only() {
-        let reg = AddressGuard::for_registry(UpstreamPolicy::Public, "docker.io", "http://127.0.0.1:5000");
-        let other = AddressGuard::for_registry(UpstreamPolicy::Public, "quay.io", "http://127.0.0.1:6000");
+        let reg = listed(&[("docker.io", "http://127.0.0.1:5000")]);
+        let other = listed(&[("quay.io", "http://127.0.0.1:6000")]);
         assert!(reg.check("127.0.0.1", 7000, &local(7000), Purpose::Token).is_err(), "not yet named");
         reg.trust_realm("http://127.0.0.1:7000/token?service=x");
         assert!(reg.check("127.0.0.1", 7000, &local(7000), Purpose::Token).is_ok(), "named: token requests");
