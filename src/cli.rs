@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 
+    /// A client that takes no bytes of a response for this long is disconnected, e.g. "60s" (a bare number is
+    /// milliseconds) [default: from the config, else 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub client_idle_timeout: Option<Duration>,
+
     /// How long in-flight responses and upstream fetches may run after SIGTERM, e.g. "60s" [default: from the
     /// config, else 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -270,6 +275,7 @@ mod tests {
             &["serve", "--host", "localhost"][..],
             &["serve", "--pull-timeout", "0"][..],
             &["serve", "--idle-timeout", "soon"][..],
+            &["serve", "--client-idle-timeout", "0"][..],
             &["serve", "--log-level", "trace"][..],
             &["serve", "--image-path", ""][..],
             &["serve", "--default-ns", ""][..],

@@ -2,7 +2,8 @@
 //!
 //! `main` parses the command line and the configuration, sets up logging, starts the actors (`actors::Mirror`)
 //! and serves the registry API (`http`). Errors in configuration end the process with exit code 2 and one line
-//! naming the file, key or flag; errors at start (cache directory locked or unwritable, bad certificate) with 1.
+//! naming the file, key or flag (a certificate that is not usable PEM included); errors at start (cache directory
+//! locked or unwritable, a port in use) with 1, printed once.
 
 mod banner;
 mod cli;
@@ -11,17 +12,20 @@ mod http;
 mod logging;
 mod server_tls;
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use actors::reference::Namespace;
 use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
-use actors::upstream::tls::TlsOptions;
+use actors::upstream::tls::{TlsOptions, TlsSetupError};
 use actors::upstream::Timeouts;
-use actors::{Mirror, MirrorConfig, ScrubSettings, UpstreamSpec};
+use actors::{Mirror, MirrorConfig, ScrubSettings, StartError, UpstreamSpec};
 use clap::Parser;
 
 use crate::config::{AuthSettings, ConfigError, Settings};
+use crate::server_tls::TlsLoadError;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -50,6 +54,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match settings.server_tls.as_ref().map(|conf| load_server_tls(&settings, conf)).transpose() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("ociregistry: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let admin = match &settings.admin {
+        Some(admin) => match config::admin_token(&admin.token_file) {
+            Ok(token) => Some((admin.port, token)),
+            Err(reason) => {
+                let err = ConfigError::InvalidValue {
+                    key: "admin.tokenFile".to_string(),
+                    file: settings.config_source.clone(),
+                    value: format!("{:?}", admin.token_file.display().to_string()),
+                    reason,
+                };
+                eprintln!("ociregistry: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     if let Err(err) =
         logging::init(settings.log_level, settings.log_file.as_deref(), settings.log_format == config::LogFormat::Json)
     {
@@ -59,38 +86,16 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
-    let tls = match &settings.server_tls {
-        Some(conf) => {
-            let files = server_tls::TlsFiles {
-                cert: conf.cert.clone(),
-                key: conf.key.clone(),
-                client_ca: conf.client_ca.clone(),
-                require_client_cert: conf.client_auth == config::ClientAuth::Verify,
-            };
-            match server_tls::ServerTls::load(files) {
-                Ok(tls) => Some(std::sync::Arc::new(tls)),
-                Err(err) => {
-                    eprintln!("ociregistry: serverTlsConfig: {err}");
-                    return ExitCode::from(1);
-                }
-            }
-        }
-        None => None,
-    };
-    let admin = match &settings.admin {
-        Some(admin) => match std::fs::read_to_string(&admin.token_file) {
-            Ok(token) if !token.trim().is_empty() => Some((admin.port, token.trim().to_string())),
-            _ => {
-                eprintln!("ociregistry: admin.tokenFile {}: cannot read a token from it", admin.token_file.display());
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
+    // A start error is printed once on standard error; when the log goes to a file, it is logged there too.
+    let log_to_file = settings.log_file.is_some();
+    let image_path = settings.image_path.clone();
+    // Before the cache is opened: the index rebuild and every connection count against the limit.
+    let fd_limit = http::limits::raise_fd_limit();
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
         let (mirror, report) = match Mirror::start(mirror_config).await {
             Ok(started) => started,
+            Err(err @ StartError::Store(_)) => return Err(format!("imagePath {}: {err}", image_path.display())),
             Err(err) => return Err(err.to_string()),
         };
         banner::print(&settings, &report);
@@ -105,6 +110,8 @@ fn main() -> ExitCode {
             metrics_port: settings.metrics_port,
             admin,
             shutdown_grace: settings.shutdown_grace,
+            client_idle_timeout: settings.client_idle_timeout,
+            fd_limit,
         };
         tracing::info!("server is running");
         http::serve(state, options).await.map_err(|e| e.to_string())
@@ -112,10 +119,75 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err}");
+            if log_to_file {
+                tracing::error!("{err}");
+            }
             eprintln!("ociregistry: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Load the main port's certificate, key and client CA: a file that is not usable PEM is an invalid value of its
+/// key (exit 2), like a missing one.
+fn load_server_tls(settings: &Settings, conf: &config::ServerTls) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
+    let files = server_tls::TlsFiles {
+        cert: conf.cert.clone(),
+        key: conf.key.clone(),
+        client_ca: conf.client_ca.clone(),
+        require_client_cert: conf.client_auth == config::ClientAuth::Verify,
+    };
+    let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
+        key: format!("serverTlsConfig.{key}"),
+        file: settings.config_source.clone(),
+        value: format!("{:?}", path.display().to_string()),
+        reason,
+    };
+    server_tls::ServerTls::load(files).map(Arc::new).map_err(|err| match err {
+        TlsLoadError::Cert { path, detail } => {
+            invalid("cert", &path, format!("not a usable PEM certificate: {detail}"))
+        }
+        TlsLoadError::Key { path, detail } => invalid("key", &path, format!("not a usable PEM private key: {detail}")),
+        TlsLoadError::Pair { cert, key, detail } => invalid(
+            "key",
+            &key,
+            format!("does not go with the certificate {} (serverTlsConfig.cert): {detail}", cert.display()),
+        ),
+        TlsLoadError::ClientCa { path, detail } => {
+            invalid("ca", &path, format!("not a usable PEM CA certificate: {detail}"))
+        }
+        TlsLoadError::Config(detail) => ConfigError::InvalidValue {
+            key: "serverTlsConfig".to_string(),
+            file: settings.config_source.clone(),
+            value: "(section)".to_string(),
+            reason: detail,
+        },
+    })
+}
+
+/// Build each registry's TLS client configuration now, so that a CA, certificate or key file that is not usable
+/// PEM stops the server as an invalid value of its key (exit 2) rather than as a start failure.
+fn check_registry_tls(settings: &Settings, i: usize, host: &str, opts: &TlsOptions) -> Result<(), ConfigError> {
+    let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
+        key: format!("registries[{i}].tls.{key}"),
+        file: settings.config_source.clone(),
+        value: format!("{:?}", path.display().to_string()),
+        reason,
+    };
+    match actors::upstream::tls::client_config(host, opts) {
+        Ok(_) => Ok(()),
+        Err(TlsSetupError::CaFile { path, detail }) => {
+            Err(invalid("ca", &path, format!("not a usable PEM CA certificate: {detail}")))
+        }
+        Err(TlsSetupError::ClientCert { cert, key, detail }) => {
+            Err(invalid("cert", &cert, format!("not usable with registries[{i}].tls.key {}: {detail}", key.display())))
+        }
+        Err(TlsSetupError::Config { detail, .. }) => Err(ConfigError::InvalidValue {
+            key: format!("registries[{i}].tls"),
+            file: settings.config_source.clone(),
+            value: "(section)".to_string(),
+            reason: detail,
+        }),
     }
 }
 
@@ -131,15 +203,19 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
                 value: reg.name.clone(),
                 reason: e.to_string(),
             })?;
+        let tls = TlsOptions {
+            ca_file: reg.tls.ca.clone(),
+            ca_only: reg.tls.ca_only,
+            client_cert: reg.tls.cert.clone().zip(reg.tls.key.clone()),
+            insecure_skip_verify: reg.tls.insecure_skip_verify,
+        };
+        let base_url = reg.base_url();
+        let host = base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+        check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &tls)?;
         upstreams.push(UpstreamSpec {
             namespace,
-            base_url: reg.base_url(),
-            tls: TlsOptions {
-                ca_file: reg.tls.ca.clone(),
-                ca_only: reg.tls.ca_only,
-                client_cert: reg.tls.cert.clone().zip(reg.tls.key.clone()),
-                insecure_skip_verify: reg.tls.insecure_skip_verify,
-            },
+            base_url,
+            tls,
             credentials: match &reg.auth {
                 AuthSettings::Anonymous => Credentials::Anonymous,
                 AuthSettings::Basic { user, password } => {

@@ -37,38 +37,67 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn load_certified(files: &TlsFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
-    let name = |p: &Path| p.display().to_string();
+/// Why the server's TLS files could not be used. Each variant names the file (and so the config key) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsLoadError {
+    /// The certificate file (`serverTlsConfig.cert`) cannot be read or holds no PEM certificate.
+    #[error("server certificate {}: {detail}", path.display())]
+    Cert { path: PathBuf, detail: String },
+    /// The key file (`serverTlsConfig.key`) cannot be read or holds no PEM private key.
+    #[error("server key {}: {detail}", path.display())]
+    Key { path: PathBuf, detail: String },
+    /// The certificate and the key do not belong together (or rustls refuses them).
+    #[error("server certificate {} with key {}: {detail}", cert.display(), key.display())]
+    Pair { cert: PathBuf, key: PathBuf, detail: String },
+    /// The client CA file (`serverTlsConfig.ca`) cannot be read or holds no usable CA certificate.
+    #[error("client CA {}: {detail}", path.display())]
+    ClientCa { path: PathBuf, detail: String },
+    /// rustls refused the configuration itself.
+    #[error("server TLS: {0}")]
+    Config(String),
+}
+
+fn load_certified(files: &TlsFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsLoadError> {
+    let cert_err = |detail: String| TlsLoadError::Cert { path: files.cert.clone(), detail };
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("server certificate {}: {e}", name(&files.cert)))?;
+        .map_err(|e| cert_err(e.to_string()))?;
     if chain.is_empty() {
-        return Err(format!("server certificate {}: no PEM certificate in it", name(&files.cert)));
+        return Err(cert_err("no PEM certificate in it".to_string()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("server key {}: {e}", name(&files.key)))?;
-    let certified = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| format!("server certificate {} with key {}: {e}", name(&files.cert), name(&files.key)))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| TlsLoadError::Key { path: files.key.clone(), detail: e.to_string() })?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        // The certificate parsed, and the key is not its key.
+        rustls::Error::InconsistentKeys(_) => {
+            TlsLoadError::Pair { cert: files.cert.clone(), key: files.key.clone(), detail: e.to_string() }
+        }
+        // PEM armour around something that is not a certificate.
+        rustls::Error::InvalidCertificate(_) => cert_err(e.to_string()),
+        _ => TlsLoadError::Pair { cert: files.cert.clone(), key: files.key.clone(), detail: e.to_string() },
+    })?;
     Ok(Arc::new(certified))
 }
 
 fn load_client_verifier(
     ca: &Path,
     provider: &Arc<CryptoProvider>,
-) -> Result<(Arc<dyn ClientCertVerifier>, Vec<DistinguishedName>), String> {
+) -> Result<(Arc<dyn ClientCertVerifier>, Vec<DistinguishedName>), TlsLoadError> {
+    let err = |detail: String| TlsLoadError::ClientCa { path: ca.to_path_buf(), detail };
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
+        .map_err(|e| err(e.to_string()))?;
     for cert in certs {
-        roots.add(cert).map_err(|e| format!("client CA {}: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(format!("client CA {}: no PEM certificate in it", ca.display()));
+        return Err(err("no PEM certificate in it".to_string()));
     }
     let hints = roots.subjects();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
+        .map_err(|e| err(e.to_string()))?;
     Ok((verifier, hints))
 }
 
@@ -145,19 +174,19 @@ pub struct ServerTls {
 impl ServerTls {
     /// Load the files and build the configuration (HTTP/2 and HTTP/1.1 offered through ALPN). The error names the
     /// file that failed.
-    pub fn load(files: TlsFiles) -> Result<ServerTls, String> {
+    pub fn load(files: TlsFiles) -> Result<ServerTls, TlsLoadError> {
         let provider = provider();
         let cert = Arc::new(CertSlot(RwLock::new(load_certified(&files, &provider)?)));
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("server TLS: {e}"))?;
+            .map_err(|e| TlsLoadError::Config(e.to_string()))?;
         let (builder, verifier) = match (&files.client_ca, files.require_client_cert) {
             (Some(ca), true) => {
                 let (inner, hints) = load_client_verifier(ca, &provider)?;
                 let slot = Arc::new(VerifierSlot { current: RwLock::new(inner), hints });
                 (builder.with_client_cert_verifier(slot.clone()), Some(slot))
             }
-            (None, true) => return Err("clientAuth: verify needs serverTlsConfig.ca".into()),
+            (None, true) => return Err(TlsLoadError::Config("clientAuth: verify needs serverTlsConfig.ca".into())),
             _ => (builder.with_no_client_auth(), None),
         };
         let mut config = builder.with_cert_resolver(cert.clone());

@@ -253,3 +253,35 @@ fn accept_headers_are_honoured_across_lines() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(http::header(&resp, "Content-Encoding").is_empty(), "no content encoding");
 }
+
+#[test]
+fn an_unreadable_x_registry_header_is_name_invalid_not_ignored() {
+    // The header names the registry before `?ns=`; one that is not visible ASCII is refused, not skipped in favour
+    // of `?ns=docker.io`, which would fetch from a registry the client did not name.
+    let up = Upstream::start();
+    let dir = TestDir::new("x-registry");
+    let hello = images::hello(&up, dir.path());
+    let server = Server::start(&up.url());
+    let client = http::client();
+    let url = format!("{}/v2/{}/manifests/{}?ns=docker.io", server.url(), hello.repo, hello.tag);
+    up.settle_log();
+    let baseline = up.access_log().len();
+    for value in [&b"docker.io\xff"[..], b"\xc3\xa9xample.com", b"quay.io\x80"] {
+        let header = reqwest::header::HeaderValue::from_bytes(value).expect("an obs-text header value");
+        let resp = client
+            .get(&url)
+            .header("Accept", http::ACCEPT_ALL_MANIFESTS)
+            .header("X-Registry", header)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url}: {e:#}"));
+        let text = assert_oci_error(resp, StatusCode::BAD_REQUEST, "NAME_INVALID", &format!("X-Registry {value:?}"));
+        assert!(text.contains("X-Registry"), "the message names the header: {text}");
+    }
+    up.settle_log();
+    let fetched: Vec<_> =
+        up.access_log().into_iter().skip(baseline).filter(|e| !e.target.starts_with("/v2/?settle")).collect();
+    assert!(fetched.is_empty(), "nothing was fetched: {fetched:#?}");
+    // A readable header still works.
+    let resp = client.get(&url).header("Accept", http::ACCEPT_ALL_MANIFESTS).header("X-Registry", "docker.io").send();
+    assert_eq!(resp.expect("GET with X-Registry").status(), StatusCode::OK);
+}

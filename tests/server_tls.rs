@@ -253,16 +253,28 @@ fn a_bad_certificate_file_at_start_stops_the_server_naming_the_file() {
     std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
         .expect("write garbage");
     let missing_key = dir.path().join("no-such-key.pem");
+    // Each is an invalid value of a config key: exit code 2 and one line naming the key and the file.
     let cases = [
-        ("a garbage certificate", CertKey { cert: garbage.clone(), key: certs.server.key.clone() }, &garbage),
-        ("a missing key", CertKey { cert: certs.server.cert.clone(), key: missing_key.clone() }, &missing_key),
+        (
+            "a garbage certificate",
+            CertKey { cert: garbage.clone(), key: certs.server.key.clone() },
+            &garbage,
+            "serverTlsConfig.cert",
+        ),
+        (
+            "a missing key",
+            CertKey { cert: certs.server.cert.clone(), key: missing_key.clone() },
+            &missing_key,
+            "serverTlsConfig.key",
+        ),
         (
             "a key that does not match",
             CertKey { cert: certs.server.cert.clone(), key: certs.client.key.clone() },
             &certs.server.cert,
+            "serverTlsConfig.key",
         ),
     ];
-    for (i, (what, files, named)) in cases.iter().enumerate() {
+    for (i, (what, files, named, key)) in cases.iter().enumerate() {
         let config = dir.path().join(format!("config-{i}.yaml"));
         std::fs::write(
             &config,
@@ -282,7 +294,10 @@ fn a_bad_certificate_file_at_start_stops_the_server_naming_the_file() {
         let status =
             wait_for(&format!("the server with {what} to exit"), Duration::from_secs(30), || guard.exit_status());
         let output = guard.log_tail();
-        assert!(!status.success(), "the server with {what} exited with {status}:\n{output}");
+        assert_eq!(status.code(), Some(2), "the server with {what} exited with {status}:\n{output}");
+        let stderr = std::fs::read_to_string(guard.stderr_path()).expect("stderr log");
+        assert_eq!(stderr.trim().lines().count(), 1, "the server with {what}: one line:\n{stderr}");
+        assert!(stderr.contains(&format!("'{key}'")), "the server with {what} did not name {key}:\n{stderr}");
         assert!(
             output.contains(&named.display().to_string()),
             "the server with {what} did not name {}:\n{output}",

@@ -16,8 +16,9 @@ use common::containerd::Containerd;
 use common::http::{self, StatusCode};
 use common::images::{self, Image};
 use common::server::{Server, ServerConfig};
+use common::stub_http::{CountingListener, Reply, StubServer};
 use common::token_server::{TokenServer, TokenServerOptions, SERVICE};
-use common::upstream::{Upstream, UpstreamOptions};
+use common::upstream::{TokenAuth, Upstream, UpstreamOptions};
 use common::{assert_no_secrets, basic_secrets, cached_files, skopeo, TestDir};
 
 const USER: &str = "e2e-token-user";
@@ -245,4 +246,39 @@ fn refused_token_credentials_fail_cleanly() {
     assert_no_secrets(&blob_body, &secrets, "the error body");
     assert_no_secrets(&err, &secrets, "skopeo's output");
     assert_no_secrets(&server.logs(), &secrets, "our server's log");
+}
+
+#[test]
+fn a_failing_token_endpoint_is_named_in_the_error() {
+    // Three ways a realm fails: nothing listens, the connection is closed without an answer, an error status. Each
+    // time the client is told that the registry's token endpoint failed, and which one.
+    let dir = TestDir::new("token-endpoint-down");
+    let tokens = TokenServer::start(&dir.subdir("token-certs"), TokenServerOptions::default());
+    let hangs_up = CountingListener::start();
+    let failing = StubServer::start(|_| Reply::error(500, "UNKNOWN"));
+    let realms = [
+        (format!("http://127.0.0.1:{}/token", common::ports::closed_port()), "cannot connect"),
+        (format!("http://127.0.0.1:{}/token", hangs_up.port()), ""),
+        (format!("{}/token", failing.url()), "HTTP 500"),
+    ];
+    for (realm, detail) in realms {
+        let auth = TokenAuth { realm: realm.clone(), ..tokens.registry_auth() };
+        let up = Upstream::start_with(UpstreamOptions { token: Some(auth), ..Default::default() });
+        let hello = images::hello(&up, dir.path());
+        let server = Server::start_with(ServerConfig::default().registry("docker.io", &up.url()));
+        let layer = &hello.manifest().layers[0].digest;
+        for url in [
+            format!("{}/v2/{}/manifests/{}?ns=docker.io", server.url(), hello.repo, hello.tag),
+            format!("{}/v2/{}/blobs/{layer}?ns=docker.io", server.url(), hello.repo),
+        ] {
+            let resp = http::client().get(&url).header("Accept", http::ACCEPT_ALL_MANIFESTS).send().unwrap();
+            let (status, _, body) = http::oci_error(resp, &url);
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "realm {realm}: {body}");
+            let named = format!("the token endpoint {realm} of upstream docker.io failed");
+            assert!(body.contains(&named), "realm {realm}: the message names the token endpoint: {body}");
+            assert!(body.contains(detail), "realm {realm}: the message says what failed ({detail}): {body}");
+        }
+    }
+    assert!(hangs_up.connections() >= 1, "premise: the token request reached the listener that hangs up");
+    assert!(failing.count("GET", "/token") >= 1, "premise: the token request reached the failing realm");
 }

@@ -95,6 +95,17 @@ pub enum UpstreamError {
         /// What went wrong.
         detail: String,
     },
+    /// The upstream's token endpoint (the realm its 401 named) could not give a bearer token: unreachable, an
+    /// error status, a broken or tokenless answer. Every request that needs the token fails with this.
+    #[error("the token endpoint {endpoint} of upstream {upstream} failed: {detail}")]
+    TokenEndpoint {
+        /// The upstream's namespace.
+        upstream: String,
+        /// The realm URL, without its query and any user information.
+        endpoint: String,
+        /// What went wrong there.
+        detail: String,
+    },
     /// A body larger than we accept for this kind of object (manifests).
     #[error("upstream {upstream} sent a body over {limit} bytes")]
     TooLarge {
@@ -125,6 +136,55 @@ pub enum UpstreamError {
     },
 }
 
+impl UpstreamError {
+    /// This failure, met while fetching a bearer token from `token_url` (the realm with its query), as a
+    /// `TokenEndpoint` error naming the endpoint. Refused credentials (`Unauthorized`) and a failing credential
+    /// helper (`Credentials`) already say what failed and stay as they are.
+    pub fn at_token_endpoint(self, token_url: &str) -> UpstreamError {
+        let detail = match &self {
+            UpstreamError::Unauthorized { .. } | UpstreamError::Credentials { .. } => return self,
+            UpstreamError::Connect { detail, .. } => format!("cannot connect: {detail}"),
+            UpstreamError::Refused { detail, .. } => detail.clone(),
+            UpstreamError::Tls { detail, .. } => format!("TLS handshake failed: {detail}"),
+            UpstreamError::HeadTimeout { after, .. } => format!("no answer within {after:?}"),
+            UpstreamError::Idle { after, .. } => format!("it sent no data for {after:?}"),
+            UpstreamError::Status { status, .. } => format!("it answered HTTP {status}"),
+            UpstreamError::Broken { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        let upstream = match self {
+            UpstreamError::Connect { upstream, .. }
+            | UpstreamError::Refused { upstream, .. }
+            | UpstreamError::Tls { upstream, .. }
+            | UpstreamError::Credentials { upstream, .. }
+            | UpstreamError::HeadTimeout { upstream, .. }
+            | UpstreamError::Idle { upstream, .. }
+            | UpstreamError::TooManyRequests { upstream, .. }
+            | UpstreamError::Unauthorized { upstream, .. }
+            | UpstreamError::Status { upstream, .. }
+            | UpstreamError::Broken { upstream, .. }
+            | UpstreamError::TokenEndpoint { upstream, .. }
+            | UpstreamError::TooLarge { upstream, .. }
+            | UpstreamError::DigestMismatch { upstream, .. }
+            | UpstreamError::LengthMismatch { upstream, .. } => upstream,
+        };
+        UpstreamError::TokenEndpoint { upstream, endpoint: endpoint_name(token_url), detail }
+    }
+}
+
+/// `scheme://host[:port]/path` of a URL: no query (it only repeats service and scope) and no user information.
+fn endpoint_name(url: &str) -> String {
+    match url.parse::<awc::http::Uri>() {
+        Ok(uri) => {
+            let scheme = uri.scheme_str().unwrap_or("https");
+            let host = uri.host().unwrap_or("");
+            let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{scheme}://{host}{port}{}", uri.path())
+        }
+        Err(_) => url.split('?').next().unwrap_or(url).to_string(),
+    }
+}
+
 /// A failure of the on-disk store.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -146,6 +206,16 @@ pub enum StoreError {
     /// The cache cannot take writes right now (the directory is not writable); content is passed through uncached.
     #[error("the cache is not writable right now")]
     Unwritable,
+    /// The process is out of file descriptors or memory: nothing is wrong with the stored object, try later.
+    #[error("{op} {path}: {detail} (the server is out of file descriptors or memory)")]
+    Exhausted {
+        /// What we were doing.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error text.
+        detail: String,
+    },
     /// A task of the store's blocking pool failed (panicked or was cancelled).
     #[error("{op}: the store's worker failed: {detail}")]
     Task {
@@ -160,6 +230,10 @@ impl StoreError {
     /// Wrap an `io::Error` that happened while doing `op` on `path`.
     pub fn io(op: &'static str, path: &std::path::Path, err: &std::io::Error) -> StoreError {
         let code = err.raw_os_error();
+        // EMFILE = 24, ENFILE = 23, ENOMEM = 12: the process, not the object, is the problem.
+        if matches!(code, Some(24) | Some(23) | Some(12)) {
+            return StoreError::Exhausted { op, path: path.display().to_string(), detail: err.to_string() };
+        }
         // ENOSPC = 28, EDQUOT = 122 on Linux.
         let disk_full = matches!(code, Some(28) | Some(122));
         StoreError::Io { op, path: path.display().to_string(), detail: err.to_string(), disk_full }
@@ -172,7 +246,7 @@ impl StoreError {
         match self {
             StoreError::Io { disk_full, op, .. } => !*disk_full && *op == "create",
             StoreError::Unwritable => true,
-            StoreError::Locked(_) | StoreError::Task { .. } => false,
+            StoreError::Locked(_) | StoreError::Task { .. } | StoreError::Exhausted { .. } => false,
         }
     }
 
@@ -200,6 +274,9 @@ pub enum MirrorError {
     /// The content is not cached and the upstream cannot be asked (reserved for air-gapped use).
     #[error("{0} is not cached and the upstream cannot be reached")]
     Unavailable(String),
+    /// The server cannot serve this right now (out of file descriptors or memory); the client should retry soon.
+    #[error("the server is overloaded: {0}")]
+    Overloaded(String),
     /// The fetch this request waited on ended without an outcome (its leader went away); asking again starts anew.
     #[error("the fetch of {0} was abandoned; retry")]
     Abandoned(String),
@@ -211,5 +288,34 @@ pub enum MirrorError {
 impl From<actix::MailboxError> for MirrorError {
     fn from(err: actix::MailboxError) -> Self {
         MirrorError::Internal(format!("actor mailbox: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_endpoint_failures_name_the_endpoint() {
+        let url = "http://user:pw@127.0.0.1:5001/token?service=s&scope=repository:x:pull";
+        let cases = [
+            (
+                UpstreamError::Connect { upstream: "docker.io".into(), detail: "refused".into() },
+                "cannot connect: refused",
+            ),
+            (UpstreamError::Status { upstream: "docker.io".into(), status: 500 }, "it answered HTTP 500"),
+            (
+                UpstreamError::Broken { upstream: "docker.io".into(), detail: "connection reset".into() },
+                "connection reset",
+            ),
+        ];
+        for (err, detail) in cases {
+            assert_eq!(
+                err.at_token_endpoint(url).to_string(),
+                format!("the token endpoint http://127.0.0.1:5001/token of upstream docker.io failed: {detail}")
+            );
+        }
+        let refused = UpstreamError::Unauthorized { upstream: "docker.io".into(), status: 401, detail: String::new() };
+        assert!(matches!(refused.at_token_endpoint(url), UpstreamError::Unauthorized { .. }));
     }
 }

@@ -167,7 +167,7 @@ pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {
         E::TooManyRequests { .. } => "429",
         E::Status { .. } => "5xx",
         E::DigestMismatch { .. } => "digest_mismatch",
-        E::Unauthorized { .. } | E::Credentials { .. } => "auth",
+        E::Unauthorized { .. } | E::Credentials { .. } | E::TokenEndpoint { .. } => "auth",
         E::Refused { .. } => "refused",
         E::Tls { .. } => "tls",
     }

@@ -1,14 +1,14 @@
 //! The `admin` section: the admin API listener, off unless `port` is set. Every admin request needs the bearer token
 //! held in `tokenFile`, so the file is checked when the config is loaded: readable, one token, not empty. Its content
-//! never appears in a message, a warning or the banner; the admin code reads it again when it starts.
+//! never appears in a message, a warning or the banner; `main` reads it again (with `read_token`) when it starts.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
 use super::error::{io_reason, ConfigError};
+use super::files::open_regular;
 use super::yaml::{Section, Walker};
 
 const ADMIN_KEYS: &[&str] = &["port", "tokenFile"];
@@ -41,33 +41,32 @@ pub fn parse_admin(walker: &mut Walker, path: &str, value: &Value) -> Result<Opt
     }
 }
 
-/// Fails unless `file` is a readable regular file of at most `MAX_TOKEN_FILE_BYTES` holding one token (surrounding
-/// white space, such as the newline `openssl rand -hex 32 > FILE` writes, does not count). Messages name the file,
-/// never its content.
+/// Fails unless `file` holds a usable admin token (see `read_token`). Messages name the file, never its content.
 fn check_token_file(walker: &Walker, section: &Section<'_>, file: &Path) -> Result<(), ConfigError> {
-    let bad =
-        |reason: String| walker.invalid(&section.key("tokenFile"), &Value::String(file.display().to_string()), reason);
+    read_token(file)
+        .map(drop)
+        .map_err(|reason| walker.invalid(&section.key("tokenFile"), &Value::String(file.display().to_string()), reason))
+}
+
+/// The token in `file`: a readable regular file (never a FIFO, which would block) of at most
+/// `MAX_TOKEN_FILE_BYTES` holding one token (surrounding white space, such as the newline `openssl rand -hex 32 >
+/// FILE` writes, does not count). The error says what is wrong, never what the file holds.
+pub fn read_token(file: &Path) -> Result<String, String> {
     let mut bytes = Vec::new();
-    let read = File::open(file).and_then(|mut f| {
-        if f.metadata()?.is_dir() {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is a directory"));
-        }
-        (&mut f).take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes)
-    });
-    read.map_err(|err| bad(format!("cannot read the admin token file: {}", io_reason(&err))))?;
+    let read = open_regular(file).and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes));
+    read.map_err(|err| format!("cannot read the admin token file: {}", io_reason(&err)))?;
     if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        return Err(bad(format!(
+        return Err(format!(
             "the admin token file is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold only the token"
-        )));
+        ));
     }
-    let token = std::str::from_utf8(&bytes).map(str::trim);
-    match token {
-        Err(_) => Err(bad("the admin token file is not text".to_string())),
-        Ok("") => Err(bad("the admin token file is empty".to_string())),
+    match std::str::from_utf8(&bytes).map(str::trim) {
+        Err(_) => Err("the admin token file is not text".to_string()),
+        Ok("") => Err("the admin token file is empty".to_string()),
         Ok(token) if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            Err(bad("the admin token file must hold one token: a single word, no spaces or line breaks".to_string()))
+            Err("the admin token file must hold one token: a single word, no spaces or line breaks".to_string())
         }
-        Ok(_) => Ok(()),
+        Ok(token) => Ok(token.to_string()),
     }
 }
 
@@ -188,6 +187,10 @@ mod tests {
         );
         let msg = error(&format!("{{port: 8082, tokenFile: {d}}}"));
         assert!(msg.ends_with("cannot read the admin token file: it is a directory"), "{msg}");
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).expect("mkfifo");
+        let msg = error(&format!("{{port: 8082, tokenFile: {}}}", fifo.display()));
+        assert!(msg.ends_with("cannot read the admin token file: it is not a regular file (a FIFO, socket or device)"));
     }
 
     #[test]

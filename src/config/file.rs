@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "connectTimeout",
     "idleTimeout",
     "shutdownGrace",
+    "clientIdleTimeout",
     "alwaysPullLatest",
     "airGapped",
     "helloWorld",
@@ -63,6 +64,7 @@ pub struct FileConfig {
     pub connect_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub shutdown_grace: Option<Duration>,
+    pub client_idle_timeout: Option<Duration>,
     pub default_ns: Option<String>,
     /// Absent `registries` is an empty list.
     pub registries: Vec<RegistrySettings>,
@@ -142,7 +144,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         Some(value) => parse_admin(walker, "admin", value)?,
     };
     Ok(FileConfig {
-        image_path: walker.string(top, "imagePath")?.map(PathBuf::from),
+        image_path: image_path(walker, top)?,
         host,
         port: walker.port(top, "port", false)?,
         log_level,
@@ -152,6 +154,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         connect_timeout: walker.duration(top, "connectTimeout")?,
         idle_timeout: walker.duration(top, "idleTimeout")?,
         shutdown_grace: walker.duration(top, "shutdownGrace")?,
+        client_idle_timeout: walker.duration(top, "clientIdleTimeout")?,
         default_ns: walker.string(top, "defaultNs")?,
         registries,
         upstream_policy,
@@ -163,6 +166,19 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         actor_idle_timeout: walker.duration(top, "actorIdleTimeout")?,
         scrub_interval: walker.duration_or_never(top, "scrubInterval")?,
     })
+}
+
+/// `imagePath`: absent (or null) takes the default; an empty string is refused rather than silently replaced by the
+/// default, which may be a different file system (an empty template value, for example).
+fn image_path(walker: &Walker, top: &Section<'_>) -> Result<Option<PathBuf>, ConfigError> {
+    match top.get("imagePath") {
+        Some(value @ Value::String(s)) if s.trim().is_empty() => Err(walker.invalid(
+            "imagePath",
+            value,
+            "the cache directory must not be empty; remove the key to use /var/lib/ociregistry",
+        )),
+        _ => Ok(walker.string(top, "imagePath")?.map(PathBuf::from)),
+    }
 }
 
 /// Go server keys that change security or network behaviour and that this build does not
@@ -406,10 +422,13 @@ serverTlsConfig:
 
     #[test]
     fn duration_forms() {
-        let (config, _) = parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\n", "f").expect("loads");
+        let (config, _) =
+            parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\nclientIdleTimeout: 90s\n", "f")
+                .expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(config.connect_timeout, Some(Duration::from_secs(10)));
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(config.client_idle_timeout, Some(Duration::from_secs(90)));
         let (config, _) = parse("pullTimeout: 500ms\n", "f").expect("loads");
         assert_eq!(config.pull_timeout, Some(Duration::from_millis(500)));
     }
@@ -430,6 +449,8 @@ serverTlsConfig:
             ("idleTimeout: 0s", "idleTimeout", "\"0s\""),
             ("airGapped: maybe", "airGapped", "\"maybe\""),
             ("imagePath: [a, b]", "imagePath", "(a list)"),
+            ("imagePath: ''", "imagePath", "\"\""),
+            ("imagePath: '  '", "imagePath", "\"  \""),
             ("health: 70000", "health", "70000"),
             ("health: -1", "health", "-1"),
             ("metrics: '9090'", "metrics", "\"9090\""),
@@ -438,6 +459,8 @@ serverTlsConfig:
             ("logFormat: 1", "logFormat", "1"),
             ("shutdownGrace: 0", "shutdownGrace", "0"),
             ("shutdownGrace: soon", "shutdownGrace", "\"soon\""),
+            ("clientIdleTimeout: 0", "clientIdleTimeout", "0"),
+            ("clientIdleTimeout: soon", "clientIdleTimeout", "\"soon\""),
             ("serverTlsConfig: {clientAuth: required}", "serverTlsConfig.clientAuth", "\"required\""),
             ("admin: {port: 0, tokenFile: /t}", "admin.port", "0"),
             ("admin: on", "admin", "\"on\""),

@@ -66,6 +66,9 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     if let Some(timeout) = serve.idle_timeout {
         settings.idle_timeout = timeout;
     }
+    if let Some(timeout) = serve.client_idle_timeout {
+        settings.client_idle_timeout = timeout;
+    }
     if let Some(grace) = serve.shutdown_grace {
         settings.shutdown_grace = grace;
     }

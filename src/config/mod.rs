@@ -7,6 +7,7 @@ mod auth;
 mod duration;
 mod error;
 mod file;
+pub mod files;
 mod flags;
 mod ports;
 mod registry;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use crate::cli::Cli;
 
+pub use admin::read_token as admin_token;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use registry::RegistrySettings;
@@ -56,6 +58,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
 pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything the server needs to know to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// An upstream body that sends no bytes this long fails (`idleTimeout`).
     pub idle_timeout: Duration,
+    /// A client connection that takes no bytes of a response for this long is closed (`clientIdleTimeout`,
+    /// `--client-idle-timeout`): a client that stops reading must not hold a socket and a file for ever.
+    pub client_idle_timeout: Duration,
     /// After SIGTERM or SIGINT, how long in-flight client responses and upstream fetches may still run before the
     /// process exits (`shutdownGrace`, `--shutdown-grace`); keep it below the pod's termination grace period.
     pub shutdown_grace: Duration,
@@ -116,6 +122,7 @@ impl Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
             server_tls: None,
             health_port: None,
             metrics_port: None,
@@ -142,6 +149,7 @@ impl Settings {
             connect_timeout,
             idle_timeout,
             shutdown_grace,
+            client_idle_timeout,
             default_ns,
             registries,
             upstream_policy,
@@ -163,6 +171,7 @@ impl Settings {
         set(&mut self.connect_timeout, connect_timeout);
         set(&mut self.idle_timeout, idle_timeout);
         set(&mut self.shutdown_grace, shutdown_grace);
+        set(&mut self.client_idle_timeout, client_idle_timeout);
         self.default_ns = default_ns;
         self.registries = registries;
         set(&mut self.upstream_policy, upstream_policy);
@@ -212,6 +221,7 @@ impl fmt::Display for Settings {
             humantime::format_duration(self.pull_timeout),
             humantime::format_duration(self.idle_timeout)
         )?;
+        writeln!(f, "Client idle timeout: {}", humantime::format_duration(self.client_idle_timeout))?;
         writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
@@ -259,6 +269,7 @@ fn load_with_env(cli: &Cli, env: &auth::EnvLookup) -> Result<(Settings, Vec<Stri
     settings.apply_file(file_config);
     flags::apply(cli, &mut settings);
     ports::check_distinct(cli, &settings)?;
+    files::check_image_path(cli, &settings)?;
     Ok((settings, warnings))
 }
 

@@ -62,7 +62,7 @@ fn a_config_file_replaces_the_embedded_one() {
 fn flags_override_file_values() {
     let (_dir, path) = config_file(
         "imagePath: /file/images\nlogLevel: error\nlogFile: /file.log\nport: 5000\n\
-         host: 127.0.0.1\npullTimeout: 1000\nconnectTimeout: 1s\nidleTimeout: 1s\n\
+         host: 127.0.0.1\npullTimeout: 1000\nconnectTimeout: 1s\nidleTimeout: 1s\nclientIdleTimeout: 5s\n\
          defaultNs: file.io\nregistries: [{name: file.io, scheme: http}]\n",
     );
     let (from_file, _) = load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
@@ -74,6 +74,7 @@ fn flags_override_file_values() {
     assert_eq!(from_file.pull_timeout, Duration::from_secs(1));
     assert_eq!(from_file.connect_timeout, Duration::from_secs(1));
     assert_eq!(from_file.idle_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.client_idle_timeout, Duration::from_secs(5));
     assert_eq!(from_file.default_ns.as_deref(), Some("file.io"));
     assert_eq!(from_file.registries[0].scheme, Scheme::Http);
 
@@ -97,6 +98,8 @@ fn flags_override_file_values() {
         "3s",
         "--idle-timeout",
         "4s",
+        "--client-idle-timeout",
+        "7s",
         "--default-ns",
         "flag.io",
     ]))
@@ -109,6 +112,7 @@ fn flags_override_file_values() {
     assert_eq!(settings.pull_timeout, Duration::from_millis(2500));
     assert_eq!(settings.connect_timeout, Duration::from_secs(3));
     assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.client_idle_timeout, Duration::from_secs(7));
     assert_eq!(settings.default_ns.as_deref(), Some("flag.io"));
     assert_eq!(settings.registries, from_file.registries);
 }

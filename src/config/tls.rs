@@ -2,12 +2,12 @@
 //! and key for mutual TLS, and skipping verification. The files must exist and be readable when the config is
 //! loaded; parsing them is the TLS code's job.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
 use super::error::{io_reason, ConfigError};
+use super::files::open_regular;
 use super::yaml::{Section, Walker};
 
 const TLS_KEYS: &[&str] = &["ca", "caOnly", "cert", "key", "insecureSkipVerify"];
@@ -69,7 +69,7 @@ pub fn parse_tls(walker: &mut Walker, path: &str, value: &Value, registry: &str)
     Ok(TlsSettings { ca, ca_only, cert, key, insecure_skip_verify })
 }
 
-/// Fails unless `file` (the value of key `name`) can be opened for reading and is not a directory; `what` names the
+/// Fails unless `file` (the value of key `name`) is a regular file that can be opened for reading; `what` names the
 /// file in the message ("CA file").
 pub(super) fn check_readable(
     walker: &Walker,
@@ -78,14 +78,7 @@ pub(super) fn check_readable(
     file: &Path,
     what: &str,
 ) -> Result<(), ConfigError> {
-    let result = File::open(file).and_then(|f| f.metadata()).and_then(|meta| {
-        if meta.is_dir() {
-            Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is a directory"))
-        } else {
-            Ok(())
-        }
-    });
-    result.map_err(|err| {
+    open_regular(file).map(drop).map_err(|err| {
         walker.invalid(
             &section.key(name),
             &Value::String(file.display().to_string()),

@@ -98,6 +98,7 @@ fn upstream_error(err: &UpstreamError) -> OciError {
         | UpstreamError::Unauthorized { .. }
         | UpstreamError::Status { .. }
         | UpstreamError::Broken { .. }
+        | UpstreamError::TokenEndpoint { .. }
         | UpstreamError::TooLarge { .. }
         | UpstreamError::DigestMismatch { .. }
         | UpstreamError::LengthMismatch { .. } => OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", message),
@@ -114,6 +115,11 @@ impl From<MirrorError> for OciError {
             MirrorError::Upstream(e) => upstream_error(e),
             MirrorError::Unavailable(_) | MirrorError::Abandoned(_) => {
                 OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            }
+            MirrorError::Overloaded(_) => {
+                let mut e = OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+                e.retry_after = Some(1);
+                e
             }
             MirrorError::Internal(_) => OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", message),
         }

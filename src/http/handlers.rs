@@ -56,7 +56,16 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     if method != Method::GET && !head {
         return OciError::unsupported(format!("{method} is not supported: this is a pull-only mirror")).response();
     }
-    let x_registry = req.headers().get(X_REGISTRY).and_then(|v| v.to_str().ok());
+    // A header that is there but unreadable must not be skipped in favour of `?ns=` or the path: the client named a
+    // registry, just not one we can read.
+    let x_registry = match req.headers().get(X_REGISTRY).map(HeaderValue::to_str).transpose() {
+        Ok(value) => value,
+        Err(_) => {
+            let message =
+                "the X-Registry header is not a registry namespace: it holds bytes that are not visible ASCII";
+            return OciError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message).response();
+        }
+    };
     let route = parse_route(req.uri().path(), req.uri().query(), x_registry, state.default_ns.as_ref());
     match route {
         Err(e) => OciError::from(e).response(),

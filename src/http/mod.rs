@@ -4,6 +4,7 @@
 
 mod errors;
 mod handlers;
+pub mod limits;
 mod negotiate;
 mod ops;
 pub mod target;
@@ -41,6 +42,10 @@ pub struct ServeOptions {
     pub admin: Option<(u16, String)>,
     /// How long in-flight responses and upstream fetches may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// A client connection that takes no response bytes for this long is aborted (`clientIdleTimeout`).
+    pub client_idle_timeout: Duration,
+    /// The file descriptor limit, which bounds how many client connections are accepted at once.
+    pub fd_limit: limits::FdLimit,
 }
 
 fn route_kind(path: &str) -> &'static str {
@@ -94,17 +99,22 @@ fn record(metrics: &Metrics, seen: &Seen, status: u16, bytes: Option<u64>, note:
 
 async fn bind_ops(
     name: &str,
-    host: &str,
+    opts: &ServeOptions,
     port: u16,
     state: web::Data<ops::OpsState>,
     routes: fn(&mut web::ServiceConfig),
 ) -> std::io::Result<actix_web::dev::Server> {
+    let host = opts.host.as_str();
+    let cannot =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen for {name} on {host}:{port}: {e}"));
+    let listener = limits::listener(host, port, opts.client_idle_timeout).map_err(cannot)?;
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
         .workers(1)
+        .max_connections(limits::OPS_MAX_CONNECTIONS)
         .disable_signals()
         .shutdown_timeout(5)
-        .bind((host, port))
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for {name} on {host}:{port}: {e}")))?
+        .listen(listener)
+        .map_err(cannot)?
         .run();
     tracing::info!("{name} listening on {host}:{port}");
     Ok(server)
@@ -151,6 +161,18 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
     // Built once, outside the per-worker factory: every worker shares the same actors and index.
     let state = web::Data::new(state);
     let grace = opts.shutdown_grace;
+    let ops_listeners =
+        [opts.health_port, opts.metrics_port, opts.admin.as_ref().map(|a| a.0)].iter().flatten().count();
+    let budget = limits::connection_budget(opts.fd_limit.limit, limits::open_fds(), opts.workers, ops_listeners);
+    tracing::info!(
+        fd_limit = opts.fd_limit.limit,
+        fd_limit_at_start = opts.fd_limit.was,
+        max_connections = budget.per_worker * opts.workers,
+        per_worker = budget.per_worker,
+        reserve = budget.reserve,
+        client_idle_timeout_ms = opts.client_idle_timeout.as_millis() as u64,
+        "client connections limited by the file descriptor limit"
+    );
     let main = HttpServer::new(move || {
         let metrics = metrics.clone();
         App::new()
@@ -180,14 +202,17 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
             .default_service(web::to(handlers::not_found))
     })
     .workers(opts.workers)
+    .max_connections(budget.per_worker)
     .disable_signals()
     .shutdown_timeout(grace.as_secs().max(1));
-    let addr = (opts.host.as_str(), opts.port);
+    let cannot =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", opts.host, opts.port));
+    let listener = limits::listener(&opts.host, opts.port, opts.client_idle_timeout).map_err(cannot)?;
     let main = match &opts.tls {
-        Some(tls) => main.bind_rustls_0_23(addr, tls.config()),
-        None => main.bind(addr),
+        Some(tls) => main.listen_rustls_0_23(listener, tls.config()),
+        None => main.listen(listener),
     }
-    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", opts.host, opts.port)))?
+    .map_err(cannot)?
     .run();
     let main_handle = main.handle();
 
@@ -197,13 +222,13 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
     let mut ops_handles: Vec<ServerHandle> = Vec::new();
     let mut ops_servers = Vec::new();
     if let Some(port) = opts.health_port {
-        ops_servers.push(bind_ops("health", &opts.host, port, ops_state(None), health_routes).await?);
+        ops_servers.push(bind_ops("health", &opts, port, ops_state(None), health_routes).await?);
     }
     if let Some(port) = opts.metrics_port {
-        ops_servers.push(bind_ops("metrics", &opts.host, port, ops_state(None), metrics_routes).await?);
+        ops_servers.push(bind_ops("metrics", &opts, port, ops_state(None), metrics_routes).await?);
     }
     if let Some((port, token)) = opts.admin.clone() {
-        ops_servers.push(bind_ops("admin API", &opts.host, port, ops_state(Some(token)), admin_routes).await?);
+        ops_servers.push(bind_ops("admin API", &opts, port, ops_state(Some(token)), admin_routes).await?);
     }
     for server in ops_servers {
         ops_handles.push(server.handle());

@@ -85,6 +85,10 @@ impl ChildGuard {
         &self.stdout
     }
 
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr
+    }
+
     /// The last few KiB of both logs, labelled.
     pub fn log_tail(&self) -> String {
         let mut out = String::new();

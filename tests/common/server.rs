@@ -25,7 +25,7 @@ pub struct Registry {
     pub name: String,
     /// `http` or `https`.
     pub scheme: String,
-    /// Where to connect instead of the namespace's own host.
+    /// Where to connect instead of the namespace's own host ("": none, the name is dialled).
     pub endpoint: String,
     /// More keys of this entry (`auth:`, `tls:`, `maxConcurrent:`), as YAML
     /// written at column 0; indented into the entry.
@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub image_path: Option<PathBuf>,
     /// Environment variables set for the server process.
     pub env: Vec<(String, String)>,
+    /// Start the server with this file descriptor limit, soft and hard (`ulimit -n`), so that it cannot raise it.
+    pub fd_limit: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             extra_yaml: String::new(),
             image_path: None,
             env: Vec::new(),
+            fd_limit: None,
         }
     }
 }
@@ -81,6 +84,17 @@ impl ServerConfig {
             scheme,
             endpoint: url.to_string(),
             extra_yaml: extra_yaml.to_string(),
+        });
+        self
+    }
+
+    /// Add a registry by name alone (`scheme: https`, no `endpoint`): the mirror dials the name itself.
+    pub fn registry_named(mut self, name: &str) -> ServerConfig {
+        self.registries.push(Registry {
+            name: name.to_string(),
+            scheme: "https".to_string(),
+            endpoint: String::new(),
+            extra_yaml: String::new(),
         });
         self
     }
@@ -117,10 +131,10 @@ impl ServerConfig {
         } else {
             y.push_str("registries:\n");
             for r in &self.registries {
-                y.push_str(&format!(
-                    "  - name: \"{}\"\n    scheme: {}\n    endpoint: \"{}\"\n",
-                    r.name, r.scheme, r.endpoint
-                ));
+                y.push_str(&format!("  - name: \"{}\"\n    scheme: {}\n", r.name, r.scheme));
+                if !r.endpoint.is_empty() {
+                    y.push_str(&format!("    endpoint: \"{}\"\n", r.endpoint));
+                }
                 for line in r.extra_yaml.lines().filter(|l| !l.trim().is_empty()) {
                     y.push_str(&format!("    {line}\n"));
                 }
@@ -134,6 +148,7 @@ impl ServerConfig {
 pub struct Server {
     guard: Option<ChildGuard>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
     port: u16,
     cache: PathBuf,
     config_file: PathBuf,
@@ -155,7 +170,16 @@ impl Server {
         let dir = TestDir::new("server");
         let cache = config.image_path.clone().unwrap_or_else(|| dir.subdir("cache"));
         let config_file = dir.path().join("registry-config.yaml");
-        let mut server = Server { guard: None, env: config.env.clone(), port: 0, cache, config_file, starts: 0, dir };
+        let mut server = Server {
+            guard: None,
+            env: config.env.clone(),
+            fd_limit: config.fd_limit,
+            port: 0,
+            cache,
+            config_file,
+            starts: 0,
+            dir,
+        };
         // A port can be taken by another process between our probe and the
         // server's bind: try a few.
         let mut last = String::new();
@@ -173,7 +197,16 @@ impl Server {
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         self.starts += 1;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ociregistry"));
+        let bin = env!("CARGO_BIN_EXE_ociregistry");
+        let mut cmd = match self.fd_limit {
+            // The shell sets the limit and replaces itself with the server (same process id).
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin);
+                sh
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("--config-file").arg(&self.config_file).arg("serve").env("RUST_BACKTRACE", "1");
         for (name, value) in &self.env {
             cmd.env(name, value);
@@ -248,6 +281,11 @@ impl Server {
             out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()));
         }
         out
+    }
+
+    /// File descriptors the current run has open now (from `/proc`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     /// The tail of the current run's logs.

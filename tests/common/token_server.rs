@@ -135,6 +135,11 @@ impl TokenServer {
     pub fn port(&self) -> u16 {
         self.stub.port()
     }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.stub.connections()
+    }
 }
 
 fn parse_request(req: &RecordedRequest) -> TokenRequest {

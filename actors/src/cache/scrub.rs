@@ -9,6 +9,7 @@ use actix::Addr;
 
 use super::CacheActor;
 use crate::digest::{Digest, Digester};
+use crate::error::StoreError;
 use crate::messages::{BlobVerified, Fault, ReportDamage};
 use crate::store::{Store, StoredObject, Version};
 
@@ -59,8 +60,10 @@ async fn pass(store: &Store, cache: &Addr<CacheActor>, rate: u64) -> (usize, usi
         }
         checked += 1;
         match check(store, &digest, size, rate).await {
-            Ok(version) => cache.do_send(BlobVerified { digest, version }),
-            Err((fault, version)) => {
+            Found::Intact(version) => cache.do_send(BlobVerified { digest, version }),
+            // Out of descriptors or memory: nothing is known about the blob; the next pass looks again.
+            Found::Unknown => {}
+            Found::Damaged(fault, version) => {
                 damaged += 1;
                 let object = StoredObject::Blob(digest);
                 if cache.send(ReportDamage { object, fault, version }).await.is_err() {
@@ -72,24 +75,46 @@ async fn pass(store: &Store, cache: &Addr<CacheActor>, rate: u64) -> (usize, usi
     (checked, damaged)
 }
 
+/// What one check found.
+enum Found {
+    Intact(Version),
+    Damaged(Fault, Option<Version>),
+    /// The server could not look (out of file descriptors or memory).
+    Unknown,
+}
+
 /// Hash one blob at no more than `rate` bytes per second.
-async fn check(store: &Store, digest: &Digest, size: u64, rate: u64) -> Result<Version, (Fault, Option<Version>)> {
+async fn check(store: &Store, digest: &Digest, size: u64, rate: u64) -> Found {
+    match hash(store, digest, size, rate).await {
+        Ok(version) => Found::Intact(version),
+        Err(None) => Found::Unknown,
+        Err(Some((fault, version))) => Found::Damaged(fault, version),
+    }
+}
+
+async fn hash(
+    store: &Store,
+    digest: &Digest,
+    size: u64,
+    rate: u64,
+) -> Result<Version, Option<(Fault, Option<Version>)>> {
     let opened = match store.open_blob(digest).await {
         Ok(Some(opened)) => opened,
-        Ok(None) => return Err((Fault::Missing, None)),
-        Err(e) => return Err((Fault::Unreadable(e.to_string()), None)),
+        Ok(None) => return Err(Some((Fault::Missing, None))),
+        Err(StoreError::Exhausted { .. }) => return Err(None),
+        Err(e) => return Err(Some((Fault::Unreadable(e.to_string()), None))),
     };
     let version = Some(opened.version);
     if opened.size != size {
-        return Err((Fault::WrongSize { found: opened.size, expected: size }, version));
+        return Err(Some((Fault::WrongSize { found: opened.size, expected: size }, version)));
     }
     let mut hasher = Digester::new(digest.algorithm());
     let mut pos = 0;
     while pos < opened.size {
         let chunk = match opened.reader.read_range(pos, CHUNK).await {
             Ok(chunk) if !chunk.is_empty() => chunk,
-            Ok(_) => return Err((Fault::WrongSize { found: pos, expected: size }, version)),
-            Err(e) => return Err((Fault::Unreadable(e.to_string()), version)),
+            Ok(_) => return Err(Some((Fault::WrongSize { found: pos, expected: size }, version))),
+            Err(e) => return Err(Some((Fault::Unreadable(e.to_string()), version))),
         };
         pos += chunk.len() as u64;
         let pause = Duration::from_secs_f64(chunk.len() as f64 / rate.max(1) as f64);
@@ -98,12 +123,12 @@ async fn check(store: &Store, digest: &Digest, size: u64, rate: u64) -> Result<V
             hasher
         })
         .await
-        .map_err(|e| (Fault::Unreadable(e.to_string()), None))?;
+        .map_err(|_| None)?;
         tokio::time::sleep(pause).await;
     }
     if &hasher.finalize() == digest {
         Ok(opened.version)
     } else {
-        Err((Fault::Corrupt, version))
+        Err(Some((Fault::Corrupt, version)))
     }
 }

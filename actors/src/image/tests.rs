@@ -131,7 +131,7 @@ impl Rig {
             tls: client_config("", &TlsOptions { ca_only: true, ..TlsOptions::default() }).expect("tls"),
             credentials: crate::upstream::auth::Credentials::Anonymous,
             max_concurrent: 8,
-            guard: Arc::new(AddressGuard::new(UpstreamPolicy::Any, Vec::<String>::new())),
+            guard: Arc::new(AddressGuard::new(UpstreamPolicy::Any)),
             listed: true,
         });
         let cx = FetchContext {

@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use crate::error::MirrorError;
 use crate::reference::Namespace;
 use crate::upstream::auth::Credentials;
-use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
+use crate::upstream::guard::{AddressGuard, Purpose, UpstreamPolicy};
 use crate::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
 
 /// Most unlisted namespaces remembered as admitted (their names come from clients; the memory must stay bounded).
@@ -36,7 +36,7 @@ pub(super) fn canonical(ns: Namespace) -> Namespace {
     }
 }
 
-/// `host:port` of a URL (the port made explicit), for the trusted-host list.
+/// `host:port` of a URL (the port made explicit).
 pub(super) fn authority(url: &str) -> Option<String> {
     let uri = url.parse::<awc::http::Uri>().ok()?;
     let host = uri.host()?;
@@ -85,7 +85,7 @@ impl Admission {
             UpstreamPolicy::Public => {
                 let host = host_of(ns.as_str());
                 let port = port_of(ns.as_str()).unwrap_or(443);
-                if let Err(refused) = guard.resolve(host, port).await {
+                if let Err(refused) = guard.resolve(host, port, Purpose::Registry).await {
                     tracing::info!(namespace = %ns, reason = %refused, "refused by upstreamPolicy: public");
                     return Err(MirrorError::Denied(ns.clone()));
                 }

@@ -12,7 +12,7 @@ use super::Mirror;
 use crate::body::Body;
 use crate::claim::BlobClaim;
 use crate::digest::Digest;
-use crate::error::MirrorError;
+use crate::error::{MirrorError, StoreError};
 use crate::fetch::blob_path;
 use crate::messages::{BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
 use crate::passthrough::verified_passthrough;
@@ -40,13 +40,13 @@ impl Mirror {
     }
 
     async fn blob_from_anywhere(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
-        if let Some(resp) = self.cached_blob(digest).await {
+        if let Some(resp) = self.cached_blob(digest).await? {
             return Ok(resp);
         }
         for _ in 0..BLOB_ATTEMPTS {
             match self.ask(image, GetBlob { digest: digest.clone() }).await?? {
                 BlobClaim::Cached => {
-                    if let Some(resp) = self.cached_blob(digest).await {
+                    if let Some(resp) = self.cached_blob(digest).await? {
                         return Ok(resp);
                     }
                 }
@@ -71,25 +71,31 @@ impl Mirror {
     }
 
     /// The indexed blob opened from the store, if the store has it whole; damage found is reported (and un-indexed).
-    async fn open_stored(&self, digest: &Digest) -> Option<(OpenedBlob, BlobInfo)> {
-        let info = self.index().blob(digest)?;
+    /// A server out of file descriptors or memory is not damage: that is an error for this request only.
+    async fn open_stored(&self, digest: &Digest) -> Result<Option<(OpenedBlob, BlobInfo)>, MirrorError> {
+        let Some(info) = self.index().blob(digest) else {
+            return Ok(None);
+        };
         let (fault, version) = match self.inner.store.open_blob(digest).await {
-            Ok(Some(opened)) if opened.size == info.size => return Some((opened, info)),
+            Ok(Some(opened)) if opened.size == info.size => return Ok(Some((opened, info))),
             Ok(Some(opened)) => (Fault::WrongSize { found: opened.size, expected: info.size }, Some(opened.version)),
             Ok(None) => (Fault::Missing, None),
+            Err(e @ StoreError::Exhausted { .. }) => return Err(MirrorError::Overloaded(e.to_string())),
             Err(e) => (Fault::Unreadable(e.to_string()), None),
         };
         self.report_damage(StoredObject::Blob(digest.clone()), fault, version).await;
-        None
+        Ok(None)
     }
 
     /// The blob from the store, hashed while served whole unless this version of it was verified already.
-    async fn cached_blob(&self, digest: &Digest) -> Option<BlobResponse> {
-        let (opened, info) = self.open_stored(digest).await?;
+    async fn cached_blob(&self, digest: &Digest) -> Result<Option<BlobResponse>, MirrorError> {
+        let Some((opened, info)) = self.open_stored(digest).await? else {
+            return Ok(None);
+        };
         self.inner.touches.blob(digest);
         let verified = info.verified && opened.version.same(info.version);
         let check = (!verified).then(|| self.check(digest, opened.version));
-        Some(BlobResponse { size: Some(info.size), from_cache: true, source: BlobSource::Stored { opened, check } })
+        Ok(Some(BlobResponse { size: Some(info.size), from_cache: true, source: BlobSource::Stored { opened, check } }))
     }
 
     /// Hash-while-serving for one version of a blob, reporting what it finds to the cache actor.
@@ -140,7 +146,7 @@ impl Mirror {
     /// A blob's size without its bytes: from the index when the store still has it whole, else a HEAD to the
     /// upstream (nothing is fetched or cached).
     pub async fn blob_size(&self, image: &ImageKey, digest: &Digest) -> Result<Option<u64>, MirrorError> {
-        if let Some((opened, _)) = self.open_stored(digest).await {
+        if let Some((opened, _)) = self.open_stored(digest).await? {
             return Ok(Some(opened.size));
         }
         let upstream = self.inner.admission.upstream(image.ns()).await?;

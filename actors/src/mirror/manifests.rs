@@ -3,7 +3,7 @@
 //! (it is small); a missing or damaged one is reported and fetched again in the same request.
 
 use super::{ManifestResponse, Mirror};
-use crate::error::MirrorError;
+use crate::error::{MirrorError, StoreError};
 use crate::messages::{Fault, GetManifest};
 use crate::reference::{ImageKey, Named, Reference};
 use crate::store::{ManifestMeta, ManifestRead, RefKey, StoredObject};
@@ -48,6 +48,7 @@ impl Mirror {
                 }
                 Ok(ManifestRead::Missing) => Fault::Missing,
                 Ok(ManifestRead::Corrupt) => Fault::Corrupt,
+                Err(e @ StoreError::Exhausted { .. }) => return Err(MirrorError::Overloaded(e.to_string())),
                 Err(e) => Fault::Unreadable(e.to_string()),
             };
             self.report_damage(StoredObject::Manifest(meta.digest), fault, None).await;

@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
 use crate::store::{FsStorage, Index, RebuildReport, RefKey, Store, StoredObject, Version};
 use crate::upstream::auth::Credentials;
-use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
+use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream};
@@ -108,12 +108,10 @@ impl Mirror {
     /// Lock and scan the cache directory, build every upstream's TLS configuration, and start the actors. Must be
     /// called inside a running actix system.
     pub async fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
-        let trusted = config.upstreams.iter().flat_map(|spec| {
-            let mut hosts = vec![spec.namespace.as_str().to_string()];
-            hosts.extend(authority(&spec.base_url));
-            hosts
-        });
-        let guard = Arc::new(AddressGuard::new(config.policy, trusted.collect::<Vec<_>>()));
+        // Trusts nothing: unlisted namespaces are checked with it, and admitted ones connect through it.
+        let guard = Arc::new(AddressGuard::new(config.policy));
+        let hosts = config.upstreams.iter().map(|s| (s.namespace.as_str(), &*s.base_url));
+        let listed_hosts = Arc::new(ListedHosts::new(hosts));
         let mut listed = HashMap::new();
         for spec in config.upstreams {
             let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
@@ -125,7 +123,7 @@ impl Mirror {
                 tls,
                 credentials: spec.credentials,
                 max_concurrent: spec.max_concurrent,
-                guard: guard.clone(),
+                guard: Arc::new(AddressGuard::for_listed(config.policy, listed_hosts.clone())),
                 listed: true,
             };
             listed.insert(namespace, Arc::new(upstream));

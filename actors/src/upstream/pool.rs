@@ -24,7 +24,7 @@ use awc::http::{header, Method};
 use tokio::sync::Semaphore;
 
 use super::auth::parse_challenge;
-use super::guard::GuardedConnector;
+use super::guard::{client_key, GuardedConnector, Purpose};
 use super::pump::{respond, Pump};
 use super::retry::{backoff, header_str, retry_after, retryable, send_error, MAX_RETRIES};
 use super::session::{AuthBook, Session};
@@ -63,16 +63,18 @@ impl UpstreamPool {
         }
     }
 
-    fn client(&mut self, upstream: &Upstream) -> awc::Client {
+    /// The client for one upstream and purpose: registry requests, or token requests (whose connector also trusts
+    /// the token realms this registry named).
+    fn client(&mut self, upstream: &Upstream, purpose: Purpose) -> awc::Client {
         let timeouts = self.timeouts;
         if !upstream.listed {
             self.unlisted.insert(upstream.base_url.clone(), Instant::now());
         }
         self.clients
-            .entry(upstream.base_url.clone())
+            .entry(client_key(upstream, purpose))
             .or_insert_with(|| {
                 let connector = awc::Connector::new()
-                    .connector(GuardedConnector::new(upstream.guard.clone()))
+                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose))
                     .rustls_0_23(upstream.tls.clone())
                     .timeout(timeouts.connect)
                     .handshake_timeout(timeouts.connect)
@@ -100,7 +102,7 @@ impl UpstreamPool {
             self.unlisted.iter().filter(|(_, at)| at.elapsed() >= UNLISTED_IDLE).map(|(b, _)| b.clone()).collect();
         for base in stale {
             self.unlisted.remove(&base);
-            self.clients.remove(&base);
+            self.clients.retain(|key, _| !key.contains(&format!(" {base} ")));
             self.limits.remove(&format!("{base}#manifest"));
             self.limits.remove(&format!("{base}#blob"));
             self.auth.borrow_mut().states.remove(&base);
@@ -123,7 +125,8 @@ impl Handler<Fetch> for UpstreamPool {
     /// Send one request upstream (with auth and retries); answer with the head and a channel carrying the body.
     fn handle(&mut self, msg: Fetch, _ctx: &mut Self::Context) -> Self::Result {
         let session = Session {
-            client: self.client(&msg.upstream),
+            client: self.client(&msg.upstream, Purpose::Registry),
+            token_client: self.client(&msg.upstream, Purpose::Token),
             upstream: msg.upstream.clone(),
             auth: self.auth.clone(),
             timeouts: self.timeouts,

@@ -35,6 +35,8 @@ pub(super) struct AuthBook {
 #[derive(Clone)]
 pub(super) struct Session {
     pub(super) client: awc::Client,
+    /// For token requests only: its connector trusts the realms this registry named.
+    pub(super) token_client: awc::Client,
     pub(super) upstream: Arc<Upstream>,
     pub(super) auth: Rc<RefCell<AuthBook>>,
     pub(super) timeouts: Timeouts,
@@ -100,7 +102,7 @@ impl Session {
                 let url = token_url(realm, service, scope);
                 let k = key.clone();
                 let fetch = async move {
-                    let result = me.fetch_token(&url).await;
+                    let result = me.fetch_token(&url).await.map_err(|e| e.at_token_endpoint(&url));
                     let mut book = me.auth.borrow_mut();
                     book.fetching.remove(&k);
                     if let Ok(token) = &result {
@@ -120,14 +122,9 @@ impl Session {
     async fn fetch_token(&self, url: &str) -> Result<Token, UpstreamError> {
         let name = self.name();
         if self.upstream.listed {
-            if let Ok(uri) = url.parse::<awc::http::Uri>() {
-                let default_port = if uri.scheme_str() == Some("http") { 80 } else { 443 };
-                if let Some(host) = uri.host() {
-                    self.upstream.guard.trust(format!("{host}:{}", uri.port_u16().unwrap_or(default_port)));
-                }
-            }
+            self.upstream.guard.trust_realm(url);
         }
-        let mut req = self.client.get(url);
+        let mut req = self.token_client.get(url);
         if let Some(creds) = self.user_secret().await? {
             req = req.insert_header((header::AUTHORIZATION, creds.basic_header()));
         }

@@ -65,7 +65,7 @@ Keys of the server's config file. The chart renders only these: the server warns
 ignores it, so a typo would otherwise go unnoticed.
 */}}
 {{- define "ociregistry.keys.top" -}}
-imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace
+imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace
 {{- end }}
 {{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent auth tls{{- end }}
 {{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
@@ -159,7 +159,7 @@ serverTlsConfig when serverTls is enabled. Templates that need a value use `incl
 {{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.logLevel" "v" (get $cfg "logLevel" | default nil) "allowed" (list "debug" "info" "warn" "warning" "error" "DEBUG" "INFO" "WARN" "WARNING" "ERROR")) }}
 {{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.logFormat" "v" (get $cfg "logFormat" | default nil) "allowed" (list "text" "json")) }}
 {{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.upstreamPolicy" "v" (get $cfg "upstreamPolicy" | default nil) "allowed" (list "public" "listed" "any")) }}
-{{- range $key := list "pullTimeout" "connectTimeout" "idleTimeout" "shutdownGrace" }}
+{{- range $key := list "pullTimeout" "connectTimeout" "idleTimeout" "clientIdleTimeout" "shutdownGrace" }}
 {{- if hasKey $cfg $key }}
 {{- $_ := include "ociregistry.seconds" (dict "path" (printf "serverConfig.configuration.%s" $key) "v" (get $cfg $key)) }}
 {{- end }}

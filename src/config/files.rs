@@ -1,0 +1,75 @@
+//! Files the configuration names: opened without blocking and only when they are regular files (a FIFO named as a
+//! token or certificate file would otherwise hang the start), and the cache directory, which must be a directory
+//! when it exists.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::error::ConfigError;
+use super::Settings;
+use crate::cli::Cli;
+
+/// Open `path` for reading if it is a regular file. `O_NONBLOCK` makes opening a FIFO return at once instead of
+/// waiting for a writer; the file type is then checked on the open file, so what is checked is what is read.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is a directory"));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file (a FIFO, socket or device)"));
+    }
+    Ok(file)
+}
+
+/// Fails unless the cache directory is a directory or does not exist yet (the server creates it). Names
+/// `imagePath`, and `--image-path` when the value came from it.
+pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigError> {
+    let path = &settings.image_path;
+    let reason = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "it is not a directory".to_string(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            "a part of the path is not a directory".to_string()
+        }
+        // Anything else (no permission to look) is reported when the server opens the directory.
+        Err(_) => return Ok(()),
+    };
+    let reason = match cli.image_path {
+        Some(_) => format!("{reason} (set by --image-path)"),
+        None => reason,
+    };
+    Err(ConfigError::InvalidValue {
+        key: "imagePath".to_string(),
+        file: settings.config_source.clone(),
+        value: format!("{:?}", path.display().to_string()),
+        reason: format!("{reason}; imagePath must name the cache directory"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::error::io_reason;
+
+    #[test]
+    fn only_regular_files_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "x").expect("write");
+        assert!(open_regular(&file).is_ok());
+        let err = open_regular(dir.path()).expect_err("a directory");
+        assert_eq!(io_reason(&err), "it is a directory");
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).expect("mkfifo");
+        // Without O_NONBLOCK this open would wait for a writer for ever.
+        let err = open_regular(&fifo).expect_err("a FIFO");
+        assert_eq!(io_reason(&err), "it is not a regular file (a FIFO, socket or device)");
+        let err = open_regular(&dir.path().join("nope")).expect_err("missing");
+        assert_eq!(io_reason(&err), "No such file or directory");
+    }
+}
