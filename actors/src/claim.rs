@@ -2,7 +2,8 @@
 //! from the cache actor through the image actor to the front door; the single request that must fetch the blob gets
 //! a `Lease` instead (`ClaimReply::Lead`), whose transfer every other claim of that digest follows.
 
-use crate::transfer::{PassReason, Transfer, TransferPublisher};
+use crate::outcome::PassReason;
+use crate::transfer::{Transfer, TransferPublisher};
 
 /// How a request gets a blob's bytes.
 #[derive(Clone)]

@@ -11,8 +11,9 @@
 //! - `store/`: bytes at rest behind the `Storage` trait (the filesystem today), and the index.
 //! - `UpstreamPool` (`upstream/`): owns every upstream connection (one keep-alive client per registry, TLS, auth,
 //!   retries, timeouts) and pumps response bodies into `Send` channels.
-//! - `transfer`, `read`, `passthrough`: a blob in flight and its explicit outcome; how a client reads a stored or
-//!   growing object; an uncached blob verified as it passes.
+//! - `claim`, `outcome`, `transfer`, `read`, `passthrough`: how a request gets a blob (one claim type); how a fetch
+//!   ends (an explicit outcome); a blob in flight; how a client reads a stored or growing object; an uncached blob
+//!   verified as it passes.
 //! - [`digest`], [`reference`], `graph`: the validated domain types every message carries, and the image graph.
 //!
 //! # A cold pull
@@ -43,6 +44,7 @@ mod image;
 mod messages;
 mod metrics;
 mod mirror;
+mod outcome;
 mod passthrough;
 mod read;
 pub mod reference;

@@ -15,8 +15,8 @@ use futures_util::stream::{self, BoxStream};
 use tokio::sync::watch;
 
 use crate::digest::{Digest, Digester};
+use crate::outcome::{Outcome, Progress};
 use crate::store::ObjectReader;
-use crate::transfer::{Outcome, Progress};
 
 /// What a client receives: chunks, or an error that aborts its connection.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;

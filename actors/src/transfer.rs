@@ -8,7 +8,6 @@
 //! `Abandoned` (the leader went away without an outcome: its publisher's `Drop` says so, since a closed channel is
 //! not a finished write).
 
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,61 +16,9 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::digest::Digest;
 use crate::error::MirrorError;
+use crate::outcome::{Outcome, PassReason, Progress};
 use crate::read::{object_stream, ByteStream, Limit};
 use crate::store::ObjectReader;
-
-/// Why a blob is passed through uncached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassReason {
-    /// The cache directory cannot take new files right now.
-    CacheUnwritable,
-    /// The blob does not fit in the free space (above the reserve).
-    TooLarge {
-        /// Its size.
-        size: u64,
-    },
-}
-
-impl fmt::Display for PassReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PassReason::CacheUnwritable => f.write_str("the cache is not writable"),
-            PassReason::TooLarge { size } => write!(f, "{size} bytes do not fit in the cache's free space"),
-        }
-    }
-}
-
-/// How a fetch ended, as every waiter sees it.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Complete, verified (and committed unless the store refused): `size` bytes.
-    Done {
-        /// The blob's size.
-        size: u64,
-    },
-    /// Failed; the error says why and maps to an HTTP status.
-    Failed(MirrorError),
-    /// Not cached: each waiter fetches the bytes for itself.
-    PassThrough(PassReason),
-    /// The leader went away without an outcome; asking again starts a new fetch.
-    Abandoned,
-}
-
-/// The state of a transfer, as published to its readers.
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// The upstream has not answered yet.
-    Starting,
-    /// Bytes are arriving: `written` are in the store; `total` is the announced size, when known.
-    Running {
-        /// Bytes stored so far.
-        written: u64,
-        /// The announced size.
-        total: Option<u64>,
-    },
-    /// Ended.
-    Settled(Outcome),
-}
 
 /// What a request that joined a transfer does next.
 #[derive(Debug)]

@@ -13,9 +13,10 @@ use crate::messages::{
     BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
     ReportDamage,
 };
+use crate::outcome::PassReason;
 use crate::reference::{ImageKey, Reference};
 use crate::store::{now_unix, ManifestMeta, RefKey, RefRecord, StoredObject};
-use crate::transfer::{transfer, PassReason};
+use crate::transfer::transfer;
 
 /// A reply that a store write will send later, and the future the handler returns for it.
 fn later<T: Send + 'static>(gone: T) -> (oneshot::Sender<T>, ResponseFuture<T>) {

@@ -11,8 +11,9 @@ use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::messages::{CommitBlob, Release, ReleaseBlob};
+use crate::outcome::{Outcome, PassReason};
 use crate::store::{BlobWriter, FinishError, VerifiedBlob};
-use crate::transfer::{Outcome, PassReason, TransferPublisher};
+use crate::transfer::TransferPublisher;
 
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.

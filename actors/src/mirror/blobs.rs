@@ -15,11 +15,12 @@ use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::blob_path;
 use crate::messages::{BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
+use crate::outcome::PassReason;
 use crate::passthrough::verified_passthrough;
 use crate::read::{Check, Checked};
 use crate::reference::ImageKey;
 use crate::store::{BlobInfo, OpenedBlob, StoredObject, Version};
-use crate::transfer::{Joined, PassReason};
+use crate::transfer::Joined;
 use crate::upstream::auth::pull_scope;
 use crate::upstream::Upstream;
 
