@@ -73,7 +73,9 @@ impl From<TargetError> for OciError {
             TargetError::NameInvalid(_) => OciError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", message),
             TargetError::NameUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", message),
             TargetError::DigestInvalid(_) => OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message),
-            TargetError::TagInvalid(_) => OciError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message),
+            // No manifest can exist under a malformed tag: 404, as distribution answers (and the OCI conformance
+            // suite expects for `.INVALID_MANIFEST_NAME`).
+            TargetError::TagInvalid(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             TargetError::NotFound(_) => OciError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message),
         }
     }
