@@ -121,7 +121,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub metrics: Option<u16>,
 
-    /// Always re-pull "latest" tags (not supported yet)
+    /// Check tags named `latest` with the upstream on every pull (tagTtl 0s for them)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true")]
     pub always_pull_latest: Option<bool>,
@@ -131,7 +131,7 @@ pub struct ServeArgs {
           default_missing_value = "true")]
     pub hello_world: Option<bool>,
 
-    /// Never contact upstreams (not supported yet)
+    /// Never contact upstreams: serve what is cached, answer 404 for the rest
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true")]
     pub air_gapped: Option<bool>,

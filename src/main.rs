@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use actors::freshness::Freshness;
 use actors::reference::Namespace;
 use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
@@ -226,6 +227,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
                 }
             },
             max_concurrent: reg.max_concurrent,
+            tag_ttl: reg.tag_ttl,
         });
     }
     Ok(MirrorConfig {
@@ -244,5 +246,12 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
         min_free_space: settings.min_free_space,
         actor_idle_timeout: settings.actor_idle_timeout,
         scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
+        freshness: Freshness {
+            tag_ttl: settings.tag_ttl,
+            always_pull_latest: settings.always_pull_latest,
+            revalidate_timeout: settings.revalidate_timeout,
+            negative_ttl: settings.negative_ttl,
+        },
+        air_gapped: settings.air_gapped,
     })
 }

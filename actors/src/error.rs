@@ -95,6 +95,14 @@ pub enum UpstreamError {
         /// What went wrong.
         detail: String,
     },
+    /// The upstream's circuit breaker is open after failures in a row: nothing was sent.
+    #[error("upstream {upstream} is failing; not asking it again for {}s", retry_in.as_secs().max(1))]
+    CircuitOpen {
+        /// The upstream's namespace.
+        upstream: String,
+        /// How long until the breaker lets a probe through.
+        retry_in: Duration,
+    },
     /// The upstream's token endpoint (the realm its 401 named) could not give a bearer token: unreachable, an
     /// error status, a broken or tokenless answer. Every request that needs the token fails with this.
     #[error("the token endpoint {endpoint} of upstream {upstream} failed: {detail}")]
@@ -137,6 +145,23 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether this failure says the upstream itself is unwell (unreachable, timing out, 5xx, 429), which counts
+    /// toward opening its circuit breaker. An answer that refuses us (401, 403, 404), a policy refusal or bad bytes
+    /// do not: the upstream is there.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::Tls { .. }
+                | UpstreamError::HeadTimeout { .. }
+                | UpstreamError::Idle { .. }
+                | UpstreamError::TooManyRequests { .. }
+                | UpstreamError::Status { .. }
+                | UpstreamError::Broken { .. }
+                | UpstreamError::TokenEndpoint { .. }
+        )
+    }
+
     /// This failure, met while fetching a bearer token from `token_url` (the realm with its query), as a
     /// `TokenEndpoint` error naming the endpoint. Refused credentials (`Unauthorized`) and a failing credential
     /// helper (`Credentials`) already say what failed and stay as they are.
@@ -164,6 +189,7 @@ impl UpstreamError {
             | UpstreamError::Status { upstream, .. }
             | UpstreamError::Broken { upstream, .. }
             | UpstreamError::TokenEndpoint { upstream, .. }
+            | UpstreamError::CircuitOpen { upstream, .. }
             | UpstreamError::TooLarge { upstream, .. }
             | UpstreamError::DigestMismatch { upstream, .. }
             | UpstreamError::LengthMismatch { upstream, .. } => upstream,

@@ -39,6 +39,7 @@ mod claim;
 pub mod digest;
 mod error;
 mod fetch;
+pub mod freshness;
 mod graph;
 mod image;
 mod messages;

@@ -39,6 +39,9 @@ pub struct Fetch {
     pub scope: Option<String>,
     /// Ask for the body from this offset on (`Range: bytes=N-`), to resume a broken transfer.
     pub range_from: Option<u64>,
+    /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation
+    /// answers within `revalidateTimeout`, and gives up a retry it has no time for.
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// The head of an upstream response plus its body channel.
@@ -201,6 +204,19 @@ pub struct Flush;
 pub struct GetManifest {
     /// The tag or digest.
     pub reference: Reference,
+    /// The cached manifest of a tag whose `tagTtl` ran out: revalidate it (and serve it if the check fails).
+    pub cached: Option<ManifestMeta>,
+}
+
+/// Where a manifest reply's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestOrigin {
+    /// Fetched from the upstream now.
+    Upstream,
+    /// From the cache, the upstream having just confirmed the tag.
+    Confirmed,
+    /// From the cache, unconfirmed: the check failed for this reason.
+    Stale(crate::freshness::StaleReason),
 }
 
 /// A manifest as pulled.
@@ -210,6 +226,8 @@ pub struct ManifestReply {
     pub meta: ManifestMeta,
     /// Its bytes.
     pub bytes: Bytes,
+    /// Where they come from.
+    pub origin: ManifestOrigin,
 }
 
 /// Front door -> `ImageActor`: a blob that is not in the index. Replies as soon as it is known where the bytes will

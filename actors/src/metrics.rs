@@ -52,6 +52,10 @@ pub struct Metrics {
     pub image_actors: IntGauge,
     /// Damaged objects found in the store (and fetched again), by kind and fault.
     pub store_faults: IntCounterVec,
+    /// Cached tags served without the upstream's confirmation, by namespace and reason.
+    pub stale_serves: IntCounterVec,
+    /// Circuit breaker state per upstream (0 closed, 1 open, 2 half-open).
+    pub breaker_state: IntGaugeVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     volume_free: IntGauge,
@@ -122,6 +126,8 @@ impl Metrics {
             cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Manifests and blobs served, by kind and by where they came from: hit (the cache) or miss (an upstream fetch).", &["kind", "result"]),
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
             image_actors: gauge(&r, "ociregistry_image_actors", "Image actors alive: repositories with requests within actorIdleTimeout or fetches running."),
+            stale_serves: counter_vec(&r, "ociregistry_stale_serves_total", "Cached tags served without the upstream's confirmation because checking failed, by namespace and reason (timeout, unreachable, 429, 5xx, auth, not_found, fetch_failed, breaker_open).", &["ns", "reason"]),
+            breaker_state: gauge_vec(&r, "ociregistry_upstream_breaker_state", "Circuit breaker of each upstream: 0 closed, 1 open (requests fail at once, cached tags are not checked), 2 half-open (one probe in flight).", &["ns"]),
             store_faults: counter_vec(&r, "ociregistry_store_faults_total", "Damaged objects found in the cache store and fetched again, by kind (blob, manifest) and fault (missing, corrupt, size, unreadable).", &["kind", "fault"]),
             cache_bytes: gauge_vec(&r, "ociregistry_cache_bytes", "Bytes in the cache, by kind (blob, manifest).", &["kind"]),
             cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),
@@ -169,6 +175,7 @@ pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {
         E::DigestMismatch { .. } => "digest_mismatch",
         E::Unauthorized { .. } | E::Credentials { .. } | E::TokenEndpoint { .. } => "auth",
         E::Refused { .. } => "refused",
+        E::CircuitOpen { .. } => "breaker",
         E::Tls { .. } => "tls",
     }
 }

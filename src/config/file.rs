@@ -14,6 +14,7 @@ use super::registry::{parse_registries, RegistrySettings};
 use super::server_tls::{parse_server_tls, ServerTls};
 use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
 use super::yaml::{is_default, Section, Walker};
+use actors::freshness::TagTtl;
 
 const TOP_KEYS: &[&str] = &[
     "imagePath",
@@ -45,6 +46,9 @@ const TOP_KEYS: &[&str] = &[
     "listConfig",
     "serverTlsConfig",
     "minFreeSpace",
+    "tagTtl",
+    "revalidateTimeout",
+    "negativeTtl",
     "actorIdleTimeout",
     "scrubInterval",
 ];
@@ -78,6 +82,11 @@ pub struct FileConfig {
     /// `None`: no admin listener.
     pub admin: Option<AdminSettings>,
     pub min_free_space: Option<u64>,
+    pub tag_ttl: Option<TagTtl>,
+    pub always_pull_latest: Option<bool>,
+    pub air_gapped: Option<bool>,
+    pub revalidate_timeout: Option<Duration>,
+    pub negative_ttl: Option<Duration>,
     pub actor_idle_timeout: Option<Duration>,
     /// `Some(None)`: `never`.
     pub scrub_interval: Option<Option<Duration>>,
@@ -163,6 +172,11 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         metrics_port: walker.port(top, "metrics", true)?,
         admin,
         min_free_space: walker.size(top, "minFreeSpace")?,
+        tag_ttl: walker.ttl(top, "tagTtl")?,
+        always_pull_latest: top.get("alwaysPullLatest").map(|_| walker.boolean(top, "alwaysPullLatest")).transpose()?,
+        air_gapped: top.get("airGapped").map(|_| walker.boolean(top, "airGapped")).transpose()?,
+        revalidate_timeout: walker.duration(top, "revalidateTimeout")?,
+        negative_ttl: walker.duration(top, "negativeTtl")?,
         actor_idle_timeout: walker.duration(top, "actorIdleTimeout")?,
         scrub_interval: walker.duration_or_never(top, "scrubInterval")?,
     })
@@ -184,7 +198,7 @@ fn image_path(walker: &Walker, top: &Section<'_>) -> Result<Option<PathBuf>, Con
 /// Go server keys that change security or network behaviour and that this build does not
 /// implement: accepted at their default value, an error otherwise.
 fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), ConfigError> {
-    for key in ["alwaysPullLatest", "airGapped", "helloWorld"] {
+    for key in ["helloWorld"] {
         if walker.boolean(top, key)? {
             return Err(walker.unsupported(key));
         }
@@ -378,8 +392,6 @@ serverTlsConfig:
     #[test]
     fn each_unsupported_key_is_named() {
         for (yaml, key) in [
-            ("alwaysPullLatest: true", "alwaysPullLatest"),
-            ("airGapped: true", "airGapped"),
             ("helloWorld: true", "helloWorld"),
             ("preloadImages: /imgs.txt", "preloadImages"),
             ("imageFile: /imgs.txt", "imageFile"),
@@ -387,6 +399,26 @@ serverTlsConfig:
         ] {
             assert_eq!(error(yaml), unsupported(key), "for {yaml}");
         }
+    }
+
+    #[test]
+    fn freshness_keys() {
+        let (c, _) = parse(
+            "tagTtl: 0s\nalwaysPullLatest: true\nairGapped: true\nrevalidateTimeout: 250ms\nnegativeTtl: 1m\n",
+            "f",
+        )
+        .expect("loads");
+        assert_eq!(c.tag_ttl, Some(TagTtl::After(Duration::ZERO)));
+        assert_eq!((c.always_pull_latest, c.air_gapped), (Some(true), Some(true)));
+        assert_eq!(c.revalidate_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(c.negative_ttl, Some(Duration::from_secs(60)));
+        assert_eq!(parse("tagTtl: never\n", "f").expect("never").0.tag_ttl, Some(TagTtl::Never));
+        assert_eq!(parse("tagTtl: 90000\n", "f").expect("ms").0.tag_ttl, Some(TagTtl::After(Duration::from_secs(90))));
+        for bad in ["tagTtl: soon", "tagTtl: -5s", "revalidateTimeout: 0s"] {
+            assert!(error(bad).contains(bad.split(':').next().unwrap_or_default()), "{bad}");
+        }
+        let registry = "registries:\n  - name: docker.io\n    tagTtl: never\n";
+        assert_eq!(parse(registry, "f").expect("loads").0.registries[0].tag_ttl, Some(TagTtl::Never));
     }
 
     #[test]

@@ -18,9 +18,7 @@ pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
 fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
     let unsupported = [
         ("--preload-images", serve.preload_images.as_ref().is_some_and(|s| !s.is_empty())),
-        ("--always-pull-latest", serve.always_pull_latest == Some(true)),
         ("--hello-world", serve.hello_world == Some(true)),
-        ("--air-gapped", serve.air_gapped == Some(true)),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(ConfigError::UnsupportedFlag { flag });
@@ -81,5 +79,11 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     }
     if let Some(ns) = &serve.default_ns {
         settings.default_ns = Some(ns.clone());
+    }
+    if let Some(on) = serve.always_pull_latest {
+        settings.always_pull_latest = on;
+    }
+    if let Some(on) = serve.air_gapped {
+        settings.air_gapped = on;
     }
 }

@@ -22,6 +22,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use actors::freshness::TagTtl;
+
 use crate::cli::Cli;
 
 pub use admin::read_token as admin_token;
@@ -100,6 +102,16 @@ pub struct Settings {
     pub upstream_policy: UpstreamPolicy,
     /// Bytes the cache leaves free on its volume (`minFreeSpace`).
     pub min_free_space: u64,
+    /// How long a cached tag is served without asking the upstream (`tagTtl`; a registry may override it).
+    pub tag_ttl: TagTtl,
+    /// Tags named `latest` are checked on every pull (`alwaysPullLatest`, `--always-pull-latest`).
+    pub always_pull_latest: bool,
+    /// No upstream is ever dialled (`airGapped`, `--air-gapped`).
+    pub air_gapped: bool,
+    /// The longest a pull of a cached tag waits on the upstream to check it (`revalidateTimeout`).
+    pub revalidate_timeout: Duration,
+    /// How long an upstream 404 for a manifest is remembered (`negativeTtl`).
+    pub negative_ttl: Duration,
     /// How long a repository's coalescing actor lives without requests (`actorIdleTimeout`).
     pub actor_idle_timeout: Duration,
     /// Time between the starts of two background scrub passes (`scrubInterval`); `None` is never.
@@ -131,6 +143,11 @@ impl Settings {
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
+            tag_ttl: actors::freshness::DEFAULT_TAG_TTL,
+            always_pull_latest: false,
+            air_gapped: false,
+            revalidate_timeout: actors::freshness::DEFAULT_REVALIDATE_TIMEOUT,
+            negative_ttl: actors::freshness::DEFAULT_NEGATIVE_TTL,
             actor_idle_timeout: DEFAULT_ACTOR_IDLE_TIMEOUT,
             scrub_interval: Some(DEFAULT_SCRUB_INTERVAL),
             config_source: config_source.into(),
@@ -158,6 +175,11 @@ impl Settings {
             metrics_port,
             admin,
             min_free_space,
+            tag_ttl,
+            always_pull_latest,
+            air_gapped,
+            revalidate_timeout,
+            negative_ttl,
             actor_idle_timeout,
             scrub_interval,
         } = file;
@@ -180,6 +202,11 @@ impl Settings {
         self.metrics_port = metrics_port;
         self.admin = admin;
         set(&mut self.min_free_space, min_free_space);
+        set(&mut self.tag_ttl, tag_ttl);
+        set(&mut self.always_pull_latest, always_pull_latest);
+        set(&mut self.air_gapped, air_gapped);
+        set(&mut self.revalidate_timeout, revalidate_timeout);
+        set(&mut self.negative_ttl, negative_ttl);
         set(&mut self.actor_idle_timeout, actor_idle_timeout);
         set(&mut self.scrub_interval, scrub_interval);
     }
@@ -225,6 +252,18 @@ impl fmt::Display for Settings {
         writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", self.upstream_policy)?;
+        if self.air_gapped {
+            writeln!(f, "Air-gapped: no upstream is ever contacted")?;
+        } else {
+            writeln!(
+                f,
+                "Tags: checked after {}{}, check waits at most {}; missing manifests remembered {}",
+                self.tag_ttl,
+                if self.always_pull_latest { " (latest: every pull)" } else { "" },
+                humantime::format_duration(self.revalidate_timeout),
+                humantime::format_duration(self.negative_ttl)
+            )?;
+        }
         writeln!(
             f,
             "Cache: keep {} free, scrub {}, idle actors retire after {}",

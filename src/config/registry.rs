@@ -14,7 +14,7 @@ use super::tls::{parse_tls, TlsSettings};
 use super::values::Scheme;
 use super::yaml::Walker;
 
-const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "maxConcurrent", "auth", "tls"];
+const REGISTRY_KEYS: &[&str] = &["name", "description", "scheme", "endpoint", "maxConcurrent", "tagTtl", "auth", "tls"];
 
 /// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
 pub const DEFAULT_MAX_CONCURRENT: usize = 32;
@@ -33,6 +33,8 @@ pub struct RegistrySettings {
     pub endpoint: Option<String>,
     /// At most this many upstream fetches to this registry at once (`maxConcurrent`, 1..=1024).
     pub max_concurrent: usize,
+    /// This registry's `tagTtl`, overriding the top-level one.
+    pub tag_ttl: Option<actors::freshness::TagTtl>,
     /// Credentials presented to the registry and its token realm.
     pub auth: AuthSettings,
     pub tls: TlsSettings,
@@ -138,6 +140,7 @@ fn parse_registry(
     let max_concurrent = walker
         .integer(&section, "maxConcurrent", 1..=MAX_MAX_CONCURRENT as u64)?
         .map_or(DEFAULT_MAX_CONCURRENT, |n| n as usize);
+    let tag_ttl = walker.ttl(&section, "tagTtl")?;
     let auth = match section.get("auth") {
         None => AuthSettings::Anonymous,
         Some(auth) => parse_auth(walker, &section.key("auth"), auth, env)?,
@@ -146,7 +149,7 @@ fn parse_registry(
         None => TlsSettings::default(),
         Some(tls) => parse_tls(walker, &section.key("tls"), tls, &name)?,
     };
-    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, auth, tls })
+    Ok(RegistrySettings { name, scheme, endpoint, max_concurrent, tag_ttl, auth, tls })
 }
 
 /// A registry name is `host[:port]`: no scheme, path, credentials or spaces.
@@ -330,6 +333,7 @@ mod tests {
             scheme: Scheme::Https,
             endpoint: Some("https://10.0.0.5:5000".to_string()),
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            tag_ttl: None,
             auth,
             tls,
         };

@@ -10,6 +10,7 @@ use serde_yaml::Value;
 use super::duration::{self, DurationError};
 use super::error::ConfigError;
 use super::size::{self, SizeError};
+use actors::freshness::TagTtl;
 
 /// Reading context for one document: its name for messages and the warnings collected so far.
 pub struct Walker {
@@ -238,6 +239,26 @@ impl Walker {
             Some(Value::String(s)) if s.trim() == "never" => Ok(Some(None)),
             _ => Ok(self.duration(section, name)?.map(Some)),
         }
+    }
+
+    /// A tag TTL: `never`, or a duration that may be zero (`0s`: every pull).
+    pub fn ttl(&self, section: &Section<'_>, name: &str) -> Result<Option<TagTtl>, ConfigError> {
+        let Some(value) = section.get(name) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::String(s) if s.trim() == "never" => Ok(TagTtl::Never),
+            Value::Number(n) => {
+                n.as_u64().map(|ms| TagTtl::After(Duration::from_millis(ms))).ok_or(DurationError::NotPositive)
+            }
+            Value::String(s) => match duration::parse_duration(s) {
+                Ok(d) => Ok(TagTtl::After(d)),
+                Err(DurationError::NotPositive) if !s.trim().starts_with('-') => Ok(TagTtl::After(Duration::ZERO)),
+                Err(e) => Err(e),
+            },
+            _ => Err(DurationError::Unparsable),
+        };
+        parsed.map(Some).map_err(|err| self.invalid(&section.key(name), value, format!("{err} (or \"never\")")))
     }
 
     /// A byte size: a whole number of bytes, or a string with a unit (`500Mi`).

@@ -87,6 +87,13 @@ fn upstream_error(err: &UpstreamError) -> OciError {
         UpstreamError::HeadTimeout { .. } | UpstreamError::Idle { .. } => {
             OciError::new(StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE", message)
         }
+        UpstreamError::CircuitOpen { retry_in, .. } => {
+            let mut e = OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+            e.retry_after = Some(retry_in.as_secs().max(1));
+            e
+        }
+        // Unreachable (refused, DNS, connect timeout): the service is not available, not misbehaving.
+        UpstreamError::Connect { .. } => OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message),
         UpstreamError::TooManyRequests { retry_after, .. } => {
             let mut e = OciError::new(StatusCode::SERVICE_UNAVAILABLE, "TOOMANYREQUESTS", message);
             e.retry_after = Some(retry_after.map(|d| d.as_secs()).unwrap_or(10));
@@ -95,7 +102,6 @@ fn upstream_error(err: &UpstreamError) -> OciError {
         // The upstream (a redirect) or its DNS led somewhere the policy forbids: not the client's doing.
         UpstreamError::Refused { .. }
         | UpstreamError::Tls { .. }
-        | UpstreamError::Connect { .. }
         | UpstreamError::Credentials { .. }
         | UpstreamError::Unauthorized { .. }
         | UpstreamError::Status { .. }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod certs;
 pub mod containerd;
 pub mod fake_upstream;
+pub mod fault_proxy;
 pub mod http;
 pub mod images;
 pub mod metrics;

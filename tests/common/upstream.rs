@@ -69,6 +69,8 @@ pub struct AccessEntry {
     /// The request target, query string included.
     pub target: String,
     pub status: u16,
+    /// The client's `User-Agent` (`ociregistry/...` for our server, `skopeo/...` for pushes).
+    pub agent: String,
 }
 
 impl AccessEntry {
@@ -275,5 +277,6 @@ pub fn parse_access_line(line: &str) -> Option<AccessEntry> {
         return None;
     }
     let status = rest.split_whitespace().next()?.parse().ok()?;
-    Some(AccessEntry { method, target, status })
+    let agent = quoted.nth(2).unwrap_or_default().to_string();
+    Some(AccessEntry { method, target, status, agent })
 }

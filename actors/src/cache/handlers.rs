@@ -29,7 +29,8 @@ fn stopped() -> StoreError {
 }
 
 impl CacheActor {
-    /// Record that `key` names `digest` (if it does not already), then call `done` with the write's result.
+    /// Record that `key` names `digest` as the upstream just confirmed (writing the record if it changed), then call
+    /// `done` with the write's result.
     fn link(
         &mut self,
         ctx: &mut Context<Self>,
@@ -41,6 +42,7 @@ impl CacheActor {
         let key = RefKey { image: image.clone(), reference: reference.clone() };
         let index = self.store.index();
         if index.ref_digest(&key).as_ref() == Some(digest) {
+            index.set_checked(&key);
             done(Ok(()));
             return;
         }
@@ -54,6 +56,7 @@ impl CacheActor {
             pulled: now,
         };
         index.set_ref(record.clone());
+        index.set_checked(&key);
         let storage = self.store.storage().clone();
         self.persist(
             ctx,

@@ -1,12 +1,17 @@
 //! Manifest fetches: one GET (after a HEAD for tags, which may find the digest already cached), digest checked
-//! against what was asked or announced, stored with the reference that named it.
+//! against what was asked or announced, stored with the reference that named it; and the revalidation of a cached
+//! tag whose `tagTtl` ran out: a HEAD within `revalidateTimeout`, then the cached manifest (confirmed), the new one
+//! (the tag moved), or the cached one served stale when the check failed for any reason.
+
+use bytes::Bytes;
 
 use super::{collect, manifest_path, FetchContext, InFlight, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
-use crate::messages::{Fault, LinkReference, ManifestReply, PutManifest, ReportDamage};
+use crate::freshness::StaleReason;
+use crate::messages::{Fault, LinkReference, ManifestOrigin, ManifestReply, PutManifest, ReportDamage};
 use crate::reference::{Named, Reference};
-use crate::store::{media_type_of, ManifestMeta, ManifestRead, StoredObject};
+use crate::store::{media_type_of, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
 /// The media type to store for a manifest: the upstream's `Content-Type` when it names a manifest type, else what
 /// the manifest says of itself.
@@ -18,28 +23,120 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
-/// Fetch, verify and store one manifest.
-pub(crate) async fn fetch_manifest(cx: FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
+/// Fetch, verify and store one manifest; or, with `cached`, revalidate a cached tag.
+pub(crate) async fn fetch_manifest(
+    cx: FetchContext,
+    reference: Reference,
+    cached: Option<ManifestMeta>,
+) -> Result<ManifestReply, MirrorError> {
     let _running = InFlight::start(&cx.metrics, "manifest");
-    let result = fetch_manifest_inner(&cx, reference).await;
+    let result = match cached {
+        Some(cached) => revalidate(&cx, &reference, cached).await,
+        None => fetch_fresh(&cx, &reference).await,
+    };
     if let Err(e) = &result {
         cx.count_body_error(e);
     }
     result
 }
 
-async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result<ManifestReply, MirrorError> {
-    let cx = cx.clone();
-    let name = cx.name();
-    if let Reference::Tag(_) = &reference {
-        if let Some(reply) = resolve_tag_to_cached(&cx, &reference).await? {
-            return Ok(reply);
+async fn fetch_fresh(cx: &FetchContext, reference: &Reference) -> Result<ManifestReply, MirrorError> {
+    if let Reference::Tag(_) = reference {
+        match head_tag(cx, reference, None).await? {
+            TagHead::Missing => return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string())),
+            TagHead::Names(digest) => {
+                if let Some(reply) = link_cached(cx, reference, &digest).await? {
+                    return Ok(reply);
+                }
+            }
+            TagHead::Unknown => {}
         }
     }
-    tracing::info!("pulling manifest from upstream: \"{}\"", Named(&cx.image, &reference));
-    let resp = cx.request(manifest_path(&cx.image, &reference), false, Some(MANIFEST_ACCEPT), None).await?;
+    get_manifest(cx, reference, None).await
+}
+
+/// What a HEAD of a tag said.
+enum TagHead {
+    /// It names this digest.
+    Names(Digest),
+    /// 404.
+    Missing,
+    /// No digest in the answer (or a registry that does not answer HEAD properly): a GET will tell.
+    Unknown,
+}
+
+/// HEAD a tag upstream (a HEAD does not count against Docker Hub's pull limit), its head due within `deadline`
+/// when given.
+async fn head_tag(
+    cx: &FetchContext,
+    reference: &Reference,
+    deadline: Option<std::time::Duration>,
+) -> Result<TagHead, MirrorError> {
+    let path = manifest_path(&cx.image, reference);
+    let resp = match cx.request_within(path, true, Some(MANIFEST_ACCEPT), None, deadline).await {
+        Ok(resp) => resp,
+        // A registry that does not answer HEAD properly (405, 400, 501) still gets the GET; a failing one does not.
+        Err(MirrorError::Upstream(UpstreamError::Status { status, .. })) if status < 500 || status == 501 => {
+            return Ok(TagHead::Unknown)
+        }
+        Err(e) => return Err(e),
+    };
     if resp.status == 404 {
-        return Err(MirrorError::ManifestUnknown(Named(&cx.image, &reference).to_string()));
+        return Ok(TagHead::Missing);
+    }
+    Ok(resp.docker_digest.and_then(|d| d.parse::<Digest>().ok()).map_or(TagHead::Unknown, TagHead::Names))
+}
+
+/// When `digest` is cached (and intact), record that `reference` names it and answer from the cache. `None`: the
+/// manifest must be fetched.
+async fn link_cached(
+    cx: &FetchContext,
+    reference: &Reference,
+    digest: &Digest,
+) -> Result<Option<ManifestReply>, MirrorError> {
+    let Some(meta) = cx.store.index().manifest(digest) else {
+        return Ok(None);
+    };
+    let Some(bytes) = read_cached(cx, &meta).await? else {
+        return Ok(None);
+    };
+    let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest: meta.digest.clone() };
+    if let Ok(Err(e)) = cx.cache.send(link).await {
+        tracing::warn!(error = %e, "cannot record tag {}", Named(&cx.image, reference));
+    }
+    tracing::info!("tag confirmed by HEAD, served from cache: \"{}\" -> {}", Named(&cx.image, reference), meta.digest);
+    Ok(Some(ManifestReply { meta, bytes, origin: ManifestOrigin::Confirmed }))
+}
+
+/// A cached manifest's bytes, verified; a missing or damaged one is reported (and `None`).
+async fn read_cached(cx: &FetchContext, meta: &ManifestMeta) -> Result<Option<Bytes>, MirrorError> {
+    match cx.store.read_manifest(&meta.digest).await {
+        Ok(ManifestRead::Found(bytes)) => Ok(Some(bytes)),
+        Ok(found) => {
+            let fault = if matches!(found, ManifestRead::Missing) { Fault::Missing } else { Fault::Corrupt };
+            let report = ReportDamage { object: StoredObject::Manifest(meta.digest.clone()), fault, version: None };
+            cx.cache.send(report).await?;
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read cached manifest {}; fetching it again", meta.digest);
+            Ok(None)
+        }
+    }
+}
+
+/// GET a manifest, verify it, store it with the reference; its response head due within `deadline` when given.
+async fn get_manifest(
+    cx: &FetchContext,
+    reference: &Reference,
+    deadline: Option<std::time::Duration>,
+) -> Result<ManifestReply, MirrorError> {
+    let name = cx.name();
+    tracing::info!("pulling manifest from upstream: \"{}\"", Named(&cx.image, reference));
+    let path = manifest_path(&cx.image, reference);
+    let resp = cx.request_within(path, false, Some(MANIFEST_ACCEPT), None, deadline).await?;
+    if resp.status == 404 {
+        return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string()));
     }
     cx.metrics.upstream_pulls_by_ns.with_label_values(&[&name]).inc();
     let content_type = resp.content_type.clone();
@@ -51,7 +148,7 @@ async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result
             return Err(UpstreamError::LengthMismatch { upstream: name, expected: n, got: bytes.len() as u64 }.into());
         }
     }
-    let digest = match &reference {
+    let digest = match reference {
         Reference::Digest(wanted) => {
             let actual = Digest::of(wanted.algorithm(), &bytes);
             if &actual != wanted {
@@ -92,44 +189,79 @@ async fn fetch_manifest_inner(cx: &FetchContext, reference: Reference) -> Result
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(ManifestReply { meta, bytes })
+    Ok(ManifestReply { meta, bytes, origin: ManifestOrigin::Upstream })
 }
 
-/// HEAD a tag upstream (a HEAD does not count against Docker Hub's pull limit); when the digest it names is already
-/// cached, record the tag and answer from the cache. `None`: the manifest must be fetched.
-async fn resolve_tag_to_cached(cx: &FetchContext, reference: &Reference) -> Result<Option<ManifestReply>, MirrorError> {
-    let resp = match cx.request(manifest_path(&cx.image, reference), true, Some(MANIFEST_ACCEPT), None).await {
-        Ok(resp) => resp,
-        // A registry that does not answer HEAD properly still gets the GET.
-        Err(MirrorError::Upstream(UpstreamError::Status { .. })) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if resp.status == 404 {
-        return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string()));
+/// Why a failed check means serving the cached tag.
+fn stale_reason(err: &MirrorError) -> StaleReason {
+    match err {
+        MirrorError::Upstream(e) => match e {
+            UpstreamError::HeadTimeout { .. } | UpstreamError::Idle { .. } => StaleReason::Timeout,
+            UpstreamError::TooManyRequests { .. } => StaleReason::RateLimited,
+            UpstreamError::Status { .. } => StaleReason::ServerError,
+            UpstreamError::Unauthorized { .. }
+            | UpstreamError::Credentials { .. }
+            | UpstreamError::TokenEndpoint { .. } => StaleReason::Auth,
+            UpstreamError::CircuitOpen { .. } => StaleReason::BreakerOpen,
+            UpstreamError::Connect { .. }
+            | UpstreamError::Refused { .. }
+            | UpstreamError::Tls { .. }
+            | UpstreamError::Broken { .. } => StaleReason::Unreachable,
+            UpstreamError::TooLarge { .. }
+            | UpstreamError::DigestMismatch { .. }
+            | UpstreamError::LengthMismatch { .. } => StaleReason::FetchFailed,
+        },
+        MirrorError::ManifestUnknown(_) => StaleReason::NotFound,
+        _ => StaleReason::FetchFailed,
     }
-    let Some(digest) = resp.docker_digest.and_then(|d| d.parse::<Digest>().ok()) else {
-        return Ok(None);
-    };
-    let Some(meta) = cx.store.index().manifest(&digest) else {
-        return Ok(None);
-    };
-    let bytes = match cx.store.read_manifest(&digest).await {
-        Ok(ManifestRead::Found(bytes)) => bytes,
-        Ok(found) => {
-            let fault = if matches!(found, ManifestRead::Missing) { Fault::Missing } else { Fault::Corrupt };
-            let report = ReportDamage { object: StoredObject::Manifest(digest), fault, version: None };
-            cx.cache.send(report).await?;
-            return Ok(None);
+}
+
+/// Revalidate a cached tag: confirmed, moved (fetch the new manifest), or stale when the check fails.
+async fn revalidate(
+    cx: &FetchContext,
+    reference: &Reference,
+    cached: ManifestMeta,
+) -> Result<ManifestReply, MirrorError> {
+    let within = cx.freshness.revalidate_timeout;
+    // The pool gives up within the same deadline with the upstream's own answer (a 429, say); the timeout here also
+    // covers waiting for a connection slot.
+    let head = tokio::time::timeout(within + within / 4, head_tag(cx, reference, Some(within))).await;
+    let moved_to = match head {
+        Err(_) => {
+            // The pool's request runs on and records its own result; this counts the wait that was cut short.
+            cx.upstream.breaker.failure();
+            return serve_stale(cx, reference, cached, StaleReason::Timeout).await;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read cached manifest {digest}; fetching it again");
-            return Ok(None);
+        Ok(Err(e)) => return serve_stale(cx, reference, cached, stale_reason(&e)).await,
+        Ok(Ok(TagHead::Missing)) => return serve_stale(cx, reference, cached, StaleReason::NotFound).await,
+        Ok(Ok(TagHead::Names(digest))) => {
+            if let Some(reply) = link_cached(cx, reference, &digest).await? {
+                return Ok(reply);
+            }
+            Some(digest)
         }
+        Ok(Ok(TagHead::Unknown)) => None,
     };
-    let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest: meta.digest.clone() };
-    if let Ok(Err(e)) = cx.cache.send(link).await {
-        tracing::warn!(error = %e, "cannot record tag {}", Named(&cx.image, reference));
+    if let Some(new) = &moved_to {
+        tracing::info!("tag moved upstream: \"{}\" {} -> {new}", Named(&cx.image, reference), cached.digest);
     }
-    tracing::info!("tag resolved by HEAD to a cached manifest: \"{}\" -> {}", Named(&cx.image, reference), meta.digest);
-    Ok(Some(ManifestReply { meta, bytes }))
+    match get_manifest(cx, reference, Some(within)).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => serve_stale(cx, reference, cached, stale_reason(&e)).await,
+    }
+}
+
+/// Serve the cached manifest of a tag the upstream could not confirm.
+async fn serve_stale(
+    cx: &FetchContext,
+    reference: &Reference,
+    cached: ManifestMeta,
+    reason: StaleReason,
+) -> Result<ManifestReply, MirrorError> {
+    let key = RefKey { image: cx.image.clone(), reference: reference.clone() };
+    let Some(bytes) = read_cached(cx, &cached).await? else {
+        return Err(MirrorError::Unavailable(Named(&cx.image, reference).to_string()));
+    };
+    cx.stale.serve(&key, cx.upstream.namespace.as_str(), reason, &cx.metrics);
+    Ok(ManifestReply { meta: cached, bytes, origin: ManifestOrigin::Stale(reason) })
 }

@@ -18,6 +18,7 @@ use crate::body::{Body, BodyEvent};
 use crate::cache::CacheActor;
 use crate::digest::Digest;
 use crate::error::{MirrorError, UpstreamError};
+use crate::freshness::{Freshness, StaleNotes};
 use crate::messages::{Fetch, UpstreamResponse};
 use crate::metrics::{error_reason, Metrics};
 use crate::reference::{ImageKey, Reference};
@@ -46,6 +47,10 @@ pub(crate) struct FetchContext {
     /// of what is cached goes to `cache`.
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Tag freshness, revalidation and negative caching.
+    pub freshness: Freshness,
+    /// Stale serves: counted, and logged once per tag per minute.
+    pub stale: Arc<StaleNotes>,
 }
 
 /// Counts a fetch in `ociregistry_fetches_in_flight` for as long as it lives.
@@ -91,8 +96,20 @@ impl FetchContext {
         accept: Option<&'static str>,
         range_from: Option<u64>,
     ) -> Result<UpstreamResponse, MirrorError> {
+        self.request_within(path, head, accept, range_from, None).await
+    }
+
+    /// `request`, with the response head due within `deadline` instead of `pullTimeout`.
+    pub(crate) async fn request_within(
+        &self,
+        path: String,
+        head: bool,
+        accept: Option<&'static str>,
+        range_from: Option<u64>,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<UpstreamResponse, MirrorError> {
         let scope = Some(pull_scope(self.image.repo().as_str()));
-        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from };
+        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from, deadline };
         Ok(self.pool.send(fetch).await??)
     }
 }

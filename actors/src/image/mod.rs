@@ -30,8 +30,11 @@ use crate::fetch::{fetch_manifest, lead_blob, FetchContext};
 use crate::messages::{
     BlobClaimed, BlobSettled, ClaimBlob, GetBlob, GetManifest, ManifestFetched, ManifestReply, Retire,
 };
-use crate::reference::Reference;
+use crate::reference::{Named, Reference};
 use crate::transfer::Transfer;
+
+/// Most missing references one actor remembers.
+const MISSING_MAX: usize = 256;
 
 type ManifestWaiter = oneshot::Sender<Result<ManifestReply, MirrorError>>;
 type BlobWaiter = oneshot::Sender<Result<BlobClaim, MirrorError>>;
@@ -76,6 +79,8 @@ pub struct ImageActor {
     manifests: HashMap<Reference, Vec<ManifestWaiter>>,
     /// Blob fetches in flight by digest.
     blobs: HashMap<Digest, BlobEntry>,
+    /// Manifests the upstream said do not exist, and when (remembered for `negativeTtl`).
+    missing: HashMap<Reference, Instant>,
     /// The last request or fetch event, shared with the registry.
     activity: Arc<Activity>,
     on_stop: Option<OnStop>,
@@ -83,7 +88,14 @@ pub struct ImageActor {
 
 impl ImageActor {
     pub(crate) fn new(cx: FetchContext, activity: Arc<Activity>, on_stop: OnStop) -> ImageActor {
-        ImageActor { cx, manifests: HashMap::new(), blobs: HashMap::new(), activity, on_stop: Some(on_stop) }
+        ImageActor {
+            cx,
+            manifests: HashMap::new(),
+            blobs: HashMap::new(),
+            missing: HashMap::new(),
+            activity,
+            on_stop: Some(on_stop),
+        }
     }
 
     fn busy(&mut self) {
@@ -136,10 +148,23 @@ async fn wait<T>(rx: oneshot::Receiver<Result<T, MirrorError>>, what: String) ->
 impl Handler<GetManifest> for ImageActor {
     type Result = ResponseFuture<Result<ManifestReply, MirrorError>>;
 
-    /// Join the fetch of this reference, starting it if none runs.
+    /// Join the fetch (or revalidation) of this reference, starting it if none runs; a reference the upstream just
+    /// said is missing is answered at once.
     fn handle(&mut self, msg: GetManifest, ctx: &mut Self::Context) -> Self::Result {
         self.busy();
         let what = format!("manifest {}", msg.reference);
+        if msg.cached.is_none() {
+            match self.missing.get(&msg.reference) {
+                Some(at) if at.elapsed() < self.cx.freshness.negative_ttl => {
+                    let unknown = Named(&self.cx.image, &msg.reference).to_string();
+                    return Box::pin(async move { Err(MirrorError::ManifestUnknown(unknown)) });
+                }
+                Some(_) => {
+                    self.missing.remove(&msg.reference);
+                }
+                None => {}
+            }
+        }
         let (tx, rx) = oneshot::channel();
         if let Some(waiters) = self.manifests.get_mut(&msg.reference) {
             waiters.push(tx);
@@ -148,7 +173,7 @@ impl Handler<GetManifest> for ImageActor {
             let cx = self.cx.clone();
             let me = ctx.address();
             actix_rt::spawn(async move {
-                let result = fetch_manifest(cx, msg.reference.clone()).await;
+                let result = fetch_manifest(cx, msg.reference.clone(), msg.cached).await;
                 // Waiters depend on this reply: sent with `send`, so a full mailbox waits instead of dropping it.
                 let _ = me.send(ManifestFetched { reference: msg.reference, result }).await;
             });
@@ -177,6 +202,12 @@ impl Handler<ManifestFetched> for ImageActor {
     fn handle(&mut self, msg: ManifestFetched, _ctx: &mut Self::Context) {
         self.busy();
         let waiters = self.manifests.remove(&msg.reference).unwrap_or_default();
+        if matches!(msg.result, Err(MirrorError::ManifestUnknown(_))) {
+            if self.missing.len() >= MISSING_MAX {
+                self.missing.clear();
+            }
+            self.missing.insert(msg.reference.clone(), Instant::now());
+        }
         self.cx.metrics.fetch_waiters.with_label_values(&["manifest"]).observe(waiters.len() as f64);
         for waiter in waiters {
             let _ = waiter.send(msg.result.clone());

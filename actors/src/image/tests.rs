@@ -134,6 +134,8 @@ impl Rig {
             max_concurrent: 8,
             guard: Arc::new(AddressGuard::new(UpstreamPolicy::Any)),
             listed: true,
+            tag_ttl: None,
+            breaker: Default::default(),
         });
         let cx = FetchContext {
             pool: pool.recipient(),
@@ -142,6 +144,8 @@ impl Rig {
             image: image(),
             store: store.clone(),
             metrics: metrics.clone(),
+            freshness: crate::freshness::Freshness::default(),
+            stale: Arc::default(),
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -278,7 +282,7 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
     };
     let rig = Rig::start(HashMap::from([(path.clone(), script)]));
     let tag: Reference = "v1".parse().expect("tag");
-    let asks = (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone() }));
+    let asks = (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None }));
     for reply in futures_util::future::join_all(asks).await {
         let reply = reply.expect("mailbox").expect("manifest");
         assert_eq!((reply.bytes.clone(), reply.meta.digest.clone()), (manifest.clone(), digest.clone()));
@@ -294,7 +298,7 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
 async fn an_unknown_manifest_is_a_named_404_for_every_waiter() {
     let rig = Rig::start(HashMap::new());
     let tag: Reference = "missing".parse().expect("tag");
-    let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone() }));
+    let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None }));
     for reply in futures_util::future::join_all(asks).await {
         assert!(matches!(reply.expect("mailbox"), Err(MirrorError::ManifestUnknown(_))));
     }
@@ -307,12 +311,12 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     let script = Script::Body { bytes: manifest, chunks: 1, pause: Duration::from_millis(300), digest: None };
     let rig = Rig::start(HashMap::from([(path, script)]));
     let retire = |ms| rig.actor.send(Retire { idle_for: Duration::from_millis(ms) });
-    let _ = rig.actor.send(GetManifest { reference: "x".parse().expect("tag") }).await;
+    let _ = rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None }).await;
     assert_eq!(rig.metrics.image_actors.get(), 1);
     assert!(!retire(200).await.expect("mailbox"), "busy a moment ago: not idle long enough");
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A fetch in flight keeps it alive even when asked to retire at once.
-    let slow = rig.actor.send(GetManifest { reference: "slow".parse().expect("tag") });
+    let slow = rig.actor.send(GetManifest { reference: "slow".parse().expect("tag"), cached: None });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!retire(0).await.expect("mailbox"), "a fetch is in flight");
     slow.await.expect("mailbox").expect("the slow manifest");
@@ -326,6 +330,6 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     }
     assert!(rig.stopped.load(Ordering::SeqCst), "told its registry");
     assert_eq!(rig.metrics.image_actors.get(), 0);
-    let late = rig.actor.send(GetManifest { reference: "x".parse().expect("tag") }).await;
+    let late = rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None }).await;
     assert!(late.is_err(), "a retired actor's mailbox is closed, which the front door answers with a fresh actor");
 }

@@ -100,6 +100,8 @@ impl Admission {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             guard: guard.clone(),
             listed: false,
+            tag_ttl: None,
+            breaker: Default::default(),
         });
         if self.admitted.len() >= ADMITTED_MAX {
             self.admitted.clear();

@@ -44,6 +44,9 @@ impl Mirror {
         if let Some(resp) = self.cached_blob(digest).await? {
             return Ok(resp);
         }
+        if self.inner.air_gapped {
+            return Err(MirrorError::BlobUnknown(digest.clone()));
+        }
         for _ in 0..BLOB_ATTEMPTS {
             match self.ask(image, GetBlob { digest: digest.clone() }).await?? {
                 BlobClaim::Cached => {
@@ -150,6 +153,9 @@ impl Mirror {
         if let Some((opened, _)) = self.open_stored(digest).await? {
             return Ok(Some(opened.size));
         }
+        if self.inner.air_gapped {
+            return Err(MirrorError::BlobUnknown(digest.clone()));
+        }
         let upstream = self.inner.admission.upstream(image.ns()).await?;
         let resp = self.inner.pool.send(blob_fetch(upstream, image, digest, true)).await??;
         if resp.status == 404 {
@@ -163,5 +169,5 @@ impl Mirror {
 fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
     let path = blob_path(image, digest);
     let scope = Some(pull_scope(image.repo().as_str()));
-    Fetch { upstream, path, head, accept: None, scope, range_from: None }
+    Fetch { upstream, path, head, accept: None, scope, range_from: None, deadline: None }
 }

@@ -1,31 +1,53 @@
 //! Serving manifests: from the index and the store (a HEAD from memory alone), or fetched once for all concurrent
-//! askers by the repository's image actor. A cached manifest is checked against its digest every time it is read
-//! (it is small); a missing or damaged one is reported and fetched again in the same request.
+//! askers by the repository's image actor. A cached tag whose `tagTtl` ran out is revalidated first (by the image
+//! actor, one check per tag at a time, within `revalidateTimeout`); while the upstream's circuit breaker is open it is
+//! served at once without a check. A cached manifest is checked against its digest every time it is read (it is
+//! small); a missing or damaged one is reported and fetched again in the same request. Air-gapped, nothing is ever
+//! asked upstream: a miss is `MANIFEST_UNKNOWN` at once.
+
+use std::time::Duration;
 
 use super::{ManifestResponse, Mirror};
 use crate::error::{MirrorError, StoreError};
-use crate::messages::{Fault, GetManifest};
+use crate::freshness::StaleReason;
+use crate::messages::{Fault, GetManifest, ManifestOrigin};
 use crate::reference::{ImageKey, Named, Reference};
-use crate::store::{ManifestMeta, ManifestRead, RefKey, StoredObject};
+use crate::store::{now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
 impl Mirror {
-    /// The cached manifest a reference names, noting the pull for its access time.
-    fn cached_manifest(&self, image: &ImageKey, reference: &Reference) -> Option<ManifestMeta> {
+    /// The cached manifest a reference names, with when the upstream last confirmed it (a digest never expires),
+    /// noting the pull for its access time.
+    fn cached_manifest(&self, image: &ImageKey, reference: &Reference) -> Option<(ManifestMeta, Option<i64>)> {
         let key = RefKey { image: image.clone(), reference: reference.clone() };
-        match self.index().resolve(&key) {
-            Some(meta) => {
+        match self.index().resolve_checked(&key) {
+            Some((meta, checked)) => {
                 self.inner.touches.reference(&key);
-                Some(meta)
+                let checked = matches!(reference, Reference::Tag(_)).then_some(checked);
+                Some((meta, checked))
             }
             None => match reference {
-                Reference::Digest(d) => self.index().manifest(d),
+                Reference::Digest(d) => self.index().manifest(d).map(|meta| (meta, None)),
                 Reference::Tag(_) => None,
             },
         }
     }
 
-    /// A manifest by tag or digest: from the cache, or fetched once for all concurrent askers. `want_body: false`
-    /// (HEAD) answers a cached manifest from memory.
+    /// Whether a cached tag confirmed at `checked` (ms) must be asked about again before it is served.
+    async fn needs_check(&self, image: &ImageKey, reference: &Reference, checked: i64) -> bool {
+        let Reference::Tag(tag) = reference else {
+            return false;
+        };
+        if self.inner.air_gapped {
+            return false;
+        }
+        // A namespace no longer allowed to be dialled keeps what it cached.
+        let registry = self.inner.admission.listed.get(image.ns()).and_then(|u| u.tag_ttl);
+        let age = Duration::from_millis(now_ms().saturating_sub(checked).max(0) as u64);
+        self.inner.freshness.ttl_for(tag, registry).expired(age)
+    }
+
+    /// A manifest by tag or digest: from the cache (a tag checked with the upstream once its `tagTtl` ran out), or
+    /// fetched once for all concurrent askers. `want_body: false` (HEAD) answers a fresh cached manifest from memory.
     pub async fn manifest(
         &self,
         image: &ImageKey,
@@ -33,7 +55,14 @@ impl Mirror {
         want_body: bool,
     ) -> Result<ManifestResponse, MirrorError> {
         let metrics = &self.inner.metrics;
-        if let Some(meta) = self.cached_manifest(image, reference) {
+        if let Some((meta, checked)) = self.cached_manifest(image, reference) {
+            if let Some(checked) = checked {
+                if self.needs_check(image, reference, checked).await {
+                    if let Some(resp) = self.revalidate(image, reference, &meta).await? {
+                        return Ok(resp);
+                    }
+                }
+            }
             if !want_body {
                 metrics.cache_requests.with_label_values(&["manifest", "hit"]).inc();
                 metrics.cached_pulls_by_ns.with_label_values(&[image.ns().as_str()]).inc();
@@ -53,8 +82,36 @@ impl Mirror {
             };
             self.report_damage(StoredObject::Manifest(meta.digest), fault, None).await;
         }
+        if self.inner.air_gapped {
+            return Err(MirrorError::ManifestUnknown(format!("{} (air-gapped: not cached)", Named(image, reference))));
+        }
         metrics.cache_requests.with_label_values(&["manifest", "miss"]).inc();
-        let reply = self.ask(image, GetManifest { reference: reference.clone() }).await??;
+        let reply = self.ask(image, GetManifest { reference: reference.clone(), cached: None }).await??;
         Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })
+    }
+
+    /// Check a cached tag with the upstream through its image actor; `None` means serve the cached manifest as it is
+    /// (the breaker is open, so no check is made).
+    async fn revalidate(
+        &self,
+        image: &ImageKey,
+        reference: &Reference,
+        meta: &ManifestMeta,
+    ) -> Result<Option<ManifestResponse>, MirrorError> {
+        if let Ok(upstream) = self.inner.admission.upstream(image.ns()).await {
+            if upstream.breaker.is_open() {
+                let key = RefKey { image: image.clone(), reference: reference.clone() };
+                self.inner.stale.serve(&key, image.ns().as_str(), StaleReason::BreakerOpen, &self.inner.metrics);
+                return Ok(None);
+            }
+        } else {
+            return Ok(None);
+        }
+        let ask = GetManifest { reference: reference.clone(), cached: Some(meta.clone()) };
+        let reply = self.ask(image, ask).await??;
+        let from_cache = reply.origin != ManifestOrigin::Upstream;
+        let result = if from_cache { "hit" } else { "miss" };
+        self.inner.metrics.cache_requests.with_label_values(&["manifest", result]).inc();
+        Ok(Some(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache }))
     }
 }

@@ -29,6 +29,7 @@ pub use self::response::{BlobResponse, ManifestResponse};
 use crate::cache::{CacheActor, ScrubSettings, Touches};
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::FetchContext;
+use crate::freshness::{Freshness, StaleNotes, TagTtl};
 use crate::image::ImageActor;
 use crate::messages::{Fault, Flush, Invalidate, ReportDamage};
 use crate::metrics::Metrics;
@@ -56,6 +57,8 @@ pub struct UpstreamSpec {
     pub credentials: Credentials,
     /// `maxConcurrent`.
     pub max_concurrent: usize,
+    /// This registry's `tagTtl`, when it overrides the mirror's.
+    pub tag_ttl: Option<TagTtl>,
 }
 
 /// Everything `Mirror::start` needs.
@@ -75,6 +78,10 @@ pub struct MirrorConfig {
     pub actor_idle_timeout: Duration,
     /// The background scrub (`scrubInterval`).
     pub scrub: ScrubSettings,
+    /// Tag freshness and stale-if-error (`tagTtl`, `alwaysPullLatest`, `revalidateTimeout`, `negativeTtl`).
+    pub freshness: Freshness,
+    /// `airGapped`: never dial an upstream; a miss is a 404 at once.
+    pub air_gapped: bool,
 }
 
 /// Why the mirror could not start.
@@ -96,6 +103,9 @@ struct Inner {
     actors: ImageActors,
     touches: Arc<Touches>,
     metrics: Arc<Metrics>,
+    freshness: Freshness,
+    stale: Arc<StaleNotes>,
+    air_gapped: bool,
 }
 
 /// See the module documentation. Cheap to clone; share one across all HTTP workers.
@@ -125,6 +135,8 @@ impl Mirror {
                 max_concurrent: spec.max_concurrent,
                 guard: Arc::new(AddressGuard::for_listed(config.policy, listed_hosts.clone())),
                 listed: true,
+                tag_ttl: spec.tag_ttl,
+                breaker: Default::default(),
             };
             listed.insert(namespace, Arc::new(upstream));
         }
@@ -149,6 +161,9 @@ impl Mirror {
             actors: ImageActors::new(config.actor_idle_timeout),
             touches,
             metrics,
+            freshness: config.freshness,
+            stale: Arc::new(StaleNotes::default()),
+            air_gapped: config.air_gapped,
         };
         Ok((Mirror { inner: Arc::new(inner) }, report))
     }
@@ -207,6 +222,8 @@ impl Mirror {
             image: image.clone(),
             store: self.inner.store.clone(),
             metrics: self.inner.metrics.clone(),
+            freshness: self.inner.freshness,
+            stale: self.inner.stale.clone(),
         })
     }
 

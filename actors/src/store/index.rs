@@ -13,7 +13,7 @@ use dashmap::DashMap;
 
 use crate::digest::Digest;
 use crate::graph::ManifestLinks;
-use crate::store::records::{ManifestMeta, RefKey, RefRecord, Version};
+use crate::store::records::{now_ms, ManifestMeta, RefKey, RefRecord, Version};
 
 /// A cached blob as the index knows it.
 #[derive(Debug)]
@@ -41,6 +41,9 @@ struct RefEntry {
     record: RefRecord,
     /// Last pull (unix seconds), newer than `record.pulled` once clients pulled since the record was written.
     pulled: AtomicI64,
+    /// When the upstream last confirmed this reference names `record.digest` (milliseconds since the epoch; 0 when
+    /// not since start: a tag loaded from disk is checked on its first pull).
+    checked: AtomicI64,
 }
 
 /// A cached blob: its size, and whether the version of its bytes last seen was verified.
@@ -83,8 +86,32 @@ impl Index {
 
     /// The manifest a reference (a tag, or a digest pulled through this repository) names, if it is cached.
     pub fn resolve(&self, key: &RefKey) -> Option<ManifestMeta> {
-        let digest = self.refs.get(key)?.record.digest.clone();
-        self.manifest(&digest)
+        self.resolve_checked(key).map(|(meta, _)| meta)
+    }
+
+    /// The manifest a reference names, with when the upstream last confirmed it (milliseconds since the epoch, 0 for
+    /// never since start).
+    pub fn resolve_checked(&self, key: &RefKey) -> Option<(ManifestMeta, i64)> {
+        let (digest, checked) = {
+            let entry = self.refs.get(key)?;
+            (entry.record.digest.clone(), entry.checked.load(Ordering::Relaxed))
+        };
+        Some((self.manifest(&digest)?, checked))
+    }
+
+    /// The tags recorded for `image`, sorted.
+    pub fn tags(&self, image: &crate::reference::ImageKey) -> Vec<String> {
+        let mut tags: Vec<String> = self
+            .refs
+            .iter()
+            .filter(|r| &r.key().image == image)
+            .filter_map(|r| match &r.key().reference {
+                crate::reference::Reference::Tag(t) => Some(t.to_string()),
+                crate::reference::Reference::Digest(_) => None,
+            })
+            .collect();
+        tags.sort();
+        tags
     }
 
     /// The digest a reference record names.
@@ -166,11 +193,18 @@ impl Index {
         let key = record.key();
         let known = self.refs.get(&key).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
         let pulled = AtomicI64::new(known.max(record.pulled));
-        self.refs.insert(key, RefEntry { record, pulled });
+        self.refs.insert(key, RefEntry { record, pulled, checked: AtomicI64::new(0) });
     }
 
     pub(crate) fn remove_ref(&self, key: &RefKey) -> Option<RefRecord> {
         self.refs.remove(key).map(|(_, e)| e.record)
+    }
+
+    /// The upstream confirmed the reference now.
+    pub(crate) fn set_checked(&self, key: &RefKey) {
+        if let Some(r) = self.refs.get(key) {
+            r.checked.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {

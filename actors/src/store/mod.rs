@@ -28,7 +28,7 @@ pub use self::backend::{ObjectReader, OpenedBlob, Storage};
 pub(crate) use self::fs::media_type_of;
 pub use self::fs::FsStorage;
 pub use self::index::{BlobInfo, Index};
-pub(crate) use self::records::now_unix;
+pub(crate) use self::records::{now_ms, now_unix};
 pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
 };

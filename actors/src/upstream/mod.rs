@@ -3,6 +3,7 @@
 //! (`pool`, with its retry policy in `retry` and its body pump in `pump`).
 
 pub mod auth;
+pub mod breaker;
 pub mod guard;
 pub(crate) mod pool;
 mod pump;
@@ -34,6 +35,10 @@ pub struct Upstream {
     /// Listed in the configuration (trusted: its token realm may be any address), rather than admitted by
     /// `upstreamPolicy`.
     pub listed: bool,
+    /// This registry's own `tagTtl`, overriding the mirror's.
+    pub tag_ttl: Option<crate::freshness::TagTtl>,
+    /// Opens after failures in a row; shared by every request to this upstream.
+    pub breaker: breaker::Breaker,
 }
 
 impl Upstream {

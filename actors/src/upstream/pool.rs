@@ -24,9 +24,10 @@ use awc::http::{header, Method};
 use tokio::sync::Semaphore;
 
 use super::auth::parse_challenge;
+use super::breaker::Admit;
 use super::guard::{client_key, GuardedConnector, Purpose};
 use super::pump::{respond, Pump};
-use super::retry::{backoff, header_str, retry_after, retryable, send_error, MAX_RETRIES};
+use super::retry::{backoff, closed_before_response, header_str, retry_after, retryable, send_error, MAX_RETRIES};
 use super::session::{AuthBook, Session};
 use super::{Timeouts, Upstream};
 use crate::error::UpstreamError;
@@ -135,12 +136,16 @@ impl Handler<Fetch> for UpstreamPool {
         let limit = self.limit(&msg.upstream, msg.path.contains("/manifests/"));
         let metrics = self.metrics.clone();
         let ns = msg.upstream.namespace.to_string();
+        let upstream = msg.upstream.clone();
         let request = async move {
             let name = session.name();
             let permit = limit
                 .acquire_owned()
                 .await
                 .map_err(|_| UpstreamError::Broken { upstream: name.clone(), detail: "pool closed".into() })?;
+            // The response head must arrive within `pullTimeout` of getting a slot, retries and waits included.
+            let head_timeout = msg.deadline.unwrap_or(session.timeouts.head);
+            let deadline = tokio::time::Instant::now() + head_timeout;
             let url = format!("{}{}", session.upstream.base_url, msg.path);
             let method = if msg.head { Method::HEAD } else { Method::GET };
             let scope = msg.scope.as_deref();
@@ -160,16 +165,19 @@ impl Handler<Fetch> for UpstreamPool {
                     req = req.insert_header((header::AUTHORIZATION, value.as_str()));
                 }
                 tracing::debug!(upstream = %name, %url, head = msg.head, attempt, "upstream request");
-                let wait = match req.send().await {
-                    Err(e) => {
-                        let err = send_error(&name, e, session.timeouts.head);
+                let sent = tokio::time::timeout_at(deadline, req.send()).await;
+                let (wait, err) = match sent {
+                    Err(_) => return Err(UpstreamError::HeadTimeout { upstream: name, after: head_timeout }),
+                    Ok(Err(e)) => {
+                        let at_once = attempt == 0 && closed_before_response(&e);
+                        let err = send_error(&name, e, head_timeout);
                         if attempt >= MAX_RETRIES || !retryable(&err) {
                             return Err(err);
                         }
                         tracing::info!(upstream = %name, error = %err, attempt, "retrying upstream request");
-                        backoff(attempt)
+                        (if at_once { Duration::ZERO } else { backoff(attempt) }, err)
                     }
-                    Ok(resp) => {
+                    Ok(Ok(resp)) => {
                         let status = resp.status().as_u16();
                         tracing::debug!(upstream = %name, %url, status, "upstream response");
                         session.metrics.upstream_fetches.with_label_values(&[&name, kind, &status.to_string()]).inc();
@@ -201,7 +209,14 @@ impl Handler<Fetch> for UpstreamPool {
                                 });
                             }
                             429 | 503 if attempt < MAX_RETRIES => {
-                                retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt))
+                                let after = retry_after(resp.headers());
+                                let err = match status {
+                                    429 => {
+                                        UpstreamError::TooManyRequests { upstream: name.clone(), retry_after: after }
+                                    }
+                                    _ => UpstreamError::Status { upstream: name.clone(), status },
+                                };
+                                (after.unwrap_or_else(|| backoff(attempt)), err)
                             }
                             429 => {
                                 return Err(UpstreamError::TooManyRequests {
@@ -209,18 +224,40 @@ impl Handler<Fetch> for UpstreamPool {
                                     retry_after: retry_after(resp.headers()),
                                 })
                             }
-                            500 | 502 | 504 if attempt < MAX_RETRIES => backoff(attempt),
+                            500 | 502 | 504 if attempt < MAX_RETRIES => {
+                                (backoff(attempt), UpstreamError::Status { upstream: name.clone(), status })
+                            }
                             _ => return Err(UpstreamError::Status { upstream: name, status }),
                         }
                     }
                 };
+                if tokio::time::Instant::now() + wait >= deadline {
+                    // No time left for another attempt: the last failure is the answer.
+                    return Err(err);
+                }
                 tracing::info!(upstream = %name, %url, wait_ms = wait.as_millis() as u64, attempt, "upstream busy or failing; retrying");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
         };
         Box::pin(async move {
-            let result = request.await;
+            let breaker = &upstream.breaker;
+            let result = match breaker.admit() {
+                Admit::Refuse(retry_in) => Err(UpstreamError::CircuitOpen { upstream: ns.clone(), retry_in }),
+                Admit::Go | Admit::Probe => {
+                    let result = request.await;
+                    match &result {
+                        Err(e) if e.is_outage() => {
+                            if breaker.failure() {
+                                tracing::warn!(upstream = %ns, error = %e, "upstream failing: circuit breaker open for {}s; cached content is served without asking it", super::breaker::COOLDOWN.as_secs());
+                            }
+                        }
+                        _ => breaker.success(),
+                    }
+                    result
+                }
+            };
+            metrics.breaker_state.with_label_values(&[&ns]).set(breaker.state().gauge());
             if let Err(e) = &result {
                 metrics.upstream_errors.with_label_values(&[&ns, error_reason(e)]).inc();
             }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use actix_http::error::ParseError;
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::header;
 
@@ -33,8 +34,28 @@ pub(super) fn send_error(upstream: &str, err: SendRequestError, head_timeout: Du
             UpstreamError::Tls { upstream, detail: e.to_string() }
         }
         SendRequestError::Connect(e) => UpstreamError::Connect { upstream, detail: e.to_string() },
+        // Closed before any byte of a response (a dying server, a balancer with no backend): unreachable, not a
+        // malformed answer.
+        SendRequestError::Send(e) if closed(&e) => UpstreamError::Connect { upstream, detail: e.to_string() },
+        SendRequestError::Response(ParseError::Io(e)) if closed(&e) => {
+            UpstreamError::Connect { upstream, detail: format!("connection closed before a response: {e}") }
+        }
         other => UpstreamError::Broken { upstream, detail: other.to_string() },
     }
+}
+
+/// Whether a request failed because its connection was closed before any response (a kept-alive connection the
+/// upstream had already dropped): worth one immediate retry on a new connection.
+pub(super) fn closed_before_response(err: &SendRequestError) -> bool {
+    match err {
+        SendRequestError::Send(e) | SendRequestError::Response(ParseError::Io(e)) => closed(e),
+        _ => false,
+    }
+}
+
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected)
 }
 
 pub(super) fn header_str(headers: &header::HeaderMap, name: header::HeaderName) -> Option<String> {
