@@ -199,7 +199,9 @@ fn a_read_only_cache_serves_what_it_has_passes_the_rest_through_and_is_not_ready
     // What was cached is served from the read-only cache without asking the upstream.
     skopeo::pull_verified(&server.url(), &cached, &cached.reference(), &dir.path().join("out2"));
     up.settle_log();
-    let asked: Vec<_> = up.access_log()[before..].iter().map(|e| e.path().to_string()).collect();
+    // After a restart a tag is checked once with a HEAD (its tagTtl counts from the last check); nothing is fetched.
+    let asked: Vec<_> =
+        up.access_log()[before..].iter().filter(|e| e.method == "GET").map(|e| e.path().to_string()).collect();
     assert!(asked.iter().all(|p| !p.contains("library/early")), "cached image served from cache: {asked:?}");
     // New content still pulls, passed through uncached.
     skopeo::pull_verified(&server.url(), &late, &late.reference(), &dir.path().join("out3"));

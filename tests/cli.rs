@@ -28,7 +28,8 @@ fn unsupported_and_invalid_config_keys_stop_the_server_naming_the_key() {
     let cases = [
         ("serverTlsConfig:\n  cert: /x.pem\n  key: /x.key\n", "serverTlsConfig"),
         ("registries:\n  - name: docker.io\n    auth:\n      user: u\n", "auth.password"),
-        ("alwaysPullLatest: true\n", "alwaysPullLatest"),
+        ("helloWorld: true\n", "helloWorld"),
+        ("tagTtl: soon\n", "tagTtl"),
         ("port: 70000\n", "port"),
         ("registries:\n  - name: docker.io\n    scheme: ftp\n", "scheme"),
         ("pullTimeout: soon\n", "pullTimeout"),

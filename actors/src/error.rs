@@ -291,6 +291,9 @@ pub enum MirrorError {
     /// The upstream has no such manifest.
     #[error("manifest unknown: {0}")]
     ManifestUnknown(String),
+    /// The upstream has no such repository (its tag list answered 404).
+    #[error("repository unknown: {0}")]
+    NameUnknown(String),
     /// The upstream has no such blob.
     #[error("blob unknown: {0}")]
     BlobUnknown(Digest),

@@ -55,6 +55,7 @@ pub mod upstream;
 
 pub use cache::ScrubSettings;
 pub use error::{MirrorError, StoreError, UpstreamError};
+pub use messages::TagPage;
 pub use metrics::Metrics;
 pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, UpstreamSpec};
 pub use store::{Index, ManifestMeta, RebuildReport, RefRecord};

@@ -55,6 +55,8 @@ pub struct UpstreamResponse {
     pub content_length: Option<u64>,
     /// `Docker-Content-Digest`, if sent (unparsed).
     pub docker_digest: Option<String>,
+    /// `Link`, if sent (a tag list's next page).
+    pub link: Option<String>,
     /// The body, pumped by the pool.
     pub body: Body,
 }
@@ -206,6 +208,9 @@ pub struct GetManifest {
     pub reference: Reference,
     /// The cached manifest of a tag whose `tagTtl` ran out: revalidate it (and serve it if the check fails).
     pub cached: Option<ManifestMeta>,
+    /// The reference is the referrers tag (`sha256-<hex>`) of this subject: ask the upstream's referrers API first,
+    /// and fall back to the tag.
+    pub referrers_of: Option<Digest>,
 }
 
 /// Where a manifest reply's bytes come from.
@@ -245,6 +250,37 @@ pub struct GetBlob {
 #[rtype(result = "bool")]
 pub(crate) struct Retire {
     pub idle_for: std::time::Duration,
+}
+
+/// Front door -> `ImageActor`: one page of the repository's tag list (`n`, `last` as the client asked). Replies with
+/// the upstream's page (one request for all concurrent askers, remembered for the tag TTL), or the tags known
+/// locally when the upstream cannot be asked.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<TagPage, MirrorError>")]
+pub struct GetTags {
+    /// At most this many tags.
+    pub n: Option<u32>,
+    /// Tags after this one.
+    pub last: Option<String>,
+}
+
+/// One page of a tag list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    /// The tags, in the upstream's order (lexical for the local list).
+    pub tags: Vec<String>,
+    /// Whether more follow (the upstream sent a `Link`).
+    pub more: bool,
+    /// From what the cache knows, not from the upstream.
+    pub local: bool,
+}
+
+/// Tag-list task -> `ImageActor` (`send`): the page for `query` arrived; answer its waiters.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TagsFetched {
+    pub query: (Option<u32>, Option<String>),
+    pub result: Result<TagPage, MirrorError>,
 }
 
 /// Manifest fetch task -> `ImageActor` (`send`): the fetch for `reference` ended; answer its waiters.

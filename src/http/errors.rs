@@ -77,6 +77,9 @@ impl From<TargetError> for OciError {
             // suite expects for `.INVALID_MANIFEST_NAME`).
             TargetError::TagInvalid(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             TargetError::NotFound(_) => OciError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message),
+            TargetError::PaginationInvalid(_) => {
+                OciError::new(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", message)
+            }
         }
     }
 }
@@ -120,6 +123,7 @@ impl From<MirrorError> for OciError {
             MirrorError::Denied(_) => OciError::new(StatusCode::FORBIDDEN, "DENIED", message),
             MirrorError::ManifestUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             MirrorError::BlobUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", message),
+            MirrorError::NameUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", message),
             MirrorError::Upstream(e) => upstream_error(e),
             MirrorError::Unavailable(_) | MirrorError::Abandoned(_) => {
                 OciError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)

@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt};
 
 use super::errors::OciError;
 use super::negotiate::{accepts, range, RangeRequest};
-use super::target::{parse_route, Object, Route};
+use super::target::{parse_route, Object, ReferrersTarget, Route, TagsTarget};
 
 /// What every handler shares: built once, outside the per-worker factory, so all workers use the same actors.
 pub struct AppState {
@@ -79,15 +79,18 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             resp.extensions_mut().insert(RequestNote { ns, cache });
             resp
         }
-        Ok(Route::TagsList(image)) => {
-            OciError::unsupported(format!("listing the tags of {image} is not supported by this mirror")).response()
+        Ok(Route::TagsList(target)) => {
+            let ns = target.image.ns().to_string();
+            let mut resp = tags(&req, &state.mirror, target).await;
+            resp.extensions_mut().insert(RequestNote { ns, cache: "-" });
+            resp
         }
-        Ok(Route::Referrers(image)) => OciError::new(
-            StatusCode::NOT_FOUND,
-            "UNSUPPORTED",
-            format!("the referrers API is not supported by this mirror ({image})"),
-        )
-        .response(),
+        Ok(Route::Referrers(target)) => {
+            let ns = target.image.ns().to_string();
+            let (mut resp, cache) = referrers(&state.mirror, target).await;
+            resp.extensions_mut().insert(RequestNote { ns, cache });
+            resp
+        }
         Ok(Route::Upload) => OciError::unsupported("uploads are not supported: this is a pull-only mirror").response(),
     }
 }
@@ -208,4 +211,51 @@ async fn blob(
         }
     };
     (resp, cache)
+}
+
+/// `GET /v2/<name>/tags/list`: `{"name", "tags"}`, with a `Link` to the next page when there is one (in the form the
+/// request used: same path, and `ns` when it came as a query parameter).
+async fn tags(req: &HttpRequest, mirror: &Mirror, target: TagsTarget) -> HttpResponse {
+    let TagsTarget { image, name, n, last } = target;
+    let page = match mirror.tags(&image, n, last).await {
+        Ok(page) => page,
+        Err(e) => return OciError::from(e).response(),
+    };
+    let mut builder = HttpResponse::Ok();
+    if page.more {
+        if let Some(last) = page.tags.last() {
+            let ns =
+                req.uri().query().and_then(|q| q.split('&').find(|p| p.starts_with("ns="))).map(|p| format!("&{p}"));
+            let n = n.unwrap_or(page.tags.len() as u32);
+            let link = format!("<{}?n={n}&last={last}{}>; rel=\"next\"", req.uri().path(), ns.unwrap_or_default());
+            if let Ok(value) = HeaderValue::from_str(&link) {
+                builder.insert_header((header::LINK, value));
+            }
+        }
+    }
+    builder.json(serde_json::json!({ "name": name, "tags": page.tags }))
+}
+
+/// `GET /v2/<name>/referrers/<digest>`: the referrers index, filtered by `artifactType` when asked.
+async fn referrers(mirror: &Mirror, target: ReferrersTarget) -> (HttpResponse, &'static str) {
+    let index = match mirror.referrers(&target.image, &target.digest).await {
+        Ok(index) => index,
+        Err(e) => return (OciError::from(e).response(), "-"),
+    };
+    let cache = cache_word(index.from_cache);
+    let bytes = index.bytes.unwrap_or_default();
+    let mut builder = HttpResponse::Ok();
+    builder.insert_header((header::CONTENT_TYPE, "application/vnd.oci.image.index.v1+json"));
+    let Some(wanted) = target.artifact_type else {
+        return (builder.body(bytes), cache);
+    };
+    let mut json: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(json) => json,
+        Err(_) => return (builder.body(bytes), cache),
+    };
+    if let Some(list) = json.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        list.retain(|d| d.get("artifactType").and_then(|a| a.as_str()) == Some(wanted.as_str()));
+    }
+    builder.insert_header((HeaderName::from_static("oci-filters-applied"), "artifactType"));
+    (builder.body(serde_json::to_vec(&json).unwrap_or_default()), cache)
 }

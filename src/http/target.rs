@@ -15,9 +15,9 @@ pub enum Route {
     /// A manifest or blob of an image.
     Pull(PullTarget),
     /// `GET /v2/<name>/tags/list`.
-    TagsList(ImageKey),
-    /// `GET /v2/<name>/referrers/<digest>` (the digest is validated, not kept).
-    Referrers(ImageKey),
+    TagsList(TagsTarget),
+    /// `GET /v2/<name>/referrers/<digest>`.
+    Referrers(ReferrersTarget),
     /// Anything under `/v2/<name>/blobs/uploads`: pushing is not supported.
     Upload,
 }
@@ -29,6 +29,30 @@ pub struct PullTarget {
     pub image: ImageKey,
     /// What is pulled from it.
     pub object: Object,
+}
+
+/// A tag-list request.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TagsTarget {
+    /// The image.
+    pub image: ImageKey,
+    /// The repository name as the request wrote it (with a namespace prefix when it had one): the list's `name`.
+    pub name: String,
+    /// `n`: at most this many tags.
+    pub n: Option<u32>,
+    /// `last`: tags after this one.
+    pub last: Option<String>,
+}
+
+/// A referrers request.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ReferrersTarget {
+    /// The image.
+    pub image: ImageKey,
+    /// The subject whose referrers are listed.
+    pub digest: Digest,
+    /// `artifactType`: list only these.
+    pub artifact_type: Option<String>,
 }
 
 /// The pulled object.
@@ -59,6 +83,9 @@ pub enum TargetError {
     /// No such endpoint.
     #[error("{0}")]
     NotFound(String),
+    /// A tag list's `n` that is not a number (`PAGINATION_NUMBER_INVALID`).
+    #[error("{0}")]
+    PaginationInvalid(String),
 }
 
 /// An endpoint recognised from the path's tail, before any validation.
@@ -109,11 +136,21 @@ pub fn parse_route(
             Route::Pull(PullTarget { image, object: Object::Manifest(parse_reference(reference)?) })
         }
         Endpoint::Blob(digest) => Route::Pull(PullTarget { image, object: Object::Blob(parse_digest(digest)?) }),
-        Endpoint::TagsList => Route::TagsList(image),
-        Endpoint::Referrers(digest) => {
-            parse_digest(digest)?;
-            Route::Referrers(image)
+        Endpoint::TagsList => {
+            let n = match query_param(query, "n")? {
+                None => None,
+                Some(n) => Some(
+                    n.parse::<u32>()
+                        .map_err(|_| TargetError::PaginationInvalid(format!("n={n:?} is not a number of tags")))?,
+                ),
+            };
+            Route::TagsList(TagsTarget { image, name: name.join("/"), n, last: query_param(query, "last")? })
         }
+        Endpoint::Referrers(digest) => Route::Referrers(ReferrersTarget {
+            image,
+            digest: parse_digest(digest)?,
+            artifact_type: query_param(query, "artifactType")?,
+        }),
     })
 }
 
@@ -245,8 +282,8 @@ mod tests {
         match r {
             Ok(Route::Base) => "base".into(),
             Ok(Route::Upload) => "upload".into(),
-            Ok(Route::TagsList(k)) => format!("tags {k}"),
-            Ok(Route::Referrers(k)) => format!("referrers {k}"),
+            Ok(Route::TagsList(t)) => format!("tags {}", t.image),
+            Ok(Route::Referrers(r)) => format!("referrers {}", r.image),
             Ok(Route::Pull(PullTarget { image, object })) => match object {
                 Object::Manifest(r) => format!("manifest {image} {r}"),
                 Object::Blob(d) => format!("blob {image} {d}"),

@@ -492,3 +492,32 @@ pub fn fixture(upstream: &Upstream, work: &Path) -> Fixture {
         big: big(upstream, work),
     }
 }
+
+/// The artifact type of the test signatures.
+pub const SIGNATURE_TYPE: &str = "application/vnd.ociregistry.e2e.signature";
+
+/// Push a signature artifact whose `subject` is `subject`, the way a signer does on a registry without the
+/// referrers API (the tag schema): the artifact, and an index listing it under the tag `sha256-<hex>`. Returns the
+/// artifact's digest.
+pub fn sign(upstream: &Upstream, work: &Path, repo: &str, subject: &Image) -> String {
+    let layout = Layout::create(work);
+    let empty = layout.put_blob(b"{}", "application/vnd.oci.empty.v1+json");
+    let signature = layout.put_blob(&random_bytes(64), SIGNATURE_TYPE);
+    let artifact = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SIGNATURE_TYPE,
+        "config": descriptor(&empty),
+        "layers": [descriptor(&signature)],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len()},
+    });
+    let artifact = layout.put_blob(artifact.to_string().as_bytes(), OCI_MANIFEST);
+    let mut entry = descriptor(&artifact);
+    entry["artifactType"] = json!(SIGNATURE_TYPE);
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]});
+    let index = layout.put_blob(index.to_string().as_bytes(), OCI_INDEX);
+    let tag = format!("sha256-{}", subject.digest.trim_start_matches("sha256:"));
+    layout.tag(&index, &tag);
+    push(layout.dir(), &tag, upstream, &format!("{repo}:{tag}"), Format::Oci);
+    artifact.digest
+}

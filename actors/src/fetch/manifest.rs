@@ -23,16 +23,19 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
-/// Fetch, verify and store one manifest; or, with `cached`, revalidate a cached tag.
+/// Fetch, verify and store one manifest; or, with `cached`, revalidate a cached tag; or, with `referrers_of`, the
+/// referrers index of a subject (stored under its referrers tag).
 pub(crate) async fn fetch_manifest(
     cx: FetchContext,
     reference: Reference,
     cached: Option<ManifestMeta>,
+    referrers_of: Option<Digest>,
 ) -> Result<ManifestReply, MirrorError> {
     let _running = InFlight::start(&cx.metrics, "manifest");
-    let result = match cached {
-        Some(cached) => revalidate(&cx, &reference, cached).await,
-        None => fetch_fresh(&cx, &reference).await,
+    let result = match (referrers_of, cached) {
+        (Some(subject), cached) => super::referrers::fetch_referrers(&cx, &reference, &subject, cached).await,
+        (None, Some(cached)) => revalidate(&cx, &reference, cached).await,
+        (None, None) => fetch_fresh(&cx, &reference).await,
     };
     if let Err(e) = &result {
         cx.count_body_error(e);
@@ -40,7 +43,7 @@ pub(crate) async fn fetch_manifest(
     result
 }
 
-async fn fetch_fresh(cx: &FetchContext, reference: &Reference) -> Result<ManifestReply, MirrorError> {
+pub(super) async fn fetch_fresh(cx: &FetchContext, reference: &Reference) -> Result<ManifestReply, MirrorError> {
     if let Reference::Tag(_) = reference {
         match head_tag(cx, reference, None).await? {
             TagHead::Missing => return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string())),
@@ -193,7 +196,7 @@ async fn get_manifest(
 }
 
 /// Why a failed check means serving the cached tag.
-fn stale_reason(err: &MirrorError) -> StaleReason {
+pub(super) fn stale_reason(err: &MirrorError) -> StaleReason {
     match err {
         MirrorError::Upstream(e) => match e {
             UpstreamError::HeadTimeout { .. } | UpstreamError::Idle { .. } => StaleReason::Timeout,
@@ -217,7 +220,7 @@ fn stale_reason(err: &MirrorError) -> StaleReason {
 }
 
 /// Revalidate a cached tag: confirmed, moved (fetch the new manifest), or stale when the check fails.
-async fn revalidate(
+pub(super) async fn revalidate(
     cx: &FetchContext,
     reference: &Reference,
     cached: ManifestMeta,
@@ -252,7 +255,7 @@ async fn revalidate(
 }
 
 /// Serve the cached manifest of a tag the upstream could not confirm.
-async fn serve_stale(
+pub(super) async fn serve_stale(
     cx: &FetchContext,
     reference: &Reference,
     cached: ManifestMeta,

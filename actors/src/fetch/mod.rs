@@ -5,9 +5,12 @@
 
 mod blob;
 mod manifest;
+pub(crate) mod referrers;
+mod tags;
 
 pub(crate) use blob::lead_blob;
 pub(crate) use manifest::fetch_manifest;
+pub(crate) use tags::{fetch_tags, local_tags};
 
 use std::sync::Arc;
 

@@ -26,9 +26,11 @@ use tokio::sync::oneshot;
 use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::MirrorError;
-use crate::fetch::{fetch_manifest, lead_blob, FetchContext};
+use crate::fetch::{fetch_manifest, fetch_tags, lead_blob, FetchContext};
+use crate::freshness::TagTtl;
 use crate::messages::{
-    BlobClaimed, BlobSettled, ClaimBlob, GetBlob, GetManifest, ManifestFetched, ManifestReply, Retire,
+    BlobClaimed, BlobSettled, ClaimBlob, GetBlob, GetManifest, GetTags, ManifestFetched, ManifestReply, Retire,
+    TagPage, TagsFetched,
 };
 use crate::reference::{Named, Reference};
 use crate::transfer::Transfer;
@@ -36,6 +38,11 @@ use crate::transfer::Transfer;
 /// Most missing references one actor remembers.
 const MISSING_MAX: usize = 256;
 
+/// Longest a tag-list page is reused (shorter when the tag TTL is).
+const TAG_PAGE_MAX_AGE: Duration = Duration::from_secs(300);
+
+type TagQuery = (Option<u32>, Option<String>);
+type TagWaiter = oneshot::Sender<Result<TagPage, MirrorError>>;
 type ManifestWaiter = oneshot::Sender<Result<ManifestReply, MirrorError>>;
 type BlobWaiter = oneshot::Sender<Result<BlobClaim, MirrorError>>;
 /// Called once when the actor has stopped, with its own address (to leave the registry).
@@ -81,6 +88,9 @@ pub struct ImageActor {
     blobs: HashMap<Digest, BlobEntry>,
     /// Manifests the upstream said do not exist, and when (remembered for `negativeTtl`).
     missing: HashMap<Reference, Instant>,
+    /// Tag-list pages being fetched, with their waiters; and pages fetched recently.
+    tag_lists: HashMap<TagQuery, Vec<TagWaiter>>,
+    tag_pages: HashMap<TagQuery, (TagPage, Instant)>,
     /// The last request or fetch event, shared with the registry.
     activity: Arc<Activity>,
     on_stop: Option<OnStop>,
@@ -93,6 +103,8 @@ impl ImageActor {
             manifests: HashMap::new(),
             blobs: HashMap::new(),
             missing: HashMap::new(),
+            tag_lists: HashMap::new(),
+            tag_pages: HashMap::new(),
             activity,
             on_stop: Some(on_stop),
         }
@@ -173,7 +185,7 @@ impl Handler<GetManifest> for ImageActor {
             let cx = self.cx.clone();
             let me = ctx.address();
             actix_rt::spawn(async move {
-                let result = fetch_manifest(cx, msg.reference.clone(), msg.cached).await;
+                let result = fetch_manifest(cx, msg.reference.clone(), msg.cached, msg.referrers_of).await;
                 // Waiters depend on this reply: sent with `send`, so a full mailbox waits instead of dropping it.
                 let _ = me.send(ManifestFetched { reference: msg.reference, result }).await;
             });
@@ -187,11 +199,73 @@ impl Handler<Retire> for ImageActor {
 
     /// Stop if nothing is in flight and nothing happened for `idle_for`; true when stopping.
     fn handle(&mut self, msg: Retire, ctx: &mut Self::Context) -> bool {
-        let idle = self.manifests.is_empty() && self.blobs.is_empty() && self.activity.idle_for() >= msg.idle_for;
+        let idle = self.manifests.is_empty()
+            && self.blobs.is_empty()
+            && self.tag_lists.is_empty()
+            && self.activity.idle_for() >= msg.idle_for;
         if idle {
             ctx.stop();
         }
         idle
+    }
+}
+
+impl ImageActor {
+    /// How long a tag-list page is reused: the registry's tag TTL, at most `TAG_PAGE_MAX_AGE`.
+    fn tag_page_age(&self) -> Duration {
+        match self.cx.upstream.tag_ttl.unwrap_or(self.cx.freshness.tag_ttl) {
+            TagTtl::Never => TAG_PAGE_MAX_AGE,
+            TagTtl::After(d) => d.min(TAG_PAGE_MAX_AGE),
+        }
+    }
+}
+
+impl Handler<GetTags> for ImageActor {
+    type Result = ResponseFuture<Result<TagPage, MirrorError>>;
+
+    /// A recent page, or the one fetch of it that all concurrent askers share.
+    fn handle(&mut self, msg: GetTags, ctx: &mut Self::Context) -> Self::Result {
+        self.busy();
+        let query = (msg.n, msg.last.clone());
+        if let Some((page, at)) = self.tag_pages.get(&query) {
+            if at.elapsed() < self.tag_page_age() {
+                let page = page.clone();
+                return Box::pin(async move { Ok(page) });
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Some(waiters) = self.tag_lists.get_mut(&query) {
+            waiters.push(tx);
+        } else {
+            self.tag_lists.insert(query.clone(), vec![tx]);
+            let cx = self.cx.clone();
+            let me = ctx.address();
+            actix_rt::spawn(async move {
+                let result = fetch_tags(&cx, msg.n, msg.last).await;
+                let _ = me.send(TagsFetched { query, result }).await;
+            });
+        }
+        Box::pin(wait(rx, "tag list".to_string()))
+    }
+}
+
+impl Handler<TagsFetched> for ImageActor {
+    type Result = ();
+
+    /// Answer the waiters of a page, and keep an upstream page for reuse.
+    fn handle(&mut self, msg: TagsFetched, _ctx: &mut Self::Context) {
+        self.busy();
+        for waiter in self.tag_lists.remove(&msg.query).unwrap_or_default() {
+            let _ = waiter.send(msg.result.clone());
+        }
+        if let Ok(page) = &msg.result {
+            if !page.local {
+                if self.tag_pages.len() >= MISSING_MAX {
+                    self.tag_pages.clear();
+                }
+                self.tag_pages.insert(msg.query, (page.clone(), Instant::now()));
+            }
+        }
     }
 }
 

@@ -65,6 +65,7 @@ impl Handler<Fetch> for FakeUpstream {
                     content_type: None,
                     content_length: None,
                     docker_digest: None,
+                    link: None,
                     body: rx,
                 });
             };
@@ -92,6 +93,7 @@ impl Handler<Fetch> for FakeUpstream {
                 content_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
                 content_length: Some(len),
                 docker_digest: digest,
+                link: None,
                 body: rx,
             })
         })
@@ -282,7 +284,8 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
     };
     let rig = Rig::start(HashMap::from([(path.clone(), script)]));
     let tag: Reference = "v1".parse().expect("tag");
-    let asks = (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None }));
+    let asks =
+        (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None }));
     for reply in futures_util::future::join_all(asks).await {
         let reply = reply.expect("mailbox").expect("manifest");
         assert_eq!((reply.bytes.clone(), reply.meta.digest.clone()), (manifest.clone(), digest.clone()));
@@ -298,7 +301,7 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
 async fn an_unknown_manifest_is_a_named_404_for_every_waiter() {
     let rig = Rig::start(HashMap::new());
     let tag: Reference = "missing".parse().expect("tag");
-    let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None }));
+    let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None }));
     for reply in futures_util::future::join_all(asks).await {
         assert!(matches!(reply.expect("mailbox"), Err(MirrorError::ManifestUnknown(_))));
     }
@@ -311,12 +314,14 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     let script = Script::Body { bytes: manifest, chunks: 1, pause: Duration::from_millis(300), digest: None };
     let rig = Rig::start(HashMap::from([(path, script)]));
     let retire = |ms| rig.actor.send(Retire { idle_for: Duration::from_millis(ms) });
-    let _ = rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None }).await;
+    let _ =
+        rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None }).await;
     assert_eq!(rig.metrics.image_actors.get(), 1);
     assert!(!retire(200).await.expect("mailbox"), "busy a moment ago: not idle long enough");
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A fetch in flight keeps it alive even when asked to retire at once.
-    let slow = rig.actor.send(GetManifest { reference: "slow".parse().expect("tag"), cached: None });
+    let slow =
+        rig.actor.send(GetManifest { reference: "slow".parse().expect("tag"), cached: None, referrers_of: None });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!retire(0).await.expect("mailbox"), "a fetch is in flight");
     slow.await.expect("mailbox").expect("the slow manifest");
@@ -330,6 +335,7 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     }
     assert!(rig.stopped.load(Ordering::SeqCst), "told its registry");
     assert_eq!(rig.metrics.image_actors.get(), 0);
-    let late = rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None }).await;
+    let late =
+        rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None }).await;
     assert!(late.is_err(), "a retired actor's mailbox is closed, which the front door answers with a fresh actor");
 }

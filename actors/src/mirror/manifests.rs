@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use super::{ManifestResponse, Mirror};
+use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError};
+use crate::fetch::referrers::{empty_index, referrers_tag};
 use crate::freshness::StaleReason;
 use crate::messages::{Fault, GetManifest, ManifestOrigin};
 use crate::reference::{ImageKey, Named, Reference};
@@ -54,11 +56,76 @@ impl Mirror {
         reference: &Reference,
         want_body: bool,
     ) -> Result<ManifestResponse, MirrorError> {
+        self.manifest_for(image, reference, want_body, None).await
+    }
+
+    /// The referrers index of `subject` (OCI 1.1), unfiltered: cached under its referrers tag like any tag. Air-gapped
+    /// or with nothing known, an empty index.
+    pub async fn referrers(&self, image: &ImageKey, subject: &Digest) -> Result<ManifestResponse, MirrorError> {
+        let empty = || {
+            let reply = empty_index();
+            Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: true })
+        };
+        let Some(tag) = referrers_tag(subject) else {
+            return empty();
+        };
+        match self.manifest_for(image, &Reference::Tag(tag), true, Some(subject.clone())).await {
+            Err(MirrorError::ManifestUnknown(_)) => empty(),
+            Ok(index) => Ok(self.with_artifact_types(image, index).await),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fill in the `artifactType` of index entries that lack it (an index pushed under the referrers tag by an older
+    /// tool), from each referrer's own `artifactType` or config media type, as the referrers API reports it.
+    async fn with_artifact_types(&self, image: &ImageKey, mut index: ManifestResponse) -> ManifestResponse {
+        let Some(bytes) = &index.bytes else {
+            return index;
+        };
+        let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return index;
+        };
+        let Some(entries) = json.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
+            return index;
+        };
+        let mut changed = false;
+        for entry in entries.iter_mut().filter(|e| e.get("artifactType").is_none()) {
+            let Some(digest) = entry.get("digest").and_then(|d| d.as_str()).and_then(|d| d.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            let Ok(found) = self.manifest(image, &Reference::Digest(digest), true).await else {
+                continue;
+            };
+            let referrer: serde_json::Value =
+                found.bytes.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            let kind = referrer.get("artifactType").or_else(|| referrer.pointer("/config/mediaType")).cloned();
+            if let Some(kind) = kind {
+                entry["artifactType"] = kind;
+                changed = true;
+            }
+        }
+        if changed {
+            if let Ok(bytes) = serde_json::to_vec(&json) {
+                index.meta.size = bytes.len() as u64;
+                index.bytes = Some(bytes.into());
+            }
+        }
+        index
+    }
+
+    async fn manifest_for(
+        &self,
+        image: &ImageKey,
+        reference: &Reference,
+        want_body: bool,
+        referrers_of: Option<Digest>,
+    ) -> Result<ManifestResponse, MirrorError> {
         let metrics = &self.inner.metrics;
         if let Some((meta, checked)) = self.cached_manifest(image, reference) {
             if let Some(checked) = checked {
                 if self.needs_check(image, reference, checked).await {
-                    if let Some(resp) = self.revalidate(image, reference, &meta).await? {
+                    if let Some(resp) = self.revalidate(image, reference, &meta, referrers_of.clone()).await? {
                         return Ok(resp);
                     }
                 }
@@ -86,7 +153,8 @@ impl Mirror {
             return Err(MirrorError::ManifestUnknown(format!("{} (air-gapped: not cached)", Named(image, reference))));
         }
         metrics.cache_requests.with_label_values(&["manifest", "miss"]).inc();
-        let reply = self.ask(image, GetManifest { reference: reference.clone(), cached: None }).await??;
+        let ask = GetManifest { reference: reference.clone(), cached: None, referrers_of };
+        let reply = self.ask(image, ask).await??;
         Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })
     }
 
@@ -97,6 +165,7 @@ impl Mirror {
         image: &ImageKey,
         reference: &Reference,
         meta: &ManifestMeta,
+        referrers_of: Option<Digest>,
     ) -> Result<Option<ManifestResponse>, MirrorError> {
         if let Ok(upstream) = self.inner.admission.upstream(image.ns()).await {
             if upstream.breaker.is_open() {
@@ -107,7 +176,7 @@ impl Mirror {
         } else {
             return Ok(None);
         }
-        let ask = GetManifest { reference: reference.clone(), cached: Some(meta.clone()) };
+        let ask = GetManifest { reference: reference.clone(), cached: Some(meta.clone()), referrers_of };
         let reply = self.ask(image, ask).await??;
         let from_cache = reply.origin != ManifestOrigin::Upstream;
         let result = if from_cache { "hit" } else { "miss" };

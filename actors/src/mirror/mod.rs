@@ -14,6 +14,7 @@ mod admission;
 mod blobs;
 mod manifests;
 mod response;
+mod tags;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
