@@ -39,6 +39,8 @@ pub struct Fetch {
     pub scope: Option<String>,
     /// Ask for the body from this offset on (`Range: bytes=N-`), to resume a broken transfer.
     pub range_from: Option<u64>,
+    /// With `range_from`: only if the object is still this one (`If-Range`, the `ETag` of the earlier attempt).
+    pub if_range: Option<String>,
     /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation
     /// answers within `revalidateTimeout`, and gives up a retry it has no time for.
     pub deadline: Option<std::time::Duration>,
@@ -57,6 +59,8 @@ pub struct UpstreamResponse {
     pub docker_digest: Option<String>,
     /// `Link`, if sent (a tag list's next page).
     pub link: Option<String>,
+    /// `ETag`, if sent (the validator a resumed download sends back in `If-Range`).
+    pub etag: Option<String>,
     /// The body, pumped by the pool.
     pub body: Body,
 }

@@ -108,17 +108,54 @@ async fn next_batch(body: &mut Body, upstream: &str) -> (Bytes, BatchEnd) {
     }
 }
 
-/// Fetch the blob into a new writer, publishing progress; returns it complete, verified and durable.
+/// Fetch the blob into the store's writer, resuming what an earlier attempt (or an earlier run) left, publishing
+/// progress; returns it complete, verified and durable.
 async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublisher) -> Result<VerifiedBlob, Abort> {
     let name = cx.name();
     let path = blob_path(&cx.image, digest);
-    let resp = cx.request(path.clone(), false, None, None).await?;
+    let (mut writer, unwritable) = match cx.store.begin_blob(digest).await {
+        Ok(writer) => (Some(writer), None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut resumed = writer.as_ref().map_or(0, BlobWriter::resumed);
+    let resp = if resumed > 0 {
+        let validator = writer.as_ref().and_then(BlobWriter::validator);
+        tracing::info!(blob = %digest, resumed, "resuming an unfinished download from byte {resumed}");
+        match cx.resume(path.clone(), resumed, validator).await {
+            // More bytes than the object has: what was kept is not a prefix of it. Start over.
+            Err(MirrorError::Upstream(UpstreamError::Status { status: 416, .. })) => {
+                if let Some(w) = writer.as_mut() {
+                    w.restart().await.map_err(Abort::store)?;
+                }
+                resumed = 0;
+                cx.request(path.clone(), false, None, None).await?
+            }
+            other => other?,
+        }
+    } else {
+        cx.request(path.clone(), false, None, None).await?
+    };
     if resp.status == 404 {
+        if let Some(writer) = writer {
+            writer.discard().await;
+        }
         return Err(MirrorError::BlobUnknown(digest.clone()).into());
     }
-    let total = resp.content_length;
+    // 206: the rest after what we hold; 200: the whole object (the upstream ignored the range, or the object it
+    // serves is not the one the earlier attempt was fetching).
+    let partial = resp.status == 206 && resumed > 0;
+    let total = resp.content_length.map(|len| if partial { resumed + len } else { len });
+    let mut writer = match (writer, unwritable) {
+        (Some(writer), _) => writer,
+        (None, e) => {
+            publisher.hand_off(resp.body, total);
+            let cause = Release::Store(e.unwrap_or(StoreError::Unwritable));
+            return Err(Abort { outcome: Outcome::PassThrough(PassReason::CacheUnwritable), cause });
+        }
+    };
     if let Some(size) = total {
-        if !cx.store.room_for(size).await {
+        let held = if partial { resumed } else { 0 };
+        if !cx.store.room_for(size.saturating_sub(held)).await {
             publisher.hand_off(resp.body, total);
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
@@ -126,15 +163,16 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
             });
         }
     }
-    let mut writer = match cx.store.begin_blob(digest).await {
-        Ok(writer) => writer,
-        Err(e) => {
-            publisher.hand_off(resp.body, total);
-            return Err(Abort { outcome: Outcome::PassThrough(PassReason::CacheUnwritable), cause: Release::Store(e) });
+    if !partial && resumed > 0 {
+        writer.restart().await.map_err(Abort::store)?;
+    }
+    if let Some(etag) = &resp.etag {
+        if writer.validator().as_deref() != Some(etag.as_str()) {
+            writer.set_validator(etag).await.map_err(Abort::store)?;
         }
-    };
+    }
     publisher.attach(writer.reader());
-    publisher.running(0, total);
+    publisher.running(writer.written(), total);
     let mut body = resp.body;
     // A resumed transfer answered with the whole body (200 instead of 206): bytes we already have, to drop.
     let mut skip: u64 = 0;
@@ -181,7 +219,7 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
                 stalled_resumes += 1;
                 written_at_last_resume = written;
                 tracing::warn!(blob = %digest, written, error = %e, "upstream transfer broke; resuming from byte {written}");
-                let resp = cx.request(path.clone(), false, None, Some(written)).await?;
+                let resp = cx.resume(path.clone(), written, writer.validator()).await?;
                 match resp.status {
                     206 => skip = 0,
                     200 => skip = written,
@@ -193,6 +231,8 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
     }
     let size = writer.written();
     if let Some(total) = total.filter(|t| *t != size) {
+        // Not a prefix of the blob worth resuming.
+        writer.discard().await;
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
     match writer.finish().await {

@@ -91,6 +91,27 @@ impl FetchContext {
         self.upstream.namespace.to_string()
     }
 
+    /// GET a blob from `offset` on, only if the upstream still serves the object with this validator (`If-Range`).
+    pub(crate) async fn resume(
+        &self,
+        path: String,
+        offset: u64,
+        validator: Option<String>,
+    ) -> Result<UpstreamResponse, MirrorError> {
+        let scope = Some(pull_scope(self.image.repo().as_str()));
+        let fetch = Fetch {
+            upstream: self.upstream.clone(),
+            path,
+            head: false,
+            accept: None,
+            scope,
+            range_from: Some(offset),
+            if_range: validator,
+            deadline: None,
+        };
+        Ok(self.pool.send(fetch).await??)
+    }
+
     /// One request to this fetch's upstream, for this repository's pull scope; `range_from` resumes a blob.
     pub(crate) async fn request(
         &self,
@@ -112,7 +133,8 @@ impl FetchContext {
         deadline: Option<std::time::Duration>,
     ) -> Result<UpstreamResponse, MirrorError> {
         let scope = Some(pull_scope(self.image.repo().as_str()));
-        let fetch = Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from, deadline };
+        let fetch =
+            Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from, if_range: None, deadline };
         Ok(self.pool.send(fetch).await??)
     }
 }

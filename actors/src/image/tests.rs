@@ -66,6 +66,7 @@ impl Handler<Fetch> for FakeUpstream {
                     content_length: None,
                     docker_digest: None,
                     link: None,
+                    etag: None,
                     body: rx,
                 });
             };
@@ -94,6 +95,7 @@ impl Handler<Fetch> for FakeUpstream {
                 content_length: Some(len),
                 docker_digest: digest,
                 link: None,
+                etag: None,
                 body: rx,
             })
         })

@@ -169,5 +169,5 @@ impl Mirror {
 fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
     let path = blob_path(image, digest);
     let scope = Some(pull_scope(image.repo().as_str()));
-    Fetch { upstream, path, head, accept: None, scope, range_from: None, deadline: None }
+    Fetch { upstream, path, head, accept: None, scope, range_from: None, if_range: None, deadline: None }
 }

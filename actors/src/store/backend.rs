@@ -51,12 +51,30 @@ impl fmt::Debug for OpenedBlob {
     }
 }
 
-/// A blob being written. It becomes visible under its digest only through `commit`; dropping it discards the bytes
-/// (readers that hold `reader()` keep what they can read until they learn the transfer's outcome).
+/// A blob being written. It becomes visible under its digest only through `commit`. The bytes written so far are
+/// kept when it is dropped (or the process dies), so a later `begin_blob` of the same digest resumes them: a broken
+/// download of a large layer on an intermittent link, or across a restart, is not started over. `discard` deletes
+/// them (bytes that failed verification). Readers that hold `reader()` keep what they can read until they learn the
+/// transfer's outcome.
 #[async_trait]
 pub trait BlobWrite: Send {
     /// A reader of the bytes appended so far, for clients that follow the transfer while it runs.
     fn reader(&self) -> Arc<dyn ObjectReader>;
+
+    /// Bytes already there when the write began (resumed from an earlier attempt).
+    fn resumed(&self) -> u64;
+
+    /// The upstream's validator (`ETag`) of the object an earlier attempt was fetching, if it recorded one.
+    fn validator(&self) -> Option<String>;
+
+    /// Record the upstream's validator of the object being fetched, for a resumed attempt's `If-Range`.
+    async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError>;
+
+    /// Delete the bytes written so far (they failed verification, or the object changed upstream).
+    async fn discard(self: Box<Self>);
+
+    /// Forget the bytes written so far and start again from byte 0 (the upstream sent the whole object again).
+    async fn restart(&mut self) -> Result<(), StoreError>;
 
     /// Append bytes. When this returns, `reader()` can read them.
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError>;
@@ -81,8 +99,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Open a committed blob. `Ok(None)` when it is not there.
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError>;
 
-    /// Start writing a blob.
-    async fn begin_blob(&self) -> Result<Box<dyn BlobWrite>, StoreError>;
+    /// Start writing a blob, resuming the bytes an earlier, unfinished write of it left.
+    async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError>;
 
     /// A committed manifest's bytes, unverified. `Ok(None)` when it is not there.
     async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;

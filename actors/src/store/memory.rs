@@ -25,6 +25,8 @@ struct State {
     blobs: HashMap<Digest, (Buf, Version)>,
     manifests: HashMap<Digest, (String, Bytes)>,
     records: HashMap<RefKey, RefRecord>,
+    /// Unfinished writes, resumed by the next write of the digest.
+    partials: HashMap<Digest, (Buf, Option<String>)>,
     access: Vec<AccessEntry>,
     capacity: Option<Capacity>,
     next_version: u64,
@@ -85,13 +87,43 @@ impl ObjectReader for BufReader {
 
 struct MemoryWrite {
     store: Arc<MemoryStorage>,
+    digest: Digest,
     buf: Buf,
+    resumed: u64,
+    validator: Option<String>,
 }
 
 #[async_trait]
 impl BlobWrite for MemoryWrite {
     fn reader(&self) -> Arc<dyn ObjectReader> {
         Arc::new(BufReader(self.buf.clone()))
+    }
+
+    fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.validator.clone()
+    }
+
+    async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError> {
+        self.validator = Some(validator.to_string());
+        let mut state = lock(&self.store.state);
+        if let Some(p) = state.partials.get_mut(&self.digest) {
+            p.1 = self.validator.clone();
+        }
+        Ok(())
+    }
+
+    async fn discard(self: Box<Self>) {
+        lock(&self.store.state).partials.remove(&self.digest);
+    }
+
+    async fn restart(&mut self) -> Result<(), StoreError> {
+        self.resumed = 0;
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
     }
 
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
@@ -107,6 +139,7 @@ impl BlobWrite for MemoryWrite {
         let mut state = lock(&self.store.state);
         state.next_version += 2; // the index keeps the lowest bit for itself
         let version = Version(state.next_version);
+        state.partials.remove(digest);
         state.blobs.insert(digest.clone(), (self.buf.clone(), version));
         Ok(version)
     }
@@ -149,8 +182,12 @@ impl Storage for SharedMemory {
         }))
     }
 
-    async fn begin_blob(&self) -> Result<Box<dyn BlobWrite>, StoreError> {
-        Ok(Box::new(MemoryWrite { store: self.0.clone(), buf: Buf::default() }))
+    async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError> {
+        let (buf, validator) =
+            lock(&self.0.state).partials.entry(digest.clone()).or_insert_with(|| (Buf::default(), None)).clone();
+        let resumed = buf.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        let store = self.0.clone();
+        Ok(Box::new(MemoryWrite { store, digest: digest.clone(), buf, resumed, validator }))
     }
 
     async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {

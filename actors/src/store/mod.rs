@@ -92,9 +92,9 @@ impl Store {
         })
     }
 
-    /// Start writing a blob (the leader of its fetch does this).
+    /// Start writing a blob, resuming what an earlier attempt left (the leader of its fetch does this).
     pub async fn begin_blob(&self, digest: &Digest) -> Result<BlobWriter, StoreError> {
-        Ok(BlobWriter::new(digest.clone(), self.storage.begin_blob().await?))
+        BlobWriter::new(digest.clone(), self.storage.begin_blob(digest).await?).await
     }
 
     /// Whether `bytes` more fit while keeping the free-space reserve. A backend without a notion of space has room.

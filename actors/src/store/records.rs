@@ -167,6 +167,8 @@ pub struct RebuildReport {
     pub refs: usize,
     /// Unfinished temporary files deleted.
     pub partial_removed: usize,
+    /// Unfinished blob downloads kept to be resumed.
+    pub partial_kept: usize,
     /// Files moved to quarantine.
     pub quarantined: usize,
 }

@@ -1,7 +1,8 @@
 //! Writing one blob through any backend: the backend's `BlobWrite` plus the hashing that decides whether the bytes
 //! may ever be committed. A `BlobWriter` becomes a `VerifiedBlob` only when the bytes hash to the digest, and only a
-//! `VerifiedBlob` can be committed, so an unverified blob cannot reach its final name by construction. Dropping
-//! either discards the bytes.
+//! `VerifiedBlob` can be committed, so an unverified blob cannot reach its final name by construction. A write that
+//! resumes the bytes of an earlier attempt hashes them first, so the digest covers the whole blob. Bytes that fail
+//! verification are discarded; bytes of a write that just stopped are kept for the next attempt.
 
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use crate::digest::{Digest, Digester};
 use crate::error::StoreError;
 use crate::store::backend::{BlobWrite, ObjectReader};
 use crate::store::records::Version;
+
+/// How much of a resumed write is read back at once to rebuild the hash state.
+const RESUME_CHUNK: usize = 1024 * 1024;
 
 /// A blob being written and hashed. See the module documentation.
 pub struct BlobWriter {
@@ -38,9 +42,57 @@ pub struct VerifiedBlob {
 }
 
 impl BlobWriter {
-    pub(crate) fn new(digest: Digest, inner: Box<dyn BlobWrite>) -> BlobWriter {
-        let hasher = Some(Digester::new(digest.algorithm()));
-        BlobWriter { digest, inner, hasher, written: 0 }
+    /// A writer over `inner`, with the bytes it resumes hashed already.
+    pub(crate) async fn new(digest: Digest, inner: Box<dyn BlobWrite>) -> Result<BlobWriter, StoreError> {
+        let mut hasher = Digester::new(digest.algorithm());
+        let resumed = inner.resumed();
+        let reader = inner.reader();
+        let mut pos = 0;
+        while pos < resumed {
+            let chunk = reader
+                .read_range(pos, RESUME_CHUNK.min((resumed - pos) as usize))
+                .await
+                .map_err(|e| StoreError::Task { op: "read resumed bytes", detail: e.to_string() })?;
+            if chunk.is_empty() {
+                break;
+            }
+            pos += chunk.len() as u64;
+            hasher = tokio::task::spawn_blocking(move || {
+                hasher.update(&chunk);
+                hasher
+            })
+            .await
+            .map_err(|e| StoreError::Task { op: "hash resumed bytes", detail: e.to_string() })?;
+        }
+        Ok(BlobWriter { digest, inner, hasher: Some(hasher), written: pos })
+    }
+
+    /// Bytes an earlier attempt left, resumed (and hashed) by this writer.
+    pub fn resumed(&self) -> u64 {
+        self.inner.resumed().min(self.written)
+    }
+
+    /// The validator (`ETag`) of the object an earlier attempt was fetching, if it recorded one.
+    pub fn validator(&self) -> Option<String> {
+        self.inner.validator()
+    }
+
+    /// Record the upstream's validator of the object being fetched.
+    pub async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError> {
+        self.inner.set_validator(validator).await
+    }
+
+    /// Delete the bytes written so far (the upstream no longer has the object).
+    pub async fn discard(self) {
+        self.inner.discard().await;
+    }
+
+    /// Start over from byte 0 (the upstream sent the whole object instead of the rest).
+    pub async fn restart(&mut self) -> Result<(), StoreError> {
+        self.inner.restart().await?;
+        self.hasher = Some(Digester::new(self.digest.algorithm()));
+        self.written = 0;
+        Ok(())
     }
 
     /// Bytes appended so far.
@@ -79,6 +131,7 @@ impl BlobWriter {
             None => return Err(FinishError::Store(StoreError::Task { op: "hash", detail: "hashing failed".into() })),
         };
         if actual != self.digest {
+            self.inner.discard().await;
             return Err(FinishError::Mismatch(actual));
         }
         self.inner.sync().await.map_err(FinishError::Store)?;

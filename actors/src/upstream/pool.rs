@@ -160,6 +160,9 @@ impl Handler<Fetch> for UpstreamPool {
                 }
                 if let Some(from) = msg.range_from {
                     req = req.insert_header((header::RANGE, format!("bytes={from}-")));
+                    if let Some(validator) = &msg.if_range {
+                        req = req.insert_header((header::IF_RANGE, validator.as_str()));
+                    }
                 }
                 if let Some(value) = &authorization {
                     req = req.insert_header((header::AUTHORIZATION, value.as_str()));

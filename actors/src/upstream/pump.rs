@@ -43,6 +43,7 @@ where
     let content_length = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     let docker_digest = header_str(headers, header::HeaderName::from_static("docker-content-digest"));
     let link = header_str(headers, header::LINK);
+    let etag = header_str(headers, header::ETAG);
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
     if head || status == 404 {
         // Nothing to stream; the end event keeps the contract that every channel ends explicitly.
@@ -72,5 +73,5 @@ where
             }
         });
     }
-    UpstreamResponse { status, content_type, content_length, docker_digest, link, body: rx }
+    UpstreamResponse { status, content_type, content_length, docker_digest, link, etag, body: rx }
 }

@@ -108,20 +108,36 @@ impl ObjectReader for FileReader {
     }
 }
 
-/// A blob being written to `tmp/`, renamed into `blobs/` by `commit`.
+/// A blob being written to `tmp/partial-<alg>-<hex>`, renamed into `blobs/` by `commit`; what it holds is resumed
+/// by the next write of the same digest.
 pub(super) struct FileBlobWrite {
     layout: Arc<Layout>,
-    tmp: PathBuf,
+    path: PathBuf,
+    validator_path: PathBuf,
     /// Opened read-write: appends go to the file offset, readers use positioned reads on the same handle.
     file: Arc<File>,
-    committed: bool,
+    resumed: u64,
+    validator: Option<String>,
 }
 
 impl FileBlobWrite {
-    pub(super) fn create(layout: Arc<Layout>) -> Result<FileBlobWrite, StoreError> {
-        let tmp = tmp_path(&layout, "blob");
-        let file = OpenOptions::new().create_new(true).read(true).write(true).open(&tmp).map_err(io("create", &tmp))?;
-        Ok(FileBlobWrite { layout, tmp, file: Arc::new(file), committed: false })
+    pub(super) fn open(layout: Arc<Layout>, digest: &Digest) -> Result<FileBlobWrite, StoreError> {
+        let path = layout.partial(digest);
+        let validator_path = layout.partial_validator(digest);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io("create", &path))?;
+        let resumed = file.metadata().map_err(io("stat", &path))?.len();
+        let validator = if resumed > 0 {
+            fs::read_to_string(&validator_path).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        } else {
+            None
+        };
+        Ok(FileBlobWrite { layout, path, validator_path, file: Arc::new(file), resumed, validator })
     }
 }
 
@@ -131,38 +147,58 @@ impl BlobWrite for FileBlobWrite {
         Arc::new(FileReader { file: self.file.clone() })
     }
 
+    fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    fn validator(&self) -> Option<String> {
+        self.validator.clone()
+    }
+
+    async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError> {
+        let (path, value) = (self.validator_path.clone(), validator.to_string());
+        self.validator = Some(value.clone());
+        blocking("write", move || fs::write(&path, value).map_err(io("write", &path))).await
+    }
+
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
-        let (file, tmp) = (self.file.clone(), self.tmp.clone());
-        blocking("write", move || (&*file).write_all(&data).map_err(io("write", &tmp))).await
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking("write", move || (&*file).write_all(&data).map_err(io("write", &path))).await
     }
 
     async fn sync(&mut self) -> Result<(), StoreError> {
-        let (file, tmp) = (self.file.clone(), self.tmp.clone());
-        blocking("fsync", move || file.sync_all().map_err(io("fsync", &tmp))).await
+        let (file, path) = (self.file.clone(), self.path.clone());
+        blocking("fsync", move || file.sync_all().map_err(io("fsync", &path))).await
     }
 
-    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
+    async fn restart(&mut self) -> Result<(), StoreError> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        self.resumed = 0;
+        blocking("truncate", move || file.set_len(0).map_err(io("truncate", &path))).await
+    }
+
+    async fn discard(self: Box<Self>) {
+        let (path, validator) = (self.path.clone(), self.validator_path.clone());
+        let _ = blocking("remove", move || {
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&validator);
+            Ok(())
+        })
+        .await;
+    }
+
+    async fn commit(self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
         let dest = self.layout.blob(digest);
-        let (file, tmp) = (self.file.clone(), self.tmp.clone());
-        let result = blocking("rename", move || {
-            fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+        let (file, path, validator) = (self.file.clone(), self.path.clone(), self.validator_path.clone());
+        blocking("rename", move || {
+            fs::rename(&path, &dest).map_err(io("rename", &dest))?;
+            let _ = fs::remove_file(&validator);
             if let Some(parent) = dest.parent() {
                 sync_dir(parent)?;
             }
             let meta = file.metadata().map_err(io("stat", &dest))?;
             Ok(version_of(&meta))
         })
-        .await;
-        // Renamed (even if the directory fsync then failed): the temporary file is gone, nothing to clean up.
-        self.committed = result.is_ok() || !self.tmp.exists();
-        result
-    }
-}
-
-impl Drop for FileBlobWrite {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        .await
     }
 }

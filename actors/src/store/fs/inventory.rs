@@ -20,6 +20,8 @@ use crate::graph::ManifestLinks;
 use crate::store::records::{Inventory, ManifestMeta, RefRecord, StoredBlob, StoredManifest};
 
 const ALGORITHMS: [DigestAlgorithm; 2] = [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512];
+/// Unfinished blob downloads older than this are deleted at start instead of being resumed.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// A manifest's media type from its own `mediaType` field, for entries stored without one.
 pub(crate) fn media_type_of(bytes: &[u8]) -> String {
@@ -63,6 +65,15 @@ pub(super) fn scan(layout: &Layout) -> Inventory {
     if let Ok(entries) = fs::read_dir(layout.tmp_dir()) {
         for entry in entries.flatten() {
             let path = entry.path();
+            // An unfinished blob download is resumed by the next fetch of that blob, unless it is old.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if name.starts_with("partial-") && age.is_some_and(|a| a < PARTIAL_MAX_AGE) {
+                if !name.ends_with(".etag") {
+                    inv.report.partial_kept += 1;
+                }
+                continue;
+            }
             tracing::info!(file = %path.display(), "removing unfinished write left by an earlier run");
             let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
             inv.report.partial_removed += 1;

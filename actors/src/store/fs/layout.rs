@@ -9,7 +9,8 @@
 //!   refs/<xx>/<sha256 of key>.json one record per (namespace, repository, tag or digest) -> manifest digest
 //!   access.log                     access times, appended in batches: `b <unix> <digest>`,
 //!                                  `r <unix> <namespace> <repository> <tag|digest>`; the last line of an object wins
-//!   tmp/                           files being written; emptied at start
+//!   tmp/                           files being written; emptied at start, except unfinished blob downloads
+//!     partial-<alg>-<hex>[.etag]   (resumed by the next fetch of that blob; dropped after a week)
 //!   quarantine/                    damaged files moved aside, for inspection
 //! ```
 //! Every file appears under its final name only by an atomic rename of a complete, fsynced, verified file from
@@ -70,6 +71,16 @@ impl Layout {
     /// Directory of quarantined files.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.root.join("quarantine")
+    }
+
+    /// The bytes of an unfinished blob write, kept across attempts and restarts to be resumed.
+    pub fn partial(&self, digest: &Digest) -> PathBuf {
+        self.tmp_dir().join(format!("partial-{}-{}", digest.algorithm().as_str(), digest.hex()))
+    }
+
+    /// The upstream's validator (`ETag`) of an unfinished blob write.
+    pub fn partial_validator(&self, digest: &Digest) -> PathBuf {
+        self.tmp_dir().join(format!("partial-{}-{}.etag", digest.algorithm().as_str(), digest.hex()))
     }
 
     /// A blob's final path.

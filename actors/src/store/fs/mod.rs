@@ -103,8 +103,10 @@ impl Storage for FsStorage {
         Ok(Some(OpenedBlob { reader: Arc::new(FileReader { file: Arc::new(file) }), size: meta.len(), version }))
     }
 
-    async fn begin_blob(&self) -> Result<Box<dyn BlobWrite>, StoreError> {
-        Ok(Box::new(FileBlobWrite::create(self.layout.clone())?))
+    async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError> {
+        let (layout, digest) = (self.layout.clone(), digest.clone());
+        let write = blocking("create", move || FileBlobWrite::open(layout, &digest)).await?;
+        Ok(Box::new(write))
     }
 
     async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
