@@ -244,5 +244,6 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
         min_free_space: settings.min_free_space,
         actor_idle_timeout: settings.actor_idle_timeout,
         scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
+        lifecycle: actors::LifecycleSettings::default(),
     })
 }

@@ -52,6 +52,12 @@ pub struct Metrics {
     pub image_actors: IntGauge,
     /// Damaged objects found in the store (and fetched again), by kind and fault.
     pub store_faults: IntCounterVec,
+    /// Images removed from the cache, by reason (cap, disk, prune).
+    pub evictions: IntCounterVec,
+    /// Bytes of manifests and blobs removed from the cache, by reason (cap, disk, prune).
+    pub evicted_bytes: IntCounterVec,
+    /// `maxCacheSize` (0: no cap).
+    pub cache_max_bytes: IntGauge,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
     volume_free: IntGauge,
@@ -123,6 +129,9 @@ impl Metrics {
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
             image_actors: gauge(&r, "ociregistry_image_actors", "Image actors alive: repositories with requests within actorIdleTimeout or fetches running."),
             store_faults: counter_vec(&r, "ociregistry_store_faults_total", "Damaged objects found in the cache store and fetched again, by kind (blob, manifest) and fault (missing, corrupt, size, unreadable).", &["kind", "fault"]),
+            evictions: counter_vec(&r, "ociregistry_evictions_total", "Images removed from the cache, by reason: cap (maxCacheSize), disk (a full volume), prune.", &["reason"]),
+            evicted_bytes: counter_vec(&r, "ociregistry_evicted_bytes_total", "Bytes of manifests and blobs removed from the cache, by reason: cap, disk, prune.", &["reason"]),
+            cache_max_bytes: gauge(&r, "ociregistry_cache_max_bytes", "The cache's size cap, maxCacheSize, in bytes (0: no cap); compare with the sum of ociregistry_cache_bytes."),
             cache_bytes: gauge_vec(&r, "ociregistry_cache_bytes", "Bytes in the cache, by kind (blob, manifest).", &["kind"]),
             cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),
             volume_free: gauge(&r, "ociregistry_cache_volume_free_bytes", "Free bytes on the cache filesystem (for unprivileged users)."),

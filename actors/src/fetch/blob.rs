@@ -1,6 +1,7 @@
 //! Blob transfers: the leader streams the upstream body into the store's writer while every follower reads the
 //! growing object, resumes a broken connection from the byte reached, verifies the digest and has the cache actor
-//! commit the blob. A blob that does not fit in the free space is not written at all: the leader hands its upstream
+//! commit the blob. Before writing, the leader asks the cache actor for room (`MakeRoom`: under `maxCacheSize` and on
+//! the volume, evicting if needed); a blob that does not fit is not written at all: the leader hands its upstream
 //! body to the first waiter, which streams it uncached, and settles `PassThrough`.
 
 use bytes::{Bytes, BytesMut};
@@ -10,7 +11,7 @@ use crate::body::{Body, BodyEvent};
 use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{CommitBlob, Release, ReleaseBlob};
+use crate::messages::{CommitBlob, MakeRoom, Release, ReleaseBlob, Room};
 use crate::outcome::{Outcome, PassReason};
 use crate::store::{BlobWriter, FinishError, VerifiedBlob};
 use crate::transfer::TransferPublisher;
@@ -118,7 +119,9 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
     }
     let total = resp.content_length;
     if let Some(size) = total {
-        if !cx.store.room_for(size).await {
+        // The cache makes room (evicting under its cap or on a full volume) or says the blob cannot be kept.
+        let room = cx.cache.send(MakeRoom { digest: digest.clone(), size }).await;
+        if room != Ok(Room::Granted) {
             publisher.hand_off(resp.body, total);
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
@@ -205,7 +208,8 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
 }
 
 /// Append one batch. A full disk ends the transfer (followers already have part of the bytes, so they cannot be
-/// switched to an uncached copy); the cache actor then passes this blob through for a while.
+/// switched to an uncached copy); the cache actor then evicts to make room, or passes this blob through for a while
+/// when nothing can go.
 async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Result<(), Abort> {
     match writer.append(data).await {
         Ok(()) => Ok(()),
@@ -213,7 +217,7 @@ async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Resu
             let size = total.unwrap_or(0);
             let outcome =
                 Outcome::Failed(MirrorError::Internal(format!("the cache filled up while storing the blob: {e}")));
-            Err(Abort { outcome, cause: Release::TooLarge { size } })
+            Err(Abort { outcome, cause: Release::DiskFull { size } })
         }
         Err(e) => Err(Abort::store(e)),
     }
