@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::evict::take_image;
 use super::images::ImageGraph;
@@ -51,7 +51,7 @@ pub struct PruneRequest {
 }
 
 /// What a prune removed (or, in a dry run, would remove).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
     /// Whether nothing was removed.

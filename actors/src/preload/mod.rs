@@ -71,7 +71,7 @@ pub enum LoadEvent {
 }
 
 /// What a load did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct LoadSummary {
     /// Images now cached.
     pub loaded: Vec<String>,
