@@ -175,12 +175,7 @@ fn prune_dry_run_removes_nothing_then_prune_removes_on_a_stopped_directory_and_t
     let (mut server, _admin) = server_with_admin(ServerConfig::for_upstream(&up.url()), &dir);
     let cache = server.cache_dir().to_path_buf();
     for image in [&hello, &keep, &other] {
-        skopeo::pull_verified(
-            &server.url(),
-            image,
-            &image.reference(),
-            &dir.path().join(&image.repo.replace('/', "_")),
-        );
+        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(image.repo.replace('/', "_")));
     }
     server.stop();
     let config = server.config_file().to_path_buf();
