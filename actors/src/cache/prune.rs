@@ -8,6 +8,7 @@
 //! references and that were not used for `ORPHAN_AGE_SECS`. A dry run decides the same and removes nothing; the log
 //! says what would go. Pruning never looks at upstreams: an image is never removed because its upstream is gone.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -19,6 +20,7 @@ use super::images::ImageGraph;
 use super::life::Removal;
 use super::pins::Pins;
 use super::CacheActor;
+use crate::digest::Digest;
 use crate::messages::Prune;
 use crate::store::{now_unix, Index};
 
@@ -96,19 +98,21 @@ pub(super) fn plan_prune(index: &Index, pins: &Pins, request: &PruneRequest, now
         }
     }
     // Collection: manifests nothing reaches, and blobs no remaining manifest references and nobody used lately.
-    let mut referenced = std::collections::HashSet::new();
+    let taken_manifests: HashSet<Digest> = removal.manifests.iter().cloned().collect();
+    let taken_blobs: HashSet<Digest> = removal.blobs.iter().cloned().collect();
+    let mut referenced = HashSet::new();
     for meta in index.manifests() {
         if graph.manifest_users.contains_key(&meta.digest) {
             if let Some(links) = index.links(&meta.digest) {
                 referenced.extend(links.blobs.iter().cloned());
             }
-        } else if !removal.manifests.contains(&meta.digest) {
+        } else if !taken_manifests.contains(&meta.digest) {
             removal.bytes += meta.size;
             removal.manifests.push(meta.digest);
         }
     }
     for (digest, size, accessed) in index.blobs() {
-        if !referenced.contains(&digest) && accessed < now - ORPHAN_AGE_SECS && !removal.blobs.contains(&digest) {
+        if !referenced.contains(&digest) && accessed < now - ORPHAN_AGE_SECS && !taken_blobs.contains(&digest) {
             removal.bytes += size;
             removal.blobs.push(digest);
         }
