@@ -1,6 +1,7 @@
 //! The command line (clap derive), mirroring the Go server's: global options accepted before or
 //! after the command, `serve` with its options, `version`, and the Go server's `load`, `list`
-//! and `prune` commands, which parse but are not implemented yet.
+//! and `prune` commands (run by `commands`: on a cache directory no server holds, or through a
+//! running server's admin API).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,11 +43,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry server
     Serve(ServeArgs),
-    /// Pre-load images into the cache (not supported yet)
+    /// Load images into the cache: pull an image list through the upstreams, or load a docker-save or OCI-layout
+    /// archive with no upstream
     Load(LoadArgs),
-    /// List the cached images (not supported yet)
+    /// List the cached images
     List(ListArgs),
-    /// Remove images from the cache (not supported yet)
+    /// Remove images from the cache, and what no image needs any more
     Prune(PruneArgs),
     /// Print the version
     Version,
@@ -101,15 +103,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NS", value_parser = NonEmptyStringValueParser::new())]
     pub default_ns: Option<String>,
 
-    /// Pre-load images at startup (not supported yet)
+    /// Load these image lists or archives in the background after start (comma-separated; `*` and `?` in file
+    /// names)
     #[arg(long, value_name = "FILE[,GLOB...]")]
     pub preload_images: Option<String>,
 
-    /// Platform OS to pull (no effect yet)
+    /// Platform OS a preload takes from an index [default: every platform]
     #[arg(long, value_name = "OS")]
     pub os: Option<String>,
 
-    /// Platform architecture to pull (no effect yet)
+    /// Platform architecture a preload takes from an index, e.g. amd64 or arm64/v8 [default: every platform]
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
 
@@ -139,16 +142,17 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Image-list file, or docker-save / OCI-layout tarball
-    #[arg(long, value_name = "FILE")]
+    /// A list of image references (one a line, `#` comments), or a docker-save tarball, or an OCI layout
+    /// (directory or tar), gzipped or not [default: `imageFile` from the config]
+    #[arg(long, value_name = "FILE", value_parser = path_parser())]
     pub image_file: Option<PathBuf>,
-    /// Reference to record for a single-image tarball
+    /// The name (`ns/repo[:tag]`) of the image of a single-image archive that carries none
     #[arg(long, value_name = "REF")]
     pub resolve_ref: Option<String>,
-    /// Platform OS to load
+    /// Platform OS to take from an index [default: every platform]
     #[arg(long, value_name = "OS")]
     pub os: Option<String>,
-    /// Platform architecture to load
+    /// Platform architecture to take from an index, e.g. amd64 or arm64/v8 [default: every platform]
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
 }
@@ -164,14 +168,17 @@ pub struct ListArgs {
     /// Shorten digests
     #[arg(long)]
     pub short_digest: bool,
+    /// Print the images as a JSON array instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
-    /// Prune images matching these regular expressions
+    /// Prune images whose name (ns/repo:tag) matches one of these regular expressions
     #[arg(long, value_name = "REGEX[,...]")]
     pub pattern: Option<String>,
-    /// Prune images created before this time
+    /// Prune images first cached before this time (UTC); with --pattern, images must match both
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM:SS")]
     pub date: Option<String>,
     /// Show what would be pruned without removing anything

@@ -7,6 +7,7 @@
 
 mod banner;
 mod cli;
+mod commands;
 mod config;
 mod http;
 mod logging;
@@ -41,6 +42,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, cli::Command::Load(_) | cli::Command::List(_) | cli::Command::Prune(_)) {
+        // Commands print their results on standard output; the log says only what went wrong unless asked for more.
+        let level = cli.log_level.unwrap_or(config::LogLevel::Warn);
+        let json = settings.log_format == config::LogFormat::Json;
+        if let Err(err) = logging::init(level, cli.log_file.as_deref(), json) {
+            eprintln!("ociregistry: {err}");
+            return ExitCode::from(2);
+        }
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        return commands::run(&cli, settings);
+    }
     let mirror_config = match mirror_config(&settings) {
         Ok(c) => c,
         Err(err) => {
@@ -100,6 +114,11 @@ fn main() -> ExitCode {
             Err(err) => return Err(err.to_string()),
         };
         banner::print(&settings, &report);
+        let preload = settings.life.preload_images.clone().map(|spec| {
+            let platform =
+                actors::preload::PlatformFilter { os: settings.life.os.clone(), arch: settings.life.arch.clone() };
+            commands::preload::spawn(mirror.clone(), spec, platform)
+        });
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = http::AppState { mirror, default_ns };
         let options = http::ServeOptions {
@@ -113,6 +132,7 @@ fn main() -> ExitCode {
             shutdown_grace: settings.shutdown_grace,
             client_idle_timeout: settings.client_idle_timeout,
             fd_limit,
+            preload,
         };
         tracing::info!("server is running");
         http::serve(state, options).await.map_err(|e| e.to_string())
@@ -253,5 +273,15 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             negative_ttl: settings.negative_ttl,
         },
         air_gapped: settings.air_gapped,
+        lifecycle: actors::LifecycleSettings {
+            max_cache_size: settings.life.max_cache_size,
+            pins: actors::Pins::new(&settings.life.pinned).map_err(|e| ConfigError::InvalidValue {
+                key: "pinned".to_string(),
+                file: settings.config_source.clone(),
+                value: format!("{:?}", settings.life.pinned),
+                reason: e.to_string(),
+            })?,
+            prune: settings.life.prune.as_ref().map(config::life::PruneConfig::schedule),
+        },
     })
 }

@@ -15,6 +15,8 @@
 //!   ends (an explicit outcome); a blob in flight; how a client reads a stored or growing object; an uncached blob
 //!   verified as it passes.
 //! - [`digest`], [`reference`], `graph`: the validated domain types every message carries, and the image graph.
+//! - The cache's life (`cache/`: `evict`, `prune`, `pins`, `images`): the size cap with least-recently-pulled
+//!   eviction, pins, pruning; [`preload`]: loading image lists through the front door and archives into the cache.
 //!
 //! # A cold pull
 //! The HTTP layer parses the request into an `ImageKey` plus a `Reference` or `Digest` and calls the `Mirror`. On a
@@ -47,13 +49,17 @@ mod metrics;
 mod mirror;
 mod outcome;
 mod passthrough;
+pub mod preload;
 mod read;
 pub mod reference;
 mod store;
 mod transfer;
 pub mod upstream;
 
-pub use cache::ScrubSettings;
+pub use cache::{
+    cached_images, CachedImage, LifecycleSettings, PinError, Pins, PruneReport, PruneRequest, PruneRule, PruneSchedule,
+    ScrubSettings, LOW_WATERMARK_PERCENT, ORPHAN_AGE_SECS,
+};
 pub use error::{MirrorError, StoreError, UpstreamError};
 pub use messages::TagPage;
 pub use metrics::Metrics;

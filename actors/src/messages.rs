@@ -99,6 +99,12 @@ pub enum Release {
     },
     /// The store failed while writing it.
     Store(StoreError),
+    /// The volume filled up while writing it (`size` when known, else 0): the cache evicts to make room, and passes
+    /// the blob through only when nothing can go.
+    DiskFull {
+        /// Its size.
+        size: u64,
+    },
 }
 
 /// Blob leader -> `CacheActor`: the fetch ended without a commit; forget the claim (only if it is still this
@@ -140,6 +146,70 @@ pub struct LinkReference {
     pub reference: Reference,
     /// The cached manifest it names.
     pub digest: Digest,
+}
+
+/// Blob leader -> `CacheActor`: the upstream answered with this blob's size; make room for it (evicting under
+/// `maxCacheSize`, or on a full volume) before a byte is written. Replies whether to write it or pass it through.
+#[derive(Message)]
+#[rtype(result = "Room")]
+pub struct MakeRoom {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Bytes of it already on the volume (resumed from an earlier attempt).
+    pub held: u64,
+}
+
+/// The cache actor's answer to `MakeRoom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Write it: the room is reserved until its commit or release.
+    Granted,
+    /// It does not fit, and not enough can be evicted: pass it through uncached.
+    TooLarge,
+}
+
+/// `Mirror::prune` (the `prune` command, the admin API) -> `CacheActor`: prune now. Replies with what was removed,
+/// once the store has removed it.
+#[derive(Message)]
+#[rtype(result = "crate::cache::PruneReport")]
+pub struct Prune {
+    /// What to prune.
+    pub request: crate::cache::PruneRequest,
+}
+
+/// Preload -> `CacheActor`: store a manifest read from an archive (checked here against `digest`) and record
+/// `reference` for it. Replies with its metadata, or why not.
+#[derive(Message)]
+#[rtype(result = "Result<ManifestMeta, ImportError>")]
+pub struct ImportManifest {
+    /// The repository it is loaded into.
+    pub image: ImageKey,
+    /// The tag, or its own digest for the platform manifests of an index.
+    pub reference: Reference,
+    /// Its digest, as the archive names it.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
+/// Why an imported object was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ImportError {
+    /// The bytes do not match the digest the archive names.
+    #[error("content does not match its digest {expected} (it hashes to {actual})")]
+    Mismatch {
+        /// The digest named.
+        expected: Digest,
+        /// The digest of the bytes.
+        actual: Digest,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Admin API (through `Mirror`) -> `CacheActor`: forget a reference so its next pull asks the upstream. Replies

@@ -38,10 +38,6 @@ pub enum ConfigError {
     #[error("config keys '{key}' and '{other}' (in {file}) cannot be used together: {reason}")]
     Conflict { key: String, other: String, file: String, reason: String },
 
-    /// A command of the Go server that this build does not implement yet.
-    #[error("`ociregistry {command}` is not supported yet")]
-    UnsupportedCommand { command: &'static str },
-
     /// A command-line option of the Go server that this build does not implement yet.
     #[error("`{flag}` is not supported yet by this build")]
     UnsupportedFlag { flag: &'static str },

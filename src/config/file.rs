@@ -10,10 +10,11 @@ use serde_yaml::Value;
 use super::admin::{parse_admin, AdminSettings};
 use super::auth::EnvLookup;
 use super::error::ConfigError;
+use super::life::{parse_life, LifeSettings};
 use super::registry::{parse_registries, RegistrySettings};
 use super::server_tls::{parse_server_tls, ServerTls};
 use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
-use super::yaml::{is_default, Section, Walker};
+use super::yaml::{Section, Walker};
 use actors::freshness::TagTtl;
 
 const TOP_KEYS: &[&str] = &[
@@ -51,8 +52,9 @@ const TOP_KEYS: &[&str] = &[
     "negativeTtl",
     "actorIdleTimeout",
     "scrubInterval",
+    "maxCacheSize",
+    "pinned",
 ];
-const PRUNE_KEYS: &[&str] = &["enabled", "type", "duration", "frequency", "count", "expr", "dryRun", "dryrun"];
 const LIST_KEYS: &[&str] = &["header", "expr"];
 
 /// The values one config file sets; `None` means "not set here, use the built-in default".
@@ -90,6 +92,8 @@ pub struct FileConfig {
     pub actor_idle_timeout: Option<Duration>,
     /// `Some(None)`: `never`.
     pub scrub_interval: Option<Option<Duration>>,
+    /// `maxCacheSize`, `pinned`, `pruneConfig`, `preloadImages`, `imageFile`, `os`, `arch`.
+    pub life: LifeSettings,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -112,12 +116,7 @@ pub fn parse_config(text: &str, file: &str, env: &EnvLookup) -> Result<(FileConf
 
 fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<FileConfig, ConfigError> {
     reject_unsupported(walker, top)?;
-    for key in ["os", "arch"] {
-        if top.get(key).is_some_and(|v| !is_default(v)) {
-            let message = format!("config key '{key}' in {} has no effect yet in this build, ignored", walker.file);
-            walker.warn(message);
-        }
-    }
+    let life = parse_life(walker, top)?;
     let log_level = match walker.string(top, "logLevel")? {
         None => None,
         Some(text) => Some(LogLevel::parse(&text).ok_or_else(|| {
@@ -179,6 +178,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         negative_ttl: walker.duration(top, "negativeTtl")?,
         actor_idle_timeout: walker.duration(top, "actorIdleTimeout")?,
         scrub_interval: walker.duration_or_never(top, "scrubInterval")?,
+        life,
     })
 }
 
@@ -201,17 +201,6 @@ fn reject_unsupported(walker: &mut Walker, top: &Section<'_>) -> Result<(), Conf
     for key in ["helloWorld"] {
         if walker.boolean(top, key)? {
             return Err(walker.unsupported(key));
-        }
-    }
-    for key in ["preloadImages", "imageFile"] {
-        if walker.string(top, key)?.is_some() {
-            return Err(walker.unsupported(key));
-        }
-    }
-    if let Some(prune) = top.get("pruneConfig") {
-        let prune = walker.section("pruneConfig", prune, PRUNE_KEYS)?;
-        if walker.boolean(&prune, "enabled")? {
-            return Err(walker.unsupported("pruneConfig.enabled"));
         }
     }
     if let Some(list) = top.get("listConfig") {
@@ -391,14 +380,7 @@ serverTlsConfig:
 
     #[test]
     fn each_unsupported_key_is_named() {
-        for (yaml, key) in [
-            ("helloWorld: true", "helloWorld"),
-            ("preloadImages: /imgs.txt", "preloadImages"),
-            ("imageFile: /imgs.txt", "imageFile"),
-            ("pruneConfig: {enabled: true, type: accessed}", "pruneConfig.enabled"),
-        ] {
-            assert_eq!(error(yaml), unsupported(key), "for {yaml}");
-        }
+        assert_eq!(error("helloWorld: true"), unsupported("helloWorld"));
     }
 
     #[test]
@@ -422,15 +404,10 @@ serverTlsConfig:
     }
 
     #[test]
-    fn os_and_arch_only_warn() {
-        let (_, warnings) = parse("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
-        assert_eq!(
-            warnings,
-            vec![
-                "config key 'os' in /etc/cfg.yaml has no effect yet in this build, ignored",
-                "config key 'arch' in /etc/cfg.yaml has no effect yet in this build, ignored",
-            ]
-        );
+    fn os_and_arch_choose_the_preloaded_platform() {
+        let (config, warnings) = parse("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((config.life.os.as_deref(), config.life.arch.as_deref()), (Some("linux"), Some("arm64")));
     }
 
     #[test]

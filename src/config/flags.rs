@@ -10,26 +10,16 @@ use crate::cli::{Cli, Command, ServeArgs};
 pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
     match &cli.command {
         Command::Serve(serve) => check_serve(serve),
-        Command::Version => Ok(Vec::new()),
-        other => Err(ConfigError::UnsupportedCommand { command: other.name() }),
+        Command::Version | Command::Load(_) | Command::List(_) | Command::Prune(_) => Ok(Vec::new()),
     }
 }
 
 fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
-    let unsupported = [
-        ("--preload-images", serve.preload_images.as_ref().is_some_and(|s| !s.is_empty())),
-        ("--hello-world", serve.hello_world == Some(true)),
-    ];
+    let unsupported = [("--hello-world", serve.hello_world == Some(true))];
     if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(ConfigError::UnsupportedFlag { flag });
     }
-    let mut warnings = Vec::new();
-    for (flag, value) in [("--os", &serve.os), ("--arch", &serve.arch)] {
-        if value.is_some() {
-            warnings.push(format!("option {flag} has no effect yet in this build, ignored"));
-        }
-    }
-    Ok(warnings)
+    Ok(Vec::new())
 }
 
 /// Overrides file values with the options given on the command line.
@@ -85,5 +75,14 @@ pub fn apply(cli: &Cli, settings: &mut Settings) {
     }
     if let Some(on) = serve.air_gapped {
         settings.air_gapped = on;
+    }
+    if let Some(files) = serve.preload_images.as_ref().filter(|f| !f.is_empty()) {
+        settings.life.preload_images = Some(files.clone());
+    }
+    if let Some(os) = &serve.os {
+        settings.life.os = Some(os.clone());
+    }
+    if let Some(arch) = &serve.arch {
+        settings.life.arch = Some(arch.clone());
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod file;
 pub mod files;
 mod flags;
+pub mod life;
 mod ports;
 mod registry;
 mod secret;
@@ -116,6 +117,8 @@ pub struct Settings {
     pub actor_idle_timeout: Duration,
     /// Time between the starts of two background scrub passes (`scrubInterval`); `None` is never.
     pub scrub_interval: Option<Duration>,
+    /// The cache's life: `maxCacheSize`, `pinned`, `pruneConfig`, `preloadImages`, `imageFile`, `os`, `arch`.
+    pub life: life::LifeSettings,
     /// "embedded default" or the config file path, for the startup banner.
     pub config_source: String,
 }
@@ -150,6 +153,7 @@ impl Settings {
             negative_ttl: actors::freshness::DEFAULT_NEGATIVE_TTL,
             actor_idle_timeout: DEFAULT_ACTOR_IDLE_TIMEOUT,
             scrub_interval: Some(DEFAULT_SCRUB_INTERVAL),
+            life: life::LifeSettings::default(),
             config_source: config_source.into(),
         }
     }
@@ -182,6 +186,7 @@ impl Settings {
             negative_ttl,
             actor_idle_timeout,
             scrub_interval,
+            life,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -209,6 +214,7 @@ impl Settings {
         set(&mut self.negative_ttl, negative_ttl);
         set(&mut self.actor_idle_timeout, actor_idle_timeout);
         set(&mut self.scrub_interval, scrub_interval);
+        self.life = life;
     }
 }
 
@@ -271,6 +277,22 @@ impl fmt::Display for Settings {
             self.scrub_interval
                 .map_or_else(|| "never".to_string(), |d| format!("every {}", humantime::format_duration(d))),
             humantime::format_duration(self.actor_idle_timeout)
+        )?;
+        writeln!(
+            f,
+            "Cache life: cap {}, {} pinned, prune {}, preload {}",
+            self.life.max_cache_size.map_or_else(|| "none".to_string(), |n| format!("{n} bytes")),
+            self.life.pinned.len(),
+            self.life.prune.as_ref().map_or_else(
+                || "off".to_string(),
+                |p| format!(
+                    "{:?} every {}{}",
+                    p.kind,
+                    humantime::format_duration(p.frequency),
+                    if p.dry_run { " (dry run)" } else { "" }
+                )
+            ),
+            self.life.preload_images.as_deref().unwrap_or("none")
         )?;
         write!(f, "Registries ({}):", self.registries.len())?;
         for registry in &self.registries {

@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub client_idle_timeout: Duration,
     /// The file descriptor limit, which bounds how many client connections are accepted at once.
     pub fd_limit: limits::FdLimit,
+    /// The background preload (`preloadImages`), whose progress `/ready` reports.
+    pub preload: Option<Arc<crate::commands::preload::PreloadStatus>>,
 }
 
 fn route_kind(path: &str) -> &'static str {
@@ -217,7 +219,12 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
     let main_handle = main.handle();
 
     let ops_state = |admin_token: Option<String>| {
-        web::Data::new(ops::OpsState { mirror: mirror.clone(), shutting_down: shutting_down.clone(), admin_token })
+        web::Data::new(ops::OpsState {
+            mirror: mirror.clone(),
+            shutting_down: shutting_down.clone(),
+            admin_token,
+            preload: opts.preload.clone(),
+        })
     };
     let mut ops_handles: Vec<ServerHandle> = Vec::new();
     let mut ops_servers = Vec::new();

@@ -21,6 +21,8 @@ pub struct OpsState {
     pub shutting_down: Arc<AtomicBool>,
     /// The admin bearer token (only on the admin listener).
     pub admin_token: Option<String>,
+    /// The background preload, if any.
+    pub preload: Option<Arc<crate::commands::preload::PreloadStatus>>,
 }
 
 /// `/health`: the process answers.
@@ -29,7 +31,8 @@ pub async fn health() -> HttpResponse {
 }
 
 /// `/ready`: the cache index is loaded (it is before any listener starts), the cache directory takes files, and
-/// the server is not shutting down.
+/// the server is not shutting down. A background preload is reported on a second line; it never holds readiness
+/// back (pulls are served while it runs).
 pub async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     if state.shutting_down.load(Ordering::Relaxed) {
         return HttpResponse::ServiceUnavailable().content_type("text/plain").body("shutting down\n");
@@ -37,7 +40,8 @@ pub async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     if !state.mirror.cache_writable().await {
         return HttpResponse::ServiceUnavailable().content_type("text/plain").body("cache directory not writable\n");
     }
-    HttpResponse::Ok().content_type("text/plain").body("ready\n")
+    let preload = state.preload.as_ref().map(|p| format!("{}\n", p.line())).unwrap_or_default();
+    HttpResponse::Ok().content_type("text/plain").body(format!("ready\n{preload}"))
 }
 
 /// `/metrics`: every metric in the Prometheus text format.
@@ -73,19 +77,6 @@ fn unauthorized() -> HttpResponse {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ImageEntry {
-    namespace: String,
-    repository: String,
-    reference: String,
-    digest: String,
-    media_type: String,
-    size: u64,
-    created: i64,
-    pulled: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct ManifestEntry {
     digest: String,
     media_type: String,
@@ -112,36 +103,18 @@ fn parse_image_ref(text: &str) -> Option<(ImageKey, Reference)> {
 }
 
 /// Every admin route; anything unknown is 404.
-pub async fn admin(req: HttpRequest, state: web::Data<OpsState>) -> HttpResponse {
+pub async fn admin(req: HttpRequest, payload: web::Payload, state: web::Data<OpsState>) -> HttpResponse {
     if !authorized(&req, &state) {
         return unauthorized();
     }
     let index = state.mirror.index();
     let method = req.method().as_str();
     match (method, req.path()) {
-        ("GET", "/cmd/image/list") => {
-            let mut list: Vec<ImageEntry> = index
-                .refs()
-                .into_iter()
-                .filter_map(|r| {
-                    let meta = index.manifest(&r.digest)?;
-                    Some(ImageEntry {
-                        namespace: r.namespace.to_string(),
-                        repository: r.repository.to_string(),
-                        reference: r.reference.to_string(),
-                        digest: r.digest.to_string(),
-                        media_type: meta.media_type,
-                        size: meta.size,
-                        created: r.created,
-                        pulled: r.pulled,
-                    })
-                })
-                .collect();
-            list.sort_by(|a, b| {
-                (&a.namespace, &a.repository, &a.reference).cmp(&(&b.namespace, &b.repository, &b.reference))
-            });
-            HttpResponse::Ok().json(list)
+        ("GET", "/cmd/image/list") => HttpResponse::Ok().json(crate::commands::list::image_entries(index)),
+        ("POST", "/cmd/prune") | ("DELETE", "/cmd/prune") => {
+            crate::commands::admin_api::prune(&req, &state.mirror).await
         }
+        ("POST", "/cmd/image/load") => crate::commands::admin_api::load(&req, payload, &state.mirror).await,
         ("GET", "/cmd/manifest/list") => {
             let mut list: Vec<ManifestEntry> = index
                 .manifests()

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod commands;
 pub mod containerd;
 pub mod fake_upstream;
 pub mod fault_proxy;

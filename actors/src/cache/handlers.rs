@@ -107,11 +107,13 @@ impl Handler<CommitBlob> for CacheActor {
         let blob = msg.blob;
         let (digest, size) = (blob.digest().clone(), blob.size());
         let key = PersistKey::Object(StoredObject::Blob(digest.clone()));
-        self.persist(ctx, key, blob.commit(), move |act, _ctx, result| {
+        self.persist(ctx, key, blob.commit(), move |act, ctx, result| {
             act.claims.remove(&digest);
+            act.release_room(&digest);
             let _ = tx.send(match result {
                 Ok(version) => {
                     act.store.index().insert_blob(digest, size, now_unix(), version, true);
+                    act.enforce_cap(ctx);
                     Ok(size)
                 }
                 Err(e) => {
@@ -128,10 +130,11 @@ impl Handler<ReleaseBlob> for CacheActor {
     type Result = ();
 
     /// End a fetch's claim without a commit (only if it is still that transfer's).
-    fn handle(&mut self, msg: ReleaseBlob, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ReleaseBlob, ctx: &mut Self::Context) {
         let digest = msg.transfer.digest().clone();
         if self.claims.get(&digest).is_some_and(|t| t.same(&msg.transfer)) {
             self.claims.remove(&digest);
+            self.release_room(&digest);
         }
         match msg.cause {
             Release::Failed => {}
@@ -140,10 +143,16 @@ impl Handler<ReleaseBlob> for CacheActor {
                 self.remember_too_large(digest, size);
             }
             Release::Store(e) => {
-                if e.is_disk_full() {
+                if e.is_disk_full() && !self.evict_for_full_disk(ctx, 0) {
                     self.remember_too_large(digest, 0);
                 }
                 self.storage_failed(&e);
+            }
+            Release::DiskFull { size } => {
+                if !self.evict_for_full_disk(ctx, size) {
+                    tracing::info!(blob = %digest, "the cache volume is full and nothing can be evicted; passing the blob through");
+                    self.remember_too_large(digest, size);
+                }
             }
         }
     }
@@ -184,6 +193,7 @@ impl Handler<PutManifest> for CacheActor {
                     act.link(ctx, &image, &reference, &digest, move |r| {
                         let _ = tx.send(r.map(|()| meta));
                     });
+                    act.enforce_cap(ctx);
                 }
                 Err(e) => {
                     act.storage_failed(&e);

@@ -14,11 +14,17 @@
 //! it pass it through for `TOO_LARGE_MEMORY` before a fetch tries to cache it again.
 //!
 //! Files: `handlers` (the messages), `persist` (the ordered write queue), `access` (access times), `scrub` (the
-//! background verification).
+//! background verification); the cache's life: `life` (settings, removals), `images` (the cache as images),
+//! `evict` (the size cap, a full disk), `prune` (pruning and collection), `pins`.
 
 mod access;
+mod evict;
 mod handlers;
+mod images;
+mod life;
 mod persist;
+mod pins;
+mod prune;
 mod scrub;
 
 use std::collections::HashMap;
@@ -29,7 +35,11 @@ use actix::prelude::*;
 
 use self::access::AccessBook;
 pub use self::access::Touches;
+pub use self::images::{cached_images, CachedImage};
+pub use self::life::{LifecycleSettings, PruneSchedule, LOW_WATERMARK_PERCENT};
 use self::persist::{PersistKey, Persister};
+pub use self::pins::{PinError, Pins};
+pub use self::prune::{PruneReport, PruneRequest, PruneRule, ORPHAN_AGE_SECS};
 pub use self::scrub::ScrubSettings;
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -64,6 +74,8 @@ pub struct CacheActor {
     access: AccessBook,
     scrub: ScrubSettings,
     metrics: Arc<Metrics>,
+    /// The size cap, pins, pruning, and room reserved for blobs being written (`life`).
+    life: life::Life,
 }
 
 impl CacheActor {
@@ -100,7 +112,15 @@ impl CacheActor {
             access: AccessBook::default(),
             scrub,
             metrics,
+            life: life::Life::default(),
         }
+    }
+
+    /// The same actor, keeping the cache's size and content as `settings` say.
+    pub fn with_lifecycle(mut self, settings: LifecycleSettings) -> CacheActor {
+        self.metrics.cache_max_bytes.set(settings.max_cache_size.unwrap_or(0) as i64);
+        self.life.settings = settings;
+        self
     }
 
     /// Whether writes are taken now (not in the unwritable back-off).
@@ -228,8 +248,12 @@ impl Actor for CacheActor {
         ctx.run_interval(ACCESS_DRAIN, |act, _ctx| act.drain_touches());
         ctx.run_interval(ACCESS_FLUSH, |act, ctx| act.flush_access(ctx, || {}));
         actix_rt::spawn(scrub::run(self.store.clone(), ctx.address(), self.scrub));
+        self.enforce_cap(ctx);
+        self.schedule_prune(ctx);
     }
 }
 
+#[cfg(test)]
+mod life_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Blob transfers: the leader streams the upstream body into the store's writer while every follower reads the
 //! growing object, resumes a broken connection from the byte reached, verifies the digest and has the cache actor
-//! commit the blob. A blob that does not fit in the free space is not written at all: the leader hands its upstream
+//! commit the blob. Before writing, the leader asks the cache actor for room (`MakeRoom`: under `maxCacheSize` and on
+//! the volume, evicting if needed); a blob that does not fit is not written at all: the leader hands its upstream
 //! body to the first waiter, which streams it uncached, and settles `PassThrough`.
 
 use bytes::{Bytes, BytesMut};
@@ -10,7 +11,7 @@ use crate::body::{Body, BodyEvent};
 use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{CommitBlob, Release, ReleaseBlob};
+use crate::messages::{CommitBlob, MakeRoom, Release, ReleaseBlob, Room};
 use crate::outcome::{Outcome, PassReason};
 use crate::store::{BlobWriter, FinishError, VerifiedBlob};
 use crate::transfer::TransferPublisher;
@@ -154,8 +155,11 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
         }
     };
     if let Some(size) = total {
+        // The cache makes room (evicting under its cap or on a full volume) or says the blob cannot be kept; bytes
+        // resumed from an earlier attempt are on the volume already.
         let held = if partial { resumed } else { 0 };
-        if !cx.store.room_for(size.saturating_sub(held)).await {
+        let room = cx.cache.send(MakeRoom { digest: digest.clone(), size, held }).await;
+        if room != Ok(Room::Granted) {
             publisher.hand_off(resp.body, total);
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
@@ -245,7 +249,8 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
 }
 
 /// Append one batch. A full disk ends the transfer (followers already have part of the bytes, so they cannot be
-/// switched to an uncached copy); the cache actor then passes this blob through for a while.
+/// switched to an uncached copy); the cache actor then evicts to make room, or passes this blob through for a while
+/// when nothing can go.
 async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Result<(), Abort> {
     match writer.append(data).await {
         Ok(()) => Ok(()),
@@ -253,7 +258,7 @@ async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Resu
             let size = total.unwrap_or(0);
             let outcome =
                 Outcome::Failed(MirrorError::Internal(format!("the cache filled up while storing the blob: {e}")));
-            Err(Abort { outcome, cause: Release::TooLarge { size } })
+            Err(Abort { outcome, cause: Release::DiskFull { size } })
         }
         Err(e) => Err(Abort::store(e)),
     }

@@ -27,12 +27,13 @@ use actix::prelude::*;
 use self::actors::ImageActors;
 use self::admission::{authority, canonical, host_of, Admission};
 pub use self::response::{BlobResponse, ManifestResponse};
-use crate::cache::{CacheActor, ScrubSettings, Touches};
+use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};
+use crate::cache::{PruneReport, PruneRequest};
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::FetchContext;
 use crate::freshness::{Freshness, StaleNotes, TagTtl};
 use crate::image::ImageActor;
-use crate::messages::{Fault, Flush, Invalidate, ReportDamage};
+use crate::messages::{Fault, Flush, Invalidate, Prune, ReportDamage};
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
 use crate::store::{FsStorage, Index, RebuildReport, RefKey, Store, StoredObject, Version};
@@ -83,6 +84,8 @@ pub struct MirrorConfig {
     pub freshness: Freshness,
     /// `airGapped`: never dial an upstream; a miss is a 404 at once.
     pub air_gapped: bool,
+    /// The size cap, pins and background pruning (`maxCacheSize`, `pinned`, `pruneConfig`).
+    pub lifecycle: LifecycleSettings,
 }
 
 /// Why the mirror could not start.
@@ -148,7 +151,9 @@ impl Mirror {
         let report = inventory.report.clone();
         let metrics = Arc::new(Metrics::new());
         let touches = Arc::new(Touches::default());
-        let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone()).start();
+        let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone())
+            .with_lifecycle(config.lifecycle)
+            .start();
         let timeouts = config.timeouts;
         let pool_metrics = metrics.clone();
         let pool = UpstreamPool::start_in_arbiter(&Arbiter::new().handle(), move |_| {
@@ -211,6 +216,21 @@ impl Mirror {
     /// Record pending access times (shutdown).
     pub async fn flush(&self) {
         let _ = self.inner.cache.send(Flush).await;
+    }
+
+    /// Prune the cache now (see `cache::prune`); replies once the store has removed everything.
+    pub async fn prune(&self, request: PruneRequest) -> Result<PruneReport, MirrorError> {
+        Ok(self.inner.cache.send(Prune { request }).await?)
+    }
+
+    /// The cache actor, for preloading.
+    pub(crate) fn cache(&self) -> &Addr<CacheActor> {
+        &self.inner.cache
+    }
+
+    /// The store, for preloading.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// What a fetch for `image` runs with; admission decides whether its namespace may be dialled at all.

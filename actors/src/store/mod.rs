@@ -97,12 +97,9 @@ impl Store {
         BlobWriter::new(digest.clone(), self.storage.begin_blob(digest).await?).await
     }
 
-    /// Whether `bytes` more fit while keeping the free-space reserve. A backend without a notion of space has room.
-    pub async fn room_for(&self, bytes: u64) -> bool {
-        match self.storage.capacity().await {
-            Some(c) => c.free >= bytes.saturating_add(self.min_free),
-            None => true,
-        }
+    /// Bytes left free on the volume (`minFreeSpace`).
+    pub fn min_free(&self) -> u64 {
+        self.min_free
     }
 
     /// Free and total space of the backend, when it has such a notion.

@@ -59,22 +59,49 @@ Paths the chart fixes in the pod.
 */}}
 {{- define "ociregistry.configDir" -}}/var/ociregistry/config{{- end }}
 {{- define "ociregistry.tlsDir" -}}/etc/pki/ociregistry{{- end }}
+{{- define "ociregistry.preloadDir" -}}/var/ociregistry/preload{{- end }}
+
+{{/*
+The size of the cache volume in bytes when the chart sets it (a claim it creates, an emptyDir sizeLimit), else
+empty. Kubernetes quantities: a number with k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024).
+*/}}
+{{- define "ociregistry.volumeSize" -}}
+{{- $p := .Values.persistence }}
+{{- $kind := include "ociregistry.persistenceKind" . }}
+{{- $q := "" }}
+{{- if and (eq $kind "persistentVolumeClaim") (not $p.persistentVolumeClaim.existingClaimName) }}
+{{- $q = dig "resources" "requests" "storage" "" ($p.persistentVolumeClaim.newClaimSpec | default dict) }}
+{{- else if eq $kind "emptyDir" }}
+{{- $q = $p.emptyDir.sizeLimit | default "" }}
+{{- end }}
+{{- $q = toString $q }}
+{{- if $q }}
+{{- if not (regexMatch "^[0-9]+(k|M|G|T|Ki|Mi|Gi|Ti)?$" $q) }}
+{{- fail (printf "the cache volume's size %q is not a quantity the chart can read (e.g. 20Gi); set cache.maxSize" $q) }}
+{{- end }}
+{{- $n := int64 (regexFind "^[0-9]+" $q) }}
+{{- $unit := regexReplaceAll "^[0-9]+" $q "" }}
+{{- $f := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- mul $n (get $f $unit) }}
+{{- end }}
+{{- end }}
 
 {{/*
 Keys of the server's config file. The chart renders only these: the server warns about any other key and
 ignores it, so a typo would otherwise go unnoticed.
 */}}
 {{- define "ociregistry.keys.top" -}}
-imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace
+imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace minFreeSpace scrubInterval actorIdleTimeout maxCacheSize pinned pruneConfig preloadImages imageFile os arch
 {{- end }}
 {{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent auth tls{{- end }}
 {{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
 {{- define "ociregistry.keys.registryTls" -}}ca caOnly cert key insecureSkipVerify{{- end }}
 {{- define "ociregistry.keys.serverTls" -}}cert key ca clientAuth{{- end }}
 {{- define "ociregistry.keys.admin" -}}port tokenFile{{- end }}
+{{- define "ociregistry.keys.prune" -}}enabled type duration frequency count expr dryRun dryrun{{- end }}
 {{/* The Go server's keys that this server does not have: left out of the file, listed in the notes. */}}
 {{- define "ociregistry.keys.goOnly" -}}
-preloadImages imageFile os arch alwaysPullLatest airGapped helloWorld pruneConfig
+alwaysPullLatest airGapped helloWorld
 {{- end }}
 
 {{/*
@@ -215,6 +242,45 @@ serverTlsConfig when serverTls is enabled. Templates that need a value use `incl
 {{- fail "serverConfig.configuration.admin.port is required when admin is set" }}
 {{- end }}
 {{- $_ := set . "port" (int .port) }}
+{{- end }}
+
+{{- /* The cache's life: the cap (cache.maxSize, else 90% of the volume's size when the chart knows it), pins,
+pruning, and the preload list */}}
+{{- with .Values.cache.maxSize }}
+{{- if hasKey $cfg "maxCacheSize" }}
+{{- fail "set cache.maxSize or serverConfig.configuration.maxCacheSize, not both" }}
+{{- end }}
+{{- $_ := set $cfg "maxCacheSize" (toString .) }}
+{{- end }}
+{{- if not (hasKey $cfg "maxCacheSize") }}
+{{- $volume := include "ociregistry.volumeSize" . }}
+{{- if $volume }}
+{{- $_ := set $cfg "maxCacheSize" (int64 (div (mul (int64 $volume) 9) 10)) }}
+{{- end }}
+{{- end }}
+{{- with .Values.cache.pinned }}
+{{- if hasKey $cfg "pinned" }}
+{{- fail "set cache.pinned or serverConfig.configuration.pinned, not both" }}
+{{- end }}
+{{- $_ := set $cfg "pinned" . }}
+{{- end }}
+{{- with $cfg.pinned }}
+{{- if not (kindIs "slice" .) }}
+{{- fail "pinned must be a list of image patterns, e.g. [docker.io/library/*]" }}
+{{- end }}
+{{- end }}
+{{- with $cfg.pruneConfig }}
+{{- include "ociregistry.checkKeys" (dict "path" "serverConfig.configuration.pruneConfig" "m" . "keys" (include "ociregistry.keys.prune" $)) }}
+{{- include "ociregistry.checkEnum" (dict "path" "serverConfig.configuration.pruneConfig.type" "v" (.type | default nil) "allowed" (list "accessed" "created" "pattern")) }}
+{{- end }}
+{{- if or .Values.preload.images .Values.preload.configMap }}
+{{- if hasKey $cfg "preloadImages" }}
+{{- fail "set preload.images (or preload.configMap) or serverConfig.configuration.preloadImages, not both" }}
+{{- end }}
+{{- if and .Values.preload.images .Values.preload.configMap }}
+{{- fail "preload: set images or configMap, not both" }}
+{{- end }}
+{{- $_ := set $cfg "preloadImages" (printf "%s/images.txt" (include "ociregistry.preloadDir" .)) }}
 {{- end }}
 
 {{- /* Server TLS */}}

@@ -1,0 +1,71 @@
+//! Preloading one image from a list: through the front door, as a client pulls it. The manifest by its tag (or
+//! digest); for an index, each platform manifest the filter accepts, by digest; then every blob, read to its end,
+//! four at a time. A blob the cache could not keep (it was passed through) fails the image: it is not cached.
+
+use futures_util::StreamExt;
+
+use super::archive::{is_index, AnyManifest};
+use super::PlatformFilter;
+use crate::digest::Digest;
+use crate::mirror::Mirror;
+use crate::reference::{ImageKey, Reference};
+
+/// Blobs of one image fetched at once.
+const PARALLEL_BLOBS: usize = 4;
+
+/// Pull one image into the cache; returns the bytes of its blobs.
+pub(super) async fn pull_image(
+    mirror: &Mirror,
+    image: &ImageKey,
+    reference: &Reference,
+    platform: &PlatformFilter,
+) -> Result<u64, String> {
+    let top = mirror.manifest(image, reference, true).await.map_err(|e| e.to_string())?;
+    let top_bytes = top.bytes.clone().unwrap_or_default();
+    let mut manifests = Vec::new();
+    if is_index(&top.meta.media_type) {
+        let index: AnyManifest = serde_json::from_slice(&top_bytes).map_err(|e| format!("index: {e}"))?;
+        for child in index.manifests.iter().filter(|c| platform.accepts(c.platform.as_ref())) {
+            let digest: Digest = child.digest.parse().map_err(|e| format!("index: {e}"))?;
+            let resp = mirror.manifest(image, &Reference::Digest(digest), true).await.map_err(|e| e.to_string())?;
+            manifests.push(resp.bytes.unwrap_or_default());
+        }
+        if manifests.is_empty() {
+            return Err(format!("the index has no manifest for the platform {platform:?}"));
+        }
+    } else {
+        manifests.push(top_bytes);
+    }
+    let mut blobs: Vec<Digest> = Vec::new();
+    for bytes in &manifests {
+        let m: AnyManifest = serde_json::from_slice(bytes).map_err(|e| format!("manifest: {e}"))?;
+        for d in m.config.iter().chain(&m.layers) {
+            let digest: Digest = d.digest.parse().map_err(|e| format!("manifest: {e}"))?;
+            if !blobs.contains(&digest) {
+                blobs.push(digest);
+            }
+        }
+    }
+    let mut total = 0;
+    for batch in blobs.chunks(PARALLEL_BLOBS) {
+        let results = futures_util::future::join_all(batch.iter().map(|d| pull_blob(mirror, image, d))).await;
+        for result in results {
+            total += result?;
+        }
+    }
+    Ok(total)
+}
+
+/// Read one blob to its end through the front door; Ok with its size once the cache has it.
+async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result<u64, String> {
+    let resp = mirror.blob(image, digest).await.map_err(|e| format!("blob {digest}: {e}"))?;
+    let mut stream = resp.stream(0, None);
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        size += chunk.map_err(|e| format!("blob {digest}: {e}"))?.len() as u64;
+    }
+    if mirror.index().blob(digest).is_none() {
+        return Err(format!("blob {digest} was served but not cached (no room in the cache)"));
+    }
+    Ok(size)
+}
