@@ -160,6 +160,8 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
         let held = if partial { resumed } else { 0 };
         let room = cx.cache.send(MakeRoom { digest: digest.clone(), size, held }).await;
         if room != Ok(Room::Granted) {
+            // Not kept: no bytes of it are worth holding on to either.
+            writer.discard().await;
             publisher.hand_off(resp.body, total);
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),

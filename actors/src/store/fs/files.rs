@@ -118,6 +118,18 @@ pub(super) struct FileBlobWrite {
     file: Arc<File>,
     resumed: u64,
     validator: Option<String>,
+    /// Committed or discarded: nothing to clean up on drop.
+    done: bool,
+}
+
+impl Drop for FileBlobWrite {
+    /// A write that stopped keeps its bytes for the next attempt, unless there are none.
+    fn drop(&mut self) {
+        if !self.done && self.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = fs::remove_file(&self.path);
+            let _ = fs::remove_file(&self.validator_path);
+        }
+    }
 }
 
 impl FileBlobWrite {
@@ -137,7 +149,7 @@ impl FileBlobWrite {
         } else {
             None
         };
-        Ok(FileBlobWrite { layout, path, validator_path, file: Arc::new(file), resumed, validator })
+        Ok(FileBlobWrite { layout, path, validator_path, file: Arc::new(file), resumed, validator, done: false })
     }
 }
 
@@ -177,7 +189,8 @@ impl BlobWrite for FileBlobWrite {
         blocking("truncate", move || file.set_len(0).map_err(io("truncate", &path))).await
     }
 
-    async fn discard(self: Box<Self>) {
+    async fn discard(mut self: Box<Self>) {
+        self.done = true;
         let (path, validator) = (self.path.clone(), self.validator_path.clone());
         let _ = blocking("remove", move || {
             let _ = fs::remove_file(&path);
@@ -187,7 +200,8 @@ impl BlobWrite for FileBlobWrite {
         .await;
     }
 
-    async fn commit(self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
+    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<Version, StoreError> {
+        self.done = true;
         let dest = self.layout.blob(digest);
         let (file, path, validator) = (self.file.clone(), self.path.clone(), self.validator_path.clone());
         blocking("rename", move || {
