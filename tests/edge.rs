@@ -206,3 +206,23 @@ fn a_storm_for_a_missing_tag_costs_one_upstream_request_and_the_answer_is_rememb
     assert_eq!(timed_get(&server, "missing").0, StatusCode::NOT_FOUND);
     assert_eq!(asked(), 2, "and asked again after it");
 }
+
+#[test]
+fn always_pull_latest_checks_latest_on_every_pull_while_a_registry_ttl_of_never_keeps_other_tags() {
+    let up = Upstream::start();
+    let dir = TestDir::new("latest");
+    let old_latest = images::custom(&up, &dir.subdir("a"), "library/app:latest", &[1_000]);
+    let old_v1 = images::custom(&up, &dir.subdir("b"), "library/app:v1", &[1_000]);
+    let config = ServerConfig::for_upstream(&up.url())
+        .registry_with("docker.io", &up.url(), "tagTtl: never")
+        .extra("alwaysPullLatest: true");
+    // The second `docker.io` entry (with its tagTtl) is the one the server keeps: drop the first.
+    let config = ServerConfig { registries: config.registries[1..].to_vec(), ..config };
+    let server = Server::start_with(config);
+    assert_eq!(get_manifest(&server.url(), REPO, "latest").0, old_latest.digest);
+    assert_eq!(get_manifest(&server.url(), REPO, "v1").0, old_v1.digest);
+    let new_latest = images::custom(&up, &dir.subdir("c"), "library/app:latest", &[2_000]);
+    images::custom(&up, &dir.subdir("d"), "library/app:v1", &[2_000]);
+    assert_eq!(get_manifest(&server.url(), REPO, "latest").0, new_latest.digest, "latest is checked on every pull");
+    assert_eq!(get_manifest(&server.url(), REPO, "v1").0, old_v1.digest, "tagTtl: never keeps the cached v1");
+}

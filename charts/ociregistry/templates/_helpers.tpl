@@ -91,9 +91,9 @@ Keys of the server's config file. The chart renders only these: the server warns
 ignores it, so a typo would otherwise go unnoticed.
 */}}
 {{- define "ociregistry.keys.top" -}}
-imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace minFreeSpace scrubInterval actorIdleTimeout maxCacheSize pinned pruneConfig preloadImages imageFile os arch
+imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace minFreeSpace scrubInterval actorIdleTimeout maxCacheSize pinned pruneConfig preloadImages imageFile os arch tagTtl alwaysPullLatest revalidateTimeout negativeTtl airGapped
 {{- end }}
-{{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent auth tls{{- end }}
+{{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent tagTtl auth tls{{- end }}
 {{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
 {{- define "ociregistry.keys.registryTls" -}}ca caOnly cert key insecureSkipVerify{{- end }}
 {{- define "ociregistry.keys.serverTls" -}}cert key ca clientAuth{{- end }}
@@ -101,7 +101,7 @@ imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTi
 {{- define "ociregistry.keys.prune" -}}enabled type duration frequency count expr dryRun dryrun{{- end }}
 {{/* The Go server's keys that this server does not have: left out of the file, listed in the notes. */}}
 {{- define "ociregistry.keys.goOnly" -}}
-alwaysPullLatest airGapped helloWorld
+helloWorld
 {{- end }}
 
 {{/*
