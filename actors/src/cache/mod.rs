@@ -43,6 +43,7 @@ pub use self::prune::{PruneReport, PruneRequest, PruneRule, ORPHAN_AGE_SECS};
 pub use self::scrub::ScrubSettings;
 use crate::digest::Digest;
 use crate::error::StoreError;
+use crate::messages::{Adopt, Inventoried};
 use crate::metrics::Metrics;
 use crate::store::{now_unix, Inventory, Store, StoredObject};
 use crate::transfer::Transfer;
@@ -87,21 +88,7 @@ impl CacheActor {
         scrub: ScrubSettings,
         metrics: Arc<Metrics>,
     ) -> CacheActor {
-        let index = store.index();
-        let mut accessed: HashMap<StoredObject, i64> =
-            inventory.access.into_iter().map(|entry| (entry.object, entry.at)).collect();
-        for blob in inventory.blobs {
-            let at = accessed.remove(&StoredObject::Blob(blob.digest.clone())).unwrap_or(0).max(blob.stored);
-            index.insert_blob(blob.digest, blob.size, at, blob.version, false);
-        }
-        for manifest in inventory.manifests {
-            index.insert_manifest(manifest.meta, manifest.links);
-        }
-        for mut record in inventory.records {
-            let at = accessed.remove(&StoredObject::Record(record.key())).unwrap_or(0);
-            record.pulled = record.pulled.max(at);
-            index.set_ref(record);
-        }
+        apply_inventory(store.index(), inventory);
         CacheActor {
             store,
             claims: HashMap::new(),
@@ -237,6 +224,76 @@ impl CacheActor {
                 then();
             },
         );
+    }
+}
+
+/// Put what a store scan found into the index; entries the index has already (written since the scan began) win.
+fn apply_inventory(index: &crate::store::Index, inventory: Inventory) {
+    let mut accessed: HashMap<StoredObject, i64> =
+        inventory.access.into_iter().map(|entry| (entry.object, entry.at)).collect();
+    for blob in inventory.blobs {
+        if index.blob(&blob.digest).is_some() {
+            continue;
+        }
+        let at = accessed.remove(&StoredObject::Blob(blob.digest.clone())).unwrap_or(0).max(blob.stored);
+        index.insert_blob(blob.digest, blob.size, at, blob.version, false);
+    }
+    for manifest in inventory.manifests {
+        if index.manifest(&manifest.meta.digest).is_none() {
+            index.insert_manifest(manifest.meta, manifest.links);
+        }
+    }
+    for mut record in inventory.records {
+        let key = record.key();
+        if index.ref_digest(&key).is_some() {
+            continue;
+        }
+        let at = accessed.remove(&StoredObject::Record(key)).unwrap_or(0);
+        record.pulled = record.pulled.max(at);
+        index.set_ref(record);
+    }
+}
+
+impl Handler<Inventoried> for CacheActor {
+    type Result = ();
+
+    /// A store scan that ran in the background (a shared bucket) finished: index what it found.
+    fn handle(&mut self, msg: Inventoried, _ctx: &mut Self::Context) {
+        let report = msg.inventory.report.clone();
+        apply_inventory(self.store.index(), msg.inventory);
+        tracing::info!(
+            blobs = report.blobs,
+            manifests = report.manifests,
+            references = report.refs,
+            "store scan indexed"
+        );
+    }
+}
+
+impl Handler<Adopt> for CacheActor {
+    type Result = ();
+
+    /// A reader found in the store an object the index did not have (another replica stored it): index it.
+    fn handle(&mut self, msg: Adopt, _ctx: &mut Self::Context) {
+        let index = self.store.index();
+        match msg {
+            Adopt::Blob { digest, size, version } => {
+                if index.blob(&digest).is_none() {
+                    index.insert_blob(digest, size, now_unix(), version, false);
+                }
+            }
+            Adopt::Manifest { meta, bytes } => {
+                if index.manifest(&meta.digest).is_none() {
+                    let links = crate::graph::ManifestLinks::parse_or_empty(&bytes);
+                    index.insert_manifest(meta, links);
+                }
+            }
+            Adopt::Record(record) => {
+                if index.manifest(&record.digest).is_some() && index.ref_digest(&record.key()).is_none() {
+                    index.set_ref(record);
+                }
+            }
+        }
     }
 }
 

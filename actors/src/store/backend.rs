@@ -24,7 +24,7 @@ use futures_util::future::BoxFuture;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::store::records::{AccessEntry, Capacity, Inventory, RefRecord, StoredObject, Version};
+use crate::store::records::{AccessEntry, Capacity, Inventory, RefKey, RefRecord, StoredObject, Version};
 
 /// Random access to one object's bytes: a committed blob, or the object a running write is producing.
 pub trait ObjectReader: Send + Sync {
@@ -110,6 +110,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Store (or replace) a reference record, durably and atomically.
     async fn put_record(&self, record: &RefRecord) -> Result<(), StoreError>;
+
+    /// The record of `key` straight from the store, for a store other replicas write to (this replica's index may
+    /// not have it yet). A store only this process writes has nothing its index lacks: `None`.
+    async fn read_record(&self, _key: &RefKey) -> Result<Option<RefRecord>, StoreError> {
+        Ok(None)
+    }
 
     /// Delete an object. Deleting what is not there succeeds.
     async fn remove(&self, object: &StoredObject) -> Result<(), StoreError>;

@@ -18,6 +18,7 @@ mod index;
 #[cfg(test)]
 pub(crate) mod memory;
 mod records;
+mod s3;
 mod writer;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub(crate) use self::records::{now_ms, now_unix};
 pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
 };
+pub use self::s3::{S3Settings, S3Storage};
 pub use self::writer::{BlobWriter, FinishError, VerifiedBlob};
 
 use crate::digest::Digest;

@@ -51,8 +51,13 @@ pub(super) fn append(path: &Path, entries: &[AccessEntry]) -> Result<(), StoreEr
 }
 
 /// The encoded form of a whole journal (for a rewrite).
-pub(super) fn encode(entries: &[AccessEntry]) -> String {
+pub(crate) fn encode(entries: &[AccessEntry]) -> String {
     entries.iter().filter_map(line).collect()
+}
+
+/// The entries of a journal's text (lines that do not parse are skipped).
+pub(crate) fn parse_text(text: &str) -> Vec<AccessEntry> {
+    text.lines().filter_map(parse).collect()
 }
 
 /// The latest access of every object in the journal, and how many lines it has.

@@ -7,7 +7,7 @@
 
 mod files;
 mod inventory;
-mod journal;
+pub(crate) mod journal;
 mod layout;
 #[cfg(test)]
 mod tests;
@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use self::files::{blocking, io, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader};
 pub(crate) use self::inventory::media_type_of;
+pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
 use crate::digest::Digest;
 use crate::error::StoreError;
