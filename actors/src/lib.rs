@@ -38,6 +38,7 @@
 mod body;
 mod cache;
 mod claim;
+mod cluster;
 pub mod digest;
 mod error;
 mod fetch;
@@ -60,8 +61,11 @@ pub use cache::{
     cached_images, CachedImage, LifecycleSettings, PinError, Pins, PruneReport, PruneRequest, PruneRule, PruneSchedule,
     ScrubSettings, LOW_WATERMARK_PERCENT, ORPHAN_AGE_SECS,
 };
+pub use cluster::{ClusterSettings, DnsPeers};
 pub use error::{MirrorError, StoreError, UpstreamError};
 pub use messages::TagPage;
 pub use metrics::Metrics;
-pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, UpstreamSpec};
+pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, StorageChoice, UpstreamSpec};
+pub use store::S3Settings;
 pub use store::{Index, ManifestMeta, RebuildReport, RefRecord};
+pub use upstream::pool::PEER_HEADER;

@@ -14,7 +14,7 @@ use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{ManifestMeta, RefKey, StoredObject, VerifiedBlob, Version};
+use crate::store::{ManifestMeta, RefKey, RefRecord, StoredObject, VerifiedBlob, Version};
 use crate::transfer::Transfer;
 use crate::upstream::Upstream;
 
@@ -44,6 +44,8 @@ pub struct Fetch {
     /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation
     /// answers within `revalidateTimeout`, and gives up a retry it has no time for.
     pub deadline: Option<std::time::Duration>,
+    /// A request to another replica (`X-Ociregistry-Peer`), which fetches from its upstream and never forwards.
+    pub peer: bool,
 }
 
 /// The head of an upstream response plus its body channel.
@@ -264,6 +266,40 @@ pub struct BlobVerified {
     pub version: Version,
 }
 
+/// Start-up (through `Mirror`) -> `CacheActor`: a store scan that ran while the mirror already served (a shared
+/// bucket) found this; index it. Entries indexed meanwhile win.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inventoried {
+    /// What the scan found.
+    pub inventory: crate::store::Inventory,
+}
+
+/// Front door or fetch -> `CacheActor` (`send`): an object the index lacks is in the store (another replica stored
+/// it); index it so it is served from there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Adopt {
+    /// A committed blob (its bytes are verified when first served).
+    Blob {
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The version of the stored copy.
+        version: Version,
+    },
+    /// A manifest, verified against its digest.
+    Manifest {
+        /// Its metadata.
+        meta: ManifestMeta,
+        /// Its bytes (for the image graph).
+        bytes: Bytes,
+    },
+    /// A reference record whose manifest is indexed (adopted first).
+    Record(RefRecord),
+}
+
 /// Shutdown (through `Mirror`) -> `CacheActor`: record pending access times now. Replies when written.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -285,6 +321,8 @@ pub struct GetManifest {
     /// The reference is the referrers tag (`sha256-<hex>`) of this subject: ask the upstream's referrers API first,
     /// and fall back to the tag.
     pub referrers_of: Option<Digest>,
+    /// Asked by another replica: a fetch it starts goes to the upstream, never to a peer (no forwarding loops).
+    pub from_peer: bool,
 }
 
 /// Where a manifest reply's bytes come from.
@@ -316,6 +354,8 @@ pub struct ManifestReply {
 pub struct GetBlob {
     /// The blob.
     pub digest: Digest,
+    /// Asked by another replica: if this request leads the fetch, it goes to the upstream, never to a peer.
+    pub from_peer: bool,
 }
 
 /// Image-actor registry -> `ImageActor`: stop if idle for at least `idle_for` with nothing in flight. Replies

@@ -133,6 +133,11 @@ impl Transfer {
         matches!(*self.shared.progress.borrow(), Progress::Settled(_))
     }
 
+    /// Whether the transfer ended with the whole blob verified (it may still be being committed).
+    pub fn is_done(&self) -> bool {
+        matches!(*self.shared.progress.borrow(), Progress::Settled(Outcome::Done { .. }))
+    }
+
     /// Wait until the upstream has answered (or the transfer ended), and say what to do.
     pub async fn join(&self) -> Joined {
         let mut rx = self.shared.progress.clone();

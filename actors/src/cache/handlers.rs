@@ -81,7 +81,8 @@ impl Handler<ClaimBlob> for CacheActor {
             return MessageResult(ClaimReply::Claim(BlobClaim::Cached));
         }
         if let Some(running) = self.claims.get(&msg.digest) {
-            if !running.is_settled() {
+            // Running, or verified and being committed (its bytes are whole and readable): follow it.
+            if !running.is_settled() || running.is_done() {
                 return MessageResult(ClaimReply::Claim(BlobClaim::Follow(running.clone())));
             }
             self.claims.remove(&msg.digest);

@@ -6,15 +6,19 @@
 
 use bytes::{Bytes, BytesMut};
 
+use std::sync::Arc;
+
 use super::{blob_path, FetchContext, InFlight};
 use crate::body::{Body, BodyEvent};
 use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{CommitBlob, MakeRoom, Release, ReleaseBlob, Room};
+use crate::messages::{CommitBlob, Fetch, MakeRoom, Release, ReleaseBlob, Room, UpstreamResponse};
 use crate::outcome::{Outcome, PassReason};
 use crate::store::{BlobWriter, FinishError, VerifiedBlob};
 use crate::transfer::TransferPublisher;
+use crate::upstream::auth::pull_scope;
+use crate::upstream::Upstream;
 
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.
@@ -22,24 +26,77 @@ const MAX_STALLED_RESUMES: u32 = 3;
 /// Most bytes gathered from the body channel into one store write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
-/// Lead one blob fetch: stream it from the upstream into the store, publishing progress to every follower, verify
-/// it, have it committed. Every path ends with the publisher settled and, unless committed, the claim released.
-pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease) {
+/// Where the leader gets a blob's bytes: the upstream, or (several replicas sharing a store) the replica that owns
+/// the digest, which fetches it from the upstream once for the whole cluster.
+struct Source {
+    upstream: Arc<Upstream>,
+    path: String,
+    /// Another replica: asked without credentials, marked as a peer request.
+    peer: bool,
+}
+
+impl Source {
+    /// GET the blob from `offset` on (resuming: only if still the object with `validator`).
+    async fn get(
+        &self,
+        cx: &FetchContext,
+        offset: Option<u64>,
+        validator: Option<String>,
+    ) -> Result<UpstreamResponse, MirrorError> {
+        let scope = (!self.peer).then(|| pull_scope(cx.image.repo().as_str()));
+        let fetch = Fetch {
+            upstream: self.upstream.clone(),
+            path: self.path.clone(),
+            head: false,
+            accept: None,
+            scope,
+            range_from: offset,
+            if_range: offset.and(validator),
+            deadline: None,
+            peer: self.peer,
+        };
+        Ok(cx.pool.send(fetch).await??)
+    }
+}
+
+/// The sources to try, in order: the replicas that own the digest ahead of this one, then the upstream. A request
+/// that came from a peer (`routed` false), or a single replica, goes to the upstream.
+fn sources(cx: &FetchContext, digest: &Digest, routed: bool) -> Vec<Source> {
+    let upstream = Source { upstream: cx.upstream.clone(), path: blob_path(&cx.image, digest), peer: false };
+    let Some(cluster) = cx.cluster.as_ref().filter(|_| routed) else {
+        return vec![upstream];
+    };
+    let path = format!("{}?ns={}", blob_path(&cx.image, digest), cx.image.ns());
+    let mut out: Vec<Source> = cluster
+        .owners(digest)
+        .into_iter()
+        .take_while(|peer| !cluster.is_me(peer))
+        .map(|peer| Source { upstream: cluster.peer(&peer), path: path.clone(), peer: true })
+        .collect();
+    out.push(upstream);
+    out
+}
+
+/// Lead one blob fetch: stream it from the upstream (or the replica that owns it) into the store, publishing
+/// progress to every follower, verify it, have it committed. Every path ends with the publisher settled and, unless
+/// committed, the claim released. `routed`: the request came from a client, not from another replica.
+pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease, routed: bool) {
     let Lease { publisher, transfer } = lease;
     let digest = transfer.digest().clone();
     tracing::info!("pulling blob from upstream: \"{}@{}\"", cx.image, digest);
     let _running = InFlight::start(&cx.metrics, "blob");
     transfer.observe_readers_with(cx.metrics.fetch_waiters.with_label_values(&["blob"]));
-    match download(&cx, &digest, &publisher).await {
+    match download(&cx, &digest, &publisher, routed).await {
         Ok(blob) => {
             let size = blob.size();
+            // Verified: followers finish now, not after the commit (an upload to a shared bucket takes a while). They
+            // hold the object open, so they get a good, whole blob whatever the commit does.
+            publisher.settle(Outcome::Done { size });
             match cx.cache.send(CommitBlob { blob }).await {
                 Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
-                // The bytes were verified and followers hold the object open: they still get a good, whole blob.
                 Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
             }
-            publisher.settle(Outcome::Done { size });
         }
         Err(Abort { outcome, cause }) => {
             match &outcome {
@@ -111,30 +168,48 @@ async fn next_batch(body: &mut Body, upstream: &str) -> (Bytes, BatchEnd) {
 
 /// Fetch the blob into the store's writer, resuming what an earlier attempt (or an earlier run) left, publishing
 /// progress; returns it complete, verified and durable.
-async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublisher) -> Result<VerifiedBlob, Abort> {
+async fn download(
+    cx: &FetchContext,
+    digest: &Digest,
+    publisher: &TransferPublisher,
+    routed: bool,
+) -> Result<VerifiedBlob, Abort> {
     let name = cx.name();
-    let path = blob_path(&cx.image, digest);
     let (mut writer, unwritable) = match cx.store.begin_blob(digest).await {
         Ok(writer) => (Some(writer), None),
         Err(e) => (None, Some(e)),
     };
     let mut resumed = writer.as_ref().map_or(0, BlobWriter::resumed);
-    let resp = if resumed > 0 {
-        let validator = writer.as_ref().and_then(BlobWriter::validator);
+    if resumed > 0 {
         tracing::info!(blob = %digest, resumed, "resuming an unfinished download from byte {resumed}");
-        match cx.resume(path.clone(), resumed, validator).await {
+    }
+    let mut candidates = sources(cx, digest, routed).into_iter().peekable();
+    let (mut source, resp) = loop {
+        let Some(source) = candidates.next() else {
+            return Err(MirrorError::Internal("no source for the blob".into()).into());
+        };
+        let validator = writer.as_ref().and_then(BlobWriter::validator);
+        let got = match source.get(cx, (resumed > 0).then_some(resumed), validator).await {
             // More bytes than the object has: what was kept is not a prefix of it. Start over.
-            Err(MirrorError::Upstream(UpstreamError::Status { status: 416, .. })) => {
+            Err(MirrorError::Upstream(UpstreamError::Status { status: 416, .. })) if resumed > 0 => {
                 if let Some(w) = writer.as_mut() {
                     w.restart().await.map_err(Abort::store)?;
                 }
                 resumed = 0;
-                cx.request(path.clone(), false, None, None).await?
+                source.get(cx, None, None).await
             }
-            other => other?,
+            other => other,
+        };
+        match got {
+            Ok(resp) => break (source, resp),
+            // An owner that cannot be reached: the next replica in the order (or the upstream) takes over.
+            Err(MirrorError::Upstream(e)) if source.peer && candidates.peek().is_some() && e.is_outage() => {
+                tracing::info!(blob = %digest, peer = %source.upstream.base_url, error = %e, "owning replica unreachable; asking the next");
+            }
+            Err(MirrorError::Upstream(UpstreamError::CircuitOpen { .. }))
+                if source.peer && candidates.peek().is_some() => {}
+            Err(e) => return Err(e.into()),
         }
-    } else {
-        cx.request(path.clone(), false, None, None).await?
     };
     if resp.status == 404 {
         if let Some(writer) = writer {
@@ -225,7 +300,22 @@ async fn download(cx: &FetchContext, digest: &Digest, publisher: &TransferPublis
                 stalled_resumes += 1;
                 written_at_last_resume = written;
                 tracing::warn!(blob = %digest, written, error = %e, "upstream transfer broke; resuming from byte {written}");
-                let resp = cx.resume(path.clone(), written, writer.validator()).await?;
+                let mut validator = writer.validator();
+                let resp = loop {
+                    match source.get(cx, Some(written), validator.clone()).await {
+                        Ok(resp) => break resp,
+                        // The owning replica went away mid-transfer: the next one (or the upstream) gives the rest.
+                        // Its validator means nothing there; the digest check at the end guards the whole.
+                        Err(MirrorError::Upstream(e))
+                            if source.peer && candidates.peek().is_some() && e.is_outage() =>
+                        {
+                            tracing::info!(blob = %digest, peer = %source.upstream.base_url, error = %e, "owning replica gone mid-transfer; resuming from the next source");
+                            source = candidates.next().expect("peeked");
+                            validator = None;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 match resp.status {
                     206 => skip = 0,
                     200 => skip = written,

@@ -3,13 +3,17 @@
 //! tag whose `tagTtl` ran out: a HEAD within `revalidateTimeout`, then the cached manifest (confirmed), the new one
 //! (the tag moved), or the cached one served stale when the check failed for any reason.
 
+use actix::Recipient;
 use bytes::Bytes;
 
 use super::{collect, manifest_path, FetchContext, InFlight, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
 use crate::freshness::StaleReason;
-use crate::messages::{Fault, LinkReference, ManifestOrigin, ManifestReply, PutManifest, ReportDamage};
+use crate::messages::{
+    Adopt, Fault, Fetch, GetManifest, LinkReference, ManifestOrigin, ManifestReply, PutManifest, ReportDamage,
+    UpstreamResponse,
+};
 use crate::reference::{Named, Reference};
 use crate::store::{media_type_of, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
@@ -30,12 +34,14 @@ pub(crate) async fn fetch_manifest(
     reference: Reference,
     cached: Option<ManifestMeta>,
     referrers_of: Option<Digest>,
+    routed: bool,
+    actor: Recipient<GetManifest>,
 ) -> Result<ManifestReply, MirrorError> {
     let _running = InFlight::start(&cx.metrics, "manifest");
     let result = match (referrers_of, cached) {
         (Some(subject), cached) => super::referrers::fetch_referrers(&cx, &reference, &subject, cached).await,
-        (None, Some(cached)) => revalidate(&cx, &reference, cached).await,
-        (None, None) => fetch_fresh(&cx, &reference).await,
+        (None, Some(cached)) => revalidate(&cx, &reference, cached, routed).await,
+        (None, None) => fetch_fresh(&cx, &reference, routed, Some(actor)).await,
     };
     if let Err(e) = &result {
         cx.count_body_error(e);
@@ -43,7 +49,26 @@ pub(crate) async fn fetch_manifest(
     result
 }
 
-pub(super) async fn fetch_fresh(cx: &FetchContext, reference: &Reference) -> Result<ManifestReply, MirrorError> {
+/// A manifest not cached: from the store (shared with other replicas), from the replica that owns its digest
+/// (`routed`: the request came from a client, not from another replica), or from the upstream. With replicas, a tag
+/// whose digest a HEAD told is fetched by that digest through `actor` (this repository's image actor), so that it
+/// joins the fetch other replicas asked this one for: one upstream GET per manifest across the cluster.
+pub(super) async fn fetch_fresh(
+    cx: &FetchContext,
+    reference: &Reference,
+    routed: bool,
+    actor: Option<Recipient<GetManifest>>,
+) -> Result<ManifestReply, MirrorError> {
+    if let Reference::Digest(digest) = reference {
+        if let Some(meta) = adopt_manifest(cx, digest).await? {
+            if let Some(bytes) = read_cached(cx, &meta).await? {
+                return Ok(ManifestReply { meta, bytes, origin: ManifestOrigin::Confirmed });
+            }
+        }
+        if let Some(reply) = from_owner(cx, reference, digest, routed).await? {
+            return Ok(reply);
+        }
+    }
     if let Reference::Tag(_) = reference {
         match head_tag(cx, reference, None).await? {
             TagHead::Missing => return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string())),
@@ -51,11 +76,75 @@ pub(super) async fn fetch_fresh(cx: &FetchContext, reference: &Reference) -> Res
                 if let Some(reply) = link_cached(cx, reference, &digest).await? {
                     return Ok(reply);
                 }
+                if let Some(actor) = actor.filter(|_| cx.cluster.is_some()) {
+                    return by_digest(cx, reference, digest, routed, actor).await;
+                }
             }
             TagHead::Unknown => {}
         }
     }
     get_manifest(cx, reference, None).await
+}
+
+/// A tag's manifest fetched by its `digest` through the image actor (coalesced with every other ask for that digest,
+/// routed to the replica that owns it), then recorded under the tag.
+async fn by_digest(
+    cx: &FetchContext,
+    reference: &Reference,
+    digest: Digest,
+    routed: bool,
+    actor: Recipient<GetManifest>,
+) -> Result<ManifestReply, MirrorError> {
+    let ask = GetManifest {
+        reference: Reference::Digest(digest.clone()),
+        cached: None,
+        referrers_of: None,
+        from_peer: !routed,
+    };
+    let reply = actor.send(ask).await??;
+    let link = LinkReference { image: cx.image.clone(), reference: reference.clone(), digest };
+    if let Ok(Err(e)) = cx.cache.send(link).await {
+        tracing::warn!(error = %e, "cannot record tag {}", Named(&cx.image, reference));
+    }
+    Ok(reply)
+}
+
+/// With replicas sharing a store, the manifest `digest` from the replica that owns it (which fetches it from the
+/// upstream once for the whole cluster), verified and stored under `reference`. `None`: this replica is the owner,
+/// or no replica ahead of it answered; the upstream is asked.
+async fn from_owner(
+    cx: &FetchContext,
+    reference: &Reference,
+    digest: &Digest,
+    routed: bool,
+) -> Result<Option<ManifestReply>, MirrorError> {
+    let Some(cluster) = cx.cluster.as_ref().filter(|_| routed) else {
+        return Ok(None);
+    };
+    let by_digest = Reference::Digest(digest.clone());
+    let path = format!("{}?ns={}", manifest_path(&cx.image, &by_digest), cx.image.ns());
+    for peer in cluster.owners(digest).into_iter().take_while(|peer| !cluster.is_me(peer)) {
+        let fetch = Fetch {
+            upstream: cluster.peer(&peer),
+            path: path.clone(),
+            head: false,
+            accept: Some(MANIFEST_ACCEPT),
+            scope: None,
+            range_from: None,
+            if_range: None,
+            deadline: None,
+            peer: true,
+        };
+        match cx.pool.send(fetch).await? {
+            Ok(resp) if resp.status == 200 => {
+                tracing::info!("manifest {} from replica {peer}", Named(&cx.image, reference));
+                return accept_manifest(cx, reference, Some(digest), resp, &peer).await.map(Some);
+            }
+            Ok(resp) => tracing::warn!("replica {peer} answered {} for manifest {digest}", resp.status),
+            Err(e) => tracing::warn!(error = %e, "replica {peer} could not give manifest {digest}"),
+        }
+    }
+    Ok(None)
 }
 
 /// What a HEAD of a tag said.
@@ -97,7 +186,7 @@ async fn link_cached(
     reference: &Reference,
     digest: &Digest,
 ) -> Result<Option<ManifestReply>, MirrorError> {
-    let Some(meta) = cx.store.index().manifest(digest) else {
+    let Some(meta) = adopt_manifest(cx, digest).await? else {
         return Ok(None);
     };
     let Some(bytes) = read_cached(cx, &meta).await? else {
@@ -109,6 +198,23 @@ async fn link_cached(
     }
     tracing::info!("tag confirmed by HEAD, served from cache: \"{}\" -> {}", Named(&cx.image, reference), meta.digest);
     Ok(Some(ManifestReply { meta, bytes, origin: ManifestOrigin::Confirmed }))
+}
+
+/// A manifest's metadata from the index, or, with a store shared with other replicas, from the store (verified, then
+/// indexed): one replica's fetch serves them all.
+async fn adopt_manifest(cx: &FetchContext, digest: &Digest) -> Result<Option<ManifestMeta>, MirrorError> {
+    if let Some(meta) = cx.store.index().manifest(digest) {
+        return Ok(Some(meta));
+    }
+    if !cx.shared {
+        return Ok(None);
+    }
+    let Ok(ManifestRead::Found(bytes)) = cx.store.read_manifest(digest).await else {
+        return Ok(None);
+    };
+    let meta = ManifestMeta { digest: digest.clone(), media_type: media_type_of(&bytes), size: bytes.len() as u64 };
+    cx.cache.send(Adopt::Manifest { meta: meta.clone(), bytes }).await?;
+    Ok(Some(meta))
 }
 
 /// A cached manifest's bytes, verified; a missing or damaged one is reported (and `None`).
@@ -142,6 +248,23 @@ async fn get_manifest(
         return Err(MirrorError::ManifestUnknown(Named(&cx.image, reference).to_string()));
     }
     cx.metrics.upstream_pulls_by_ns.with_label_values(&[&name]).inc();
+    let wanted = match reference {
+        Reference::Digest(digest) => Some(digest),
+        Reference::Tag(_) => None,
+    };
+    accept_manifest(cx, reference, wanted, resp, &name).await
+}
+
+/// Read a manifest response (from the upstream or another replica, `name`d in errors), check it is `wanted` (or what
+/// the response announced), and store it with `reference`.
+async fn accept_manifest(
+    cx: &FetchContext,
+    reference: &Reference,
+    wanted: Option<&Digest>,
+    resp: UpstreamResponse,
+    name: &str,
+) -> Result<ManifestReply, MirrorError> {
+    let name = name.to_string();
     let content_type = resp.content_type.clone();
     let announced = resp.docker_digest.clone();
     let expected_len = resp.content_length;
@@ -151,15 +274,15 @@ async fn get_manifest(
             return Err(UpstreamError::LengthMismatch { upstream: name, expected: n, got: bytes.len() as u64 }.into());
         }
     }
-    let digest = match reference {
-        Reference::Digest(wanted) => {
+    let digest = match wanted {
+        Some(wanted) => {
             let actual = Digest::of(wanted.algorithm(), &bytes);
             if &actual != wanted {
                 return Err(UpstreamError::DigestMismatch { upstream: name, expected: wanted.clone(), actual }.into());
             }
             wanted.clone()
         }
-        Reference::Tag(_) => {
+        None => {
             let actual = Digest::sha256_of(&bytes);
             if let Some(announced) = announced.and_then(|d| d.parse::<Digest>().ok()) {
                 let check = if announced.algorithm() == DigestAlgorithm::Sha256 {
@@ -224,6 +347,7 @@ pub(super) async fn revalidate(
     cx: &FetchContext,
     reference: &Reference,
     cached: ManifestMeta,
+    routed: bool,
 ) -> Result<ManifestReply, MirrorError> {
     let within = cx.freshness.revalidate_timeout;
     // The pool gives up within the same deadline with the upstream's own answer (a 429, say); the timeout here also
@@ -247,6 +371,11 @@ pub(super) async fn revalidate(
     };
     if let Some(new) = &moved_to {
         tracing::info!("tag moved upstream: \"{}\" {} -> {new}", Named(&cx.image, reference), cached.digest);
+        match from_owner(cx, reference, new, routed).await {
+            Ok(Some(reply)) => return Ok(reply),
+            Ok(None) => {}
+            Err(e) => return serve_stale(cx, reference, cached, stale_reason(&e)).await,
+        }
     }
     match get_manifest(cx, reference, Some(within)).await {
         Ok(reply) => Ok(reply),

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::body::{Body, BodyEvent};
 use crate::cache::CacheActor;
+use crate::cluster::Cluster;
 use crate::digest::Digest;
 use crate::error::{MirrorError, UpstreamError};
 use crate::freshness::{Freshness, StaleNotes};
@@ -54,6 +55,10 @@ pub(crate) struct FetchContext {
     pub freshness: Freshness,
     /// Stale serves: counted, and logged once per tag per minute.
     pub stale: Arc<StaleNotes>,
+    /// The replica set, when this is one of several replicas sharing a store.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The store is shared with other replicas: what the index lacks may be in it.
+    pub shared: bool,
 }
 
 /// Counts a fetch in `ociregistry_fetches_in_flight` for as long as it lives.
@@ -91,27 +96,6 @@ impl FetchContext {
         self.upstream.namespace.to_string()
     }
 
-    /// GET a blob from `offset` on, only if the upstream still serves the object with this validator (`If-Range`).
-    pub(crate) async fn resume(
-        &self,
-        path: String,
-        offset: u64,
-        validator: Option<String>,
-    ) -> Result<UpstreamResponse, MirrorError> {
-        let scope = Some(pull_scope(self.image.repo().as_str()));
-        let fetch = Fetch {
-            upstream: self.upstream.clone(),
-            path,
-            head: false,
-            accept: None,
-            scope,
-            range_from: Some(offset),
-            if_range: validator,
-            deadline: None,
-        };
-        Ok(self.pool.send(fetch).await??)
-    }
-
     /// One request to this fetch's upstream, for this repository's pull scope; `range_from` resumes a blob.
     pub(crate) async fn request(
         &self,
@@ -133,8 +117,17 @@ impl FetchContext {
         deadline: Option<std::time::Duration>,
     ) -> Result<UpstreamResponse, MirrorError> {
         let scope = Some(pull_scope(self.image.repo().as_str()));
-        let fetch =
-            Fetch { upstream: self.upstream.clone(), path, head, accept, scope, range_from, if_range: None, deadline };
+        let fetch = Fetch {
+            upstream: self.upstream.clone(),
+            path,
+            head,
+            accept,
+            scope,
+            range_from,
+            if_range: None,
+            deadline,
+            peer: false,
+        };
         Ok(self.pool.send(fetch).await??)
     }
 }

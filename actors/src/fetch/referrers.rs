@@ -55,8 +55,8 @@ pub(crate) async fn fetch_referrers(
     if resp.status != 200 {
         // No referrers API: the tag schema.
         let found = match cached {
-            Some(meta) => revalidate(cx, reference, meta).await,
-            None => fetch_fresh(cx, reference).await,
+            Some(meta) => revalidate(cx, reference, meta, false).await,
+            None => fetch_fresh(cx, reference, false, None).await,
         };
         return match found {
             Err(MirrorError::ManifestUnknown(_)) => Ok(empty_index()),

@@ -185,7 +185,15 @@ impl Handler<GetManifest> for ImageActor {
             let cx = self.cx.clone();
             let me = ctx.address();
             actix_rt::spawn(async move {
-                let result = fetch_manifest(cx, msg.reference.clone(), msg.cached, msg.referrers_of).await;
+                let result = fetch_manifest(
+                    cx,
+                    msg.reference.clone(),
+                    msg.cached,
+                    msg.referrers_of,
+                    !msg.from_peer,
+                    me.clone().recipient(),
+                )
+                .await;
                 // Waiters depend on this reply: sent with `send`, so a full mailbox waits instead of dropping it.
                 let _ = me.send(ManifestFetched { reference: msg.reference, result }).await;
             });
@@ -316,7 +324,7 @@ impl Handler<GetBlob> for ImageActor {
                         Ok(ClaimReply::Claim(claim)) => Ok(claim),
                         Ok(ClaimReply::Lead(lease)) => {
                             let transfer = lease.transfer.clone();
-                            actix_rt::spawn(lead_blob(cx, lease));
+                            actix_rt::spawn(lead_blob(cx, lease, !msg.from_peer));
                             Ok(BlobClaim::Follow(transfer))
                         }
                     };

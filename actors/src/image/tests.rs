@@ -150,6 +150,8 @@ impl Rig {
             metrics: metrics.clone(),
             freshness: crate::freshness::Freshness::default(),
             stale: Arc::default(),
+            cluster: None,
+            shared: false,
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -164,8 +166,12 @@ impl Rig {
 
     /// Ask for a blob and read it the way the front door would; `Err` carries what the waiter saw instead.
     async fn pull_blob(&self, digest: &Digest) -> Result<Bytes, String> {
-        let claim =
-            self.actor.send(GetBlob { digest: digest.clone() }).await.expect("mailbox").map_err(|e| e.to_string())?;
+        let claim = self
+            .actor
+            .send(GetBlob { digest: digest.clone(), from_peer: false })
+            .await
+            .expect("mailbox")
+            .map_err(|e| e.to_string())?;
         let transfer = match claim {
             BlobClaim::Follow(t) => t,
             BlobClaim::Cached => return Ok(Bytes::from(self.memory.blob_bytes(digest).expect("cached"))),
@@ -268,7 +274,7 @@ async fn a_blob_larger_than_the_free_space_is_passed_through_without_stopping_ot
 type GetBlobReply = BlobClaim;
 
 async fn get(rig: &Rig, digest: &Digest) -> BlobClaim {
-    rig.actor.send(GetBlob { digest: digest.clone() }).await.expect("mailbox").expect("claim")
+    rig.actor.send(GetBlob { digest: digest.clone(), from_peer: false }).await.expect("mailbox").expect("claim")
 }
 
 #[actix_rt::test]
@@ -286,8 +292,9 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
     };
     let rig = Rig::start(HashMap::from([(path.clone(), script)]));
     let tag: Reference = "v1".parse().expect("tag");
-    let asks =
-        (0..10).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None }));
+    let asks = (0..10).map(|_| {
+        rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None, from_peer: false })
+    });
     for reply in futures_util::future::join_all(asks).await {
         let reply = reply.expect("mailbox").expect("manifest");
         assert_eq!((reply.bytes.clone(), reply.meta.digest.clone()), (manifest.clone(), digest.clone()));
@@ -303,7 +310,9 @@ async fn a_storm_for_one_tag_makes_one_head_and_one_get_and_records_the_tag() {
 async fn an_unknown_manifest_is_a_named_404_for_every_waiter() {
     let rig = Rig::start(HashMap::new());
     let tag: Reference = "missing".parse().expect("tag");
-    let asks = (0..3).map(|_| rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None }));
+    let asks = (0..3).map(|_| {
+        rig.actor.send(GetManifest { reference: tag.clone(), cached: None, referrers_of: None, from_peer: false })
+    });
     for reply in futures_util::future::join_all(asks).await {
         assert!(matches!(reply.expect("mailbox"), Err(MirrorError::ManifestUnknown(_))));
     }
@@ -316,14 +325,20 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     let script = Script::Body { bytes: manifest, chunks: 1, pause: Duration::from_millis(300), digest: None };
     let rig = Rig::start(HashMap::from([(path, script)]));
     let retire = |ms| rig.actor.send(Retire { idle_for: Duration::from_millis(ms) });
-    let _ =
-        rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None }).await;
+    let _ = rig
+        .actor
+        .send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None, from_peer: false })
+        .await;
     assert_eq!(rig.metrics.image_actors.get(), 1);
     assert!(!retire(200).await.expect("mailbox"), "busy a moment ago: not idle long enough");
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A fetch in flight keeps it alive even when asked to retire at once.
-    let slow =
-        rig.actor.send(GetManifest { reference: "slow".parse().expect("tag"), cached: None, referrers_of: None });
+    let slow = rig.actor.send(GetManifest {
+        reference: "slow".parse().expect("tag"),
+        cached: None,
+        referrers_of: None,
+        from_peer: false,
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!retire(0).await.expect("mailbox"), "a fetch is in flight");
     slow.await.expect("mailbox").expect("the slow manifest");
@@ -337,7 +352,9 @@ async fn an_actor_retires_only_when_idle_long_enough_with_nothing_in_flight_and_
     }
     assert!(rig.stopped.load(Ordering::SeqCst), "told its registry");
     assert_eq!(rig.metrics.image_actors.get(), 0);
-    let late =
-        rig.actor.send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None }).await;
+    let late = rig
+        .actor
+        .send(GetManifest { reference: "x".parse().expect("tag"), cached: None, referrers_of: None, from_peer: false })
+        .await;
     assert!(late.is_err(), "a retired actor's mailbox is closed, which the front door answers with a fresh actor");
 }

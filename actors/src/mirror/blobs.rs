@@ -14,7 +14,7 @@ use crate::claim::BlobClaim;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::blob_path;
-use crate::messages::{BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
+use crate::messages::{Adopt, BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
 use crate::outcome::PassReason;
 use crate::passthrough::verified_passthrough;
 use crate::read::{Check, Checked};
@@ -30,7 +30,17 @@ const BLOB_ATTEMPTS: usize = 3;
 impl Mirror {
     /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
     pub async fn blob(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
-        let resp = self.blob_from_anywhere(image, digest).await;
+        self.blob_for(image, digest, false).await
+    }
+
+    /// A blob asked for by another replica (`from_peer`): a fetch it starts goes to the upstream, never to a peer.
+    pub async fn blob_for(
+        &self,
+        image: &ImageKey,
+        digest: &Digest,
+        from_peer: bool,
+    ) -> Result<BlobResponse, MirrorError> {
+        let resp = self.blob_from_anywhere(image, digest, from_peer).await;
         if let Ok(resp) = &resp {
             // Counted by where the bytes finally came from: a request that found the blob committed by the time its
             // claim was answered is a hit too.
@@ -40,7 +50,12 @@ impl Mirror {
         resp
     }
 
-    async fn blob_from_anywhere(&self, image: &ImageKey, digest: &Digest) -> Result<BlobResponse, MirrorError> {
+    async fn blob_from_anywhere(
+        &self,
+        image: &ImageKey,
+        digest: &Digest,
+        from_peer: bool,
+    ) -> Result<BlobResponse, MirrorError> {
         if let Some(resp) = self.cached_blob(digest).await? {
             return Ok(resp);
         }
@@ -48,7 +63,7 @@ impl Mirror {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
         for _ in 0..BLOB_ATTEMPTS {
-            match self.ask(image, GetBlob { digest: digest.clone() }).await?? {
+            match self.ask(image, GetBlob { digest: digest.clone(), from_peer }).await?? {
                 BlobClaim::Cached => {
                     if let Some(resp) = self.cached_blob(digest).await? {
                         return Ok(resp);
@@ -78,7 +93,7 @@ impl Mirror {
     /// A server out of file descriptors or memory is not damage: that is an error for this request only.
     async fn open_stored(&self, digest: &Digest) -> Result<Option<(OpenedBlob, BlobInfo)>, MirrorError> {
         let Some(info) = self.index().blob(digest) else {
-            return Ok(None);
+            return self.adopt_blob(digest).await;
         };
         let (fault, version) = match self.inner.store.open_blob(digest).await {
             Ok(Some(opened)) if opened.size == info.size => return Ok(Some((opened, info))),
@@ -89,6 +104,27 @@ impl Mirror {
         };
         self.report_damage(StoredObject::Blob(digest.clone()), fault, version).await;
         Ok(None)
+    }
+
+    /// A blob the index lacks but a shared store has (another replica stored it): indexed, then served (hashed
+    /// while served, as any blob not verified since start).
+    async fn adopt_blob(&self, digest: &Digest) -> Result<Option<(OpenedBlob, BlobInfo)>, MirrorError> {
+        if !self.inner.shared {
+            return Ok(None);
+        }
+        let opened = match self.inner.store.open_blob(digest).await {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return Ok(None),
+            Err(e @ StoreError::Exhausted { .. }) => return Err(MirrorError::Overloaded(e.to_string())),
+            Err(e) => {
+                tracing::warn!(blob = %digest, error = %e, "cannot look for the blob in the shared store");
+                return Ok(None);
+            }
+        };
+        let adopt = Adopt::Blob { digest: digest.clone(), size: opened.size, version: opened.version };
+        self.inner.cache.send(adopt).await?;
+        let info = BlobInfo { size: opened.size, version: opened.version, verified: false };
+        Ok(Some((opened, info)))
     }
 
     /// The blob from the store, hashed while served whole unless this version of it was verified already.
@@ -169,5 +205,5 @@ impl Mirror {
 fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
     let path = blob_path(image, digest);
     let scope = Some(pull_scope(image.repo().as_str()));
-    Fetch { upstream, path, head, accept: None, scope, range_from: None, if_range: None, deadline: None }
+    Fetch { upstream, path, head, accept: None, scope, range_from: None, if_range: None, deadline: None, peer: false }
 }

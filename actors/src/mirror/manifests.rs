@@ -12,9 +12,9 @@ use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::referrers::{empty_index, referrers_tag};
 use crate::freshness::StaleReason;
-use crate::messages::{Fault, GetManifest, ManifestOrigin};
+use crate::messages::{Adopt, Fault, GetManifest, ManifestOrigin};
 use crate::reference::{ImageKey, Named, Reference};
-use crate::store::{now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
+use crate::store::{media_type_of, now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
 impl Mirror {
     /// The cached manifest a reference names, with when the upstream last confirmed it (a digest never expires),
@@ -32,6 +32,30 @@ impl Mirror {
                 Reference::Tag(_) => None,
             },
         }
+    }
+
+    /// A tag the index lacks but a shared store has (another replica cached it, and this one has not finished listing
+    /// the bucket): its manifest and record adopted into the index, then answered as any cached tag.
+    async fn adopt_tag(&self, image: &ImageKey, reference: &Reference) -> Option<(ManifestMeta, Option<i64>)> {
+        if !self.inner.shared || !matches!(reference, Reference::Tag(_)) {
+            return None;
+        }
+        let key = RefKey { image: image.clone(), reference: reference.clone() };
+        let record = match self.inner.store.storage().read_record(&key).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for {} in the shared store", Named(image, reference));
+                return None;
+            }
+        };
+        let Ok(ManifestRead::Found(bytes)) = self.inner.store.read_manifest(&record.digest).await else {
+            return None;
+        };
+        let meta =
+            ManifestMeta { digest: record.digest.clone(), media_type: media_type_of(&bytes), size: bytes.len() as u64 };
+        self.inner.cache.send(Adopt::Manifest { meta, bytes }).await.ok()?;
+        self.inner.cache.send(Adopt::Record(record)).await.ok()?;
+        self.cached_manifest(image, reference)
     }
 
     /// Whether a cached tag confirmed at `checked` (ms) must be asked about again before it is served.
@@ -56,7 +80,19 @@ impl Mirror {
         reference: &Reference,
         want_body: bool,
     ) -> Result<ManifestResponse, MirrorError> {
-        self.manifest_for(image, reference, want_body, None).await
+        self.manifest_for(image, reference, want_body, None, false).await
+    }
+
+    /// [`Mirror::manifest`], asked by another replica (`from_peer`): a fetch it starts goes to the upstream, never
+    /// to a peer.
+    pub async fn manifest_from(
+        &self,
+        image: &ImageKey,
+        reference: &Reference,
+        want_body: bool,
+        from_peer: bool,
+    ) -> Result<ManifestResponse, MirrorError> {
+        self.manifest_for(image, reference, want_body, None, from_peer).await
     }
 
     /// The referrers index of `subject` (OCI 1.1), unfiltered: cached under its referrers tag like any tag. Air-gapped
@@ -69,7 +105,7 @@ impl Mirror {
         let Some(tag) = referrers_tag(subject) else {
             return empty();
         };
-        match self.manifest_for(image, &Reference::Tag(tag), true, Some(subject.clone())).await {
+        match self.manifest_for(image, &Reference::Tag(tag), true, Some(subject.clone()), false).await {
             Err(MirrorError::ManifestUnknown(_)) => empty(),
             Ok(index) => Ok(self.with_artifact_types(image, index).await),
             Err(e) => Err(e),
@@ -120,12 +156,19 @@ impl Mirror {
         reference: &Reference,
         want_body: bool,
         referrers_of: Option<Digest>,
+        from_peer: bool,
     ) -> Result<ManifestResponse, MirrorError> {
         let metrics = &self.inner.metrics;
-        if let Some((meta, checked)) = self.cached_manifest(image, reference) {
+        let cached = match self.cached_manifest(image, reference) {
+            Some(cached) => Some(cached),
+            None => self.adopt_tag(image, reference).await,
+        };
+        if let Some((meta, checked)) = cached {
             if let Some(checked) = checked {
                 if self.needs_check(image, reference, checked).await {
-                    if let Some(resp) = self.revalidate(image, reference, &meta, referrers_of.clone()).await? {
+                    if let Some(resp) =
+                        self.revalidate(image, reference, &meta, referrers_of.clone(), from_peer).await?
+                    {
                         return Ok(resp);
                     }
                 }
@@ -153,7 +196,7 @@ impl Mirror {
             return Err(MirrorError::ManifestUnknown(format!("{} (air-gapped: not cached)", Named(image, reference))));
         }
         metrics.cache_requests.with_label_values(&["manifest", "miss"]).inc();
-        let ask = GetManifest { reference: reference.clone(), cached: None, referrers_of };
+        let ask = GetManifest { reference: reference.clone(), cached: None, referrers_of, from_peer };
         let reply = self.ask(image, ask).await??;
         Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })
     }
@@ -166,6 +209,7 @@ impl Mirror {
         reference: &Reference,
         meta: &ManifestMeta,
         referrers_of: Option<Digest>,
+        from_peer: bool,
     ) -> Result<Option<ManifestResponse>, MirrorError> {
         if let Ok(upstream) = self.inner.admission.upstream(image.ns()).await {
             if upstream.breaker.is_open() {
@@ -176,7 +220,7 @@ impl Mirror {
         } else {
             return Ok(None);
         }
-        let ask = GetManifest { reference: reference.clone(), cached: Some(meta.clone()), referrers_of };
+        let ask = GetManifest { reference: reference.clone(), cached: Some(meta.clone()), referrers_of, from_peer };
         let reply = self.ask(image, ask).await??;
         let from_cache = reply.origin != ManifestOrigin::Upstream;
         let result = if from_cache { "hit" } else { "miss" };

@@ -29,14 +29,17 @@ use self::admission::{authority, canonical, host_of, Admission};
 pub use self::response::{BlobResponse, ManifestResponse};
 use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};
 use crate::cache::{PruneReport, PruneRequest};
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::FetchContext;
 use crate::freshness::{Freshness, StaleNotes, TagTtl};
 use crate::image::ImageActor;
-use crate::messages::{Fault, Flush, Invalidate, Prune, ReportDamage};
+use crate::messages::{Fault, Flush, Invalidate, Inventoried, Prune, ReportDamage};
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
-use crate::store::{FsStorage, Index, RebuildReport, RefKey, Store, StoredObject, Version};
+use crate::store::{
+    FsStorage, Index, Inventory, RebuildReport, RefKey, S3Settings, S3Storage, Store, StoredObject, Version,
+};
 use crate::upstream::auth::Credentials;
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
@@ -86,6 +89,19 @@ pub struct MirrorConfig {
     pub air_gapped: bool,
     /// The size cap, pins and background pruning (`maxCacheSize`, `pinned`, `pruneConfig`).
     pub lifecycle: LifecycleSettings,
+    /// Where bytes at rest live (`storage`): `imagePath` itself, or a bucket with `imagePath` as the local tier.
+    pub storage: StorageChoice,
+    /// The replica set, when several replicas share a bucket (`cluster`).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// Where bytes at rest live.
+#[derive(Debug, Clone)]
+pub enum StorageChoice {
+    /// A directory (`imagePath`).
+    Filesystem,
+    /// An S3-compatible bucket shared by replicas, with a local disk tier in `imagePath`.
+    S3(Box<S3Settings>),
 }
 
 /// Why the mirror could not start.
@@ -110,6 +126,9 @@ struct Inner {
     freshness: Freshness,
     stale: Arc<StaleNotes>,
     air_gapped: bool,
+    cluster: Option<Arc<Cluster>>,
+    /// The store is shared with other replicas: what the index lacks may be in it.
+    shared: bool,
 }
 
 /// See the module documentation. Cheap to clone; share one across all HTTP workers.
@@ -145,15 +164,33 @@ impl Mirror {
             listed.insert(namespace, Arc::new(upstream));
         }
         let default_tls = client_config("", &TlsOptions::default())?;
-        let storage = FsStorage::open(&config.image_path)?;
-        let store = Store::new(Arc::new(storage), config.min_free_space);
-        let inventory = store.storage().inventory().await;
+        let (store, inventory, shared) = match config.storage {
+            StorageChoice::Filesystem => {
+                let store = Store::new(Arc::new(FsStorage::open(&config.image_path)?), config.min_free_space);
+                let inventory = store.storage().inventory().await;
+                (store, inventory, false)
+            }
+            // A bucket may hold a great deal: it is listed in the background, and until then what a request needs
+            // is found in the bucket directly (adopted into the index).
+            StorageChoice::S3(settings) => {
+                let store = Store::new(Arc::new(S3Storage::open(*settings).await?), config.min_free_space);
+                (store, Inventory::default(), true)
+            }
+        };
         let report = inventory.report.clone();
         let metrics = Arc::new(Metrics::new());
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
             .start();
+        if shared {
+            let (scan, actor) = (store.clone(), cache.clone());
+            actix_rt::spawn(async move {
+                let inventory = scan.storage().inventory().await;
+                actor.do_send(Inventoried { inventory });
+            });
+        }
+        let cluster = config.cluster.as_ref().map(|c| Cluster::new(c, default_tls.clone()));
         let timeouts = config.timeouts;
         let pool_metrics = metrics.clone();
         let pool = UpstreamPool::start_in_arbiter(&Arbiter::new().handle(), move |_| {
@@ -170,6 +207,8 @@ impl Mirror {
             freshness: config.freshness,
             stale: Arc::new(StaleNotes::default()),
             air_gapped: config.air_gapped,
+            cluster,
+            shared,
         };
         Ok((Mirror { inner: Arc::new(inner) }, report))
     }
@@ -245,6 +284,8 @@ impl Mirror {
             metrics: self.inner.metrics.clone(),
             freshness: self.inner.freshness,
             stale: self.inner.stale.clone(),
+            cluster: self.inner.cluster.clone(),
+            shared: self.inner.shared,
         })
     }
 

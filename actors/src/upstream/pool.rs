@@ -35,6 +35,9 @@ use crate::messages::{Fetch, UpstreamResponse};
 use crate::metrics::error_reason;
 use crate::metrics::Metrics;
 
+/// Marks a request to another replica of this mirror: it fetches from its upstream and never forwards.
+pub const PEER_HEADER: &str = "x-ociregistry-peer";
+
 /// How long the state of an unlisted registry (client, limits, auth) is kept without use.
 const UNLISTED_IDLE: Duration = Duration::from_secs(600);
 
@@ -153,6 +156,8 @@ impl Handler<Fetch> for UpstreamPool {
             let mut authorization = session.proactive(scope).await?;
             let mut answered_challenge = false;
             let mut attempt = 0u32;
+            // Another replica that fails is not asked again: the next one in the cluster's order is (fetch/blob.rs).
+            let max_retries = if msg.peer { 0 } else { MAX_RETRIES };
             loop {
                 let mut req = session.client.request(method.clone(), &url);
                 if let Some(accept) = msg.accept {
@@ -164,6 +169,9 @@ impl Handler<Fetch> for UpstreamPool {
                         req = req.insert_header((header::IF_RANGE, validator.as_str()));
                     }
                 }
+                if msg.peer {
+                    req = req.insert_header((PEER_HEADER, "1"));
+                }
                 if let Some(value) = &authorization {
                     req = req.insert_header((header::AUTHORIZATION, value.as_str()));
                 }
@@ -174,7 +182,9 @@ impl Handler<Fetch> for UpstreamPool {
                     Ok(Err(e)) => {
                         let at_once = attempt == 0 && closed_before_response(&e);
                         let err = send_error(&name, e, head_timeout);
-                        if attempt >= MAX_RETRIES || !retryable(&err) {
+                        // A kept-alive connection the far end had closed is always worth one more try.
+                        let limit = if at_once { max_retries.max(1) } else { max_retries };
+                        if attempt >= limit || !retryable(&err) {
                             return Err(err);
                         }
                         tracing::info!(upstream = %name, error = %err, attempt, "retrying upstream request");
@@ -211,7 +221,7 @@ impl Handler<Fetch> for UpstreamPool {
                                     detail: detail.into(),
                                 });
                             }
-                            429 | 503 if attempt < MAX_RETRIES => {
+                            429 | 503 if attempt < max_retries => {
                                 let after = retry_after(resp.headers());
                                 let err = match status {
                                     429 => {
@@ -227,7 +237,7 @@ impl Handler<Fetch> for UpstreamPool {
                                     retry_after: retry_after(resp.headers()),
                                 })
                             }
-                            500 | 502 | 504 if attempt < MAX_RETRIES => {
+                            500 | 502 | 504 if attempt < max_retries => {
                                 (backoff(attempt), UpstreamError::Status { upstream: name.clone(), status })
                             }
                             _ => return Err(UpstreamError::Status { upstream: name, status }),
