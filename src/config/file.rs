@@ -13,6 +13,7 @@ use super::error::ConfigError;
 use super::life::{parse_life, LifeSettings};
 use super::registry::{parse_registries, RegistrySettings};
 use super::server_tls::{parse_server_tls, ServerTls};
+use super::storage::{parse_cluster, parse_storage, ClusterConfig, StorageSettings};
 use super::values::{parse_host, LogFormat, LogLevel, UpstreamPolicy};
 use super::yaml::{Section, Walker};
 use actors::freshness::TagTtl;
@@ -53,6 +54,8 @@ const TOP_KEYS: &[&str] = &[
     "actorIdleTimeout",
     "scrubInterval",
     "maxCacheSize",
+    "storage",
+    "cluster",
     "pinned",
 ];
 const LIST_KEYS: &[&str] = &["header", "expr"];
@@ -94,6 +97,8 @@ pub struct FileConfig {
     pub scrub_interval: Option<Option<Duration>>,
     /// `maxCacheSize`, `pinned`, `pruneConfig`, `preloadImages`, `imageFile`, `os`, `arch`.
     pub life: LifeSettings,
+    pub storage: StorageSettings,
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Parses config text. `file` names the document in messages (a path or "embedded default");
@@ -117,6 +122,23 @@ pub fn parse_config(text: &str, file: &str, env: &EnvLookup) -> Result<(FileConf
 fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<FileConfig, ConfigError> {
     reject_unsupported(walker, top)?;
     let life = parse_life(walker, top)?;
+    let storage = parse_storage(walker, top)?;
+    let cluster = parse_cluster(walker, top)?;
+    if cluster.is_some() && storage == StorageSettings::Filesystem {
+        return Err(walker.required_by(
+            "storage.type",
+            "cluster",
+            "replicas share their cache through storage.type: s3",
+        ));
+    }
+    if life.max_cache_size.is_some() && storage != StorageSettings::Filesystem {
+        return Err(walker.conflict(
+            "maxCacheSize",
+            "storage.type",
+            "the cap applies to a filesystem cache; with s3 the local tier is capped by storage.s3.localCacheSize \
+             and the bucket's size by the bucket's own lifecycle rules",
+        ));
+    }
     let log_level = match walker.string(top, "logLevel")? {
         None => None,
         Some(text) => Some(LogLevel::parse(&text).ok_or_else(|| {
@@ -179,6 +201,8 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         actor_idle_timeout: walker.duration(top, "actorIdleTimeout")?,
         scrub_interval: walker.duration_or_never(top, "scrubInterval")?,
         life,
+        storage,
+        cluster,
     })
 }
 

@@ -15,6 +15,7 @@ mod registry;
 mod secret;
 mod server_tls;
 mod size;
+pub mod storage;
 mod tls;
 mod values;
 mod yaml;
@@ -119,6 +120,10 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// The cache's life: `maxCacheSize`, `pinned`, `pruneConfig`, `preloadImages`, `imageFile`, `os`, `arch`.
     pub life: life::LifeSettings,
+    /// Where the cache lives (`storage`).
+    pub storage: storage::StorageSettings,
+    /// The replica set (`cluster`).
+    pub cluster: Option<storage::ClusterConfig>,
     /// "embedded default" or the config file path, for the startup banner.
     pub config_source: String,
 }
@@ -154,6 +159,8 @@ impl Settings {
             actor_idle_timeout: DEFAULT_ACTOR_IDLE_TIMEOUT,
             scrub_interval: Some(DEFAULT_SCRUB_INTERVAL),
             life: life::LifeSettings::default(),
+            storage: storage::StorageSettings::Filesystem,
+            cluster: None,
             config_source: config_source.into(),
         }
     }
@@ -187,6 +194,8 @@ impl Settings {
             actor_idle_timeout,
             scrub_interval,
             life,
+            storage,
+            cluster,
         } = file;
         set(&mut self.image_path, image_path);
         set(&mut self.host, host);
@@ -215,6 +224,8 @@ impl Settings {
         set(&mut self.actor_idle_timeout, actor_idle_timeout);
         set(&mut self.scrub_interval, scrub_interval);
         self.life = life;
+        self.storage = storage;
+        self.cluster = cluster;
     }
 }
 

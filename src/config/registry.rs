@@ -165,7 +165,7 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// Validates an `endpoint` URL: absolute http(s), a host, an optional port and path, no
 /// credentials, query or fragment. Returns it with a lower-case scheme and no trailing slash.
-fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
+pub(super) fn parse_endpoint(raw: &str) -> Result<String, &'static str> {
     let (scheme, rest) = raw.split_once("://").ok_or("expected an absolute URL such as http://127.0.0.1:5000")?;
     let scheme = Scheme::parse(scheme).ok_or("the URL scheme must be http or https")?;
     if raw.chars().any(char::is_whitespace) {

@@ -107,7 +107,8 @@ async fn manifest(
     reference: Reference,
     head: bool,
 ) -> (HttpResponse, &'static str) {
-    let m = match mirror.manifest(&image, &reference, !head).await {
+    let from_peer = req.headers().contains_key(actors::PEER_HEADER);
+    let m = match mirror.manifest_from(&image, &reference, !head, from_peer).await {
         Ok(m) => m,
         Err(e) => return (OciError::from(e).response(), "-"),
     };
@@ -167,7 +168,8 @@ async fn blob(
         };
         return (resp, "-");
     }
-    let blob = match mirror.blob(&image, &digest).await {
+    let from_peer = req.headers().contains_key(actors::PEER_HEADER);
+    let blob = match mirror.blob_for(&image, &digest, from_peer).await {
         Ok(b) => b,
         Err(e) => return (OciError::from(e).response(), "-"),
     };
