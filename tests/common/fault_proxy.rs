@@ -1,6 +1,6 @@
 //! A TCP proxy in front of a real upstream that can be switched, while tests run, into the ways an upstream fails at
 //! an edge site: forward (healthy), refuse (every connection closed at once), black hole (connections accepted and
-//! never answered), or one HTTP status for every request (429, 503, ...). Switching drops the connections opened in
+//! never answered), one HTTP status for every request (429, 503, ...), or a slow link (answers throttled). Switching drops the connections opened in
 //! the previous mode, so a client's kept-alive connection cannot outlive the change. Counts accepted connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +19,8 @@ pub enum Mode {
     Refuse,
     BlackHole,
     Status(u16),
+    /// Forward, the answers at most this many bytes per second (a slow upstream link).
+    Throttle(u64),
 }
 
 pub struct FaultProxy {
@@ -86,6 +88,31 @@ async fn serve(mut client: TcpStream, target: u16, mut rx: watch::Receiver<Mode>
             Mode::Forward => {
                 if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", target)).await {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            }
+            Mode::Throttle(rate) => {
+                if let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)).await {
+                    let (mut client_read, mut client_write) = client.split();
+                    let (mut up_read, mut up_write) = upstream.into_split();
+                    let requests = tokio::io::copy(&mut client_read, &mut up_write);
+                    let answers = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match up_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                            let pause = std::time::Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+                            tokio::time::sleep(pause).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = requests => {}
+                        _ = answers => {}
+                    }
                 }
             }
             Mode::Status(status) => loop {

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod containerd;
 pub mod fake_upstream;
 pub mod fault_proxy;
+pub mod garage;
 pub mod http;
 pub mod images;
 pub mod metrics;

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub env: Vec<(String, String)>,
     /// Start the server with this file descriptor limit, soft and hard (`ulimit -n`), so that it cannot raise it.
     pub fd_limit: Option<u64>,
+    /// Listen on this port instead of a free one picked at start (replicas must know each other's URLs).
+    pub port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             image_path: None,
             env: Vec::new(),
             fd_limit: None,
+            port: None,
         }
     }
 }
@@ -184,7 +187,7 @@ impl Server {
         // server's bind: try a few.
         let mut last = String::new();
         for _ in 0..3 {
-            server.port = free_port();
+            server.port = config.port.unwrap_or_else(free_port);
             std::fs::write(&server.config_file, config.to_yaml(&server.cache, server.port))
                 .expect("write server config");
             match server.spawn_and_wait() {
