@@ -62,27 +62,31 @@ Paths the chart fixes in the pod.
 {{- define "ociregistry.preloadDir" -}}/var/ociregistry/preload{{- end }}
 
 {{/*
-The size of the cache volume in bytes when the chart sets it (a claim it creates, an emptyDir sizeLimit), else
-empty. Kubernetes quantities: a number with k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024).
+The size of the cache volume as the chart sets it (the storage request of a claim it creates, an emptyDir
+sizeLimit), else empty.
 */}}
-{{- define "ociregistry.volumeSize" -}}
+{{- define "ociregistry.volumeQuantity" -}}
 {{- $p := .Values.persistence }}
 {{- $kind := include "ociregistry.persistenceKind" . }}
-{{- $q := "" }}
 {{- if and (eq $kind "persistentVolumeClaim") (not $p.persistentVolumeClaim.existingClaimName) }}
-{{- $q = dig "resources" "requests" "storage" "" ($p.persistentVolumeClaim.newClaimSpec | default dict) }}
+{{- dig "resources" "requests" "storage" "" ($p.persistentVolumeClaim.newClaimSpec | default dict) | toString }}
 {{- else if eq $kind "emptyDir" }}
-{{- $q = $p.emptyDir.sizeLimit | default "" }}
+{{- $p.emptyDir.sizeLimit | default "" | toString }}
 {{- end }}
-{{- $q = toString $q }}
+{{- end }}
+
+{{/*
+The size of the cache volume in bytes when the chart sets it, else empty; for the default maxCacheSize.
+Kubernetes quantities: a number with k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024).
+*/}}
+{{- define "ociregistry.volumeSize" -}}
+{{- $q := include "ociregistry.volumeQuantity" . }}
 {{- if $q }}
-{{- if not (regexMatch "^[0-9]+(k|M|G|T|Ki|Mi|Gi|Ti)?$" $q) }}
+{{- $bytes := include "ociregistry.quantityBytes" (dict "v" $q) }}
+{{- if not $bytes }}
 {{- fail (printf "the cache volume's size %q is not a quantity the chart can read (e.g. 20Gi); set cache.maxSize" $q) }}
 {{- end }}
-{{- $n := int64 (regexFind "^[0-9]+" $q) }}
-{{- $unit := regexReplaceAll "^[0-9]+" $q "" }}
-{{- $f := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
-{{- mul $n (get $f $unit) }}
+{{- $bytes }}
 {{- end }}
 {{- end }}
 
@@ -167,6 +171,12 @@ serverTlsConfig when serverTls is enabled. Templates that need a value use `incl
 {{- end }}
 {{- $top := splitList " " (include "ociregistry.keys.top" .) }}
 {{- $goOnly := splitList " " (include "ociregistry.keys.goOnly" .) }}
+{{- /* storage and cluster come from the chart's values: they also mount the credentials and make the Services */}}
+{{- range $key := list "storage" "cluster" }}
+{{- if hasKey $in $key }}
+{{- fail (printf "serverConfig.configuration.%s: set the chart's storage values (storage.type, storage.s3.*, replicaCount, clusterDomain) instead; the chart renders storage and cluster from them" $key) }}
+{{- end }}
+{{- end }}
 {{- $cfg := dict }}
 {{- range $k, $v := $in }}
 {{- if has $k $top }}
@@ -245,7 +255,14 @@ serverTlsConfig when serverTls is enabled. Templates that need a value use `incl
 {{- end }}
 
 {{- /* The cache's life: the cap (cache.maxSize, else 90% of the volume's size when the chart knows it), pins,
-pruning, and the preload list */}}
+pruning, and the preload list. With s3 storage the server refuses maxCacheSize: the local tier's cap is
+storage.s3.localCacheSize. (replicaCount is checked here too, so that every template refuses a bad one.) */}}
+{{- $_ := include "ociregistry.replicas" . }}
+{{- if eq (include "ociregistry.storageType" .) "s3" }}
+{{- if or .Values.cache.maxSize (hasKey $cfg "maxCacheSize") }}
+{{- fail "cache.maxSize (maxCacheSize) is for filesystem storage: with storage.type s3 the cap of each replica's local tier is storage.s3.localCacheSize" }}
+{{- end }}
+{{- else }}
 {{- with .Values.cache.maxSize }}
 {{- if hasKey $cfg "maxCacheSize" }}
 {{- fail "set cache.maxSize or serverConfig.configuration.maxCacheSize, not both" }}
@@ -256,6 +273,7 @@ pruning, and the preload list */}}
 {{- $volume := include "ociregistry.volumeSize" . }}
 {{- if $volume }}
 {{- $_ := set $cfg "maxCacheSize" (int64 (div (mul (int64 $volume) 9) 10)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- with .Values.cache.pinned }}
@@ -324,6 +342,9 @@ pruning, and the preload list */}}
 {{- end }}
 {{- $_ := set $seen (toString $p) $name }}
 {{- end }}
+
+{{- /* Shared storage and the peers (storage.type s3; see _storage.tpl) */}}
+{{- $cfg = merge $cfg (include "ociregistry.storageConfig" (dict "root" . "cfg" $cfg) | fromYaml) }}
 
 {{- toYaml $cfg }}
 {{- end }}
