@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use common::commands::ociregistry_ok;
 use common::fault_proxy::{FaultProxy, Mode};
 use common::garage::{self, Garage};
 use common::http::{self, StatusCode};
@@ -134,6 +135,12 @@ fn replicas_fetch_each_digest_once_and_serve_from_the_bucket_alone() {
     skopeo::pull_verified(&after.url(), &image, "docker.io/library/scale:1", &dir.subdir("node-down"));
     // And a replica of the cluster still serves its clients.
     skopeo::pull_verified(&replicas[1].url(), &image, "docker.io/library/scale:1", &dir.subdir("cluster"));
+
+    // `list` on a stopped replica's config lists what the bucket holds (it waits for the listing of the bucket).
+    let mut after = after;
+    after.stop();
+    let listed = ociregistry_ok(after.config_file(), &["list"]);
+    assert!(listed.stdout.contains("library/scale"), "list with an s3 store:\n{}", listed.stdout);
 }
 
 /// A client that GETs a blob from the replicas in `order` and counts the bytes it received into `received`; a

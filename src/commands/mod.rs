@@ -35,7 +35,10 @@ async fn open(settings: &Settings) -> Result<Target, String> {
     config.scrub.interval = None;
     config.lifecycle.prune = None;
     match Mirror::start(config).await {
-        Ok((mirror, _)) => Ok(Target::Local(mirror)),
+        Ok((mirror, _)) => {
+            mirror.indexed().await;
+            Ok(Target::Local(mirror))
+        }
         Err(StartError::Store(StoreError::Locked(_))) => client::connect(settings).map(Target::Remote),
         Err(e) => Err(format!("imagePath {}: {e}", settings.image_path.display())),
     }

@@ -129,6 +129,8 @@ struct Inner {
     cluster: Option<Arc<Cluster>>,
     /// The store is shared with other replicas: what the index lacks may be in it.
     shared: bool,
+    /// True once the start-up listing of the store is in the index.
+    indexed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// See the module documentation. Cheap to clone; share one across all HTTP workers.
@@ -183,11 +185,13 @@ impl Mirror {
         let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
             .start();
+        let (scanned, indexed) = tokio::sync::watch::channel(!shared);
         if shared {
             let (scan, actor) = (store.clone(), cache.clone());
             actix_rt::spawn(async move {
                 let inventory = scan.storage().inventory().await;
-                actor.do_send(Inventoried { inventory });
+                let _ = actor.send(Inventoried { inventory }).await;
+                scanned.send_replace(true);
             });
         }
         let cluster = config.cluster.as_ref().map(|c| Cluster::new(c, default_tls.clone()));
@@ -209,8 +213,16 @@ impl Mirror {
             air_gapped: config.air_gapped,
             cluster,
             shared,
+            indexed,
         };
         Ok((Mirror { inner: Arc::new(inner) }, report))
+    }
+
+    /// Wait until the index holds everything the store had at start (a shared bucket is listed in the background;
+    /// a command such as `list` or `prune` needs the whole of it).
+    pub async fn indexed(&self) {
+        let mut indexed = self.inner.indexed.clone();
+        let _ = indexed.wait_for(|done| *done).await;
     }
 
     /// The metrics every part records into.
