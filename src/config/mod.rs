@@ -242,6 +242,20 @@ impl fmt::Display for Settings {
         let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
         writeln!(f, "Config: {}", self.config_source)?;
         writeln!(f, "Image path: {}", self.image_path.display())?;
+        match &self.storage {
+            storage::StorageSettings::Filesystem => writeln!(f, "Storage: filesystem (image path)")?,
+            storage::StorageSettings::S3(s3) => writeln!(
+                f,
+                "Storage: s3 bucket {} at {} (prefix '{}'), local tier up to {} bytes in the image path",
+                s3.bucket, s3.endpoint, s3.prefix, s3.local_cache_size
+            )?,
+        }
+        if let Some(cluster) = &self.cluster {
+            match &cluster.dns {
+                Some(name) => writeln!(f, "Cluster: replicas from DNS {name}")?,
+                None => writeln!(f, "Cluster: replicas {}", cluster.peers.join(", "))?,
+            }
+        }
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
         writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
         writeln!(

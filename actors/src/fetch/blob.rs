@@ -89,13 +89,23 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease, routed: bool) {
     match download(&cx, &digest, &publisher, routed).await {
         Ok(blob) => {
             let size = blob.size();
-            // Verified: followers finish now, not after the commit (an upload to a shared bucket takes a while). They
-            // hold the object open, so they get a good, whole blob whatever the commit does.
-            publisher.settle(Outcome::Done { size });
-            match cx.cache.send(CommitBlob { blob }).await {
+            // Verified: with a shared bucket, followers finish now rather than after the upload (which takes a
+            // while); on a disk the commit is a rename, and a follower that ends finds the blob cached. Either way
+            // they hold the object open, so they get a good, whole blob whatever the commit does.
+            let unsettled = if cx.shared {
+                publisher.settle(Outcome::Done { size });
+                None
+            } else {
+                Some(publisher)
+            };
+            let done = cx.cache.send(CommitBlob { blob }).await;
+            match done {
                 Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
                 Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
+            }
+            if let Some(publisher) = unsettled {
+                publisher.settle(Outcome::Done { size });
             }
         }
         Err(Abort { outcome, cause }) => {

@@ -21,6 +21,17 @@ pub(super) struct Keys {
 }
 
 impl Keys {
+    /// A replica's name as one key segment (`http://10.0.0.5:8080` -> `http___10.0.0.5_8080`).
+    pub(super) fn replica_segment(replica: &str) -> String {
+        let name: String =
+            replica.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+        if name.is_empty() {
+            "replica".to_string()
+        } else {
+            name
+        }
+    }
+
     pub(super) fn new(prefix: &str) -> Keys {
         let prefix = prefix.trim_matches('/');
         Keys { prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") } }
@@ -88,6 +99,31 @@ impl Keys {
             ["refs", _, _] => Kind::Record,
             ["access", _, _] => Kind::Access,
             _ => Kind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Reference;
+
+    #[test]
+    fn keys_classify_back_to_what_they_hold() {
+        let digest = Digest::sha256_of(b"blob");
+        for prefix in ["", "mirror", "/a/b/"] {
+            let keys = Keys::new(prefix);
+            assert!(matches!(keys.classify(&keys.blob(&digest)), Kind::Blob(d) if d == digest), "{prefix}");
+            assert!(matches!(keys.classify(&keys.manifest(&digest)), Kind::Manifest(d) if d == digest), "{prefix}");
+            assert!(matches!(keys.classify(&keys.manifest_type(&digest)), Kind::Other), "{prefix}");
+            let image =
+                crate::reference::ImageKey::new("docker.io".parse().expect("ns"), "library/x".parse().expect("repo"));
+            let key = RefKey { image, reference: Reference::Tag("1".parse().expect("tag")) };
+            assert!(matches!(keys.classify(&keys.record(&key)), Kind::Record), "{prefix}");
+            let replica = Keys::replica_segment("http://10.0.0.5:8080");
+            assert_eq!(replica, "http___10.0.0.5_8080");
+            assert!(matches!(keys.classify(&keys.access(&replica, "00000001")), Kind::Access), "{prefix}");
+            assert!(matches!(keys.classify(&keys.probe(&replica)), Kind::Other), "{prefix}");
         }
     }
 }

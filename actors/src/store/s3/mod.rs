@@ -146,7 +146,7 @@ impl S3Storage {
             cap: settings.local_cache_size,
             busy: Arc::default(),
             writing: Arc::default(),
-            replica: settings.replica,
+            replica: Keys::replica_segment(&settings.replica),
             location,
         };
         Ok(store)
