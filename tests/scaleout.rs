@@ -260,3 +260,59 @@ fn a_killed_owner_mid_fetch_hands_the_transfer_over() {
     up.stop();
     replicas[owner].wait_exit(Duration::from_secs(5));
 }
+
+/// `serve` with this config: its exit code and standard error, or `None` if it was still running after 30 s.
+fn serve_exit(config: &std::path::Path) -> Option<(Option<i32>, String)> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ociregistry"))
+        .arg("--config-file")
+        .arg(config)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ociregistry");
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stderr = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().expect("stderr").read_to_string(&mut stderr);
+            return Some((status.code(), stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_missing_bucket_or_refused_key_stops_the_start_naming_it() {
+    let garage = Garage::start();
+    let dir = TestDir::new("s3-start");
+    let creds = dir.subdir("creds");
+    let base = |storage: &str| {
+        format!(
+            "imagePath: {}\nhost: 127.0.0.1\nport: {}\nregistries: []\n{storage}",
+            dir.subdir("cache").display(),
+            free_port()
+        )
+    };
+    let good = garage.storage_yaml(0, &creds, "64Mi");
+
+    let config = dir.path().join("no-bucket.yaml");
+    std::fs::write(&config, base(&good.replace("bucket: ociregistry", "bucket: no-such-bucket"))).expect("write");
+    let (code, stderr) = serve_exit(&config).expect("serve must not start on a missing bucket");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("storage.s3") && stderr.contains("no-such-bucket"), "{stderr}");
+
+    let wrong = dir.subdir("wrong");
+    let refused = garage.storage_yaml(0, &wrong, "64Mi");
+    std::fs::write(wrong.join("s3-secret-access-key"), "0".repeat(64)).expect("write secret");
+    let config = dir.path().join("refused.yaml");
+    std::fs::write(&config, base(&refused)).expect("write");
+    let (code, stderr) = serve_exit(&config).expect("serve must not start with refused credentials");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("storage.s3"), "{stderr}");
+    assert!(!stderr.contains(&garage.secret_access_key), "the secret leaked: {stderr}");
+}

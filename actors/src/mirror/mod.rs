@@ -113,6 +113,9 @@ pub enum StartError {
     /// An upstream's TLS settings are unusable.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// The bucket of `storage.s3` does not exist or refuses the credentials.
+    #[error("storage.s3: {0}")]
+    Bucket(String),
 }
 
 struct Inner {
@@ -175,7 +178,9 @@ impl Mirror {
             // A bucket may hold a great deal: it is listed in the background, and until then what a request needs
             // is found in the bucket directly (adopted into the index).
             StorageChoice::S3(settings) => {
-                let store = Store::new(Arc::new(S3Storage::open(*settings).await?), config.min_free_space);
+                let bucket = S3Storage::open(*settings).await?;
+                bucket.check_bucket().await.map_err(StartError::Bucket)?;
+                let store = Store::new(Arc::new(bucket), config.min_free_space);
                 (store, Inventory::default(), true)
             }
         };

@@ -42,6 +42,8 @@ use crate::graph::ManifestLinks;
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once.
 const PART_CONCURRENCY: usize = 4;
+/// How long the start-up check of the bucket waits for an answer.
+const BUCKET_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the bucket is and how to reach it.
 #[derive(Clone)]
@@ -150,6 +152,31 @@ impl S3Storage {
             location,
         };
         Ok(store)
+    }
+
+    /// Ask the bucket for one page of its listing: a missing bucket or refused credentials are an error that will not
+    /// go away (`Err`, the start fails naming them); a store that does not answer yet is only warned about (the
+    /// replica starts, not ready, and serves its local tier).
+    pub async fn check_bucket(&self) -> Result<(), String> {
+        let root = self.keys.root();
+        let probe = tokio::time::timeout(BUCKET_CHECK, self.bucket.list_with_delimiter(Some(&root))).await;
+        match probe {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(
+                e @ (object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }),
+            )) => Err(format!("{}: {e}", self.location)),
+            Ok(Err(e)) if is_refusal(&e) => Err(format!("{}: {e}", self.location)),
+            Ok(Err(e)) => {
+                tracing::warn!(store = %self.location, error = %e, "the bucket does not answer yet");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(store = %self.location, "the bucket did not answer within {BUCKET_CHECK:?}");
+                Ok(())
+            }
+        }
     }
 
     /// Wait until no other task writes or downloads `digest`; the guard holds it.
@@ -560,6 +587,15 @@ impl Storage for S3Storage {
         let _ = self.bucket.delete(&key).await;
         ok && self.local.probe_writable().await
     }
+}
+
+/// Whether a store error is the store refusing this bucket or these credentials (an S3 error code in its text), not
+/// a passing failure.
+fn is_refusal(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    ["NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"]
+        .iter()
+        .any(|code| text.contains(code))
 }
 
 /// A version for a bucket object: a hash of its ETag (or 0 when it has none).
