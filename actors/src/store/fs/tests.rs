@@ -97,7 +97,7 @@ async fn two_tags_sharing_a_digest_survive_the_scan_with_their_graph() {
     assert_eq!((inv.report.manifests, inv.report.refs, inv.report.quarantined), (1, 3, 0), "{:?}", inv.report);
     let m = &inv.manifests[0];
     assert_eq!((&m.meta.digest, m.meta.media_type.as_str(), m.meta.size), (&digest, mt, bytes.len() as u64));
-    assert_eq!(m.links.blobs, vec![layer], "the image graph is parsed from the stored bytes");
+    assert_eq!(&*m.links.blobs, [layer], "the image graph is parsed from the stored bytes");
 }
 
 #[tokio::test]
