@@ -11,7 +11,8 @@
 //! - An object appears under its final name only complete: a crash at any point leaves nothing half-written there.
 //! - Nothing here decides anything: verification, ordering and cache state belong to the cache actor, which calls
 //!   the mutating methods, one object at a time in the order it handled its messages. Readers (the front door, the
-//!   fetchers, the scrub) call only `open_blob`, `read_manifest`, `capacity`, `probe_writable` and `begin_blob`.
+//!   fetchers, the scrub) call only `open_blob`, `read_manifest`, `manifest_version`, `capacity`, `probe_writable`
+//!   and `begin_blob`.
 //! - Methods may block only inside the implementation's own blocking pool; the futures they return never block the
 //!   thread that polls them (quick metadata calls such as an `open` of a local file excepted).
 
@@ -84,8 +85,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Start writing a blob.
     async fn begin_blob(&self) -> Result<Box<dyn BlobWrite>, StoreError>;
 
-    /// A committed manifest's bytes, unverified. `Ok(None)` when it is not there.
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;
+    /// A committed manifest's bytes, unverified, with the version of the stored copy they were read from. `Ok(None)`
+    /// when it is not there.
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError>;
+
+    /// The version of a committed manifest's stored copy, without reading it (a quick metadata call, done inline).
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError>;
 
     /// Store a verified manifest and its media type, durably and atomically.
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError>;

@@ -1,16 +1,21 @@
 //! The in-memory index of everything committed to the cache: blobs (size, last access, last verified version),
-//! manifests (metadata and the image graph) and reference records (with their last-pulled time).
+//! manifests (metadata and the image graph) and reference records (with their last-pulled time), plus the hot
+//! manifests (`hot`: the verified bytes of recently served ones).
 //!
 //! Read concurrently by every HTTP worker through `Mirror` (sharded maps, no global lock: a cache hit takes one shard
 //! read lock and no disk access for a manifest HEAD). Written only by the `CacheActor` (and, before that actor
 //! starts, by the start-up rebuild it is handed): the write methods are crate-private and the cache actor is their
-//! only caller. Readers record what they used in `Touches`, which the actor drains; they never write here.
+//! only caller. Readers record what they used in `Touches`, which the actor drains; they never write here, except
+//! that a reader may keep the bytes of an indexed manifest it read and verified in the hot manifests (see
+//! `keep_manifest`), which the actor's un-indexing removes again.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 
+use super::hot::HotManifests;
 use crate::digest::Digest;
 use crate::graph::ManifestLinks;
 use crate::store::records::{ManifestMeta, RefKey, RefRecord, Version};
@@ -60,6 +65,7 @@ pub struct Index {
     blobs: DashMap<Digest, BlobEntry>,
     manifests: DashMap<Digest, ManifestEntry>,
     refs: DashMap<RefKey, RefEntry>,
+    hot: HotManifests,
 }
 
 impl Index {
@@ -131,6 +137,19 @@ impl Index {
         self.blobs.iter().map(|b| (b.key().clone(), b.size, b.accessed.load(Ordering::Relaxed))).collect()
     }
 
+    /// The verified bytes of a hot manifest, with the version of the stored copy they were read from.
+    pub(crate) fn hot_manifest(&self, digest: &Digest) -> Option<(Bytes, Version)> {
+        self.hot.get(digest)
+    }
+
+    /// Keep the verified bytes of a manifest read from `version` of its stored copy, if the manifest is indexed (any
+    /// reader may; the bytes go again when the cache actor un-indexes the manifest). The check and the insertion
+    /// happen under the hot manifests' lock, which `remove_manifest` takes after un-indexing, so bytes of a manifest
+    /// being un-indexed cannot outlive it.
+    pub(crate) fn keep_manifest(&self, digest: &Digest, bytes: Bytes, version: Version) {
+        self.hot.put_if(digest, bytes, version, || self.manifests.contains_key(digest));
+    }
+
     // ---- written by the cache actor only ----
 
     pub(crate) fn insert_blob(&self, digest: Digest, size: u64, accessed: i64, version: Version, verified: bool) {
@@ -157,8 +176,11 @@ impl Index {
         self.manifests.insert(meta.digest.clone(), ManifestEntry { meta, links: Arc::new(links) });
     }
 
+    /// Un-index a manifest, and drop its hot bytes.
     pub(crate) fn remove_manifest(&self, digest: &Digest) -> bool {
-        self.manifests.remove(digest).is_some()
+        let removed = self.manifests.remove(digest).is_some();
+        self.hot.remove(digest);
+        removed
     }
 
     /// Set a reference record; its last-pulled time is the later of the record's and the one already known.
@@ -175,5 +197,28 @@ impl Index {
 
     pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {
         self.refs.get(key).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(digest: &Digest) -> ManifestMeta {
+        ManifestMeta { digest: digest.clone(), media_type: "application/vnd.oci.image.index.v1+json".into(), size: 9 }
+    }
+
+    #[test]
+    fn manifest_bytes_are_kept_only_while_indexed() {
+        let index = Index::default();
+        let digest = Digest::sha256_of(b"{}");
+        index.keep_manifest(&digest, Bytes::from_static(b"{}"), Version(4));
+        assert_eq!(index.hot_manifest(&digest), None, "not indexed: not kept");
+        index.insert_manifest(meta(&digest), ManifestLinks::default());
+        index.keep_manifest(&digest, Bytes::from_static(b"{}"), Version(4));
+        assert_eq!(index.hot_manifest(&digest), Some((Bytes::from_static(b"{}"), Version(4))));
+        assert_eq!(index.manifest(&digest), Some(meta(&digest)));
+        index.remove_manifest(&digest);
+        assert_eq!(index.hot_manifest(&digest), None, "un-indexing drops the bytes");
     }
 }

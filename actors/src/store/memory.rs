@@ -23,7 +23,7 @@ type Buf = Arc<Mutex<Vec<u8>>>;
 #[derive(Debug, Default)]
 struct State {
     blobs: HashMap<Digest, (Buf, Version)>,
-    manifests: HashMap<Digest, (String, Bytes)>,
+    manifests: HashMap<Digest, (String, Bytes, Version)>,
     records: HashMap<RefKey, RefRecord>,
     access: Vec<AccessEntry>,
     capacity: Option<Capacity>,
@@ -129,7 +129,7 @@ impl Storage for SharedMemory {
             let size = buf.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
             inv.blobs.push(StoredBlob { digest: digest.clone(), size, stored: 0, version: *version });
         }
-        for (digest, (media_type, bytes)) in &state.manifests {
+        for (digest, (media_type, bytes, _)) in &state.manifests {
             let meta =
                 ManifestMeta { digest: digest.clone(), media_type: media_type.clone(), size: bytes.len() as u64 };
             let links = crate::graph::ManifestLinks::parse_or_empty(bytes);
@@ -153,12 +153,19 @@ impl Storage for SharedMemory {
         Ok(Box::new(MemoryWrite { store: self.0.clone(), buf: Buf::default() }))
     }
 
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
-        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, b)| b.clone()))
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, b, v)| (b.clone(), *v)))
+    }
+
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, _, v)| *v))
     }
 
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {
-        lock(&self.0.state).manifests.insert(digest.clone(), (media_type.to_string(), bytes));
+        let mut state = lock(&self.0.state);
+        state.next_version += 2; // the index keeps the lowest bit for itself
+        let version = Version(state.next_version);
+        state.manifests.insert(digest.clone(), (media_type.to_string(), bytes, version));
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! - `fs`: the filesystem backend over `imagePath`, the embedded default.
 //! - `memory` (tests): an in-memory backend, the test double of the coalescer's unit tests.
 //! - `writer`: hashing on top of any backend's blob writes; only verified bytes can be committed.
-//! - `index`: the in-memory index every reader consults, written only by the cache actor.
+//! - `index`: the in-memory index every reader consults, written only by the cache actor; `hot`: the verified bytes
+//!   of recently served manifests, kept with it.
 //! - `records`: the values stored and handed back.
 //!
 //! `Store` ties a backend to the index and the free-space reserve. Anyone may read through it (open a blob, read a
@@ -14,6 +15,7 @@
 
 mod backend;
 mod fs;
+mod hot;
 mod index;
 #[cfg(test)]
 pub(crate) mod memory;
@@ -83,11 +85,20 @@ impl Store {
         self.storage.open_blob(digest).await
     }
 
-    /// Read a manifest and check it against its digest.
+    /// Read a manifest and check it against its digest. A hot manifest is answered from memory while its stored copy
+    /// is the version its bytes were read (and verified) from; bytes read from the store are kept hot.
     pub async fn read_manifest(&self, digest: &Digest) -> Result<ManifestRead, StoreError> {
+        if let Some((bytes, version)) = self.index.hot_manifest(digest) {
+            if self.storage.manifest_version(digest).await?.is_some_and(|now| now.same(version)) {
+                return Ok(ManifestRead::Found(bytes));
+            }
+        }
         Ok(match self.storage.read_manifest(digest).await? {
             None => ManifestRead::Missing,
-            Some(bytes) if &Digest::of(digest.algorithm(), &bytes) == digest => ManifestRead::Found(bytes),
+            Some((bytes, version)) if &Digest::of(digest.algorithm(), &bytes) == digest => {
+                self.index.keep_manifest(digest, bytes.clone(), version);
+                ManifestRead::Found(bytes)
+            }
             Some(_) => ManifestRead::Corrupt,
         })
     }

@@ -86,6 +86,17 @@ pub(super) fn version_of(meta: &fs::Metadata) -> Version {
     Version(h.finish())
 }
 
+/// A whole file's bytes with the version of the copy they were read from (the version of the open file, so a rename
+/// over the path meanwhile cannot pair one copy's bytes with another's version).
+pub(super) fn read_versioned(path: &Path) -> std::io::Result<(Vec<u8>, Version)> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, version_of(&meta)))
+}
+
 /// Positioned reads of one open file. What the page cache holds is copied at once, on the caller's thread
 /// (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); whatever would have to wait for the disk is read on
 /// the blocking pool. A hot blob therefore costs no thread hop, and a cold one never blocks an HTTP worker. The handle

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use self::files::{blocking, io, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader};
+use self::files::{
+    blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader,
+};
 pub(crate) use self::inventory::media_type_of;
 use self::layout::Layout;
 use crate::digest::Digest;
@@ -107,14 +109,24 @@ impl Storage for FsStorage {
         Ok(Box::new(FileBlobWrite::create(self.layout.clone())?))
     }
 
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError> {
         let path = self.layout.manifest(digest);
-        blocking("read", move || match fs::read(&path) {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+        blocking("read", move || match read_versioned(&path) {
+            Ok((bytes, version)) => Ok(Some((Bytes::from(bytes), version))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io("read", &path, &e)),
         })
         .await
+    }
+
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError> {
+        // A quick metadata call, done inline: a hot manifest costs no thread hop.
+        let path = self.layout.manifest(digest);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(version_of(&meta))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("stat", &path, &e)),
+        }
     }
 
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {

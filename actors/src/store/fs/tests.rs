@@ -10,7 +10,7 @@ use super::layout::Layout;
 use super::FsStorage;
 use crate::digest::Digest;
 use crate::reference::{ImageKey, Reference};
-use crate::store::{AccessEntry, FinishError, RefRecord, Storage, Store, StoredObject};
+use crate::store::{AccessEntry, FinishError, ManifestRead, RefRecord, Storage, Store, StoredObject};
 
 fn image() -> ImageKey {
     ImageKey::new("docker.io".parse().expect("ns"), "library/hello".parse().expect("repo"))
@@ -166,4 +166,26 @@ async fn access_times_survive_a_reopen_and_a_rewrite() {
     assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob.clone(), at: 9 }]);
     storage.rewrite_access(vec![AccessEntry { object: blob.clone(), at: 7 }]).await.expect("rewrite");
     assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob, at: 7 }]);
+}
+
+#[tokio::test]
+async fn a_hot_manifest_is_served_from_memory_only_while_its_stored_copy_is_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let digest = Digest::sha256_of(&bytes);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    store.storage().put_manifest(&digest, mt, bytes.clone()).await.expect("put");
+    let meta = crate::store::ManifestMeta { digest: digest.clone(), media_type: mt.into(), size: bytes.len() as u64 };
+    store.index().insert_manifest(meta, crate::graph::ManifestLinks::default());
+    let read = || async { store.read_manifest(&digest).await.expect("read") };
+    assert!(matches!(read().await, ManifestRead::Found(b) if b == bytes));
+    assert!(store.index().hot_manifest(&digest).is_some(), "kept hot once read and verified");
+    assert!(matches!(read().await, ManifestRead::Found(b) if b == bytes), "a hit");
+    // Damaged in place (same size): the stored copy's version changes, so it is read and checked again.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    fs::write(layout.manifest(&digest), br#"{"schemaVersion":3}"#).expect("damage");
+    assert!(matches!(read().await, ManifestRead::Corrupt), "never served from memory once the stored copy changed");
+    fs::remove_file(layout.manifest(&digest)).expect("delete");
+    assert!(matches!(read().await, ManifestRead::Missing));
 }
