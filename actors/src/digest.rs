@@ -121,6 +121,14 @@ impl Digest {
         }
     }
 
+    /// A digest from its raw hash bytes (`None` when they are not as long as the algorithm's hash).
+    pub(crate) fn from_bytes(alg: DigestAlgorithm, bytes: &[u8]) -> Option<Digest> {
+        Some(Digest(match alg {
+            DigestAlgorithm::Sha256 => Raw::Sha256(bytes.try_into().ok()?),
+            DigestAlgorithm::Sha512 => Raw::Sha512(Box::new(bytes.try_into().ok()?)),
+        }))
+    }
+
     /// Hashes `bytes` with `alg`.
     pub fn of(alg: DigestAlgorithm, bytes: &[u8]) -> Digest {
         let mut digester = Digester::new(alg);

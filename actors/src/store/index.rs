@@ -3,22 +3,31 @@
 //! manifests (`hot`: the verified bytes of recently served ones).
 //!
 //! Read concurrently by every HTTP worker through `Mirror` (sharded maps, no global lock: a cache hit takes one shard
-//! read lock and no disk access for a manifest HEAD). Written only by the `CacheActor` (and, before that actor
-//! starts, by the start-up rebuild it is handed): the write methods are crate-private and the cache actor is their
-//! only caller. Readers record what they used in `Touches`, which the actor drains; they never write here, except
-//! that a reader may keep the bytes of an indexed manifest it read and verified in the hot manifests (see
-//! `keep_manifest`), which the actor's un-indexing removes again.
+//! read lock and no disk access for a manifest HEAD). Written only by the `CacheActor`: the write methods are
+//! crate-private and the cache actor is their only caller. Readers record what they used in `Touches`, which the
+//! actor drains; they never write here, except that a reader may keep the bytes of an indexed manifest it read and
+//! verified in the hot manifests (see `keep_manifest`), which the actor's un-indexing removes again.
+//!
+//! **Lean entries.** With 100,000 cached images the index is most of the server's memory, so an entry holds no copy
+//! of what its key already says and as few allocations as it can: digests are raw bytes (`Digest`); a reference is
+//! keyed by one byte string and its entry keeps only the digest and two times (the record is rebuilt from the key);
+//! media types are interned; an image graph is one byte string of raw digests (`compact`). Measured: about 350 bytes
+//! per cached image of one tag and three links (docs/benchmarks.md, start-up).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 
+use super::compact::{key_bytes, key_of, links_bytes, links_of};
 use super::hot::HotManifests;
 use crate::digest::Digest;
 use crate::graph::ManifestLinks;
 use crate::store::records::{ManifestMeta, RefKey, RefRecord, Version};
+
+/// Distinct media types interned (they come from upstreams; beyond this each manifest keeps its own copy).
+const INTERNED_MEDIA_TYPES: usize = 64;
 
 /// A cached blob as the index knows it.
 #[derive(Debug)]
@@ -37,14 +46,20 @@ fn pack(version: Version, verified: bool) -> u64 {
 
 #[derive(Debug)]
 struct ManifestEntry {
-    meta: ManifestMeta,
-    links: Arc<ManifestLinks>,
+    /// Interned: a handful of media types are shared by every manifest.
+    media_type: Arc<str>,
+    size: u64,
+    /// The image graph, compact (`compact::links_bytes`).
+    links: Box<[u8]>,
 }
 
 #[derive(Debug)]
 struct RefEntry {
-    record: RefRecord,
-    /// Last pull (unix seconds), newer than `record.pulled` once clients pulled since the record was written.
+    /// The manifest the reference names.
+    digest: Digest,
+    /// When the record was first stored (unix seconds).
+    created: i64,
+    /// Last pull (unix seconds): the record's, or newer once clients pulled since it was written.
     pulled: AtomicI64,
 }
 
@@ -64,7 +79,9 @@ pub struct BlobInfo {
 pub struct Index {
     blobs: DashMap<Digest, BlobEntry>,
     manifests: DashMap<Digest, ManifestEntry>,
-    refs: DashMap<RefKey, RefEntry>,
+    /// By the reference key's compact form (`compact::key_bytes`).
+    refs: DashMap<Box<[u8]>, RefEntry>,
+    media_types: Mutex<Vec<Arc<str>>>,
     hot: HotManifests,
 }
 
@@ -79,23 +96,32 @@ impl Index {
 
     /// A manifest's metadata, if cached.
     pub fn manifest(&self, digest: &Digest) -> Option<ManifestMeta> {
-        self.manifests.get(digest).map(|m| m.meta.clone())
+        self.manifests.get(digest).map(|m| ManifestMeta {
+            digest: digest.clone(),
+            media_type: m.media_type.to_string(),
+            size: m.size,
+        })
+    }
+
+    /// Whether a manifest is cached.
+    pub fn has_manifest(&self, digest: &Digest) -> bool {
+        self.manifests.contains_key(digest)
     }
 
     /// What a cached manifest references.
     pub fn links(&self, digest: &Digest) -> Option<Arc<ManifestLinks>> {
-        self.manifests.get(digest).map(|m| m.links.clone())
+        self.manifests.get(digest).map(|m| Arc::new(links_of(&m.links)))
     }
 
     /// The manifest a reference (a tag, or a digest pulled through this repository) names, if it is cached.
     pub fn resolve(&self, key: &RefKey) -> Option<ManifestMeta> {
-        let digest = self.refs.get(key)?.record.digest.clone();
+        let digest = self.ref_digest(key)?;
         self.manifest(&digest)
     }
 
     /// The digest a reference record names.
     pub fn ref_digest(&self, key: &RefKey) -> Option<Digest> {
-        self.refs.get(key).map(|r| r.record.digest.clone())
+        self.refs.get(&*key_bytes(key)).map(|r| r.digest.clone())
     }
 
     /// Number of cached blobs and their total size.
@@ -106,7 +132,7 @@ impl Index {
 
     /// Number of cached manifests and their total size.
     pub fn manifest_totals(&self) -> (usize, u64) {
-        let bytes = self.manifests.iter().map(|m| m.meta.size).sum();
+        let bytes = self.manifests.iter().map(|m| m.size).sum();
         (self.manifests.len(), bytes)
     }
 
@@ -117,19 +143,15 @@ impl Index {
 
     /// Every reference record, with its current last-pulled time.
     pub fn refs(&self) -> Vec<RefRecord> {
-        self.refs
-            .iter()
-            .map(|e| {
-                let mut record = e.record.clone();
-                record.pulled = e.pulled.load(Ordering::Relaxed);
-                record
-            })
-            .collect()
+        self.refs.iter().filter_map(|e| Some(record_of(&key_of(e.key())?, e.value()))).collect()
     }
 
     /// Every cached manifest.
     pub fn manifests(&self) -> Vec<ManifestMeta> {
-        self.manifests.iter().map(|m| m.meta.clone()).collect()
+        self.manifests
+            .iter()
+            .map(|m| ManifestMeta { digest: m.key().clone(), media_type: m.media_type.to_string(), size: m.size })
+            .collect()
     }
 
     /// Every cached blob with its size and last access.
@@ -152,6 +174,18 @@ impl Index {
 
     // ---- written by the cache actor only ----
 
+    fn intern(&self, media_type: &str) -> Arc<str> {
+        let mut known = self.media_types.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = known.iter().find(|m| &***m == media_type) {
+            return found.clone();
+        }
+        let new: Arc<str> = media_type.into();
+        if known.len() < INTERNED_MEDIA_TYPES {
+            known.push(new.clone());
+        }
+        new
+    }
+
     pub(crate) fn insert_blob(&self, digest: Digest, size: u64, accessed: i64, version: Version, verified: bool) {
         let state = AtomicU64::new(pack(version, verified));
         self.blobs.insert(digest, BlobEntry { size, accessed: AtomicI64::new(accessed), state });
@@ -173,7 +207,9 @@ impl Index {
     }
 
     pub(crate) fn insert_manifest(&self, meta: ManifestMeta, links: ManifestLinks) {
-        self.manifests.insert(meta.digest.clone(), ManifestEntry { meta, links: Arc::new(links) });
+        let entry =
+            ManifestEntry { media_type: self.intern(&meta.media_type), size: meta.size, links: links_bytes(&links) };
+        self.manifests.insert(meta.digest, entry);
     }
 
     /// Un-index a manifest, and drop its hot bytes.
@@ -186,17 +222,30 @@ impl Index {
     /// Set a reference record; its last-pulled time is the later of the record's and the one already known.
     pub(crate) fn set_ref(&self, record: RefRecord) {
         let key = record.key();
-        let known = self.refs.get(&key).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
+        let compact = key_bytes(&key).into_boxed_slice();
+        let known = self.refs.get(&compact).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
         let pulled = AtomicI64::new(known.max(record.pulled));
-        self.refs.insert(key, RefEntry { record, pulled });
+        self.refs.insert(compact, RefEntry { digest: record.digest, created: record.created, pulled });
     }
 
     pub(crate) fn remove_ref(&self, key: &RefKey) -> Option<RefRecord> {
-        self.refs.remove(key).map(|(_, e)| e.record)
+        self.refs.remove(&*key_bytes(key)).map(|(_, entry)| record_of(key, &entry))
     }
 
     pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {
-        self.refs.get(key).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
+        self.refs.get(&*key_bytes(key)).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
+    }
+}
+
+/// The record a reference entry stands for.
+fn record_of(key: &RefKey, entry: &RefEntry) -> RefRecord {
+    RefRecord {
+        namespace: key.image.ns().clone(),
+        repository: key.image.repo().clone(),
+        reference: key.reference.clone(),
+        digest: entry.digest.clone(),
+        created: entry.created,
+        pulled: entry.pulled.load(Ordering::Relaxed),
     }
 }
 

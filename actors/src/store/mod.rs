@@ -5,7 +5,7 @@
 //! - `memory` (tests): an in-memory backend, the test double of the coalescer's unit tests.
 //! - `writer`: hashing on top of any backend's blob writes; only verified bytes can be committed.
 //! - `index`: the in-memory index every reader consults, written only by the cache actor; `hot`: the verified bytes
-//!   of recently served manifests, kept with it.
+//!   of recently served manifests, kept with it; `compact`: the compact forms of its keys and image graphs.
 //! - `records`: the values stored and handed back.
 //!
 //! `Store` ties a backend to the index and the free-space reserve. Anyone may read through it (open a blob, read a
@@ -14,6 +14,7 @@
 //! stats or renames a file of the cache.
 
 mod backend;
+mod compact;
 mod fs;
 mod hot;
 mod index;
