@@ -14,7 +14,7 @@ use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{ManifestMeta, RefKey, StoredObject, VerifiedBlob, Version};
+use crate::store::{Inventory, ManifestMeta, RefKey, StoredObject, VerifiedBlob, Version};
 use crate::transfer::Transfer;
 use crate::upstream::Upstream;
 
@@ -189,6 +189,18 @@ pub struct BlobVerified {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
+
+/// The start-up load (`cache/load.rs`) -> `CacheActor` (`send`, for backpressure): a batch of what the store's scan
+/// found, to index unless the actor changed those objects since start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Loaded(pub Inventory);
+
+/// The start-up load -> `CacheActor` (`send`): the scan is over; the index now holds everything stored. Carries how
+/// long the scan took.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LoadDone(pub std::time::Duration);
 
 // ---------------------------------------------------------------------------------------------------------------
 // To an image actor

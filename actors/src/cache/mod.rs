@@ -14,10 +14,11 @@
 //! it pass it through for `TOO_LARGE_MEMORY` before a fetch tries to cache it again.
 //!
 //! Files: `handlers` (the messages), `persist` (the ordered write queue), `access` (access times), `scrub` (the
-//! background verification).
+//! background verification), `load` (the index filled from the store in the background at start).
 
 mod access;
 mod handlers;
+mod load;
 mod persist;
 mod scrub;
 
@@ -34,7 +35,7 @@ pub use self::scrub::ScrubSettings;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::metrics::Metrics;
-use crate::store::{now_unix, Inventory, Store, StoredObject};
+use crate::store::{now_unix, Store, StoredObject};
 use crate::transfer::Transfer;
 
 /// How long the cache refuses writes after finding its directory unwritable.
@@ -64,32 +65,13 @@ pub struct CacheActor {
     access: AccessBook,
     scrub: ScrubSettings,
     metrics: Arc<Metrics>,
+    /// The start-up load's findings so far.
+    load: load::LoadState,
 }
 
 impl CacheActor {
-    /// An actor over `store`, whose index it fills from `inventory` (the start-up scan).
-    pub fn new(
-        store: Store,
-        inventory: Inventory,
-        touches: Arc<Touches>,
-        scrub: ScrubSettings,
-        metrics: Arc<Metrics>,
-    ) -> CacheActor {
-        let index = store.index();
-        let mut accessed: HashMap<StoredObject, i64> =
-            inventory.access.into_iter().map(|entry| (entry.object, entry.at)).collect();
-        for blob in inventory.blobs {
-            let at = accessed.remove(&StoredObject::Blob(blob.digest.clone())).unwrap_or(0).max(blob.stored);
-            index.insert_blob(blob.digest, blob.size, at, blob.version, false);
-        }
-        for manifest in inventory.manifests {
-            index.insert_manifest(manifest.meta, manifest.links);
-        }
-        for mut record in inventory.records {
-            let at = accessed.remove(&StoredObject::Record(record.key())).unwrap_or(0);
-            record.pulled = record.pulled.max(at);
-            index.set_ref(record);
-        }
+    /// An actor over `store`, whose index it fills from the store's scan in the background once started.
+    pub fn new(store: Store, touches: Arc<Touches>, scrub: ScrubSettings, metrics: Arc<Metrics>) -> CacheActor {
         CacheActor {
             store,
             claims: HashMap::new(),
@@ -100,6 +82,7 @@ impl CacheActor {
             access: AccessBook::default(),
             scrub,
             metrics,
+            load: load::LoadState::default(),
         }
     }
 
@@ -179,7 +162,8 @@ impl CacheActor {
         let index = self.store.index().clone();
         let live = index.blob_totals().0 + index.ref_count();
         let storage = self.store.storage().clone();
-        let rewrite = self.access.journal_lines + entries.len() > 2 * live + JOURNAL_SLACK;
+        // Not while the index is loading: it does not hold every object's time yet.
+        let rewrite = !index.loading() && self.access.journal_lines + entries.len() > 2 * live + JOURNAL_SLACK;
         let written = entries.len();
         if written == 0 && !rewrite {
             then();
@@ -227,7 +211,8 @@ impl Actor for CacheActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(ACCESS_DRAIN, |act, _ctx| act.drain_touches());
         ctx.run_interval(ACCESS_FLUSH, |act, ctx| act.flush_access(ctx, || {}));
-        actix_rt::spawn(scrub::run(self.store.clone(), ctx.address(), self.scrub));
+        // The scrub starts when the load is done.
+        actix_rt::spawn(load::run(self.store.clone(), ctx.address()));
     }
 }
 

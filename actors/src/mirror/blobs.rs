@@ -84,7 +84,7 @@ impl Mirror {
     /// A server out of file descriptors or memory is not damage: that is an error for this request only.
     async fn open_stored(&self, digest: &Digest) -> Result<Option<(OpenedBlob, BlobInfo)>, MirrorError> {
         let Some(info) = self.index().blob(digest) else {
-            return Ok(None);
+            return self.open_while_loading(digest).await;
         };
         let (fault, version) = match self.inner.store.open_blob(digest).await {
             Ok(Some(opened)) if opened.size == info.size => return Ok(Some((opened, info))),

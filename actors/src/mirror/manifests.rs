@@ -53,6 +53,9 @@ impl Mirror {
             };
             self.report_damage(StoredObject::Manifest(meta.digest), fault, None).await;
         }
+        if let Some(resp) = self.manifest_while_loading(image, reference, want_body).await? {
+            return Ok(resp);
+        }
         metrics.cache_requests.with_label_values(&["manifest", "miss"]).inc();
         let reply = self.ask(image, GetManifest { reference: reference.clone() }).await??;
         Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: false })

@@ -7,11 +7,13 @@
 //! then fetches the object again.
 //!
 //! Files: `admission` (which namespaces may be dialled), `actors` (the registry of live image actors), `manifests`
-//! and `blobs` (serving), `response` (what the HTTP layer gets back).
+//! and `blobs` (serving), `loading` (misses looked up in the store while the index loads at start), `response` (what
+//! the HTTP layer gets back).
 
 mod actors;
 mod admission;
 mod blobs;
+mod loading;
 mod manifests;
 mod response;
 
@@ -33,7 +35,7 @@ use crate::image::ImageActor;
 use crate::messages::{Fault, Flush, Invalidate, ReportDamage};
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
-use crate::store::{FsStorage, Index, RebuildReport, RefKey, Store, StoredObject, Version};
+use crate::store::{FsStorage, Index, RefKey, Store, StoredObject, Version};
 use crate::upstream::auth::Credentials;
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
@@ -105,9 +107,10 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Lock and scan the cache directory, build every upstream's TLS configuration, and start the actors. Must be
-    /// called inside a running actix system.
-    pub async fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
+    /// Lock the cache directory, build every upstream's TLS configuration, and start the actors. Returns at once: the
+    /// index is loaded from the store in the background (cached content is served meanwhile). Must be called inside
+    /// a running actix system.
+    pub async fn start(config: MirrorConfig) -> Result<Mirror, StartError> {
         // Trusts nothing: unlisted namespaces are checked with it, and admitted ones connect through it.
         let guard = Arc::new(AddressGuard::new(config.policy));
         let hosts = config.upstreams.iter().map(|s| (s.namespace.as_str(), &*s.base_url));
@@ -131,11 +134,9 @@ impl Mirror {
         let default_tls = client_config("", &TlsOptions::default())?;
         let storage = FsStorage::open(&config.image_path)?;
         let store = Store::new(Arc::new(storage), config.min_free_space);
-        let inventory = store.storage().inventory().await;
-        let report = inventory.report.clone();
         let metrics = Arc::new(Metrics::new());
         let touches = Arc::new(Touches::default());
-        let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone()).start();
+        let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone()).start();
         let timeouts = config.timeouts;
         let pool_metrics = metrics.clone();
         let pool = UpstreamPool::start_in_arbiter(&Arbiter::new().handle(), move |_| {
@@ -150,7 +151,7 @@ impl Mirror {
             touches,
             metrics,
         };
-        Ok((Mirror { inner: Arc::new(inner) }, report))
+        Ok(Mirror { inner: Arc::new(inner) })
     }
 
     /// The metrics every part records into.

@@ -8,13 +8,19 @@
 //! actor drains; they never write here, except that a reader may keep the bytes of an indexed manifest it read and
 //! verified in the hot manifests (see `keep_manifest`), which the actor's un-indexing removes again.
 //!
+//! **Loaded in the background.** At start the index is empty and `loading()` is true while the store's scan feeds it
+//! (through the cache actor, `cache/load.rs`); readers that miss meanwhile look in the store directly. Whatever the
+//! actor changes while the scan runs (a blob committed, a tag relinked or invalidated, damage un-indexed) is noted,
+//! and the scan's older view of those objects is not applied over it (`load`).
+//!
 //! **Lean entries.** With 100,000 cached images the index is most of the server's memory, so an entry holds no copy
 //! of what its key already says and as few allocations as it can: digests are raw bytes (`Digest`); a reference is
 //! keyed by one byte string and its entry keeps only the digest and two times (the record is rebuilt from the key);
 //! media types are interned; an image graph is one byte string of raw digests (`compact`). Measured: about 350 bytes
 //! per cached image of one tag and three links (docs/benchmarks.md, start-up).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -24,7 +30,7 @@ use super::compact::{key_bytes, key_of, links_bytes, links_of};
 use super::hot::HotManifests;
 use crate::digest::Digest;
 use crate::graph::ManifestLinks;
-use crate::store::records::{ManifestMeta, RefKey, RefRecord, Version};
+use crate::store::records::{ManifestMeta, RefKey, RefRecord, StoredObject, Version};
 
 /// Distinct media types interned (they come from upstreams; beyond this each manifest keeps its own copy).
 const INTERNED_MEDIA_TYPES: usize = 64;
@@ -74,6 +80,14 @@ pub struct BlobInfo {
     pub verified: bool,
 }
 
+/// The background load at start: whether it still runs, and what the cache actor changed meanwhile.
+#[derive(Debug, Default)]
+struct Loading {
+    done: AtomicBool,
+    /// Objects the actor indexed or un-indexed while the scan ran: the scan's (older) view of them is not applied.
+    changed: Mutex<HashSet<StoredObject>>,
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -83,9 +97,15 @@ pub struct Index {
     refs: DashMap<Box<[u8]>, RefEntry>,
     media_types: Mutex<Vec<Arc<str>>>,
     hot: HotManifests,
+    loading: Loading,
 }
 
 impl Index {
+    /// Whether the start-up load is still filling the index (a miss may then be in the store all the same).
+    pub fn loading(&self) -> bool {
+        !self.loading.done.load(Ordering::Acquire)
+    }
+
     /// A blob, if cached.
     pub fn blob(&self, digest: &Digest) -> Option<BlobInfo> {
         self.blobs.get(digest).map(|b| {
@@ -174,6 +194,13 @@ impl Index {
 
     // ---- written by the cache actor only ----
 
+    /// Note a change the actor made while the start-up load runs.
+    fn changed(&self, object: impl FnOnce() -> StoredObject) {
+        if self.loading() {
+            self.loading.changed.lock().unwrap_or_else(|p| p.into_inner()).insert(object());
+        }
+    }
+
     fn intern(&self, media_type: &str) -> Arc<str> {
         let mut known = self.media_types.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = known.iter().find(|m| &***m == media_type) {
@@ -187,11 +214,13 @@ impl Index {
     }
 
     pub(crate) fn insert_blob(&self, digest: Digest, size: u64, accessed: i64, version: Version, verified: bool) {
+        self.changed(|| StoredObject::Blob(digest.clone()));
         let state = AtomicU64::new(pack(version, verified));
         self.blobs.insert(digest, BlobEntry { size, accessed: AtomicI64::new(accessed), state });
     }
 
     pub(crate) fn remove_blob(&self, digest: &Digest) -> bool {
+        self.changed(|| StoredObject::Blob(digest.clone()));
         self.blobs.remove(digest).is_some()
     }
 
@@ -207,6 +236,7 @@ impl Index {
     }
 
     pub(crate) fn insert_manifest(&self, meta: ManifestMeta, links: ManifestLinks) {
+        self.changed(|| StoredObject::Manifest(meta.digest.clone()));
         let entry =
             ManifestEntry { media_type: self.intern(&meta.media_type), size: meta.size, links: links_bytes(&links) };
         self.manifests.insert(meta.digest, entry);
@@ -214,6 +244,7 @@ impl Index {
 
     /// Un-index a manifest, and drop its hot bytes.
     pub(crate) fn remove_manifest(&self, digest: &Digest) -> bool {
+        self.changed(|| StoredObject::Manifest(digest.clone()));
         let removed = self.manifests.remove(digest).is_some();
         self.hot.remove(digest);
         removed
@@ -222,6 +253,7 @@ impl Index {
     /// Set a reference record; its last-pulled time is the later of the record's and the one already known.
     pub(crate) fn set_ref(&self, record: RefRecord) {
         let key = record.key();
+        self.changed(|| StoredObject::Record(key.clone()));
         let compact = key_bytes(&key).into_boxed_slice();
         let known = self.refs.get(&compact).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
         let pulled = AtomicI64::new(known.max(record.pulled));
@@ -229,11 +261,58 @@ impl Index {
     }
 
     pub(crate) fn remove_ref(&self, key: &RefKey) -> Option<RefRecord> {
+        self.changed(|| StoredObject::Record(key.clone()));
         self.refs.remove(&*key_bytes(key)).map(|(_, entry)| record_of(key, &entry))
     }
 
     pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {
         self.refs.get(&*key_bytes(key)).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
+    }
+
+    // ---- the start-up load, applied by the cache actor ----
+
+    /// Whether the actor changed `object` since the load began (then the scan's view of it is stale).
+    pub(crate) fn changed_since_start(&self, object: &StoredObject) -> bool {
+        self.loading.changed.lock().unwrap_or_else(|p| p.into_inner()).contains(object)
+    }
+
+    /// Index a blob the scan found, unless the actor changed it meanwhile.
+    pub(crate) fn load_blob(&self, digest: Digest, size: u64, accessed: i64, version: Version) {
+        if !self.blobs.contains_key(&digest) && !self.changed_since_start(&StoredObject::Blob(digest.clone())) {
+            let state = AtomicU64::new(pack(version, false));
+            self.blobs.insert(digest, BlobEntry { size, accessed: AtomicI64::new(accessed), state });
+        }
+    }
+
+    /// Index a manifest the scan found, unless the actor changed it meanwhile.
+    pub(crate) fn load_manifest(&self, meta: ManifestMeta, links: ManifestLinks) {
+        let object = StoredObject::Manifest(meta.digest.clone());
+        if !self.manifests.contains_key(&meta.digest) && !self.changed_since_start(&object) {
+            let entry = ManifestEntry {
+                media_type: self.intern(&meta.media_type),
+                size: meta.size,
+                links: links_bytes(&links),
+            };
+            self.manifests.insert(meta.digest, entry);
+        }
+    }
+
+    /// Index a reference record the scan found, unless the actor changed it meanwhile.
+    pub(crate) fn load_ref(&self, record: RefRecord) {
+        let key = record.key();
+        let compact = key_bytes(&key).into_boxed_slice();
+        if !self.refs.contains_key(&compact) && !self.changed_since_start(&StoredObject::Record(key)) {
+            let entry =
+                RefEntry { digest: record.digest, created: record.created, pulled: AtomicI64::new(record.pulled) };
+            self.refs.insert(compact, entry);
+        }
+    }
+
+    /// The load is over: the index holds everything stored.
+    pub(crate) fn finish_load(&self) {
+        self.loading.done.store(true, Ordering::Release);
+        let mut changed = self.loading.changed.lock().unwrap_or_else(|p| p.into_inner());
+        *changed = HashSet::new();
     }
 }
 
@@ -252,9 +331,51 @@ fn record_of(key: &RefKey, entry: &RefEntry) -> RefRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{ImageKey, Reference};
+
+    fn record(tag: &str, manifest: &Digest) -> RefRecord {
+        let image = ImageKey::new("docker.io".parse().expect("ns"), "library/app".parse().expect("repo"));
+        RefRecord {
+            namespace: image.ns().clone(),
+            repository: image.repo().clone(),
+            reference: tag.parse::<Reference>().expect("tag"),
+            digest: manifest.clone(),
+            created: 1,
+            pulled: 2,
+        }
+    }
 
     fn meta(digest: &Digest) -> ManifestMeta {
         ManifestMeta { digest: digest.clone(), media_type: "application/vnd.oci.image.index.v1+json".into(), size: 9 }
+    }
+
+    #[test]
+    fn the_load_never_overrides_what_the_actor_changed_since_start() {
+        let index = Index::default();
+        let (old, new) = (Digest::sha256_of(b"old"), Digest::sha256_of(b"new"));
+        assert!(index.loading());
+        // Relinked, and invalidated, while the scan still had the old view of both.
+        index.set_ref(record("relinked", &new));
+        index.remove_ref(&record("gone", &old).key());
+        index.remove_blob(&old);
+        index.load_ref(record("relinked", &old));
+        index.load_ref(record("gone", &old));
+        index.load_blob(old.clone(), 3, 0, Version(2));
+        index.load_ref(record("untouched", &old));
+        assert_eq!(index.ref_digest(&record("relinked", &old).key()), Some(new.clone()), "the actor's link stays");
+        assert_eq!(index.ref_digest(&record("gone", &old).key()), None, "an invalidated tag stays gone");
+        assert_eq!(index.blob(&old), None, "a blob found damaged stays un-indexed");
+        assert_eq!(index.ref_digest(&record("untouched", &old).key()), Some(old.clone()), "the rest is loaded");
+        index.finish_load();
+        assert!(!index.loading());
+        index.remove_ref(&record("untouched", &old).key());
+        assert!(!index.changed_since_start(&StoredObject::Record(record("untouched", &old).key())));
+        let listed = index.refs();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].reference.to_string(), &listed[0].digest, listed[0].pulled),
+            ("relinked".into(), &new, 2)
+        );
     }
 
     #[test]

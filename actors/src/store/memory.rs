@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tokio::sync::mpsc;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -116,13 +117,9 @@ impl BlobWrite for MemoryWrite {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedMemory(pub(crate) Arc<MemoryStorage>);
 
-#[async_trait]
-impl Storage for SharedMemory {
-    fn location(&self) -> &str {
-        "memory"
-    }
-
-    async fn inventory(&self) -> Inventory {
+impl SharedMemory {
+    /// Everything stored, as the scan reports it.
+    fn snapshot(&self) -> Inventory {
         let state = lock(&self.0.state);
         let mut inv = Inventory::default();
         for (digest, (buf, version)) in &state.blobs {
@@ -138,6 +135,18 @@ impl Storage for SharedMemory {
         inv.records = state.records.values().cloned().collect();
         inv.access = state.access.clone();
         inv
+    }
+}
+
+#[async_trait]
+impl Storage for SharedMemory {
+    fn location(&self) -> &str {
+        "memory"
+    }
+
+    async fn scan(&self, found: mpsc::Sender<Inventory>) {
+        let inv = self.snapshot();
+        let _ = found.send(inv).await;
     }
 
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
@@ -159,6 +168,14 @@ impl Storage for SharedMemory {
 
     async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError> {
         Ok(lock(&self.0.state).manifests.get(digest).map(|(_, _, v)| *v))
+    }
+
+    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(t, _, _)| t.clone()))
+    }
+
+    async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError> {
+        Ok(lock(&self.0.state).records.get(key).cloned())
     }
 
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {
