@@ -179,7 +179,9 @@ fn scan_manifests(layout: &Layout, alg: DigestAlgorithm, tx: &mut Sender<'_>) ->
             continue;
         }
         let inv = &mut tx.batch;
-        let Some(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>().ok() else {
+        let parsed = format!("{}:{name}", alg.as_str()).parse::<Digest>().ok();
+        // Only regular files are read: opening anything else (a FIFO) could block the scan for ever.
+        let Some(digest) = parsed.filter(|_| entry.file_type().is_ok_and(|t| t.is_file())) else {
             quarantine_file(layout, &path, "not a manifest file named by its digest");
             inv.report.quarantined += 1;
             continue;
@@ -216,6 +218,11 @@ fn scan_records(layout: &Layout, tx: &mut Sender<'_>) -> bool {
     for shard in fs::read_dir(layout.refs_dir()).into_iter().flatten().flatten() {
         for entry in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
             let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                quarantine_file(layout, &path, "not a reference record file");
+                tx.batch.report.quarantined += 1;
+                continue;
+            }
             let Ok((bytes, version)) = read_versioned(&path) else {
                 continue;
             };

@@ -132,6 +132,21 @@ async fn the_scan_removes_partials_and_quarantines_what_cannot_be_indexed() {
 }
 
 #[tokio::test]
+async fn the_scan_never_opens_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    // A FIFO under a manifest's name: opening it for reading would block until a writer came.
+    let fifo = layout.manifest(&Digest::sha256_of(b"never written"));
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600), 0)
+        .expect("mkfifo");
+    let inv = tokio::time::timeout(std::time::Duration::from_secs(10), inventory(&**store.storage()))
+        .await
+        .expect("the scan does not block on a FIFO");
+    assert_eq!((inv.report.manifests, inv.report.quarantined), (0, 1), "{:?}", inv.report);
+    assert!(!fifo.exists(), "moved aside");
+}
+
+#[tokio::test]
 async fn quarantine_moves_only_the_version_found_damaged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, layout) = open(dir.path());
