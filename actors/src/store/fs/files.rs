@@ -97,10 +97,11 @@ pub(super) fn read_versioned(path: &Path) -> std::io::Result<(Vec<u8>, Version)>
     Ok((bytes, version_of(&meta)))
 }
 
-/// Positioned reads of one open file. What the page cache holds is copied at once, on the caller's thread
-/// (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); whatever would have to wait for the disk is read on
-/// the blocking pool. A hot blob therefore costs no thread hop, and a cold one never blocks an HTTP worker. The handle
-/// stays valid when the file is renamed or unlinked, so a reader keeps the bytes it opened.
+/// Positioned reads of one open file. A small read (up to `INLINE_READ`) copies what the page cache holds at once, on
+/// the caller's thread (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); larger reads, and whatever would
+/// have to wait for the disk, run on the blocking pool. A hot small blob therefore costs no thread hop, and a cold one
+/// never blocks an HTTP worker; a large blob's chunks are read on the pool while the worker sends the previous one.
+/// The handle stays valid when the file is renamed or unlinked, so a reader keeps the bytes it opened.
 pub(super) struct FileReader {
     pub(super) file: Arc<File>,
 }
@@ -120,10 +121,13 @@ fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> usize {
     filled
 }
 
+/// Reads up to this size are tried from the page cache on the caller's thread (the small blobs read whole).
+const INLINE_READ: usize = 64 * 1024;
+
 impl ObjectReader for FileReader {
     fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
         let mut buf = BytesMut::zeroed(len);
-        let cached = read_cached(&self.file, &mut buf, offset);
+        let cached = if len <= INLINE_READ { read_cached(&self.file, &mut buf, offset) } else { 0 };
         if cached == len {
             return futures_util::future::ready(Ok(buf.freeze())).boxed();
         }
