@@ -2,8 +2,6 @@
 
 use std::time::SystemTime;
 
-use actors::RebuildReport;
-
 use crate::config::Settings;
 
 fn ids() -> String {
@@ -19,8 +17,9 @@ fn ids() -> String {
     format!("{}:{}", field("Uid:"), field("Gid:"))
 }
 
-/// Print the banner to standard error (and log the cache summary).
-pub fn print(settings: &Settings, report: &RebuildReport) {
+/// Print the banner to standard error. The cache's index loads in the background; its summary is logged when done
+/// (`cache index loaded`).
+pub fn print(settings: &Settings) {
     let line = "-".repeat(70);
     let args: Vec<String> = std::env::args().collect();
     let upstreams: Vec<String> = settings.registries.iter().map(|r| r.to_string()).collect();
@@ -44,22 +43,8 @@ pub fn print(settings: &Settings, report: &RebuildReport) {
     );
     eprintln!("Command line: {}", args.join(" "));
     eprintln!("Config: {}", settings.config_source);
-    eprintln!(
-        "Cache: {} ({} manifests, {} tags/refs, {} blobs, {:.1} MB)",
-        settings.image_path.display(),
-        report.manifests,
-        report.refs,
-        report.blobs,
-        report.blob_bytes as f64 / 1e6
-    );
+    eprintln!("Cache: {} (its index loads in the background; served from meanwhile)", settings.image_path.display());
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
     eprintln!("Upstream policy: {} (namespaces not listed above)", settings.upstream_policy);
     eprintln!("{line}");
-    if report.partial_removed > 0 || report.quarantined > 0 {
-        tracing::warn!(
-            partial_removed = report.partial_removed,
-            quarantined = report.quarantined,
-            "cache rebuilt with repairs"
-        );
-    }
 }

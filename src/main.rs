@@ -105,16 +105,16 @@ fn main() -> ExitCode {
     // A start error is printed once on standard error; when the log goes to a file, it is logged there too.
     let log_to_file = settings.log_file.is_some();
     let image_path = settings.image_path.clone();
-    // Before the cache is opened: the index rebuild and every connection count against the limit.
+    // Before the cache is opened: the index load and every connection count against the limit.
     let fd_limit = http::limits::raise_fd_limit();
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
-        let (mirror, report) = match Mirror::start(mirror_config).await {
-            Ok(started) => started,
+        let mirror = match Mirror::start(mirror_config).await {
+            Ok(mirror) => mirror,
             Err(err @ StartError::Store(_)) => return Err(format!("imagePath {}: {err}", image_path.display())),
             Err(err) => return Err(err.to_string()),
         };
-        banner::print(&settings, &report);
+        banner::print(&settings);
         let preload = settings.life.preload_images.clone().map(|spec| {
             let platform =
                 actors::preload::PlatformFilter { os: settings.life.os.clone(), arch: settings.life.arch.clone() };

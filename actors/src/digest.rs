@@ -80,22 +80,53 @@ pub enum DigestError {
 }
 
 /// A validated digest of a supported algorithm with a lowercase hex encoding.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Deserialize)]
+///
+/// Held as the raw hash bytes (a sha256 digest inline, 33 bytes of 40, no allocation): the index keeps several per
+/// cached image, and the text form is written out only where it is shown (`Display`, `hex`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Digest {
-    algorithm: DigestAlgorithm,
-    hex: String,
+pub struct Digest(Raw);
+
+/// The hash bytes, by algorithm. Ordered as the text forms are: by algorithm, then hex (the same order as bytes).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Raw {
+    Sha256([u8; 32]),
+    Sha512(Box<[u8; 64]>),
 }
 
 impl Digest {
     /// The algorithm this digest was computed with.
     pub fn algorithm(&self) -> DigestAlgorithm {
-        self.algorithm
+        match self.0 {
+            Raw::Sha256(_) => DigestAlgorithm::Sha256,
+            Raw::Sha512(_) => DigestAlgorithm::Sha512,
+        }
     }
 
     /// The encoded (lowercase hex) part, without the `algorithm:` prefix.
-    pub fn hex(&self) -> &str {
-        &self.hex
+    pub fn hex(&self) -> Hex {
+        let bytes = self.bytes();
+        let mut buf = [0u8; 128];
+        let len = bytes.len() * 2;
+        // Cannot fail: the buffer is exactly twice the bytes' length.
+        let _ = hex::encode_to_slice(bytes, &mut buf[..len]);
+        Hex { buf, len }
+    }
+
+    /// The raw hash bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Raw::Sha256(b) => b,
+            Raw::Sha512(b) => &b[..],
+        }
+    }
+
+    /// A digest from its raw hash bytes (`None` when they are not as long as the algorithm's hash).
+    pub(crate) fn from_bytes(alg: DigestAlgorithm, bytes: &[u8]) -> Option<Digest> {
+        Some(Digest(match alg {
+            DigestAlgorithm::Sha256 => Raw::Sha256(bytes.try_into().ok()?),
+            DigestAlgorithm::Sha512 => Raw::Sha512(Box::new(bytes.try_into().ok()?)),
+        }))
     }
 
     /// Hashes `bytes` with `alg`.
@@ -108,6 +139,58 @@ impl Digest {
     /// Hashes `bytes` with SHA-256.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
         Digest::of(DigestAlgorithm::Sha256, bytes)
+    }
+}
+
+/// The lowercase hex form of a digest, written out on the stack (`Digest::hex`); reads as a `&str`.
+#[derive(Clone, Copy)]
+pub struct Hex {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl AsRef<str> for Hex {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl AsRef<std::path::Path> for Hex {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&**self)
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for Hex {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for Hex {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
     }
 }
 
@@ -145,7 +228,19 @@ impl FromStr for Digest {
         if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::NotLowercaseHex(s.to_owned()));
         }
-        Ok(Digest { algorithm, hex: encoded.to_owned() })
+        let raw = match algorithm {
+            DigestAlgorithm::Sha256 => {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(encoded, &mut b).map_err(|_| DigestError::NotLowercaseHex(s.to_owned()))?;
+                Raw::Sha256(b)
+            }
+            DigestAlgorithm::Sha512 => {
+                let mut b = Box::new([0u8; 64]);
+                hex::decode_to_slice(encoded, &mut b[..]).map_err(|_| DigestError::NotLowercaseHex(s.to_owned()))?;
+                Raw::Sha512(b)
+            }
+        };
+        Ok(Digest(raw))
     }
 }
 
@@ -159,7 +254,13 @@ impl TryFrom<String> for Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.as_str(), self.hex)
+        write!(f, "{}:{}", self.algorithm().as_str(), self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
     }
 }
 
@@ -200,11 +301,10 @@ impl Digester {
 
     /// Finishes hashing and returns the digest of everything fed so far.
     pub fn finalize(self) -> Digest {
-        let hex = match self.hasher {
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
-        };
-        Digest { algorithm: self.algorithm, hex }
+        Digest(match self.hasher {
+            Hasher::Sha256(h) => Raw::Sha256(h.finalize().into()),
+            Hasher::Sha512(h) => Raw::Sha512(Box::new(h.finalize().into())),
+        })
     }
 }
 
@@ -297,6 +397,16 @@ mod tests {
         assert_eq!(streaming.finalize(), whole);
         assert_eq!(whole.hex().len(), 128);
         assert_eq!(whole.to_string().parse::<Digest>(), Ok(whole));
+    }
+
+    #[test]
+    fn a_sha256_digest_needs_no_allocation() {
+        assert!(std::mem::size_of::<Digest>() <= 40, "{} bytes", std::mem::size_of::<Digest>());
+        let a = format!("sha256:{HEX64}").parse::<Digest>().expect("parses");
+        let b = format!("sha512:{}", "ab".repeat(64)).parse::<Digest>().expect("parses");
+        assert!(a < b, "ordered by algorithm first, as the text forms");
+        let lower = format!("sha256:{}", "0".repeat(64)).parse::<Digest>().expect("parses");
+        assert!(lower < a, "then by hex, as the text forms");
     }
 
     #[test]

@@ -11,13 +11,13 @@ use serde::Deserialize;
 
 use crate::digest::Digest;
 
-/// What one manifest references.
+/// What one manifest references. Boxed slices, exactly as long as the lists: the index holds one per cached manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestLinks {
     /// Blobs: the config and the layers (or an artifact's blobs).
-    pub blobs: Vec<Digest>,
+    pub blobs: Box<[Digest]>,
     /// Child manifests (of an index or manifest list).
-    pub manifests: Vec<Digest>,
+    pub manifests: Box<[Digest]>,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +57,7 @@ impl ManifestLinks {
         }
         blobs.extend(digests(&any.layers));
         blobs.extend(digests(&any.blobs));
-        Ok(ManifestLinks { blobs, manifests: digests(&any.manifests) })
+        Ok(ManifestLinks { blobs: blobs.into(), manifests: digests(&any.manifests).into() })
     }
 
     /// Parse, or no references at all for bytes that are not a manifest we understand (they are still served).

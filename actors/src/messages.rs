@@ -14,7 +14,7 @@ use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::reference::{ImageKey, Reference};
-use crate::store::{ManifestMeta, RefKey, RefRecord, StoredObject, VerifiedBlob, Version};
+use crate::store::{Inventory, ManifestMeta, RefKey, RefRecord, StoredObject, VerifiedBlob, Version};
 use crate::transfer::Transfer;
 use crate::upstream::Upstream;
 
@@ -266,15 +266,6 @@ pub struct BlobVerified {
     pub version: Version,
 }
 
-/// Start-up (through `Mirror`) -> `CacheActor`: a store scan that ran while the mirror already served (a shared
-/// bucket) found this; index it. Entries indexed meanwhile win.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Inventoried {
-    /// What the scan found.
-    pub inventory: crate::store::Inventory,
-}
-
 /// Front door or fetch -> `CacheActor` (`send`): an object the index lacks is in the store (another replica stored
 /// it); index it so it is served from there.
 #[derive(Message)]
@@ -304,6 +295,18 @@ pub enum Adopt {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Flush;
+
+/// The start-up load (`cache/load.rs`) -> `CacheActor` (`send`, for backpressure): a batch of what the store's scan
+/// found, to index unless the actor changed those objects since start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Loaded(pub Inventory);
+
+/// The start-up load -> `CacheActor` (`send`): the scan is over; the index now holds everything stored. Carries how
+/// long the scan took.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LoadDone(pub std::time::Duration);
 
 // ---------------------------------------------------------------------------------------------------------------
 // To an image actor

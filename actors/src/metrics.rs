@@ -66,6 +66,7 @@ pub struct Metrics {
     cache_entries: IntGaugeVec,
     volume_free: IntGauge,
     volume_size: IntGauge,
+    cache_loading: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -142,12 +143,14 @@ impl Metrics {
             cache_entries: gauge_vec(&r, "ociregistry_cache_entries", "Entries in the cache, by kind (blob, manifest, reference).", &["kind"]),
             volume_free: gauge(&r, "ociregistry_cache_volume_free_bytes", "Free bytes on the cache filesystem (for unprivileged users)."),
             volume_size: gauge(&r, "ociregistry_cache_volume_size_bytes", "Size of the cache filesystem in bytes."),
+            cache_loading: gauge(&r, "ociregistry_cache_index_loading", "1 while the cache's index is still being loaded from the store after start (cached content is served meanwhile), else 0."),
             registry: r,
         }
     }
 
     /// Update the gauges that describe the cache.
     pub fn refresh(&self, index: &Index, capacity: Option<Capacity>) {
+        self.cache_loading.set(i64::from(index.loading()));
         let (blobs, blob_bytes) = index.blob_totals();
         let (manifests, manifest_bytes) = index.manifest_totals();
         self.go_blob_bytes.set(blob_bytes as i64);

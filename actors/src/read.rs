@@ -5,7 +5,8 @@
 //! digest is verified). It waits for progress when it has caught up. A committed blob whose stored version was not
 //! verified since start is hashed while it is served (`Check`): its last chunk is held back until the hash matches,
 //! so a damaged file never reaches a client as a complete response, and the damage is reported so the next request
-//! fetches the blob again.
+//! fetches the blob again. A small committed blob is read whole instead (`read_whole`) and checked the same way
+//! before any of it is handed out.
 
 use std::sync::Arc;
 
@@ -170,6 +171,48 @@ impl Reader {
             }
         }
     }
+}
+
+/// A committed object of `size` bytes read whole into memory (for small blobs only; the caller bounds `size`). With a
+/// `check` (its stored version was not verified yet), the bytes are hashed before they are returned and the verdict
+/// is reported through it: bytes that do not match, a short object or a failed read are reported as damaged and
+/// returned as an error, never as bytes.
+pub(crate) async fn read_whole(
+    object: &dyn ObjectReader,
+    size: u64,
+    check: Option<Check>,
+) -> Result<Bytes, std::io::Error> {
+    let read = read_exact(object, size).await;
+    let Some(check) = check else {
+        return read;
+    };
+    let intact = read.as_ref().is_ok_and(|bytes| Digest::of(check.digest.algorithm(), bytes) == check.digest);
+    (check.report)(if intact { Checked::Intact } else { Checked::Damaged }).await;
+    match read {
+        Ok(bytes) if intact => Ok(bytes),
+        Ok(_) => {
+            Err(std::io::Error::other(format!("cached blob {} is damaged; it will be fetched again", check.digest)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Exactly `size` bytes from offset 0 (an object that ends earlier is an error).
+async fn read_exact(object: &dyn ObjectReader, size: u64) -> Result<Bytes, std::io::Error> {
+    let len = usize::try_from(size).map_err(std::io::Error::other)?;
+    let first = object.read_range(0, len).await?;
+    if first.len() == len {
+        return Ok(first);
+    }
+    let mut buf = bytes::BytesMut::from(&first[..]);
+    while buf.len() < len {
+        let chunk = object.read_range(buf.len() as u64, len - buf.len()).await?;
+        if chunk.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cached object ended early"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// The bytes `start..end` (end exclusive; `None` = to the end) of `object` within `limit`, verified against `check`

@@ -2,9 +2,11 @@
 //! [`Tag`], manifest [`Reference`], and the cache-wide [`ImageKey`] with its
 //! Docker Hub normalization.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -97,10 +99,33 @@ macro_rules! string_newtype {
 /// An upstream registry, `host[:port]`, lowercased.
 ///
 /// The host is a DNS name, an IPv4 address or a bracketed IPv6 address
-/// (IP addresses are stored in their canonical textual form).
+/// (IP addresses are stored in their canonical textual form). The text is shared: the first
+/// `INTERNED_NAMESPACES` distinct namespaces are interned, so the index's many keys of one registry hold one copy.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Namespace(String);
+pub struct Namespace(Arc<str>);
+
+/// How many distinct namespaces are interned (they come from clients, so the table is bounded; beyond it each
+/// namespace holds its own copy).
+const INTERNED_NAMESPACES: usize = 256;
+
+/// The shared copy of a namespace's text.
+fn intern(text: String) -> Arc<str> {
+    static TABLE: OnceLock<RwLock<HashSet<Arc<str>>>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    if let Some(found) = table.read().unwrap_or_else(|p| p.into_inner()).get(text.as_str()) {
+        return found.clone();
+    }
+    let mut table = table.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = table.get(text.as_str()) {
+        return found.clone();
+    }
+    let shared: Arc<str> = text.into();
+    if table.len() < INTERNED_NAMESPACES {
+        table.insert(shared.clone());
+    }
+    shared
+}
 
 string_newtype!(Namespace);
 
@@ -108,7 +133,7 @@ impl Namespace {
     /// Whether this is one of Docker Hub's names
     /// (`docker.io`, `index.docker.io`, `registry-1.docker.io`).
     pub fn is_docker_hub(&self) -> bool {
-        DOCKER_HUB_ALIASES.contains(&self.0.as_str())
+        DOCKER_HUB_ALIASES.contains(&&*self.0)
     }
 
     /// Whether a leading path segment names a registry rather than a
@@ -118,7 +143,7 @@ impl Namespace {
     }
 
     fn docker_hub() -> Namespace {
-        Namespace(DOCKER_HUB.to_owned())
+        Namespace(intern(DOCKER_HUB.to_owned()))
     }
 }
 
@@ -174,8 +199,8 @@ impl FromStr for Namespace {
             (host, port)
         };
         match port {
-            None => Ok(Namespace(host)),
-            Some(p) if is_valid_port(p) => Ok(Namespace(format!("{host}:{p}"))),
+            None => Ok(Namespace(intern(host))),
+            Some(p) if is_valid_port(p) => Ok(Namespace(intern(format!("{host}:{p}")))),
             Some(_) => Err(ReferenceError::InvalidPort(s.to_owned())),
         }
     }
@@ -186,7 +211,7 @@ impl FromStr for Namespace {
 /// at most [`MAX_REPO_NAME_LEN`] characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Deserialize)]
 #[serde(try_from = "String")]
-pub struct RepoName(String);
+pub struct RepoName(Box<str>);
 
 string_newtype!(RepoName);
 
@@ -240,14 +265,14 @@ impl FromStr for RepoName {
         if let Some(bad) = s.split('/').find(|c| !is_repo_component(c)) {
             return Err(ReferenceError::InvalidRepoComponent { name: s.to_owned(), component: bad.to_owned() });
         }
-        Ok(RepoName(s.to_owned()))
+        Ok(RepoName(s.into()))
     }
 }
 
 /// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Tag(String);
+pub struct Tag(Box<str>);
 
 string_newtype!(Tag);
 
@@ -264,7 +289,7 @@ impl FromStr for Tag {
         if s.len() > MAX_TAG_LEN {
             return Err(ReferenceError::TagTooLong(s.to_owned()));
         }
-        Ok(Tag(s.to_owned()))
+        Ok(Tag(s.into()))
     }
 }
 

@@ -190,7 +190,7 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::{object_stream, Check, Checked};
+    use crate::read::{object_stream, read_whole, Check, Checked};
     use bytes::Bytes;
     use futures_util::future::BoxFuture;
     use futures_util::{FutureExt, StreamExt};
@@ -310,5 +310,33 @@ mod tests {
             let expected = if intact { Checked::Intact } else { Checked::Damaged };
             assert_eq!(*seen.lock().expect("lock"), Some(expected));
         }
+    }
+
+    #[tokio::test]
+    async fn a_small_blob_read_whole_is_returned_only_if_intact_and_the_verdict_is_reported() {
+        let want = &b"the stored blob"[..];
+        // Intact, damaged in place, and short (the object ends early).
+        for (stored, intact) in [(want, true), (&b"the stored blox"[..], false), (&b"the stored"[..], false)] {
+            let grow = Grow::default();
+            grow.push(stored);
+            let seen = Arc::new(Mutex::new(None));
+            let record = seen.clone();
+            let report = Box::new(move |checked: Checked| {
+                *record.lock().expect("lock") = Some(checked);
+                async {}.boxed()
+            });
+            let check = Check { digest: Digest::sha256_of(want), report };
+            let read = read_whole(&grow, want.len() as u64, Some(check)).await;
+            match read {
+                Ok(bytes) => assert!(intact && bytes == want, "only the intact blob is returned: {bytes:?}"),
+                Err(e) => assert!(!intact, "the intact blob failed: {e}"),
+            }
+            let expected = if intact { Checked::Intact } else { Checked::Damaged };
+            assert_eq!(*seen.lock().expect("lock"), Some(expected), "{stored:?}");
+        }
+        // A verified blob (no check) is read as it is, and nothing is reported.
+        let grow = Grow::default();
+        grow.push(want);
+        assert_eq!(read_whole(&grow, want.len() as u64, None).await.expect("read"), want);
     }
 }

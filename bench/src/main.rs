@@ -9,7 +9,7 @@
 //! ocibench latency    --addr H:P --path P [--method GET|HEAD] [--accept A] [--n 200] [--warmup 20]
 //! ocibench load       --addr H:P --path P [--method HEAD] [--accept A] [--connections 32] [--seconds 5]
 //! ocibench gen-cache  --dir D [--count 100000] [--ns docker.io] [--prefix library/start-] [--tag 1]
-//! ocibench wait-ready --addr H:P --path P --pid PID --t0-ns NS [--timeout-s 60]
+//! ocibench wait-ready --addr H:P --path P --pid PID --t0-ns NS [--timeout-s 60] [--metrics H:P]
 //! ocibench names      --addr H:P --prefix NAME --count N --clients C --pid PID [--query ?ns=..] [--metrics H:P]
 //! ```
 

@@ -11,7 +11,7 @@ use crate::rss::{status_kib, Sampler};
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// The value of a gauge without labels in a `/metrics` exposition at `addr`.
-fn gauge(addr: &str, name: &str) -> Option<f64> {
+pub fn gauge(addr: &str, name: &str) -> Option<f64> {
     let (_, body) = Client::new(addr).request("GET", "/metrics", &[], None).ok()?;
     let text = String::from_utf8_lossy(&body).into_owned();
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::Conn;
 use crate::image::{sha256_hex, MANIFEST_TYPE};
+use crate::names::gauge;
 use crate::pull::ACCEPT;
 use crate::rss::status_kib;
 
@@ -75,40 +76,61 @@ pub fn cmd_gen_cache(args: &crate::Args) -> Result<(), String> {
 
 /// `wait-ready`: poll `HEAD --path` (a cached manifest) every 2 ms until it answers 200; print the time since
 /// `--t0-ns` (wall clock, taken just before the server was started) and the server's RSS then and a second later.
+/// With `--metrics H:P`, then poll the server's `ociregistry_cache_index_loading` gauge every 10 ms until it is 0 and
+/// print the time since `--t0-ns` and the RSS then (`nan` for a server without that gauge).
 pub fn cmd_wait_ready(args: &crate::Args) -> Result<(), String> {
     let addr = args.str("addr")?;
     let path = args.str("path")?;
     let pid = args.num("pid", 0)? as u32;
     let t0_ns = args.num("t0-ns", 0)?;
+    let metrics = args.str_or("metrics", "");
     let timeout = Duration::from_secs(args.num("timeout-s", 60)?);
     let since_t0 = || {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         Duration::from_nanos(now.saturating_sub(t0_ns))
     };
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
     let mut last = String::from("no answer");
     loop {
         let elapsed = since_t0();
-        if elapsed > timeout || !Path::new(&format!("/proc/{pid}")).exists() {
-            println!("ok=false ready_ms=nan rss_kib=nan rss_1s_kib=nan last={}", last.replace(' ', "_"));
+        if elapsed > timeout || !alive() {
+            println!(
+                "ok=false ready_ms=nan rss_kib=nan rss_1s_kib=nan loaded_ms=nan rss_loaded_kib=nan last={}",
+                last.replace(' ', "_")
+            );
             return Ok(());
         }
         let answer = Conn::connect(&addr).and_then(|mut c| c.request("HEAD", &path, &[("Accept", ACCEPT)], None));
         match answer {
-            Ok((head, _)) if head.status == 200 => {
-                let ready = since_t0();
-                let rss = status_kib(pid, "VmRSS").unwrap_or(0);
-                std::thread::sleep(Duration::from_secs(1));
-                let rss_1s = status_kib(pid, "VmRSS").unwrap_or(0);
-                println!(
-                    "ok=true ready_ms={:.1} rss_kib={rss} rss_1s_kib={rss_1s} hwm_kib={}",
-                    ready.as_secs_f64() * 1000.0,
-                    status_kib(pid, "VmHWM").unwrap_or(0)
-                );
-                return Ok(());
-            }
+            Ok((head, _)) if head.status == 200 => break,
             Ok((head, _)) => last = format!("status {}", head.status),
             Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let ready = since_t0();
+    let rss = status_kib(pid, "VmRSS").unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_1s = status_kib(pid, "VmRSS").unwrap_or(0);
+    let (mut loaded_ms, mut rss_loaded) = ("nan".to_string(), "nan".to_string());
+    if !metrics.is_empty() {
+        while since_t0() < timeout && alive() {
+            match gauge(&metrics, "ociregistry_cache_index_loading") {
+                Some(0.0) => {
+                    loaded_ms = format!("{:.1}", since_t0().as_secs_f64() * 1000.0);
+                    rss_loaded = status_kib(pid, "VmRSS").unwrap_or(0).to_string();
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    println!(
+        "ok=true ready_ms={:.1} rss_kib={rss} rss_1s_kib={rss_1s} loaded_ms={loaded_ms} rss_loaded_kib={rss_loaded} hwm_kib={}",
+        ready.as_secs_f64() * 1000.0,
+        status_kib(pid, "VmHWM").unwrap_or(0)
+    );
+    Ok(())
 }

@@ -35,7 +35,7 @@ async fn open(settings: &Settings) -> Result<Target, String> {
     config.scrub.interval = None;
     config.lifecycle.prune = None;
     match Mirror::start(config).await {
-        Ok((mirror, _)) => {
+        Ok(mirror) => {
             mirror.indexed().await;
             Ok(Target::Local(mirror))
         }

@@ -175,6 +175,13 @@ async fn blob(
     };
     let cache = cache_word(blob.from_cache);
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
+    let whole = {
+        let served = served.clone();
+        move |builder: &mut HttpResponseBuilder, bytes: Bytes| {
+            served.inc_by(bytes.len() as u64);
+            builder.body(bytes)
+        }
+    };
     let count = move |chunk: Result<Bytes, std::io::Error>| {
         if let Ok(bytes) = &chunk {
             served.inc_by(bytes.len() as u64);
@@ -187,17 +194,24 @@ async fn blob(
         return (builder.streaming(blob.stream(0, None).map(count)), cache);
     };
     let wanted = if blob.supports_range() { range(req.headers(), size) } else { RangeRequest::Full };
+    // A small blob held in memory goes out with the response head in one write; others stream.
     let resp = match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
             blob_headers(&mut builder, &digest);
-            builder.body(SizedStream::new(size, blob.stream(0, None).map(count)))
+            match blob.in_memory(0, None) {
+                Some(bytes) => whole(&mut builder, bytes),
+                None => builder.body(SizedStream::new(size, blob.stream(0, None).map(count))),
+            }
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
-            builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end)).map(count)))
+            match blob.in_memory(r.start, Some(r.end)) {
+                Some(bytes) => whole(&mut builder, bytes),
+                None => builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end)).map(count))),
+            }
         }
         RangeRequest::Unsatisfiable => {
             let mut resp = OciError::new(

@@ -1,4 +1,10 @@
-//! Limits that keep clients from exhausting the server: the send timeout and the file descriptor budget.
+//! Socket options of every listener (no Nagle delay, the send timeout) and the file descriptor budget.
+//!
+//! **No Nagle delay.** A response often leaves in two writes: the head, then the body (a streamed blob's first chunk
+//! comes from the store a moment later). With Nagle's algorithm the second small write waits until the first is
+//! acknowledged, and a client that delays its ACK (Linux does, for up to 40 ms) stalls every such response on a
+//! kept-alive connection. `TCP_NODELAY` is set on the listener; accepted sockets inherit it (Linux copies the
+//! listener's options to each accepted socket), so it covers every connection of every listener, TLS included.
 //!
 //! **Send timeout.** A client that sends a blob GET and never reads would hold its socket, and the blob file it is
 //! served from, for ever: actix-web's own timeouts do not cover a response in progress (`client_request_timeout`
@@ -83,12 +89,14 @@ pub fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map(|dir| dir.count() as u64).unwrap_or(0)
 }
 
-/// A listening socket on `host:port` with the send timeout set: connections accepted from it inherit
-/// `TCP_USER_TIMEOUT`, so one that takes no bytes for `send_timeout` is aborted by the kernel.
+/// A listening socket on `host:port` with `TCP_NODELAY` and the send timeout set: connections accepted from it
+/// inherit both, so a response is never held back by Nagle's algorithm, and one that takes no bytes for
+/// `send_timeout` is aborted by the kernel.
 pub fn listener(host: &str, port: u16, send_timeout: Duration) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind((host, port))?;
     let millis = u32::try_from(send_timeout.as_millis()).unwrap_or(u32::MAX);
     rustix::net::sockopt::set_tcp_user_timeout(&listener, millis)?;
+    rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
     rustix::net::listen(&listener, BACKLOG)?;
     Ok(listener)
 }
@@ -111,12 +119,13 @@ mod tests {
     }
 
     #[test]
-    fn accepted_sockets_inherit_the_send_timeout() {
+    fn accepted_sockets_inherit_the_send_timeout_and_no_nagle_delay() {
         let listener = listener("127.0.0.1", 0, Duration::from_millis(2500)).expect("listen");
         let addr = listener.local_addr().expect("address");
         let _client = std::net::TcpStream::connect(addr).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert_eq!(rustix::net::sockopt::tcp_user_timeout(&accepted).expect("getsockopt"), 2500);
+        assert!(rustix::net::sockopt::tcp_nodelay(&accepted).expect("getsockopt"), "TCP_NODELAY is inherited");
     }
 
     #[test]

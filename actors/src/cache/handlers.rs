@@ -228,14 +228,21 @@ impl Handler<Invalidate> for CacheActor {
     /// Forget one reference (the admin API's invalidate): gone from the index now, from the store in order after any
     /// earlier write of its record.
     fn handle(&mut self, msg: Invalidate, ctx: &mut Self::Context) -> Self::Result {
-        let existed = self.store.index().remove_ref(&msg.key).is_some();
-        let object = StoredObject::Record(msg.key);
+        let index = self.store.index();
+        let existed = index.remove_ref(&msg.key).is_some();
+        // While the index loads, the record may be stored without being indexed yet: the store tells.
+        let ask_store = !existed && index.loading();
+        let object = StoredObject::Record(msg.key.clone());
         self.access.forget(&object);
         let (tx, reply) = later(Err(stopped()));
         let storage = self.store.storage().clone();
-        let target = object.clone();
-        self.persist(ctx, PersistKey::Object(object), async move { storage.remove(&target).await }, move |_, _, r| {
-            let _ = tx.send(r.map(|()| existed));
+        let (target, key) = (object.clone(), msg.key);
+        let work = async move {
+            let stored = ask_store && matches!(storage.read_record(&key).await, Ok(Some(_)));
+            storage.remove(&target).await.map(|()| existed || stored)
+        };
+        self.persist(ctx, PersistKey::Object(object), work, move |_, _, r| {
+            let _ = tx.send(r);
         });
         reply
     }

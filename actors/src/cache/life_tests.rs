@@ -15,7 +15,7 @@ use crate::messages::{CommitBlob, ImportError, ImportManifest, MakeRoom, Prune, 
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Reference};
 use crate::store::memory::{MemoryStorage, SharedMemory};
-use crate::store::{now_unix, Inventory, RefKey, Store, Version};
+use crate::store::{now_unix, RefKey, Store, Version};
 
 struct Rig {
     cache: Addr<CacheActor>,
@@ -29,10 +29,9 @@ fn rig(settings: LifecycleSettings) -> Rig {
     let store = Store::new(Arc::new(memory.clone()), 0);
     let metrics = Arc::new(Metrics::new());
     let scrub = ScrubSettings { interval: None, ..ScrubSettings::default() };
-    let cache =
-        CacheActor::new(store.clone(), Inventory::default(), Arc::new(Touches::default()), scrub, metrics.clone())
-            .with_lifecycle(settings)
-            .start();
+    let cache = CacheActor::new(store.clone(), Arc::new(Touches::default()), scrub, metrics.clone())
+        .with_lifecycle(settings)
+        .start();
     Rig { cache, memory: memory.0, store, metrics }
 }
 

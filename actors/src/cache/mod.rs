@@ -14,14 +14,16 @@
 //! it pass it through for `TOO_LARGE_MEMORY` before a fetch tries to cache it again.
 //!
 //! Files: `handlers` (the messages), `persist` (the ordered write queue), `access` (access times), `scrub` (the
-//! background verification); the cache's life: `life` (settings, removals), `images` (the cache as images),
-//! `evict` (the size cap, a full disk), `prune` (pruning and collection), `pins`.
+//! background verification), `load` (the index filled from the store in the background at start); the cache's
+//! life: `life` (settings, removals), `images` (the cache as images), `evict` (the size cap, a full disk), `prune`
+//! (pruning and collection), `pins`.
 
 mod access;
 mod evict;
 mod handlers;
 mod images;
 mod life;
+mod load;
 mod persist;
 mod pins;
 mod prune;
@@ -43,9 +45,9 @@ pub use self::prune::{PruneReport, PruneRequest, PruneRule, ORPHAN_AGE_SECS};
 pub use self::scrub::ScrubSettings;
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::messages::{Adopt, Inventoried};
+use crate::messages::Adopt;
 use crate::metrics::Metrics;
-use crate::store::{now_unix, Inventory, Store, StoredObject};
+use crate::store::{now_unix, Store, StoredObject};
 use crate::transfer::Transfer;
 
 /// How long the cache refuses writes after finding its directory unwritable.
@@ -77,18 +79,13 @@ pub struct CacheActor {
     metrics: Arc<Metrics>,
     /// The size cap, pins, pruning, and room reserved for blobs being written (`life`).
     life: life::Life,
+    /// The start-up load's findings so far.
+    load: load::LoadState,
 }
 
 impl CacheActor {
-    /// An actor over `store`, whose index it fills from `inventory` (the start-up scan).
-    pub fn new(
-        store: Store,
-        inventory: Inventory,
-        touches: Arc<Touches>,
-        scrub: ScrubSettings,
-        metrics: Arc<Metrics>,
-    ) -> CacheActor {
-        apply_inventory(store.index(), inventory);
+    /// An actor over `store`, whose index it fills from the store's scan in the background once started.
+    pub fn new(store: Store, touches: Arc<Touches>, scrub: ScrubSettings, metrics: Arc<Metrics>) -> CacheActor {
         CacheActor {
             store,
             claims: HashMap::new(),
@@ -100,6 +97,7 @@ impl CacheActor {
             scrub,
             metrics,
             life: life::Life::default(),
+            load: load::LoadState::default(),
         }
     }
 
@@ -186,7 +184,8 @@ impl CacheActor {
         let index = self.store.index().clone();
         let live = index.blob_totals().0 + index.ref_count();
         let storage = self.store.storage().clone();
-        let rewrite = self.access.journal_lines + entries.len() > 2 * live + JOURNAL_SLACK;
+        // Not while the index is loading: it does not hold every object's time yet.
+        let rewrite = !index.loading() && self.access.journal_lines + entries.len() > 2 * live + JOURNAL_SLACK;
         let written = entries.len();
         if written == 0 && !rewrite {
             then();
@@ -227,49 +226,6 @@ impl CacheActor {
     }
 }
 
-/// Put what a store scan found into the index; entries the index has already (written since the scan began) win.
-fn apply_inventory(index: &crate::store::Index, inventory: Inventory) {
-    let mut accessed: HashMap<StoredObject, i64> =
-        inventory.access.into_iter().map(|entry| (entry.object, entry.at)).collect();
-    for blob in inventory.blobs {
-        if index.blob(&blob.digest).is_some() {
-            continue;
-        }
-        let at = accessed.remove(&StoredObject::Blob(blob.digest.clone())).unwrap_or(0).max(blob.stored);
-        index.insert_blob(blob.digest, blob.size, at, blob.version, false);
-    }
-    for manifest in inventory.manifests {
-        if index.manifest(&manifest.meta.digest).is_none() {
-            index.insert_manifest(manifest.meta, manifest.links);
-        }
-    }
-    for mut record in inventory.records {
-        let key = record.key();
-        if index.ref_digest(&key).is_some() {
-            continue;
-        }
-        let at = accessed.remove(&StoredObject::Record(key)).unwrap_or(0);
-        record.pulled = record.pulled.max(at);
-        index.set_ref(record);
-    }
-}
-
-impl Handler<Inventoried> for CacheActor {
-    type Result = ();
-
-    /// A store scan that ran in the background (a shared bucket) finished: index what it found.
-    fn handle(&mut self, msg: Inventoried, _ctx: &mut Self::Context) {
-        let report = msg.inventory.report.clone();
-        apply_inventory(self.store.index(), msg.inventory);
-        tracing::info!(
-            blobs = report.blobs,
-            manifests = report.manifests,
-            references = report.refs,
-            "store scan indexed"
-        );
-    }
-}
-
 impl Handler<Adopt> for CacheActor {
     type Result = ();
 
@@ -304,9 +260,8 @@ impl Actor for CacheActor {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(ACCESS_DRAIN, |act, _ctx| act.drain_touches());
         ctx.run_interval(ACCESS_FLUSH, |act, ctx| act.flush_access(ctx, || {}));
-        actix_rt::spawn(scrub::run(self.store.clone(), ctx.address(), self.scrub));
-        self.enforce_cap(ctx);
-        self.schedule_prune(ctx);
+        // The scrub, the size cap and pruning start when the load is done (they need the whole index).
+        actix_rt::spawn(load::run(self.store.clone(), ctx.address()));
     }
 }
 

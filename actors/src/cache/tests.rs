@@ -12,7 +12,7 @@ use crate::messages::{CommitBlob, Flush, Invalidate, LinkReference, PutManifest}
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Reference};
 use crate::store::memory::{MemoryStorage, SharedMemory};
-use crate::store::{Inventory, RefKey, Store, StoredObject};
+use crate::store::{RefKey, Store, StoredObject};
 
 struct Rig {
     cache: Addr<CacheActor>,
@@ -22,11 +22,14 @@ struct Rig {
 }
 
 fn rig(scrub: ScrubSettings) -> Rig {
-    let memory = SharedMemory::default();
+    rig_over(SharedMemory::default(), scrub)
+}
+
+/// A cache actor over what `memory` already holds (its index loads in the background).
+fn rig_over(memory: SharedMemory, scrub: ScrubSettings) -> Rig {
     let store = Store::new(Arc::new(memory.clone()), 0);
     let touches = Arc::new(Touches::default());
-    let cache =
-        CacheActor::new(store.clone(), Inventory::default(), touches.clone(), scrub, Arc::new(Metrics::new())).start();
+    let cache = CacheActor::new(store.clone(), touches.clone(), scrub, Arc::new(Metrics::new())).start();
     Rig { cache, memory: memory.0, store, touches }
 }
 
@@ -120,8 +123,39 @@ async fn access_times_reach_the_store_in_batches() {
     r.cache.send(Flush).await.expect("mailbox");
     let after = r.store.index().blobs()[0].2;
     assert!(after > before, "the index has the new access time ({before} -> {after})");
-    let inventory = crate::store::Storage::inventory(&SharedMemory(r.memory.clone())).await;
+    let inventory = crate::store::inventory(&SharedMemory(r.memory.clone())).await;
     let recorded: Vec<_> = inventory.access.iter().filter(|e| e.object == StoredObject::Blob(digest.clone())).collect();
     assert_eq!(recorded.len(), 1, "a hundred touches, one entry: {recorded:?}");
     assert_eq!(recorded[0].at, after);
+}
+
+#[actix_rt::test]
+async fn what_is_stored_is_indexed_in_the_background_and_a_tag_of_a_missing_manifest_is_removed() {
+    let memory = SharedMemory::default();
+    let (digest, bytes) = manifest(1);
+    let storage: &dyn crate::store::Storage = &memory;
+    storage.put_manifest(&digest, "application/vnd.oci.image.manifest.v1+json", bytes).await.expect("put");
+    let stored = |reference: &str, digest: &Digest| crate::store::RefRecord {
+        namespace: image().ns().clone(),
+        repository: image().repo().clone(),
+        reference: tag(reference),
+        digest: digest.clone(),
+        created: 1,
+        pulled: 1,
+    };
+    storage.put_record(&stored("t", &digest)).await.expect("record");
+    storage.put_record(&stored("orphan", &Digest::sha256_of(b"gone"))).await.expect("record");
+    let r = rig_over(memory, no_scrub());
+    for _ in 0..100 {
+        if !r.store.index().loading() && r.memory.records().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!r.store.index().loading(), "the load ends");
+    let key = |reference: &str| RefKey { image: image(), reference: tag(reference) };
+    assert_eq!(r.store.index().resolve(&key("t")).map(|m| m.digest), Some(digest));
+    assert!(r.store.index().ref_digest(&key("orphan")).is_none(), "a tag of a missing manifest is not indexed");
+    let left: Vec<_> = r.memory.records().into_iter().map(|rec| rec.reference.to_string()).collect();
+    assert_eq!(left, vec!["t".to_string()], "and removed from the store");
 }

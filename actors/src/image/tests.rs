@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::outcome::{Outcome, PassReason};
 use crate::reference::{ImageKey, Reference};
 use crate::store::memory::{MemoryStorage, SharedMemory};
-use crate::store::{Inventory, Store};
+use crate::store::Store;
 use crate::transfer::Joined;
 use crate::upstream::guard::{AddressGuard, UpstreamPolicy};
 use crate::upstream::tls::{client_config, TlsOptions};
@@ -127,9 +127,7 @@ impl Rig {
         let store = Store::new(Arc::new(memory.clone()), 0);
         let metrics = Arc::new(Metrics::new());
         let scrub = ScrubSettings { interval: None, ..ScrubSettings::default() };
-        let cache =
-            CacheActor::new(store.clone(), Inventory::default(), Arc::new(Touches::default()), scrub, metrics.clone())
-                .start();
+        let cache = CacheActor::new(store.clone(), Arc::new(Touches::default()), scrub, metrics.clone()).start();
         let upstream = Arc::new(Upstream {
             namespace: "docker.io".parse().expect("ns"),
             base_url: "http://upstream.test".into(),

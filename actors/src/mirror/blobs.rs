@@ -2,6 +2,10 @@
 //! transfer already fetching it, from a new single fetch, or passed through uncached. A blob found missing, short or
 //! unreadable in the store is reported (un-indexed) and fetched again in the same request; one found corrupt while
 //! served aborts that response before its last byte, and the next request fetches it again.
+//!
+//! A small committed blob (up to `SMALL_BLOB`) is read whole and, when its stored version was not verified yet,
+//! checked before any byte is handed out: the HTTP layer then answers it with a sized body that leaves in one write
+//! with the response head, and a damaged one is reported and fetched again within the same request.
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use crate::fetch::blob_path;
 use crate::messages::{Adopt, BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
 use crate::outcome::PassReason;
 use crate::passthrough::verified_passthrough;
-use crate::read::{Check, Checked};
+use crate::read::{read_whole, Check, Checked};
 use crate::reference::ImageKey;
 use crate::store::{BlobInfo, OpenedBlob, StoredObject, Version};
 use crate::transfer::Joined;
@@ -26,6 +30,11 @@ use crate::upstream::Upstream;
 
 /// Attempts at getting a blob when its fetch is abandoned or it vanishes from the cache between two looks.
 const BLOB_ATTEMPTS: usize = 3;
+
+/// Committed blobs up to this size are read whole into memory for their response (configs, small layers). The one
+/// exception to "no blob is held whole in memory": it is below the 256 KiB a streamed blob holds per read anyway, so a
+/// response never holds more than a streamed one does, and it is released once written.
+pub const SMALL_BLOB: u64 = 64 * 1024;
 
 impl Mirror {
     /// A blob: from the cache, from the transfer already fetching it, or from a new single fetch.
@@ -93,7 +102,12 @@ impl Mirror {
     /// A server out of file descriptors or memory is not damage: that is an error for this request only.
     async fn open_stored(&self, digest: &Digest) -> Result<Option<(OpenedBlob, BlobInfo)>, MirrorError> {
         let Some(info) = self.index().blob(digest) else {
-            return self.adopt_blob(digest).await;
+            // A shared bucket may have it from another replica (indexed once found); a local store may have it
+            // while the index still loads.
+            if self.inner.shared {
+                return self.adopt_blob(digest).await;
+            }
+            return self.open_while_loading(digest).await;
         };
         let (fault, version) = match self.inner.store.open_blob(digest).await {
             Ok(Some(opened)) if opened.size == info.size => return Ok(Some((opened, info))),
@@ -127,14 +141,35 @@ impl Mirror {
         Ok(Some((opened, info)))
     }
 
-    /// The blob from the store, hashed while served whole unless this version of it was verified already.
+    /// The blob from the store, hashed while served whole unless this version of it was verified already. A small one
+    /// is read whole (and checked) here; one found damaged then is reported, and `None` sends the request on to fetch.
     async fn cached_blob(&self, digest: &Digest) -> Result<Option<BlobResponse>, MirrorError> {
         let Some((opened, info)) = self.open_stored(digest).await? else {
             return Ok(None);
         };
-        self.inner.touches.blob(digest);
         let verified = info.verified && opened.version.same(info.version);
         let check = (!verified).then(|| self.check(digest, opened.version));
+        if info.size <= SMALL_BLOB {
+            let checked = check.is_some();
+            match read_whole(&*opened.reader, info.size, check).await {
+                Ok(bytes) => {
+                    self.inner.touches.blob(digest);
+                    return Ok(Some(BlobResponse {
+                        size: Some(info.size),
+                        from_cache: true,
+                        source: BlobSource::Memory(bytes),
+                    }));
+                }
+                // Reported through the check already.
+                Err(_) if checked => return Ok(None),
+                Err(e) => {
+                    let fault = Fault::Unreadable(e.to_string());
+                    self.report_damage(StoredObject::Blob(digest.clone()), fault, Some(opened.version)).await;
+                    return Ok(None);
+                }
+            }
+        }
+        self.inner.touches.blob(digest);
         Ok(Some(BlobResponse { size: Some(info.size), from_cache: true, source: BlobSource::Stored { opened, check } }))
     }
 

@@ -192,6 +192,9 @@ impl Mirror {
             };
             self.report_damage(StoredObject::Manifest(meta.digest), fault, None).await;
         }
+        if let Some(resp) = self.manifest_while_loading(image, reference, want_body).await? {
+            return Ok(resp);
+        }
         if self.inner.air_gapped {
             return Err(MirrorError::ManifestUnknown(format!("{} (air-gapped: not cached)", Named(image, reference))));
         }

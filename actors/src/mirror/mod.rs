@@ -7,11 +7,13 @@
 //! then fetches the object again.
 //!
 //! Files: `admission` (which namespaces may be dialled), `actors` (the registry of live image actors), `manifests`
-//! and `blobs` (serving), `response` (what the HTTP layer gets back).
+//! and `blobs` (serving), `loading` (misses looked up in the store while the index loads at start), `response` (what
+//! the HTTP layer gets back).
 
 mod actors;
 mod admission;
 mod blobs;
+mod loading;
 mod manifests;
 mod response;
 mod tags;
@@ -34,12 +36,10 @@ use crate::error::{MirrorError, StoreError};
 use crate::fetch::FetchContext;
 use crate::freshness::{Freshness, StaleNotes, TagTtl};
 use crate::image::ImageActor;
-use crate::messages::{Fault, Flush, Invalidate, Inventoried, Prune, ReportDamage};
+use crate::messages::{Fault, Flush, Invalidate, Prune, ReportDamage};
 use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
-use crate::store::{
-    FsStorage, Index, Inventory, RebuildReport, RefKey, S3Settings, S3Storage, Store, StoredObject, Version,
-};
+use crate::store::{FsStorage, Index, RefKey, S3Settings, S3Storage, Store, StoredObject, Version};
 use crate::upstream::auth::Credentials;
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
@@ -132,8 +132,6 @@ struct Inner {
     cluster: Option<Arc<Cluster>>,
     /// The store is shared with other replicas: what the index lacks may be in it.
     shared: bool,
-    /// True once the start-up listing of the store is in the index.
-    indexed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// See the module documentation. Cheap to clone; share one across all HTTP workers.
@@ -143,9 +141,10 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Lock and scan the cache directory, build every upstream's TLS configuration, and start the actors. Must be
-    /// called inside a running actix system.
-    pub async fn start(config: MirrorConfig) -> Result<(Mirror, RebuildReport), StartError> {
+    /// Lock the cache directory, build every upstream's TLS configuration, and start the actors. Returns at once: the
+    /// index is loaded from the store in the background (cached content is served meanwhile). Must be called inside
+    /// a running actix system.
+    pub async fn start(config: MirrorConfig) -> Result<Mirror, StartError> {
         // Trusts nothing: unlisted namespaces are checked with it, and admitted ones connect through it.
         let guard = Arc::new(AddressGuard::new(config.policy));
         let hosts = config.upstreams.iter().map(|s| (s.namespace.as_str(), &*s.base_url));
@@ -169,36 +168,23 @@ impl Mirror {
             listed.insert(namespace, Arc::new(upstream));
         }
         let default_tls = client_config("", &TlsOptions::default())?;
-        let (store, inventory, shared) = match config.storage {
+        let (store, shared) = match config.storage {
             StorageChoice::Filesystem => {
-                let store = Store::new(Arc::new(FsStorage::open(&config.image_path)?), config.min_free_space);
-                let inventory = store.storage().inventory().await;
-                (store, inventory, false)
+                (Store::new(Arc::new(FsStorage::open(&config.image_path)?), config.min_free_space), false)
             }
-            // A bucket may hold a great deal: it is listed in the background, and until then what a request needs
-            // is found in the bucket directly (adopted into the index).
+            // With a bucket shared by replicas, what the index lacks (another replica stored it, or the listing has
+            // not reached it) is looked for in the bucket and adopted, also after the load.
             StorageChoice::S3(settings) => {
                 let bucket = S3Storage::open(*settings).await?;
                 bucket.check_bucket().await.map_err(StartError::Bucket)?;
-                let store = Store::new(Arc::new(bucket), config.min_free_space);
-                (store, Inventory::default(), true)
+                (Store::new(Arc::new(bucket), config.min_free_space), true)
             }
         };
-        let report = inventory.report.clone();
         let metrics = Arc::new(Metrics::new());
         let touches = Arc::new(Touches::default());
-        let cache = CacheActor::new(store.clone(), inventory, touches.clone(), config.scrub, metrics.clone())
+        let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
             .start();
-        let (scanned, indexed) = tokio::sync::watch::channel(!shared);
-        if shared {
-            let (scan, actor) = (store.clone(), cache.clone());
-            actix_rt::spawn(async move {
-                let inventory = scan.storage().inventory().await;
-                let _ = actor.send(Inventoried { inventory }).await;
-                scanned.send_replace(true);
-            });
-        }
         let cluster = config.cluster.as_ref().map(|c| Cluster::new(c, default_tls.clone()));
         let timeouts = config.timeouts;
         let pool_metrics = metrics.clone();
@@ -218,16 +204,16 @@ impl Mirror {
             air_gapped: config.air_gapped,
             cluster,
             shared,
-            indexed,
         };
-        Ok((Mirror { inner: Arc::new(inner) }, report))
+        Ok(Mirror { inner: Arc::new(inner) })
     }
 
     /// Wait until the index holds everything the store had at start (a shared bucket is listed in the background;
     /// a command such as `list` or `prune` needs the whole of it).
     pub async fn indexed(&self) {
-        let mut indexed = self.inner.indexed.clone();
-        let _ = indexed.wait_for(|done| *done).await;
+        while self.index().loading() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The metrics every part records into.

@@ -1,5 +1,5 @@
-//! What the front door hands the HTTP layer: a manifest with its bytes, or a blob whose bytes stream from the store,
-//! from a running transfer, or straight from the upstream.
+//! What the front door hands the HTTP layer: a manifest with its bytes, or a blob whose bytes are in memory (a small
+//! committed blob, verified), stream from the store, from a running transfer, or straight from the upstream.
 
 use bytes::Bytes;
 
@@ -19,6 +19,8 @@ pub struct ManifestResponse {
 }
 
 pub(super) enum BlobSource {
+    /// A small committed blob read whole (see `SMALL_BLOB`), verified if its stored version was not verified yet.
+    Memory(Bytes),
     /// A committed blob; `check` hashes it while it is served whole (its stored version was not verified yet).
     Stored { opened: OpenedBlob, check: Option<Check> },
     /// The transfer fetching it now.
@@ -42,9 +44,23 @@ impl BlobResponse {
         !matches!(self.source, BlobSource::Uncached(_)) && self.size.is_some()
     }
 
+    /// The bytes `start..end` (end exclusive; `None` = to the end) when the blob is held in memory (a small committed
+    /// blob, already verified): the HTTP layer answers them with a sized body, which leaves in one write with the
+    /// response head. `None` for a blob that streams.
+    pub fn in_memory(&self, start: u64, end: Option<u64>) -> Option<Bytes> {
+        match &self.source {
+            BlobSource::Memory(bytes) => Some(slice(bytes, start, end)),
+            _ => None,
+        }
+    }
+
     /// The bytes `start..end` (end exclusive; `None` = to the end). Offsets are ignored for uncached blobs.
     pub fn stream(self, start: u64, end: Option<u64>) -> ByteStream {
         match self.source {
+            BlobSource::Memory(bytes) => {
+                let chunk = slice(&bytes, start, end);
+                Box::pin(futures_util::stream::iter((!chunk.is_empty()).then_some(Ok(chunk))))
+            }
             BlobSource::Stored { opened, check } => {
                 let size = opened.size;
                 let end = end.unwrap_or(size).min(size);
@@ -56,4 +72,12 @@ impl BlobResponse {
             BlobSource::Uncached(s) => s,
         }
     }
+}
+
+/// `bytes[start..end]`, clamped to what there is.
+fn slice(bytes: &Bytes, start: u64, end: Option<u64>) -> Bytes {
+    let len = bytes.len();
+    let end = end.map_or(len, |e| usize::try_from(e).unwrap_or(usize::MAX).min(len));
+    let start = usize::try_from(start).unwrap_or(usize::MAX).min(end);
+    bytes.slice(start..end)
 }

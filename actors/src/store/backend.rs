@@ -4,14 +4,17 @@
 //! Shape (after `object_store`'s `ObjectStore`): reads of a range of a committed object (`open_blob` then
 //! `ObjectReader::read_range`), reads of the growing object of a running write (`BlobWrite::reader`), a write that is
 //! invisible until `commit` (a temporary file renamed into place here; a multipart upload completed there), small
-//! whole-object puts for manifests and records, delete and quarantine, the inventory for the start-up rebuild, access
+//! whole-object puts for manifests and records, delete and quarantine, the scan that loads the index at start, access
 //! times, and capacity.
 //!
 //! Rules every implementation keeps:
 //! - An object appears under its final name only complete: a crash at any point leaves nothing half-written there.
 //! - Nothing here decides anything: verification, ordering and cache state belong to the cache actor, which calls
 //!   the mutating methods, one object at a time in the order it handled its messages. Readers (the front door, the
-//!   fetchers, the scrub) call only `open_blob`, `read_manifest`, `capacity`, `probe_writable` and `begin_blob`.
+//!   fetchers, the scrub) call only `open_blob`, the `read_*` methods, `manifest_version`, `capacity`,
+//!   `probe_writable` and `begin_blob`.
+//! - The scan runs while the server serves (the index loads in the background): it reports what it finds and moves
+//!   aside only what it found unfit and is still the version it found (a copy stored again meanwhile is left alone).
 //! - Methods may block only inside the implementation's own blocking pool; the futures they return never block the
 //!   thread that polls them (quick metadata calls such as an `open` of a local file excepted).
 
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -92,9 +96,17 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Where the store lives, for log lines and errors (`/var/lib/ociregistry`, `s3://bucket/prefix`).
     fn location(&self) -> &str;
 
-    /// Scan everything stored (start-up). Bad entries are moved aside and counted, never returned; unfinished writes
-    /// of an earlier run are removed.
-    async fn inventory(&self) -> Inventory;
+    /// Whether other processes (replicas) write to this store too: then what a scan saw may be outdated by the time
+    /// it is indexed, and nothing is removed on the strength of it.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Scan everything stored (start-up, while the server already serves), sending what is found to `found` in
+    /// batches, in this order: blobs, manifests, reference records (also those whose manifest is missing: the cache
+    /// actor decides), then the access journal. Bad entries are moved aside and counted, never sent. Stops early when
+    /// `found` is closed. Unfinished writes of an earlier run were removed when the store was opened.
+    async fn scan(&self, found: mpsc::Sender<Inventory>);
 
     /// Open a committed blob. `Ok(None)` when it is not there.
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError>;
@@ -102,20 +114,24 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Start writing a blob, resuming the bytes an earlier, unfinished write of it left.
     async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError>;
 
-    /// A committed manifest's bytes, unverified. `Ok(None)` when it is not there.
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError>;
+    /// A committed manifest's bytes, unverified, with the version of the stored copy they were read from. `Ok(None)`
+    /// when it is not there.
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError>;
+
+    /// The version of a committed manifest's stored copy, without reading it (a quick metadata call, done inline).
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError>;
+
+    /// A committed manifest's media type as stored with it, if one was.
+    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError>;
+
+    /// The reference record stored under `key`, if there is one (and it is readable and names that key).
+    async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError>;
 
     /// Store a verified manifest and its media type, durably and atomically.
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError>;
 
     /// Store (or replace) a reference record, durably and atomically.
     async fn put_record(&self, record: &RefRecord) -> Result<(), StoreError>;
-
-    /// The record of `key` straight from the store, for a store other replicas write to (this replica's index may
-    /// not have it yet). A store only this process writes has nothing its index lacks: `None`.
-    async fn read_record(&self, _key: &RefKey) -> Result<Option<RefRecord>, StoreError> {
-        Ok(None)
-    }
 
     /// Delete an object. Deleting what is not there succeeds.
     async fn remove(&self, object: &StoredObject) -> Result<(), StoreError>;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tokio::sync::mpsc;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -23,7 +24,7 @@ type Buf = Arc<Mutex<Vec<u8>>>;
 #[derive(Debug, Default)]
 struct State {
     blobs: HashMap<Digest, (Buf, Version)>,
-    manifests: HashMap<Digest, (String, Bytes)>,
+    manifests: HashMap<Digest, (String, Bytes, Version)>,
     records: HashMap<RefKey, RefRecord>,
     /// Unfinished writes, resumed by the next write of the digest.
     partials: HashMap<Digest, (Buf, Option<String>)>,
@@ -149,20 +150,16 @@ impl BlobWrite for MemoryWrite {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedMemory(pub(crate) Arc<MemoryStorage>);
 
-#[async_trait]
-impl Storage for SharedMemory {
-    fn location(&self) -> &str {
-        "memory"
-    }
-
-    async fn inventory(&self) -> Inventory {
+impl SharedMemory {
+    /// Everything stored, as the scan reports it.
+    fn snapshot(&self) -> Inventory {
         let state = lock(&self.0.state);
         let mut inv = Inventory::default();
         for (digest, (buf, version)) in &state.blobs {
             let size = buf.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
             inv.blobs.push(StoredBlob { digest: digest.clone(), size, stored: 0, version: *version });
         }
-        for (digest, (media_type, bytes)) in &state.manifests {
+        for (digest, (media_type, bytes, _)) in &state.manifests {
             let meta =
                 ManifestMeta { digest: digest.clone(), media_type: media_type.clone(), size: bytes.len() as u64 };
             let links = crate::graph::ManifestLinks::parse_or_empty(bytes);
@@ -171,6 +168,18 @@ impl Storage for SharedMemory {
         inv.records = state.records.values().cloned().collect();
         inv.access = state.access.clone();
         inv
+    }
+}
+
+#[async_trait]
+impl Storage for SharedMemory {
+    fn location(&self) -> &str {
+        "memory"
+    }
+
+    async fn scan(&self, found: mpsc::Sender<Inventory>) {
+        let inv = self.snapshot();
+        let _ = found.send(inv).await;
     }
 
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
@@ -190,12 +199,27 @@ impl Storage for SharedMemory {
         Ok(Box::new(MemoryWrite { store, digest: digest.clone(), buf, resumed, validator }))
     }
 
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
-        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, b)| b.clone()))
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, b, v)| (b.clone(), *v)))
+    }
+
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(_, _, v)| *v))
+    }
+
+    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.0.state).manifests.get(digest).map(|(t, _, _)| t.clone()))
+    }
+
+    async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError> {
+        Ok(lock(&self.0.state).records.get(key).cloned())
     }
 
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {
-        lock(&self.0.state).manifests.insert(digest.clone(), (media_type.to_string(), bytes));
+        let mut state = lock(&self.0.state);
+        state.next_version += 2; // the index keeps the lowest bit for itself
+        let version = Version(state.next_version);
+        state.manifests.insert(digest.clone(), (media_type.to_string(), bytes, version));
         Ok(())
     }
 

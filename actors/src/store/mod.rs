@@ -4,16 +4,20 @@
 //! - `fs`: the filesystem backend over `imagePath`, the embedded default.
 //! - `memory` (tests): an in-memory backend, the test double of the coalescer's unit tests.
 //! - `writer`: hashing on top of any backend's blob writes; only verified bytes can be committed.
-//! - `index`: the in-memory index every reader consults, written only by the cache actor.
+//! - `index`: the in-memory index every reader consults, written only by the cache actor; `hot`: the verified bytes
+//!   of recently served manifests, kept with it; `compact`: the compact forms of its keys and image graphs.
 //! - `records`: the values stored and handed back.
 //!
 //! `Store` ties a backend to the index and the free-space reserve. Anyone may read through it (open a blob, read a
-//! manifest verified against its digest, ask for room); every change of what is stored goes through the cache actor,
+//! manifest verified against its digest, ask for room; while the index loads at start, look a reference up in the
+//! store itself); every change of what is stored goes through the cache actor,
 //! which is the only caller of the backend's mutating methods (`Store::storage`). Nothing outside this module opens,
 //! stats or renames a file of the cache.
 
 mod backend;
+mod compact;
 mod fs;
+mod hot;
 mod index;
 #[cfg(test)]
 pub(crate) mod memory;
@@ -38,6 +42,21 @@ pub use self::writer::{BlobWriter, FinishError, VerifiedBlob};
 
 use crate::digest::Digest;
 use crate::error::StoreError;
+use crate::reference::Reference;
+
+/// Everything a store's scan finds, in one inventory (tests).
+#[cfg(test)]
+pub(crate) async fn inventory(storage: &dyn Storage) -> Inventory {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let collect = async move {
+        let mut all = Inventory::default();
+        while let Some(batch) = rx.recv().await {
+            all.absorb(batch);
+        }
+        all
+    };
+    futures_util::future::join(storage.scan(tx), collect).await.1
+}
 
 /// A manifest read back from the store, checked against its digest.
 #[derive(Debug)]
@@ -85,13 +104,46 @@ impl Store {
         self.storage.open_blob(digest).await
     }
 
-    /// Read a manifest and check it against its digest.
+    /// Read a manifest and check it against its digest. A hot manifest is answered from memory while its stored copy
+    /// is the version its bytes were read (and verified) from; bytes read from the store are kept hot.
     pub async fn read_manifest(&self, digest: &Digest) -> Result<ManifestRead, StoreError> {
+        if let Some((bytes, version)) = self.index.hot_manifest(digest) {
+            if self.storage.manifest_version(digest).await?.is_some_and(|now| now.same(version)) {
+                return Ok(ManifestRead::Found(bytes));
+            }
+        }
         Ok(match self.storage.read_manifest(digest).await? {
             None => ManifestRead::Missing,
-            Some(bytes) if &Digest::of(digest.algorithm(), &bytes) == digest => ManifestRead::Found(bytes),
+            Some((bytes, version)) if &Digest::of(digest.algorithm(), &bytes) == digest => {
+                self.index.keep_manifest(digest, bytes.clone(), version);
+                ManifestRead::Found(bytes)
+            }
             Some(_) => ManifestRead::Corrupt,
         })
+    }
+
+    /// The manifest a reference names, straight from the store (not the index), checked against its digest: for
+    /// requests that miss while the index is still loading at start. A tag is looked up in its reference record; a
+    /// digest names the manifest itself.
+    pub async fn lookup_manifest(&self, key: &RefKey) -> Result<Option<(ManifestMeta, Bytes)>, StoreError> {
+        let digest = match &key.reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(_) => match self.storage.read_record(key).await? {
+                Some(record) => record.digest,
+                None => return Ok(None),
+            },
+        };
+        let Some((bytes, _)) = self.storage.read_manifest(&digest).await? else {
+            return Ok(None);
+        };
+        if Digest::of(digest.algorithm(), &bytes) != digest {
+            return Ok(None);
+        }
+        let media_type = match self.storage.read_manifest_type(&digest).await? {
+            Some(media_type) => media_type,
+            None => media_type_of(&bytes),
+        };
+        Ok(Some((ManifestMeta { digest, media_type, size: bytes.len() as u64 }, bytes)))
     }
 
     /// Start writing a blob, resuming what an earlier attempt left (the leader of its fetch does this).

@@ -138,8 +138,8 @@ pub struct StoredManifest {
     pub links: ManifestLinks,
 }
 
-/// Everything the store holds, read at start to rebuild the index. Bad entries never make it here: the store moves
-/// them aside and counts them in `report`.
+/// Everything the store holds, or a batch of it, read at start to load the index. Bad entries never make it here: the
+/// store moves them aside and counts them in `report`.
 #[derive(Debug, Default)]
 pub struct Inventory {
     /// Committed blobs.
@@ -152,6 +152,18 @@ pub struct Inventory {
     pub access: Vec<AccessEntry>,
     /// What the scan found.
     pub report: RebuildReport,
+}
+
+#[cfg(test)]
+impl Inventory {
+    /// Add a later batch of the same scan.
+    pub fn absorb(&mut self, batch: Inventory) {
+        self.blobs.extend(batch.blobs);
+        self.manifests.extend(batch.manifests);
+        self.records.extend(batch.records);
+        self.access.extend(batch.access);
+        self.report.add(&batch.report);
+    }
 }
 
 /// What the start-up scan found.
@@ -171,6 +183,21 @@ pub struct RebuildReport {
     pub partial_kept: usize,
     /// Files moved to quarantine.
     pub quarantined: usize,
+    /// Lines in the access journal.
+    pub journal_lines: usize,
+}
+
+impl RebuildReport {
+    /// Add a later batch's counts.
+    pub fn add(&mut self, other: &RebuildReport) {
+        self.blobs += other.blobs;
+        self.blob_bytes += other.blob_bytes;
+        self.manifests += other.manifests;
+        self.refs += other.refs;
+        self.partial_removed += other.partial_removed;
+        self.quarantined += other.quarantined;
+        self.journal_lines += other.journal_lines;
+    }
 }
 
 /// Milliseconds since the epoch, now.

@@ -2,7 +2,8 @@
 //!
 //! Layout in `layout`; atomic writes, readers and blob writers in `files`; the start-up scan in `inventory`; the
 //! access-time journal in `journal`. The directory is `flock`ed for as long as the store lives, so a second server
-//! on the same directory refuses to start. A directory that exists but cannot be written (a read-only volume) is
+//! on the same directory refuses to start; once locked, writes an earlier run left unfinished in `tmp/` are removed
+//! (before anything is served, so the scan that follows never races a write of this run). A directory that exists but cannot be written (a read-only volume) is
 //! still opened: it is served from, and writes fail (the cache then passes new content through uncached).
 
 mod files;
@@ -18,15 +19,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
-use self::files::{blocking, io, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader};
+use self::files::{
+    blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader,
+};
 pub(crate) use self::inventory::media_type_of;
 pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::store::backend::{BlobWrite, OpenedBlob, Storage};
-use crate::store::records::{AccessEntry, Capacity, Inventory, RefRecord, StoredObject, Version};
+use crate::store::records::{AccessEntry, Capacity, Inventory, RefKey, RefRecord, StoredObject, Version};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -36,6 +40,8 @@ pub struct FsStorage {
     location: String,
     /// Holds the directory lock for as long as the store lives.
     _lock: File,
+    /// Unfinished writes of an earlier run removed at open, reported by the scan.
+    partial_removed: usize,
 }
 
 impl FsStorage {
@@ -65,7 +71,8 @@ impl FsStorage {
             Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(root.display().to_string())),
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &lock_path, &e)),
         }
-        Ok(FsStorage { layout: Arc::new(layout), location: root.display().to_string(), _lock: file })
+        let partial_removed = inventory::remove_unfinished(&layout);
+        Ok(FsStorage { layout: Arc::new(layout), location: root.display().to_string(), _lock: file, partial_removed })
     }
 
     fn path_of(&self, object: &StoredObject) -> std::path::PathBuf {
@@ -83,9 +90,9 @@ impl Storage for FsStorage {
         &self.location
     }
 
-    async fn inventory(&self) -> Inventory {
-        let layout = self.layout.clone();
-        tokio::task::spawn_blocking(move || inventory::scan(&layout)).await.unwrap_or_default()
+    async fn scan(&self, found: mpsc::Sender<Inventory>) {
+        let (layout, partial_removed) = (self.layout.clone(), self.partial_removed);
+        let _ = tokio::task::spawn_blocking(move || inventory::scan(&layout, partial_removed, &found)).await;
     }
 
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
@@ -110,10 +117,36 @@ impl Storage for FsStorage {
         Ok(Box::new(write))
     }
 
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError> {
         let path = self.layout.manifest(digest);
+        blocking("read", move || match read_versioned(&path) {
+            Ok((bytes, version)) => Ok(Some((Bytes::from(bytes), version))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read", &path, &e)),
+        })
+        .await
+    }
+
+    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError> {
+        // A quick metadata call, done inline: a hot manifest costs no thread hop.
+        let path = self.layout.manifest(digest);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(version_of(&meta))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("stat", &path, &e)),
+        }
+    }
+
+    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        let path = self.layout.manifest_type(digest);
+        blocking("read", move || Ok(inventory::read_media_type(&path))).await
+    }
+
+    async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError> {
+        let path = self.layout.reference(key);
+        let key = key.clone();
         blocking("read", move || match fs::read(&path) {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Ok(bytes) => Ok(serde_json::from_slice::<RefRecord>(&bytes).ok().filter(|r| r.key() == key)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io("read", &path, &e)),
         })

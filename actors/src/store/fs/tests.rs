@@ -10,7 +10,7 @@ use super::layout::Layout;
 use super::FsStorage;
 use crate::digest::Digest;
 use crate::reference::{ImageKey, Reference};
-use crate::store::{AccessEntry, FinishError, RefRecord, Storage, Store, StoredObject};
+use crate::store::{inventory, AccessEntry, FinishError, ManifestRead, RefRecord, Storage, Store, StoredObject};
 
 fn image() -> ImageKey {
     ImageKey::new("docker.io".parse().expect("ns"), "library/hello".parse().expect("repo"))
@@ -93,11 +93,11 @@ async fn two_tags_sharing_a_digest_survive_the_scan_with_their_graph() {
         }
     }
     let storage = FsStorage::open(dir.path()).expect("reopen");
-    let inv = storage.inventory().await;
+    let inv = inventory(&storage).await;
     assert_eq!((inv.report.manifests, inv.report.refs, inv.report.quarantined), (1, 3, 0), "{:?}", inv.report);
     let m = &inv.manifests[0];
     assert_eq!((&m.meta.digest, m.meta.media_type.as_str(), m.meta.size), (&digest, mt, bytes.len() as u64));
-    assert_eq!(m.links.blobs, vec![layer], "the image graph is parsed from the stored bytes");
+    assert_eq!(&*m.links.blobs, [layer], "the image graph is parsed from the stored bytes");
 }
 
 #[tokio::test]
@@ -120,16 +120,30 @@ async fn the_scan_removes_partials_and_quarantines_what_cannot_be_indexed() {
         fs::write(&path, serde_json::to_vec(&orphan).expect("json")).expect("orphan record");
     }
     let (store, layout) = open(dir.path());
-    let inv = store.storage().inventory().await;
+    let inv = inventory(&**store.storage()).await;
     assert_eq!(inv.report.partial_removed, 1, "{:?}", inv.report);
     assert_eq!(inv.report.manifests, 0, "{:?}", inv.report);
     assert_eq!(inv.report.quarantined, 3, "junk name, tampered manifest, broken record: {:?}", inv.report);
     assert_eq!(inv.blobs.len(), 1);
     assert_eq!((&inv.blobs[0].digest, inv.blobs[0].size), (&good_digest, good.len() as u64));
-    assert!(inv.records.is_empty(), "a record of a missing manifest is dropped");
-    assert!(!layout.reference(&orphan.key()).exists(), "and deleted");
+    assert_eq!(inv.records, vec![orphan.clone()], "a record of a missing manifest is reported (the cache drops it)");
     assert_eq!(fs::read_dir(layout.tmp_dir()).expect("tmp").count(), 0);
     assert_eq!(fs::read_dir(layout.quarantine_dir()).expect("q").count(), 3);
+}
+
+#[tokio::test]
+async fn the_scan_never_opens_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    // A FIFO under a manifest's name: opening it for reading would block until a writer came.
+    let fifo = layout.manifest(&Digest::sha256_of(b"never written"));
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600), 0)
+        .expect("mkfifo");
+    let inv = tokio::time::timeout(std::time::Duration::from_secs(10), inventory(&**store.storage()))
+        .await
+        .expect("the scan does not block on a FIFO");
+    assert_eq!((inv.report.manifests, inv.report.quarantined), (0, 1), "{:?}", inv.report);
+    assert!(!fifo.exists(), "moved aside");
 }
 
 #[tokio::test]
@@ -163,7 +177,29 @@ async fn access_times_survive_a_reopen_and_a_rewrite() {
         storage.record_access(vec![AccessEntry { object: blob.clone(), at: 9 }]).await.expect("append");
     }
     let storage = FsStorage::open(dir.path()).expect("reopen");
-    assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob.clone(), at: 9 }]);
+    assert_eq!(inventory(&storage).await.access, vec![AccessEntry { object: blob.clone(), at: 9 }]);
     storage.rewrite_access(vec![AccessEntry { object: blob.clone(), at: 7 }]).await.expect("rewrite");
-    assert_eq!(storage.inventory().await.access, vec![AccessEntry { object: blob, at: 7 }]);
+    assert_eq!(inventory(&storage).await.access, vec![AccessEntry { object: blob, at: 7 }]);
+}
+
+#[tokio::test]
+async fn a_hot_manifest_is_served_from_memory_only_while_its_stored_copy_is_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, layout) = open(dir.path());
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2}"#);
+    let digest = Digest::sha256_of(&bytes);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    store.storage().put_manifest(&digest, mt, bytes.clone()).await.expect("put");
+    let meta = crate::store::ManifestMeta { digest: digest.clone(), media_type: mt.into(), size: bytes.len() as u64 };
+    store.index().insert_manifest(meta, crate::graph::ManifestLinks::default());
+    let read = || async { store.read_manifest(&digest).await.expect("read") };
+    assert!(matches!(read().await, ManifestRead::Found(b) if b == bytes));
+    assert!(store.index().hot_manifest(&digest).is_some(), "kept hot once read and verified");
+    assert!(matches!(read().await, ManifestRead::Found(b) if b == bytes), "a hit");
+    // Damaged in place (same size): the stored copy's version changes, so it is read and checked again.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    fs::write(layout.manifest(&digest), br#"{"schemaVersion":3}"#).expect("damage");
+    assert!(matches!(read().await, ManifestRead::Corrupt), "never served from memory once the stored copy changed");
+    fs::remove_file(layout.manifest(&digest)).expect("delete");
+    assert!(matches!(read().await, ManifestRead::Missing));
 }

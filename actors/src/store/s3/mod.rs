@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::sync::mpsc;
 
 use self::keys::Keys;
 use super::backend::{BlobWrite, ObjectReader, OpenedBlob, Storage};
@@ -42,6 +43,10 @@ use crate::graph::ManifestLinks;
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded at once.
 const PART_CONCURRENCY: usize = 4;
+/// Objects per batch the scan sends to the cache actor.
+const SCAN_BATCH: usize = 512;
+/// The version every manifest read from the bucket has (see `manifest_version`).
+const MANIFEST_VERSION: Version = Version(1);
 /// How long the start-up check of the bucket waits for an answer.
 const BUCKET_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -365,19 +370,33 @@ impl Storage for S3Storage {
         &self.location
     }
 
-    async fn inventory(&self) -> Inventory {
-        let mut inv = Inventory::default();
-        // The tier: what this replica already holds locally (and partial downloads, kept for resuming).
-        let local = self.local.inventory().await;
-        inv.report.partial_removed = local.report.partial_removed;
-        inv.report.partial_kept = local.report.partial_kept;
-        for blob in &local.blobs {
-            self.tier_use(&blob.digest, blob.size).await;
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn scan(&self, found: mpsc::Sender<Inventory>) {
+        // The tier: what this replica already holds locally, for its LRU bookkeeping (not sent: the bucket is the
+        // record of what is cached).
+        let (tx, mut rx) = mpsc::channel::<Inventory>(4);
+        let local = self.local.clone();
+        let held = async move {
+            let mut held = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                held.extend(batch.blobs.into_iter().map(|b| (b.digest, b.size)));
+            }
+            held
+        };
+        let ((), held) = futures_util::future::join(local.scan(tx), held).await;
+        for (digest, size) in held {
+            self.tier_use(&digest, size).await;
         }
-        let mut listing = self.bucket.list(Some(&self.keys.root()));
+        // The bucket, paged by the client: blobs go out as they are listed; manifests, records and access journals
+        // are read after the listing, in that order.
+        let mut batch = Inventory::default();
         let mut manifests = Vec::new();
         let mut records = Vec::new();
         let mut access = Vec::new();
+        let mut listing = self.bucket.list(Some(&self.keys.root()));
         while let Some(item) = listing.next().await {
             let meta = match item {
                 Ok(meta) => meta,
@@ -388,11 +407,14 @@ impl Storage for S3Storage {
             };
             match self.keys.classify(&meta.location) {
                 keys::Kind::Blob(digest) => {
-                    inv.report.blobs += 1;
-                    inv.report.blob_bytes += meta.size;
+                    batch.report.blobs += 1;
+                    batch.report.blob_bytes += meta.size;
                     let version = Version(hash_etag(meta.e_tag.as_deref()));
                     let stored = meta.last_modified.timestamp();
-                    inv.blobs.push(StoredBlob { digest, size: meta.size, stored, version });
+                    batch.blobs.push(StoredBlob { digest, size: meta.size, stored, version });
+                    if batch.blobs.len() >= SCAN_BATCH && !send(&found, &mut batch).await {
+                        return;
+                    }
                 }
                 keys::Kind::Manifest(digest) => manifests.push(digest),
                 keys::Kind::Record => records.push(meta.location),
@@ -400,40 +422,45 @@ impl Storage for S3Storage {
                 keys::Kind::Other => {}
             }
         }
+        if !send(&found, &mut batch).await {
+            return;
+        }
         for digest in manifests {
-            let Ok(Some(bytes)) = self.read_manifest(&digest).await else { continue };
+            let Ok(Some((bytes, _))) = self.read_manifest(&digest).await else { continue };
             if Digest::of(digest.algorithm(), &bytes) != digest {
                 tracing::warn!(manifest = %digest, "manifest in the bucket does not match its digest; ignored");
                 continue;
             }
-            let media_type = match self.bucket.get(&self.keys.manifest_type(&digest)).await {
-                Ok(got) => got.bytes().await.ok().map(|b| String::from_utf8_lossy(&b).trim().to_string()),
-                Err(_) => None,
-            }
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| super::media_type_of(&bytes));
+            let media_type =
+                self.read_manifest_type(&digest).await.ok().flatten().unwrap_or_else(|| super::media_type_of(&bytes));
             let links = ManifestLinks::parse_or_empty(&bytes);
-            inv.manifests
-                .push(StoredManifest { meta: ManifestMeta { digest, media_type, size: bytes.len() as u64 }, links });
-            inv.report.manifests += 1;
+            let meta = ManifestMeta { digest, media_type, size: bytes.len() as u64 };
+            batch.manifests.push(StoredManifest { meta, links });
+            batch.report.manifests += 1;
+            if batch.manifests.len() >= SCAN_BATCH && !send(&found, &mut batch).await {
+                return;
+            }
         }
-        let known: std::collections::HashSet<Digest> = inv.manifests.iter().map(|m| m.meta.digest.clone()).collect();
+        if !send(&found, &mut batch).await {
+            return;
+        }
         for key in records {
             let Ok(got) = self.bucket.get(&key).await else { continue };
             let Ok(bytes) = got.bytes().await else { continue };
             if let Ok(record) = serde_json::from_slice::<RefRecord>(&bytes) {
-                if known.contains(&record.digest) {
-                    inv.records.push(record);
-                    inv.report.refs += 1;
-                }
+                batch.records.push(record);
+                batch.report.refs += 1;
+            }
+            if batch.records.len() >= SCAN_BATCH && !send(&found, &mut batch).await {
+                return;
             }
         }
         for key in access {
             let Ok(got) = self.bucket.get(&key).await else { continue };
             let Ok(bytes) = got.bytes().await else { continue };
-            inv.access.extend(super::fs::parse_journal(&String::from_utf8_lossy(&bytes)));
+            batch.access.extend(super::fs::parse_journal(&String::from_utf8_lossy(&bytes)));
         }
-        inv
+        send(&found, &mut batch).await;
     }
 
     async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
@@ -477,10 +504,28 @@ impl Storage for S3Storage {
         Ok(Box::new(S3BlobWrite { spool, bucket, key, tier, size, _mark: mark }))
     }
 
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<Bytes>, StoreError> {
+    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError> {
         let key = self.keys.manifest(digest);
         match self.bucket.get(&key).await {
-            Ok(got) => got.bytes().await.map(Some).map_err(|e| s3_error("get", &key, e)),
+            Ok(got) => got.bytes().await.map(|b| Some((b, MANIFEST_VERSION))).map_err(|e| s3_error("get", &key, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(s3_error("get", &key, e)),
+        }
+    }
+
+    async fn manifest_version(&self, _digest: &Digest) -> Result<Option<Version>, StoreError> {
+        // A manifest in the bucket is content-addressed and was verified when read: its hot bytes stay good without a
+        // request to the bucket per read (one replica's removal is seen by the others when their index drops it).
+        Ok(Some(MANIFEST_VERSION))
+    }
+
+    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        let key = self.keys.manifest_type(digest);
+        match self.bucket.get(&key).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(|e| s3_error("get", &key, e))?;
+                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string()).filter(|t| !t.is_empty()))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(s3_error("get", &key, e)),
         }
@@ -596,6 +641,12 @@ fn is_refusal(e: &object_store::Error) -> bool {
     ["NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"]
         .iter()
         .any(|code| text.contains(code))
+}
+
+/// Send the batch gathered so far (and start a new one); false when the receiver is gone (the scan stops).
+async fn send(found: &mpsc::Sender<Inventory>, batch: &mut Inventory) -> bool {
+    let full = std::mem::take(batch);
+    found.send(full).await.is_ok()
 }
 
 /// A version for a bucket object: a hash of its ETag (or 0 when it has none).
