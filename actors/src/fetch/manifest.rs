@@ -209,10 +209,10 @@ async fn adopt_manifest(cx: &FetchContext, digest: &Digest) -> Result<Option<Man
     if !cx.shared {
         return Ok(None);
     }
-    let Ok(ManifestRead::Found(bytes)) = cx.store.read_manifest(digest).await else {
+    let key = RefKey { image: cx.image.clone(), reference: Reference::Digest(digest.clone()) };
+    let Ok(Some((meta, bytes))) = cx.store.lookup_manifest(&key).await else {
         return Ok(None);
     };
-    let meta = ManifestMeta { digest: digest.clone(), media_type: media_type_of(&bytes), size: bytes.len() as u64 };
     cx.cache.send(Adopt::Manifest { meta: meta.clone(), bytes }).await?;
     Ok(Some(meta))
 }

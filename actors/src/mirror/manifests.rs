@@ -14,7 +14,7 @@ use crate::fetch::referrers::{empty_index, referrers_tag};
 use crate::freshness::StaleReason;
 use crate::messages::{Adopt, Fault, GetManifest, ManifestOrigin};
 use crate::reference::{ImageKey, Named, Reference};
-use crate::store::{media_type_of, now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
+use crate::store::{now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
 impl Mirror {
     /// The cached manifest a reference names, with when the upstream last confirmed it (a digest never expires),
@@ -48,11 +48,8 @@ impl Mirror {
                 return None;
             }
         };
-        let Ok(ManifestRead::Found(bytes)) = self.inner.store.read_manifest(&record.digest).await else {
-            return None;
-        };
-        let meta =
-            ManifestMeta { digest: record.digest.clone(), media_type: media_type_of(&bytes), size: bytes.len() as u64 };
+        let by_digest = RefKey { image: image.clone(), reference: Reference::Digest(record.digest.clone()) };
+        let (meta, bytes) = self.inner.store.lookup_manifest(&by_digest).await.ok().flatten()?;
         self.inner.cache.send(Adopt::Manifest { meta, bytes }).await.ok()?;
         self.inner.cache.send(Adopt::Record(record)).await.ok()?;
         self.cached_manifest(image, reference)
