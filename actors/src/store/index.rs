@@ -20,7 +20,7 @@
 //! per cached image of one tag and three links (docs/benchmarks.md, start-up).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -63,10 +63,11 @@ struct ManifestEntry {
 struct RefEntry {
     /// The manifest the reference names.
     digest: Digest,
-    /// When the record was first stored (unix seconds).
-    created: i64,
+    /// When the record was first stored (unix seconds; 32 bits hold them until 2106, and 100,000 entries are 0.8 MB
+    /// smaller than with 64).
+    created: u32,
     /// Last pull (unix seconds): the record's, or newer once clients pulled since it was written.
-    pulled: AtomicI64,
+    pulled: AtomicU32,
     /// When the upstream last confirmed this reference names `digest` (milliseconds since the epoch; 0 when
     /// not since start: a tag loaded from disk is checked on its first pull).
     checked: AtomicI64,
@@ -284,8 +285,9 @@ impl Index {
         self.changed(|| StoredObject::Record(key.clone()));
         let compact = key_bytes(&key).into_boxed_slice();
         let known = self.refs.get(&compact).map(|r| r.pulled.load(Ordering::Relaxed)).unwrap_or(0);
-        let pulled = AtomicI64::new(known.max(record.pulled));
-        let entry = RefEntry { digest: record.digest, created: record.created, pulled, checked: AtomicI64::new(0) };
+        let pulled = AtomicU32::new(known.max(secs(record.pulled)));
+        let created = secs(record.created);
+        let entry = RefEntry { digest: record.digest, created, pulled, checked: AtomicI64::new(0) };
         self.refs.insert(compact, entry);
     }
 
@@ -302,6 +304,7 @@ impl Index {
     }
 
     pub(crate) fn set_pulled(&self, key: &RefKey, at: i64) -> bool {
+        let at = secs(at);
         self.refs.get(&*key_bytes(key)).map(|r| r.pulled.fetch_max(at, Ordering::Relaxed) < at).unwrap_or(false)
     }
 
@@ -340,8 +343,8 @@ impl Index {
         if !self.refs.contains_key(&compact) && !self.changed_since_start(&StoredObject::Record(key)) {
             let entry = RefEntry {
                 digest: record.digest,
-                created: record.created,
-                pulled: AtomicI64::new(record.pulled),
+                created: secs(record.created),
+                pulled: AtomicU32::new(secs(record.pulled)),
                 checked: AtomicI64::new(0),
             };
             self.refs.insert(compact, entry);
@@ -356,6 +359,11 @@ impl Index {
     }
 }
 
+/// Unix seconds as kept in a reference entry (clamped to what 32 bits hold).
+fn secs(at: i64) -> u32 {
+    u32::try_from(at.max(0)).unwrap_or(u32::MAX)
+}
+
 /// The record a reference entry stands for.
 fn record_of(key: &RefKey, entry: &RefEntry) -> RefRecord {
     RefRecord {
@@ -363,8 +371,8 @@ fn record_of(key: &RefKey, entry: &RefEntry) -> RefRecord {
         repository: key.image.repo().clone(),
         reference: key.reference.clone(),
         digest: entry.digest.clone(),
-        created: entry.created,
-        pulled: entry.pulled.load(Ordering::Relaxed),
+        created: i64::from(entry.created),
+        pulled: i64::from(entry.pulled.load(Ordering::Relaxed)),
     }
 }
 
