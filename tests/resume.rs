@@ -1,6 +1,7 @@
 //! A large layer on a link that breaks every 50 MB, with the server crashing once and restarting gracefully once
 //! along the way: the unfinished download survives both and is resumed with `Range` (the hash state rebuilt from the
 //! bytes kept), so the layer crosses the link about once in total, and the client still gets it whole and verified.
+//! A download kept whole (stopped after its last byte, before its commit) is committed without asking again.
 
 mod common;
 
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 use common::http;
+use common::images;
 use common::server::{Server, ServerConfig};
 use common::stub_http::{StubImage, StubServer};
+use common::upstream::Upstream;
 use common::TestDir;
 
 const MB: usize = 1024 * 1024;
@@ -51,9 +54,12 @@ fn download_until_whole(url: &str, digest: &str) -> usize {
     unreachable!()
 }
 
+fn partial_path(server: &Server, digest: &str) -> std::path::PathBuf {
+    server.cache_dir().join("tmp").join(format!("partial-sha256-{}", digest.trim_start_matches("sha256:")))
+}
+
 fn partial_size(server: &Server, digest: &str) -> u64 {
-    let path = server.cache_dir().join("tmp").join(format!("partial-sha256-{}", digest.trim_start_matches("sha256:")));
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(partial_path(server, digest)).map(|m| m.len()).unwrap_or(0)
 }
 
 #[test]
@@ -108,4 +114,44 @@ fn a_download_broken_every_50_mb_and_by_two_restarts_moves_the_layer_about_once(
     let before = sent.load(Ordering::SeqCst);
     http::get_verified(&http::client(), &url, &layer);
     assert_eq!(sent.load(Ordering::SeqCst), before, "then served from the cache");
+}
+
+/// A large layer's last byte arrived, and the server stopped (its grace period ran out) while it verified and synced
+/// it: the download is kept whole. The next request commits those bytes without asking the upstream, where asking
+/// for the bytes after the last one is refused (416) and would move the whole layer again. Kept bytes of the right
+/// size that do not hash to the digest are fetched again, never served.
+#[test]
+fn a_download_kept_whole_is_committed_without_asking_the_upstream_again() {
+    let up = Upstream::start();
+    let dir = TestDir::new("resume-whole");
+    let image = images::custom(&up, &dir.subdir("work"), "library/whole:1", &[3 * MB, 2 * MB]);
+    let (whole, spoiled) = (&image.manifest().layers[0], &image.manifest().layers[1]);
+    let client = http::client();
+    let upstream_bytes =
+        |digest: &str| http::get_verified(&client, &format!("{}/v2/library/whole/blobs/{digest}", up.url()), digest);
+    let mut kept_spoiled = upstream_bytes(&spoiled.digest);
+    kept_spoiled[MB] ^= 0xff;
+    let kept_whole = upstream_bytes(&whole.digest);
+    let gets = |digest: &str| {
+        up.settle_log();
+        up.access_log_count("GET", &format!("/blobs/{digest}"))
+    };
+    let before = (gets(&whole.digest), gets(&spoiled.digest));
+
+    let mut server = Server::start(&up.url());
+    server.stop();
+    std::fs::create_dir_all(server.cache_dir().join("tmp")).expect("tmp dir");
+    std::fs::write(partial_path(&server, &whole.digest), &kept_whole).expect("plant the whole download");
+    std::fs::write(partial_path(&server, &spoiled.digest), &kept_spoiled).expect("plant the spoiled download");
+    server.restart();
+
+    let url = |digest: &str| format!("{}/v2/library/whole/blobs/{digest}?ns=docker.io", server.url());
+    http::get_verified(&client, &url(&whole.digest), &whole.digest);
+    assert_eq!(gets(&whole.digest), before.0, "the kept download was committed without an upstream request");
+    let cached = server.cache_dir().join("blobs/sha256").join(whole.digest.trim_start_matches("sha256:"));
+    assert!(cached.exists(), "and cached under its digest");
+
+    http::get_verified(&client, &url(&spoiled.digest), &spoiled.digest);
+    let refetched = gets(&spoiled.digest) - before.1;
+    assert!((1..=2).contains(&refetched), "the spoiled download was fetched again ({refetched} GETs)");
 }

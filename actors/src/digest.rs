@@ -270,12 +270,14 @@ impl Serialize for Digest {
     }
 }
 
+#[derive(Clone)]
 enum Hasher {
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
 }
 
 /// A streaming hasher producing a [`Digest`].
+#[derive(Clone)]
 pub struct Digester {
     algorithm: DigestAlgorithm,
     hasher: Hasher,

@@ -193,6 +193,17 @@ async fn download(
     if resumed > 0 {
         tracing::info!(blob = %digest, resumed, "resuming an unfinished download from byte {resumed}");
     }
+    if let Some(whole) = writer.take_if(|w| w.resumed_whole()) {
+        // Asking for the bytes after the last one would be refused (416) and start the blob over: commit what is here.
+        match cx.cache.send(MakeRoom { digest: digest.clone(), size: resumed, held: resumed }).await {
+            Ok(Room::Granted) => {
+                publisher.attach(whole.reader());
+                publisher.running(resumed, Some(resumed));
+                return finish(whole, &name, digest).await;
+            }
+            _ => writer = Some(whole),
+        }
+    }
     let mut candidates = sources(cx, digest, routed).into_iter().peekable();
     let (mut source, resp) = loop {
         let Some(source) = candidates.next() else {
@@ -341,10 +352,16 @@ async fn download(
         writer.discard().await;
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
+    finish(writer, &name, digest).await
+}
+
+/// Verify the whole blob and make it durable.
+async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<VerifiedBlob, Abort> {
     match writer.finish().await {
         Ok(blob) => Ok(blob),
         Err(FinishError::Mismatch(actual)) => {
-            Err(UpstreamError::DigestMismatch { upstream: name, expected: digest.clone(), actual }.into())
+            Err(UpstreamError::DigestMismatch { upstream: upstream.to_string(), expected: digest.clone(), actual }
+                .into())
         }
         Err(FinishError::Store(e)) => Err(Abort::store(e)),
     }

@@ -67,6 +67,12 @@ impl BlobWriter {
         Ok(BlobWriter { digest, inner, hasher: Some(hasher), written: pos })
     }
 
+    /// The bytes an earlier attempt left are the whole blob already: they hash to the digest (an attempt stopped
+    /// after its last byte arrived, before it was committed). Nothing more needs fetching.
+    pub fn resumed_whole(&self) -> bool {
+        self.written > 0 && self.hasher.clone().is_some_and(|h| h.finalize() == self.digest)
+    }
+
     /// Bytes an earlier attempt left, resumed (and hashed) by this writer.
     pub fn resumed(&self) -> u64 {
         self.inner.resumed().min(self.written)
