@@ -126,23 +126,8 @@ const INLINE_READ: usize = 64 * 1024;
 
 impl ObjectReader for FileReader {
     fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
-        if len > INLINE_READ {
-            // A streamed chunk: read on the pool into memory that is not zeroed first (`pread` fills it; zeroing
-            // 256 KiB a chunk cost about 5% of serving a large blob).
-            let file = self.file.clone();
-            return async move {
-                tokio::task::spawn_blocking(move || {
-                    let mut buf = Vec::with_capacity(len);
-                    rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), offset)?;
-                    Ok(Bytes::from(buf))
-                })
-                .await
-                .map_err(std::io::Error::other)?
-            }
-            .boxed();
-        }
         let mut buf = BytesMut::zeroed(len);
-        let cached = read_cached(&self.file, &mut buf, offset);
+        let cached = if len <= INLINE_READ { read_cached(&self.file, &mut buf, offset) } else { 0 };
         if cached == len {
             return futures_util::future::ready(Ok(buf.freeze())).boxed();
         }
