@@ -22,8 +22,11 @@ use crate::store::ObjectReader;
 /// What a client receives: chunks, or an error that aborts its connection.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-/// How much a reader asks the store for at once.
-const READ_CHUNK: u64 = 256 * 1024;
+/// How much a reader asks the store for at once. Small enough that a chunk, read into the buffer the previous one
+/// gave back, stays in the CPU cache while the connection copies it out, and that the HTTP layer's write buffer
+/// keeps its memory between chunks (it lets go of anything over 128 KiB); large enough that the per-chunk work is
+/// small against the copying. 256 KiB chunks cost a third more CPU per byte served (docs/benchmarks.md).
+const READ_CHUNK: u64 = 64 * 1024;
 
 /// How far a reader may read.
 pub(crate) enum Limit {

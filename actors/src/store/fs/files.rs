@@ -1,20 +1,18 @@
 //! File primitives of the filesystem store: atomic writes (temporary file, fsync, rename, directory fsync), the
-//! blocking-pool bridge, positioned readers (from the page cache inline, else on the pool), blob writers and the
-//! version of a file.
+//! blocking-pool bridge, blob writers and the version of a file. Positioned reads are in `reader.rs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
+use bytes::Bytes;
 
 use super::layout::Layout;
+use super::reader::FileReader;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::store::backend::{BlobWrite, ObjectReader};
@@ -97,55 +95,6 @@ pub(super) fn read_versioned(path: &Path) -> std::io::Result<(Vec<u8>, Version)>
     Ok((bytes, version_of(&meta)))
 }
 
-/// Positioned reads of one open file. A small read (up to `INLINE_READ`) copies what the page cache holds at once, on
-/// the caller's thread (`preadv2` with `RWF_NOWAIT`, which never waits for the disk); larger reads, and whatever would
-/// have to wait for the disk, run on the blocking pool. A hot small blob therefore costs no thread hop, and a cold one
-/// never blocks an HTTP worker; a large blob's chunks are read on the pool while the worker sends the previous one.
-/// The handle stays valid when the file is renamed or unlinked, so a reader keeps the bytes it opened.
-pub(super) struct FileReader {
-    pub(super) file: Arc<File>,
-}
-
-/// Read what the page cache holds of `buf.len()` bytes at `offset`, without waiting for the disk: the number of bytes
-/// copied, 0 when none could be had that way (not cached, or a filesystem that cannot tell).
-fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> usize {
-    use rustix::io::{preadv2, ReadWriteFlags};
-    let mut filled = 0;
-    while filled < buf.len() {
-        let slice = &mut [std::io::IoSliceMut::new(&mut buf[filled..])];
-        match preadv2(file, slice, offset + filled as u64, ReadWriteFlags::NOWAIT) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
-        }
-    }
-    filled
-}
-
-/// Reads up to this size are tried from the page cache on the caller's thread (the small blobs read whole).
-const INLINE_READ: usize = 64 * 1024;
-
-impl ObjectReader for FileReader {
-    fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
-        let mut buf = BytesMut::zeroed(len);
-        let cached = if len <= INLINE_READ { read_cached(&self.file, &mut buf, offset) } else { 0 };
-        if cached == len {
-            return futures_util::future::ready(Ok(buf.freeze())).boxed();
-        }
-        // The rest (or the end of the file: then the pool finds nothing more) from the blocking pool.
-        let file = self.file.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let n = file.read_at(&mut buf[cached..], offset + cached as u64)?;
-                buf.truncate(cached + n);
-                Ok(buf.freeze())
-            })
-            .await
-            .map_err(std::io::Error::other)?
-        }
-        .boxed()
-    }
-}
-
 /// A blob being written to `tmp/partial-<alg>-<hex>`, renamed into `blobs/` by `commit`; what it holds is resumed
 /// by the next write of the same digest.
 pub(super) struct FileBlobWrite {
@@ -194,7 +143,7 @@ impl FileBlobWrite {
 #[async_trait]
 impl BlobWrite for FileBlobWrite {
     fn reader(&self) -> Arc<dyn ObjectReader> {
-        Arc::new(FileReader { file: self.file.clone() })
+        Arc::new(FileReader::new(self.file.clone()))
     }
 
     fn resumed(&self) -> u64 {

@@ -10,6 +10,7 @@ mod files;
 mod inventory;
 pub(crate) mod journal;
 mod layout;
+mod reader;
 #[cfg(test)]
 mod tests;
 
@@ -21,12 +22,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use self::files::{
-    blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, FileReader,
-};
+use self::files::{blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite};
 pub(crate) use self::inventory::media_type_of;
 pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
+use self::reader::FileReader;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::store::backend::{BlobWrite, OpenedBlob, Storage};
@@ -108,7 +108,7 @@ impl Storage for FsStorage {
             return Err(StoreError::io("open", &path, &std::io::Error::other("not a regular file")));
         }
         let version = version_of(&meta);
-        Ok(Some(OpenedBlob { reader: Arc::new(FileReader { file: Arc::new(file) }), size: meta.len(), version }))
+        Ok(Some(OpenedBlob { reader: Arc::new(FileReader::new(Arc::new(file))), size: meta.len(), version }))
     }
 
     async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError> {
