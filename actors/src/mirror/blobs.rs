@@ -32,8 +32,8 @@ use crate::upstream::Upstream;
 const BLOB_ATTEMPTS: usize = 3;
 
 /// Committed blobs up to this size are read whole into memory for their response (configs, small layers). The one
-/// exception to "no blob is held whole in memory": it is below the 256 KiB a streamed blob holds per read anyway, so a
-/// response never holds more than a streamed one does, and it is released once written.
+/// exception to "no blob is held whole in memory": it is no more than the 64 KiB chunk a streamed blob holds per read
+/// anyway, so a response never holds more than a streamed one does, and it is released once written.
 pub const SMALL_BLOB: u64 = 64 * 1024;
 
 impl Mirror {
