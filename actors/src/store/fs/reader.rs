@@ -42,11 +42,6 @@ impl FileReader {
             _ => vec![0; len],
         }
     }
-
-    /// The first `len` bytes of `buf` as a chunk whose memory comes back to this reader when it is dropped.
-    fn lend(&self, buf: Vec<u8>, len: usize) -> Bytes {
-        Bytes::from_owner(Lent { buf, len, home: Arc::downgrade(&self.spare) })
-    }
 }
 
 /// A chunk's memory, lent to whoever holds the `Bytes`; given back to its reader (if it is still there) on drop.
@@ -54,6 +49,13 @@ struct Lent {
     buf: Vec<u8>,
     len: usize,
     home: Weak<Spare>,
+}
+
+impl Lent {
+    /// The first `len` bytes of `buf` as a chunk whose memory goes back to `home` when it is dropped.
+    fn chunk(buf: Vec<u8>, len: usize, home: Weak<Spare>) -> Bytes {
+        Bytes::from_owner(Lent { buf, len, home })
+    }
 }
 
 impl AsRef<[u8]> for Lent {
@@ -94,13 +96,13 @@ const INLINE_READ: usize = 256 * 1024;
 impl ObjectReader for FileReader {
     fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
         let mut buf = self.buffer(len);
+        let home = Arc::downgrade(&self.spare);
         let cached = if len <= INLINE_READ { read_cached(&self.file, &mut buf, offset) } else { 0 };
         if cached == len {
-            return futures_util::future::ready(Ok(self.lend(buf, len))).boxed();
+            return futures_util::future::ready(Ok(Lent::chunk(buf, len, home))).boxed();
         }
         // The rest (or the end of the file: then the pool finds nothing more) from the blocking pool.
         let file = self.file.clone();
-        let home = Arc::downgrade(&self.spare);
         async move {
             let (buf, n) = tokio::task::spawn_blocking(move || {
                 let n = file.read_at(&mut buf[cached..], offset + cached as u64)?;
@@ -108,7 +110,7 @@ impl ObjectReader for FileReader {
             })
             .await
             .map_err(std::io::Error::other)??;
-            Ok(Bytes::from_owner(Lent { buf, len: n, home }))
+            Ok(Lent::chunk(buf, n, home))
         }
         .boxed()
     }
