@@ -12,7 +12,7 @@
 //! [`StubImage`] is a tiny registry's worth of content (a manifest, a config
 //! and layers of random bytes) that handlers serve with `Range` support.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,12 +37,14 @@ pub struct Reply {
     pub hold: Duration,
     /// Write only this many body bytes (the head still announces them all), then close the connection.
     pub cut_after: Option<usize>,
+    /// Add the body bytes the socket took (written, not just offered) to this counter.
+    pub sent: Option<Arc<AtomicU64>>,
 }
 
 impl Reply {
     /// An empty response with this status.
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new(), hold: Duration::ZERO, cut_after: None }
+        Reply { status, headers: Vec::new(), body: Vec::new(), hold: Duration::ZERO, cut_after: None, sent: None }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -67,6 +69,12 @@ impl Reply {
     /// Send the head and only the first `n` body bytes, then drop the connection.
     pub fn cut_after(mut self, n: usize) -> Reply {
         self.cut_after = Some(n);
+        self
+    }
+
+    /// Count into `counter` the body bytes the socket accepted: a reply cut short by the peer counts only what left.
+    pub fn count_sent(mut self, counter: Arc<AtomicU64>) -> Reply {
+        self.sent = Some(counter);
         self
     }
 
@@ -214,12 +222,21 @@ async fn write_reply(stream: &mut TcpStream, reply: &Reply, head: bool) -> bool 
         "Content-Length: {}\r\nDocker-Distribution-Api-Version: registry/2.0\r\n\r\n",
         reply.body.len()
     ));
-    let mut out = out.into_bytes();
+    let mut ok = stream.write_all(out.as_bytes()).await.is_ok();
     if !head {
         let n = reply.cut_after.unwrap_or(reply.body.len()).min(reply.body.len());
-        out.extend_from_slice(&reply.body[..n]);
+        // In slices, so that a counted reply counts what the socket took before the peer went away.
+        for piece in reply.body[..n].chunks(256 * 1024) {
+            if !ok {
+                break;
+            }
+            ok = stream.write_all(piece).await.is_ok();
+            if let (true, Some(sent)) = (ok, &reply.sent) {
+                sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+            }
+        }
     }
-    let ok = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
+    ok = ok && stream.flush().await.is_ok();
     if reply.cut_after.is_some() && !head {
         let _ = stream.shutdown().await;
         return false;
