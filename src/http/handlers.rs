@@ -1,17 +1,19 @@
 //! Request handlers: parse and validate, ask the `Mirror`, shape the response. They never touch files or the
 //! network themselves.
 
-use actix_web::body::SizedStream;
+use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::digest::Digest;
 use actors::reference::{ImageKey, Namespace, Reference};
-use actors::Mirror;
+use actors::{BlobResponse, FileRange, Mirror};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
+use prometheus::IntCounter;
 
 use super::errors::OciError;
+use super::kernel_copy::KernelCopy;
 use super::negotiate::{accepts, range, RangeRequest};
 use super::target::{parse_route, Object, ReferrersTarget, Route, TagsTarget};
 
@@ -147,6 +149,26 @@ fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
     builder.insert_header((header::ACCEPT_RANGES, "bytes"));
 }
 
+/// The connection and file range to send `start..end` of `blob` from, when both can: a plain-HTTP connection, and
+/// a verified committed blob in a local file.
+fn sendable(req: &HttpRequest, blob: &BlobResponse, start: u64, end: u64) -> Option<(KernelCopy, FileRange)> {
+    let conn = req.conn_data::<KernelCopy>()?.clone();
+    Some((conn, blob.file_range(start, end)?))
+}
+
+/// A response of `len` bytes that the connection sends from `range` of a file (`kernel_copy`).
+fn sent_from_file(
+    builder: &mut HttpResponseBuilder,
+    conn: KernelCopy,
+    range: FileRange,
+    len: u64,
+    served: IntCounter,
+) -> HttpResponse {
+    // A `BodyStream`, not `streaming` (which would make the body sized from the header): actix-http must pass the
+    // empty body through as it is, with the `Content-Length` set here, and keep the connection.
+    builder.no_chunking(len).body(BodyStream::new(conn.body(range, move |sent| served.inc_by(sent))))
+}
+
 async fn blob(
     req: &HttpRequest,
     mirror: &Mirror,
@@ -182,11 +204,14 @@ async fn blob(
             builder.body(bytes)
         }
     };
-    let count = move |chunk: Result<Bytes, std::io::Error>| {
-        if let Ok(bytes) = &chunk {
-            served.inc_by(bytes.len() as u64);
+    let count = {
+        let served = served.clone();
+        move |chunk: Result<Bytes, std::io::Error>| {
+            if let Ok(bytes) = &chunk {
+                served.inc_by(bytes.len() as u64);
+            }
+            chunk
         }
-        chunk
     };
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
@@ -201,16 +226,23 @@ async fn blob(
             blob_headers(&mut builder, &digest);
             match blob.in_memory(0, None) {
                 Some(bytes) => whole(&mut builder, bytes),
-                None => builder.body(SizedStream::new(size, blob.stream(0, None).map(count))),
+                None => match sendable(req, &blob, 0, size) {
+                    Some((conn, range)) => sent_from_file(&mut builder, conn, range, size, served),
+                    None => builder.body(SizedStream::new(size, blob.stream(0, None).map(count))),
+                },
             }
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
+            let len = r.end - r.start;
             match blob.in_memory(r.start, Some(r.end)) {
                 Some(bytes) => whole(&mut builder, bytes),
-                None => builder.body(SizedStream::new(r.end - r.start, blob.stream(r.start, Some(r.end)).map(count))),
+                None => match sendable(req, &blob, r.start, r.end) {
+                    Some((conn, range)) => sent_from_file(&mut builder, conn, range, len, served),
+                    None => builder.body(SizedStream::new(len, blob.stream(r.start, Some(r.end)).map(count))),
+                },
             }
         }
         RangeRequest::Unsatisfiable => {

@@ -4,9 +4,11 @@
 
 mod errors;
 mod handlers;
+mod kernel_copy;
 pub mod limits;
 mod negotiate;
 mod ops;
+mod plain;
 pub mod target;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,7 +177,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
         client_idle_timeout_ms = opts.client_idle_timeout.as_millis() as u64,
         "client connections limited by the file descriptor limit"
     );
-    let main = HttpServer::new(move || {
+    let app = move || {
         let metrics = metrics.clone();
         App::new()
             .app_data(state.clone())
@@ -190,9 +192,13 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
                 let metrics = metrics.clone();
                 srv.call(req).map(move |res| {
                     if let Ok(res) = &res {
+                        // A body the connection sends itself (or a HEAD's) announces its length by hand.
                         let bytes = match res.response().body().size() {
                             BodySize::Sized(n) => Some(n),
-                            _ => None,
+                            _ => res
+                                .headers()
+                                .get(actix_web::http::header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok()?.parse().ok()),
                         };
                         let note = res.response().extensions().get::<RequestNote>().cloned();
                         record(&metrics, &seen, res.status().as_u16(), bytes, note.as_ref());
@@ -202,20 +208,22 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
             })
             .service(web::resource(["/v2", "/v2/{tail:.*}"]).to(handlers::dispatch))
             .default_service(web::to(handlers::not_found))
-    })
-    .workers(opts.workers)
-    .max_connections(budget.per_worker)
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs().max(1));
+    };
     let cannot =
         |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", opts.host, opts.port));
     let listener = limits::listener(&opts.host, opts.port, opts.client_idle_timeout).map_err(cannot)?;
+    let shutdown_secs = grace.as_secs().max(1);
     let main = match &opts.tls {
-        Some(tls) => main.listen_rustls_0_23(listener, tls.config()),
-        None => main.listen(listener),
-    }
-    .map_err(cannot)?
-    .run();
+        Some(tls) => HttpServer::new(app)
+            .workers(opts.workers)
+            .max_connections(budget.per_worker)
+            .disable_signals()
+            .shutdown_timeout(shutdown_secs)
+            .listen_rustls_0_23(listener, tls.config())
+            .map_err(cannot)?
+            .run(),
+        None => plain::serve(app, listener, opts.workers, budget.per_worker, shutdown_secs).map_err(cannot)?,
+    };
     let main_handle = main.handle();
 
     let ops_state = |admin_token: Option<String>| {

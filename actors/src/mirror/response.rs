@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::read::{object_stream, ByteStream, Check, Limit};
-use crate::store::{ManifestMeta, OpenedBlob};
+use crate::store::{FileRange, ManifestMeta, OpenedBlob};
 use crate::transfer::Transfer;
 
 /// A manifest ready to serve.
@@ -50,6 +50,19 @@ impl BlobResponse {
     pub fn in_memory(&self, start: u64, end: Option<u64>) -> Option<Bytes> {
         match &self.source {
             BlobSource::Memory(bytes) => Some(slice(bytes, start, end)),
+            _ => None,
+        }
+    }
+
+    /// The bytes `start..end` (end exclusive) as a range of the local file that holds them, for the HTTP layer to copy
+    /// to the client's socket inside the kernel: only for a committed blob whose stored version is verified (one
+    /// that still has to be hashed while served streams instead) and whose file has the indexed size, in a backend
+    /// that keeps blobs in local files. `None` otherwise: then `stream` serves it.
+    pub fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
+        match &self.source {
+            BlobSource::Stored { opened, check: None } if Some(opened.size) == self.size && end <= opened.size => {
+                opened.reader.file_range(start, end)
+            }
             _ => None,
         }
     }

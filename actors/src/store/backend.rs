@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::digest::Digest;
 use crate::error::StoreError;
+use crate::store::fs::FileRange;
 use crate::store::records::{AccessEntry, Capacity, Inventory, RefKey, RefRecord, StoredObject, Version};
 
 /// Random access to one object's bytes: a committed blob, or the object a running write is producing.
@@ -35,6 +36,12 @@ pub trait ObjectReader: Send + Sync {
     /// Up to `len` bytes at `offset`. A shorter answer means the object (so far) ends there; an empty one, that
     /// nothing is at `offset`.
     fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>>;
+
+    /// The bytes `start..end` as a range of a local file that can be copied to a socket inside the kernel
+    /// (`FileRange`), when the backend keeps the object in one; `None` (the default) otherwise.
+    fn file_range(&self, _start: u64, _end: u64) -> Option<FileRange> {
+        None
+    }
 }
 
 /// A committed blob opened for reading: the reader keeps the bytes it opened readable even if the object is removed

@@ -31,7 +31,7 @@ use bytes::Bytes;
 
 pub use self::backend::{ObjectReader, OpenedBlob, Storage};
 pub(crate) use self::fs::media_type_of;
-pub use self::fs::FsStorage;
+pub use self::fs::{FileRange, FsStorage};
 pub use self::index::{BlobInfo, Index};
 pub(crate) use self::records::{now_ms, now_unix};
 pub use self::records::{

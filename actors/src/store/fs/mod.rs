@@ -11,6 +11,7 @@ mod inventory;
 pub(crate) mod journal;
 mod layout;
 mod reader;
+mod send;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ pub(crate) use self::inventory::media_type_of;
 pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
 use self::reader::FileReader;
+pub use self::send::FileRange;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::store::backend::{BlobWrite, OpenedBlob, Storage};

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::send::FileRange;
 use crate::store::backend::ObjectReader;
 
 /// A buffer back from the chunk it was lent to, waiting for the next read.
@@ -113,6 +114,10 @@ impl ObjectReader for FileReader {
             Ok(Lent::chunk(buf, n, home))
         }
         .boxed()
+    }
+
+    fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
+        Some(FileRange::new(self.file.clone(), start, end))
     }
 }
 

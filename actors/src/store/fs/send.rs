@@ -1,0 +1,163 @@
+//! A range of a committed blob's file, copied to a client's socket inside the kernel (`sendfile`): the bytes go from
+//! the page cache to the socket with no copy through this process, which is what a web server serving files does.
+//! The HTTP layer drives it on plain-HTTP connections (`src/http/kernel_copy.rs`); this type is the only thing that
+//! touches the file, so the store keeps its rule that nothing outside it reads or writes cache files.
+//!
+//! `sendfile` waits for the disk when the pages are not in the page cache, and it would wait on an HTTP worker. So
+//! before each piece the first and last pages of it are probed without waiting (`preadv2` with `RWF_NOWAIT`); a
+//! piece that is not all there is first read on the blocking pool (`warm`), which brings it into the page cache, and
+//! then sent. A hot blob costs two tiny probes per `SEND_PIECE`; a cold one costs what the streamed path costs.
+
+use std::fs::File;
+use std::io::{self, IoSliceMut};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use rustix::io::{preadv2, ReadWriteFlags};
+
+/// At most this much is handed to one `sendfile` (nginx's `sendfile_max_chunk` default): one call never holds a
+/// worker for long, and the cold-page probe covers a bounded piece.
+pub const SEND_PIECE: u64 = 2 * 1024 * 1024;
+
+/// The bytes `start..end` of an open file, with how far they have been sent.
+pub struct FileRange {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+    /// Sent without a probe up to here: the piece `warm` just read.
+    warmed_to: u64,
+}
+
+impl std::fmt::Debug for FileRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRange").field("pos", &self.pos).field("end", &self.end).finish()
+    }
+}
+
+impl FileRange {
+    pub(crate) fn new(file: Arc<File>, start: u64, end: u64) -> Self {
+        FileRange { file, pos: start, end: end.max(start), warmed_to: start }
+    }
+
+    /// Bytes not sent yet.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    fn piece(&self) -> u64 {
+        self.remaining().min(SEND_PIECE)
+    }
+
+    /// Whether the next `send_to` may have to wait for the disk (its piece is not known to be in the page cache).
+    pub fn needs_warming(&self) -> bool {
+        if self.pos < self.warmed_to || self.remaining() == 0 {
+            return false;
+        }
+        let last = self.pos + self.piece() - 1;
+        !(cached(&self.file, self.pos) && cached(&self.file, last))
+    }
+
+    /// Read the next piece on the blocking pool so that it is in the page cache; `send_to` then sends it without a
+    /// probe. An error is the disk's (the file is damaged or gone): the response cannot be finished.
+    pub fn warm(&self) -> impl std::future::Future<Output = io::Result<()>> + Send + 'static {
+        let (file, pos, len) = (self.file.clone(), self.pos, self.piece());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len as usize];
+                let mut done = 0;
+                while done < buf.len() {
+                    match file.read_at(&mut buf[done..], pos + done as u64)? {
+                        0 => break,
+                        n => done += n,
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(io::Error::other)?
+        }
+    }
+
+    /// Remember that the piece at the current position was just warmed.
+    pub fn warmed(&mut self) {
+        self.warmed_to = self.pos + self.piece();
+    }
+
+    /// Copy the next bytes to `socket` (non-blocking) inside the kernel: how many left. `WouldBlock` when the
+    /// socket takes nothing now; `UnexpectedEof` when the file ends before the range does (it was damaged).
+    pub fn send_to(&mut self, socket: impl AsFd) -> io::Result<u64> {
+        if self.remaining() == 0 {
+            return Ok(0);
+        }
+        let mut offset = self.pos;
+        let n = rustix::fs::sendfile(socket, &*self.file, Some(&mut offset), self.piece() as usize)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cached blob file ended before its size"));
+        }
+        self.pos += n as u64;
+        Ok(n as u64)
+    }
+}
+
+/// Whether the page holding `offset` is in the page cache (a read of one byte that may not wait for the disk).
+fn cached(file: &File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(preadv2(file, &mut [IoSliceMut::new(&mut byte)], offset, ReadWriteFlags::NOWAIT), Ok(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn file_of(bytes: &[u8]) -> Arc<File> {
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(bytes).expect("write");
+        Arc::new(file)
+    }
+
+    #[tokio::test]
+    async fn a_range_arrives_whole_through_the_socket() {
+        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let mut range = FileRange::new(file_of(&data), 1000, data.len() as u64 - 7);
+        let (tx, mut rx) = UnixStream::pair().expect("socket pair");
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).expect("read");
+            got
+        });
+        if range.needs_warming() {
+            range.warm().await.expect("warm");
+            range.warmed();
+        }
+        while range.remaining() > 0 {
+            range.send_to(&tx).expect("send");
+        }
+        drop(tx);
+        assert_eq!(reader.join().expect("reader"), &data[1000..data.len() - 7]);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_its_range_is_an_error_not_a_short_success() {
+        let data = vec![1u8; 10_000];
+        let mut range = FileRange::new(file_of(&data), 0, 20_000);
+        let (tx, _rx) = UnixStream::pair().expect("socket pair");
+        assert_eq!(range.send_to(&tx).expect("the bytes that are there"), 10_000);
+        let err = range.send_to(&tx).expect_err("then the end of the file");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn pages_just_written_are_cached_and_a_warmed_piece_needs_no_probe() {
+        let range = FileRange::new(file_of(&vec![9u8; 100_000]), 0, 100_000);
+        // Written a moment ago, so in the page cache (where RWF_NOWAIT works).
+        assert!(!range.needs_warming());
+        let mut past = FileRange::new(file_of(&[1u8; 10]), 0, 100_000);
+        // Nothing is at the piece's last byte: it is not known to be cached, until warmed.
+        assert!(past.needs_warming());
+        past.warmed();
+        assert!(!past.needs_warming());
+    }
+}

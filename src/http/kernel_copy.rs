@@ -1,0 +1,199 @@
+//! Plain-HTTP connections that can send a cached blob's bytes from its file to the socket inside the kernel
+//! (`sendfile`), the way nginx serves files: no copy of the body through this process, so a warm large blob costs
+//! a fraction of the CPU a streamed one does.
+//!
+//! actix-http writes a response by copying its head and every body chunk into its write buffer, then writing that
+//! buffer to the connection; it has no way to hand a file to the socket. So the connection is wrapped (`Conn`): the
+//! handler gives the file range to the connection's `Slot` through the body (`FileBody`), and the wrapper sends it.
+//! Ordering is what makes this correct, and it rests on one fact of actix-http's dispatcher: it calls the
+//! connection's `poll_flush` only after everything in its write buffer was written, and while a response body is
+//! pending it writes nothing else. So:
+//! - the handler answers with the head (`Content-Length` set by hand, no chunking) and a `FileBody`;
+//! - the dispatcher encodes the head into its buffer and polls the body, which puts its range in the slot and waits;
+//! - the dispatcher writes the buffer (the head, after whatever preceded it) and calls `poll_flush`: the wrapper
+//!   sends the range there, bytes after the head and before anything else, and wakes the body when it is done;
+//! - the body then ends without yielding a byte, and actix-http goes on to the next request of the connection.
+//!
+//! A failure part-way (the client went away, the file was damaged, the kernel's send timeout fired) fails the flush,
+//! which closes the connection: the client sees a body shorter than its `Content-Length`, never a wrong one.
+//! Connections over TLS are served by the streamed path: TLS has to see the bytes.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll, Waker};
+
+use actix_web::rt::net::TcpStream;
+use actors::FileRange;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+type Warming = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// A range being sent, and the body waiting for it.
+struct Job {
+    range: FileRange,
+    /// The piece being read into the page cache first (it was not there).
+    warming: Option<Warming>,
+    sent: u64,
+}
+
+/// What one connection's wrapper and the body of its current response share.
+#[derive(Default)]
+struct Slot {
+    job: Option<Job>,
+    /// How the last job ended: bytes sent, or why it stopped.
+    outcome: Option<io::Result<u64>>,
+    /// The body to wake when it did.
+    waiter: Option<Waker>,
+}
+
+/// A connection's handle for its responses (in each request's connection data): whether it can send files.
+#[derive(Clone)]
+pub struct KernelCopy(Rc<RefCell<Slot>>);
+
+impl KernelCopy {
+    /// A body that sends `range` through this connection; `done` learns how many bytes left when it completes.
+    pub fn body(&self, range: FileRange, done: impl FnOnce(u64) + 'static) -> FileBody {
+        FileBody { slot: self.0.clone(), range: Some(range), done: Some(Box::new(done)) }
+    }
+}
+
+/// The body of a response whose bytes the connection sends from a file. Announce its length with `no_chunking`: it
+/// yields no bytes itself.
+pub struct FileBody {
+    slot: Rc<RefCell<Slot>>,
+    range: Option<FileRange>,
+    done: Option<Box<dyn FnOnce(u64)>>,
+}
+
+impl Stream for FileBody {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let mut slot = this.slot.borrow_mut();
+        if let Some(range) = this.range.take() {
+            if slot.job.is_some() {
+                return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
+            }
+            slot.outcome = None;
+            slot.job = Some(Job { range, warming: None, sent: 0 });
+        }
+        match slot.outcome.take() {
+            Some(Ok(sent)) => {
+                if let Some(done) = this.done.take() {
+                    done(sent);
+                }
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None if slot.job.is_none() => Poll::Ready(None),
+            None => {
+                slot.waiter = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A plain-HTTP client connection: a TCP stream that sends its slot's file range when actix-http flushes it.
+pub struct Conn {
+    tcp: TcpStream,
+    slot: Rc<RefCell<Slot>>,
+}
+
+impl Conn {
+    pub fn new(tcp: TcpStream) -> Self {
+        Conn { tcp, slot: Rc::default() }
+    }
+
+    /// The handle its requests carry.
+    pub fn handle(&self) -> KernelCopy {
+        KernelCopy(self.slot.clone())
+    }
+
+    /// Send the pending range, if any, to its end: `Ready(Ok)` when there is nothing (more) to send.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = loop {
+            let mut slot = self.slot.borrow_mut();
+            let Some(job) = slot.job.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            if job.range.remaining() == 0 {
+                break Ok(job.sent);
+            }
+            if let Some(warming) = job.warming.as_mut() {
+                match ready!(warming.as_mut().poll(cx)) {
+                    Ok(()) => {
+                        job.warming = None;
+                        job.range.warmed();
+                    }
+                    Err(e) => break Err(e),
+                }
+                continue;
+            }
+            if job.range.needs_warming() {
+                job.warming = Some(Box::pin(job.range.warm()));
+                continue;
+            }
+            if let Err(e) = ready!(self.tcp.poll_write_ready(cx)) {
+                break Err(e);
+            }
+            match self.tcp.try_io(Interest::WRITABLE, || job.range.send_to(&self.tcp)) {
+                Ok(n) => job.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let mut slot = self.slot.borrow_mut();
+        slot.job = None;
+        let failed = result.as_ref().err().map(|e| io::Error::new(e.kind(), e.to_string()));
+        slot.outcome = Some(result);
+        if let Some(waiter) = slot.waiter.take() {
+            waiter.wake();
+        }
+        match failed {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    /// Bytes from actix-http's write buffer go straight through: a pending range is sent only at the flush that
+    /// follows them (see the module comment).
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
