@@ -33,6 +33,9 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 type Warming = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
+/// `sendfile` calls one poll of a connection makes at most (each sends up to `SEND_PIECE`, 2 MiB).
+const PIECES_PER_POLL: usize = 8;
+
 /// A range being sent, and the body waiting for it.
 struct Job {
     range: FileRange,
@@ -41,12 +44,18 @@ struct Job {
     sent: u64,
 }
 
+/// How a job ended: the bytes that left, and why it stopped short if it did.
+struct Ended {
+    sent: u64,
+    error: Option<io::Error>,
+}
+
 /// What one connection's wrapper and the body of its current response share.
 #[derive(Default)]
 struct Slot {
     job: Option<Job>,
-    /// How the last job ended: bytes sent, or why it stopped.
-    outcome: Option<io::Result<u64>>,
+    /// How the last job ended.
+    ended: Option<Ended>,
     /// The body to wake when it did.
     waiter: Option<Waker>,
 }
@@ -56,7 +65,7 @@ struct Slot {
 pub struct KernelCopy(Rc<RefCell<Slot>>);
 
 impl KernelCopy {
-    /// A body that sends `range` through this connection; `done` learns how many bytes left when it completes.
+    /// A body that sends `range` through this connection; `done` learns how many bytes left when it ends.
     pub fn body(&self, range: FileRange, done: impl FnOnce(u64) + 'static) -> FileBody {
         FileBody { slot: self.0.clone(), range: Some(range), done: Some(Box::new(done)) }
     }
@@ -80,17 +89,19 @@ impl Stream for FileBody {
             if slot.job.is_some() {
                 return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
             }
-            slot.outcome = None;
+            slot.ended = None;
             slot.job = Some(Job { range, warming: None, sent: 0 });
         }
-        match slot.outcome.take() {
-            Some(Ok(sent)) => {
+        match slot.ended.take() {
+            Some(Ended { sent, error }) => {
                 if let Some(done) = this.done.take() {
                     done(sent);
                 }
-                Poll::Ready(None)
+                match error {
+                    Some(e) => Poll::Ready(Some(Err(e))),
+                    None => Poll::Ready(None),
+                }
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None if slot.job.is_none() => Poll::Ready(None),
             None => {
                 slot.waiter = Some(cx.waker().clone());
@@ -118,13 +129,14 @@ impl Conn {
 
     /// Send the pending range, if any, to its end: `Ready(Ok)` when there is nothing (more) to send.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = loop {
+        let mut pieces = PIECES_PER_POLL;
+        let (sent, error) = loop {
             let mut slot = self.slot.borrow_mut();
             let Some(job) = slot.job.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
             if job.range.remaining() == 0 {
-                break Ok(job.sent);
+                break (job.sent, None);
             }
             if let Some(warming) = job.warming.as_mut() {
                 match ready!(warming.as_mut().poll(cx)) {
@@ -132,7 +144,7 @@ impl Conn {
                         job.warming = None;
                         job.range.warmed();
                     }
-                    Err(e) => break Err(e),
+                    Err(e) => break (job.sent, Some(e)),
                 }
                 continue;
             }
@@ -141,18 +153,26 @@ impl Conn {
                 continue;
             }
             if let Err(e) = ready!(self.tcp.poll_write_ready(cx)) {
-                break Err(e);
+                break (job.sent, Some(e));
             }
+            if pieces == 0 {
+                // Let the worker's other connections run before the next pieces (a fast client never fills the
+                // socket, so this connection would otherwise keep the worker for the whole blob).
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            pieces -= 1;
             match self.tcp.try_io(Interest::WRITABLE, || job.range.send_to(&self.tcp)) {
                 Ok(n) => job.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => break Err(e),
+                Err(e) => break (job.sent, Some(e)),
             }
         };
         let mut slot = self.slot.borrow_mut();
         slot.job = None;
-        let failed = result.as_ref().err().map(|e| io::Error::new(e.kind(), e.to_string()));
-        slot.outcome = Some(result);
+        // The body reports the error (actix-http logs it); the flush fails with it too, which closes the connection.
+        let failed = error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string()));
+        slot.ended = Some(Ended { sent, error });
         if let Some(waiter) = slot.waiter.take() {
             waiter.wake();
         }

@@ -1,6 +1,7 @@
 //! The HTTP layer: the registry API on the main port (HTTP or HTTPS), the operations listeners, the request log and
 //! request metrics, and graceful shutdown. Handlers parse and validate, then ask the actors (`Mirror`); this module
-//! never touches files or upstreams itself.
+//! never touches files or upstreams itself (a cached blob's file range is sent to a client's socket by the store's
+//! `FileRange`, see `kernel_copy`).
 
 mod errors;
 mod handlers;
