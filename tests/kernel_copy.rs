@@ -157,3 +157,52 @@ fn a_blob_file_cut_short_while_it_is_sent_ends_the_response_short_never_wrong() 
     assert!(body.len() as u64 <= cut, "no byte past the cut was sent");
     assert!(body == whole[..body.len()], "every byte that arrived is the blob's own, in place");
 }
+
+/// A client still behind a running fetch when it completes gets the rest of the layer from the file (the transfer's
+/// hand-over to the connection): its bytes arrive whole and in place, and the kept connection answers the next
+/// request correctly.
+#[test]
+fn a_client_behind_a_fetch_that_completes_gets_the_rest_in_place_on_its_kept_connection() {
+    let up = Upstream::start();
+    let dir = TestDir::new("kernel-copy-handover");
+    let image = images::custom(&up, &dir.subdir("work"), "library/khand:1", &[32 * MB, 3_000]);
+    let server = Server::start(&up.url());
+    let (layer, small) = (&image.manifest().layers[0], &image.manifest().layers[1]);
+    let path = |digest: &str| format!("/v2/{}/blobs/{digest}?ns=docker.io", image.repo);
+    let client = http::client();
+    let whole =
+        http::get_verified(&client, &format!("{}/v2/{}/blobs/{}", up.url(), image.repo, layer.digest), &layer.digest);
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let mut writer = tcp.try_clone().expect("clone");
+    let mut conn = BufReader::new(tcp);
+    // The first request of the layer starts the fetch; this client reads a little, then stops reading...
+    writer.write_all(get(&path(&layer.digest), None).as_bytes()).expect("request");
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let mut line = String::new();
+        conn.read_line(&mut line).expect("head");
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; MB];
+    conn.read_exact(&mut body).expect("the first MB");
+    // ...until the fetch has finished and the layer is committed (another client gets it whole from the cache).
+    let cached = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
+    let start = std::time::Instant::now();
+    while !cached.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the layer was never committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    http::get_verified(&client, &format!("{}{}", server.url(), path(&layer.digest)), &layer.digest);
+    let mut rest = vec![0u8; whole.len() - MB];
+    conn.read_exact(&mut rest).expect("the rest of the layer");
+    body.extend_from_slice(&rest);
+    assert!(body == whole, "the layer arrived whole and in place");
+    // The connection is still in step: the next answer is the next request's.
+    writer.write_all(get(&path(&small.digest), None).as_bytes()).expect("next request");
+    let next = read_answer(&mut conn);
+    assert_eq!(next.status, 200);
+    assert_eq!(sha256_digest(&next.body), small.digest, "the next response is the small layer");
+}

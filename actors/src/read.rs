@@ -7,8 +7,13 @@
 //! so a damaged file never reaches a client as a complete response, and the damage is reported so the next request
 //! fetches the blob again. A small committed blob is read whole instead (`read_whole`) and checked the same way
 //! before any of it is handed out.
+//!
+//! A reader behind a transfer may be given a `FileRest`: when the transfer has completed and been verified, the
+//! reader stops yielding bytes and leaves the rest of its range there, as a range of the file the transfer wrote,
+//! for the connection to send from the file (the HTTP layer's kernel copy). A pull storm's clients, most of them
+//! still behind the end when the fetch finishes, then take the rest the way a cached blob is served.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -17,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::digest::{Digest, Digester};
 use crate::outcome::{Outcome, Progress};
-use crate::store::ObjectReader;
+use crate::store::{FileRange, ObjectReader};
 
 /// What a client receives: chunks, or an error that aborts its connection.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -27,6 +32,13 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// keeps its memory between chunks (it lets go of anything over 128 KiB); large enough that the per-chunk work is
 /// small against the copying. 256 KiB chunks cost a third more CPU per byte served (docs/benchmarks.md).
 const READ_CHUNK: u64 = 64 * 1024;
+
+/// Where a reader behind a transfer leaves the rest of its range once the transfer is verified (see the module
+/// comment); empty if it streamed to its end, or if the backend keeps no local file.
+pub type FileRest = Arc<Mutex<Option<FileRange>>>;
+
+/// Less than this left to read is streamed: not worth a hand-over.
+const REST_WORTH_A_FILE: u64 = 4 * READ_CHUNK;
 
 /// How far a reader may read.
 pub(crate) enum Limit {
@@ -62,6 +74,7 @@ struct Reader {
     end: Option<u64>,
     limit: Limit,
     verifier: Option<Verifier>,
+    rest: Option<FileRest>,
 }
 
 /// What a reader may do next.
@@ -107,6 +120,24 @@ impl Reader {
         Ok(if upto > self.pos { Step::ReadTo(upto) } else { Step::Wait })
     }
 
+    /// With a `FileRest`, a transfer verified complete and enough left: leave `pos..upto` there, and end.
+    fn leave_rest(&mut self, upto: u64) -> bool {
+        let (Some(rest), Some(object), Limit::Live(rx)) = (&self.rest, &self.object, &self.limit) else {
+            return false;
+        };
+        let done = matches!(&*rx.borrow(), Progress::Settled(Outcome::Done { .. }));
+        if !done || upto.saturating_sub(self.pos) < REST_WORTH_A_FILE {
+            return false;
+        }
+        let Some(range) = object.file_range(self.pos, upto) else {
+            return false;
+        };
+        *rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(range);
+        self.pos = upto;
+        self.end = Some(upto);
+        true
+    }
+
     async fn read(&mut self, upto: u64) -> Result<Bytes, std::io::Error> {
         let object = self.object.clone().ok_or_else(|| std::io::Error::other("transfer has no object to read"))?;
         let len = (upto - self.pos).min(READ_CHUNK) as usize;
@@ -144,6 +175,9 @@ impl Reader {
                 Err(e) => return Some(Err(e)),
                 Ok(Step::Eof) => return None,
                 Ok(Step::ReadTo(upto)) => {
+                    if self.leave_rest(upto) {
+                        return None;
+                    }
                     let chunk = match self.read(upto).await {
                         Ok(chunk) => chunk,
                         Err(e) => {
@@ -219,16 +253,16 @@ async fn read_exact(object: &dyn ObjectReader, size: u64) -> Result<Bytes, std::
 }
 
 /// The bytes `start..end` (end exclusive; `None` = to the end) of `object` within `limit`, verified against `check`
-/// when given (only for a whole committed blob).
+/// when given (only for a whole committed blob), the rest left in `rest` once a transfer is verified (when given).
 pub(crate) fn object_stream(
     object: Option<Arc<dyn ObjectReader>>,
-    start: u64,
-    end: Option<u64>,
+    (start, end): (u64, Option<u64>),
     limit: Limit,
     check: Option<Check>,
+    rest: Option<FileRest>,
 ) -> ByteStream {
     let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
-    let reader = Reader { object, pos: start, end, limit, verifier };
+    let reader = Reader { object, pos: start, end, limit, verifier, rest };
     Box::pin(stream::unfold(reader, |mut r| async move {
         let item = r.next_chunk().await?;
         // After an error, end the stream: the error already told the client's connection to abort.

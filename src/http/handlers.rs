@@ -166,7 +166,32 @@ fn sent_from_file(
 ) -> HttpResponse {
     // A `BodyStream`, not `streaming` (which would make the body sized from the header): actix-http must pass the
     // empty body through as it is, with the `Content-Length` set here, and keep the connection.
-    builder.no_chunking(len).body(BodyStream::new(conn.body(range, move |sent| served.inc_by(sent))))
+    builder.no_chunking(len).body(BodyStream::new(conn.body(len, range, move |sent| served.inc_by(sent))))
+}
+
+/// A response of the bytes `start..end` of `blob`, streamed through the process; on a plain-HTTP connection, the
+/// part of a running transfer's range still to go when the transfer is verified is sent from its file instead.
+fn streamed(
+    req: &HttpRequest,
+    builder: &mut HttpResponseBuilder,
+    blob: BlobResponse,
+    start: u64,
+    end: u64,
+    count: impl FnMut(Result<Bytes, std::io::Error>) -> Result<Bytes, std::io::Error> + Send + 'static,
+    served: IntCounter,
+) -> HttpResponse {
+    let len = end - start;
+    let blob = match req.conn_data::<KernelCopy>() {
+        Some(conn) => match blob.stream_then_file(start, end) {
+            Ok((stream, rest)) => {
+                let body = conn.stream_then_file(len, stream.map(count).boxed(), rest, move |n| served.inc_by(n));
+                return builder.no_chunking(len).body(BodyStream::new(body));
+            }
+            Err(blob) => blob,
+        },
+        None => blob,
+    };
+    builder.body(SizedStream::new(len, blob.stream(start, Some(end)).map(count)))
 }
 
 async fn blob(
@@ -228,7 +253,7 @@ async fn blob(
                 Some(bytes) => whole(&mut builder, bytes),
                 None => match sendable(req, &blob, 0, size) {
                     Some((conn, range)) => sent_from_file(&mut builder, conn, range, size, served),
-                    None => builder.body(SizedStream::new(size, blob.stream(0, None).map(count))),
+                    None => streamed(req, &mut builder, blob, 0, size, count, served),
                 },
             }
         }
@@ -241,7 +266,7 @@ async fn blob(
                 Some(bytes) => whole(&mut builder, bytes),
                 None => match sendable(req, &blob, r.start, r.end) {
                     Some((conn, range)) => sent_from_file(&mut builder, conn, range, len, served),
-                    None => builder.body(SizedStream::new(len, blob.stream(r.start, Some(r.end)).map(count))),
+                    None => streamed(req, &mut builder, blob, r.start, r.end, count, served),
                 },
             }
         }

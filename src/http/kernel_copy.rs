@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll, Waker};
 
 use actix_web::rt::net::TcpStream;
-use actors::FileRange;
+use actors::{ByteStream, FileRange, FileRest};
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -65,18 +65,62 @@ struct Slot {
 pub struct KernelCopy(Rc<RefCell<Slot>>);
 
 impl KernelCopy {
-    /// A body that sends `range` through this connection; `done` learns how many bytes left when it ends.
-    pub fn body(&self, range: FileRange, done: impl FnOnce(u64) + 'static) -> FileBody {
-        FileBody { slot: self.0.clone(), range: Some(range), done: Some(Box::new(done)) }
+    /// A body of `len` bytes that this connection sends from `range`; `done` learns how many left from the file.
+    pub fn body(&self, len: u64, range: FileRange, done: impl FnOnce(u64) + 'static) -> FileBody {
+        self.build(len, None, None, Some(range), done)
+    }
+
+    /// A body of `len` bytes: the chunks of `before`, then what it left in `rest` when it ended (the rest of a
+    /// transfer's range, once verified), sent from the file; `done` learns how many bytes left from the file.
+    pub fn stream_then_file(
+        &self,
+        len: u64,
+        before: ByteStream,
+        rest: FileRest,
+        done: impl FnOnce(u64) + 'static,
+    ) -> FileBody {
+        self.build(len, Some(before), Some(rest), None, done)
+    }
+
+    fn build(
+        &self,
+        len: u64,
+        before: Option<ByteStream>,
+        rest: Option<FileRest>,
+        range: Option<FileRange>,
+        done: impl FnOnce(u64) + 'static,
+    ) -> FileBody {
+        let slot = self.0.clone();
+        FileBody { slot, len, yielded: 0, before, rest, range, registered: false, done: Some(Box::new(done)) }
     }
 }
 
-/// The body of a response whose bytes the connection sends from a file. Announce its length with `no_chunking`: it
-/// yields no bytes itself.
+/// The body of a response whose bytes the connection sends from a file, after the chunks of a stream if it has
+/// one. Announce its length with `no_chunking` (actix-http passes the body through as it is): the file's bytes do not
+/// go through it, and it fails (closing the connection) if the stream and the file together fall short of `len`.
 pub struct FileBody {
     slot: Rc<RefCell<Slot>>,
+    len: u64,
+    /// Bytes of `before` handed to actix-http.
+    yielded: u64,
+    before: Option<ByteStream>,
+    rest: Option<FileRest>,
     range: Option<FileRange>,
+    /// Its range is (or was) the connection's job.
+    registered: bool,
     done: Option<Box<dyn FnOnce(u64)>>,
+}
+
+impl FileBody {
+    /// The end of the body, after `sent` bytes from the file: it must add up to the announced length.
+    fn finish(&mut self, sent: u64) -> Option<Result<Bytes, io::Error>> {
+        if let Some(done) = self.done.take() {
+            done(sent);
+        }
+        let total = self.yielded + sent;
+        (total != self.len)
+            .then(|| Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{total} of {} bytes sent", self.len))))
+    }
 }
 
 impl Stream for FileBody {
@@ -84,25 +128,43 @@ impl Stream for FileBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let mut slot = this.slot.borrow_mut();
+        if let Some(before) = this.before.as_mut() {
+            match ready!(before.as_mut().poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    this.yielded += chunk.len() as u64;
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Some(Err(e)) => {
+                    this.before = None;
+                    this.done = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    this.before = None;
+                    this.range =
+                        this.rest.take().and_then(|rest| rest.lock().unwrap_or_else(|p| p.into_inner()).take());
+                }
+            }
+        }
+        let slot = this.slot.clone();
+        let mut slot = slot.borrow_mut();
         if let Some(range) = this.range.take() {
             if slot.job.is_some() {
                 return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
             }
             slot.ended = None;
             slot.job = Some(Job { range, warming: None, sent: 0 });
+            this.registered = true;
+        }
+        if !this.registered {
+            return Poll::Ready(this.finish(0));
         }
         match slot.ended.take() {
-            Some(Ended { sent, error }) => {
-                if let Some(done) = this.done.take() {
-                    done(sent);
-                }
-                match error {
-                    Some(e) => Poll::Ready(Some(Err(e))),
-                    None => Poll::Ready(None),
-                }
+            Some(Ended { sent, error: Some(e) }) => {
+                this.finish(sent);
+                Poll::Ready(Some(Err(e)))
             }
-            None if slot.job.is_none() => Poll::Ready(None),
+            Some(Ended { sent, error: None }) => Poll::Ready(this.finish(sent)),
             None => {
                 slot.waiter = Some(cx.waker().clone());
                 Poll::Pending

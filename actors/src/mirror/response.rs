@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::read::{object_stream, ByteStream, Check, Limit};
+use crate::read::{object_stream, ByteStream, Check, FileRest, Limit};
 use crate::store::{FileRange, ManifestMeta, OpenedBlob};
 use crate::transfer::Transfer;
 
@@ -67,6 +67,19 @@ impl BlobResponse {
         }
     }
 
+    /// For a blob behind a running transfer: its bytes `start..end` (end exclusive) as they arrive, until the transfer
+    /// is verified, and then the rest as a range of the file it wrote, left in the returned `FileRest` when the
+    /// stream ends (if the backend keeps a local file). `Err(self)` for any other blob.
+    pub fn stream_then_file(self, start: u64, end: u64) -> Result<(ByteStream, FileRest), BlobResponse> {
+        match &self.source {
+            BlobSource::Transfer(t) => {
+                let rest = FileRest::default();
+                Ok((t.stream(start, Some(end), Some(rest.clone())), rest))
+            }
+            _ => Err(self),
+        }
+    }
+
     /// The bytes `start..end` (end exclusive; `None` = to the end). Offsets are ignored for uncached blobs.
     pub fn stream(self, start: u64, end: Option<u64>) -> ByteStream {
         match self.source {
@@ -79,9 +92,9 @@ impl BlobResponse {
                 let end = end.unwrap_or(size).min(size);
                 // Only a whole read can be verified; a range of an unverified blob is left to the scrub.
                 let check = check.filter(|_| start == 0 && end == size);
-                object_stream(Some(opened.reader), start, Some(end), Limit::Fixed(size), check)
+                object_stream(Some(opened.reader), (start, Some(end)), Limit::Fixed(size), check, None)
             }
-            BlobSource::Transfer(t) => t.stream(start, end),
+            BlobSource::Transfer(t) => t.stream(start, end, None),
             BlobSource::Uncached(s) => s,
         }
     }
