@@ -8,10 +8,12 @@
 //! fetches the blob again. A small committed blob is read whole instead (`read_whole`) and checked the same way
 //! before any of it is handed out.
 //!
-//! A reader behind a transfer may be given a `FileRest`: when the transfer has completed and been verified, the
-//! reader stops yielding bytes and leaves the rest of its range there, as a range of the file the transfer wrote,
-//! for the connection to send from the file (the HTTP layer's kernel copy). A pull storm's clients, most of them
-//! still behind the end when the fetch finishes, then take the rest the way a cached blob is served.
+//! A reader behind a transfer may be given a `FileRest`: then, whenever at least `REST_WORTH_A_FILE` bytes are
+//! readable ahead of it (with the last byte still held back until the digest is verified, as for any reader), it
+//! leaves them there as a range of the file the transfer is writing, and yields an empty chunk to say so; the
+//! connection sends that range from the file (the HTTP layer's kernel copy) before it asks for more. A pull storm's
+//! clients, behind the leader or left with most of the blob when the fetch finishes, so take the bytes the way a
+//! cached blob is served, with no copy through the process; what trickles in smaller steps is streamed.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,8 +35,8 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// small against the copying. 256 KiB chunks cost a third more CPU per byte served (docs/benchmarks.md).
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// Where a reader behind a transfer leaves the rest of its range once the transfer is verified (see the module
-/// comment); empty if it streamed to its end, or if the backend keeps no local file.
+/// Where a reader behind a transfer leaves the next range of its bytes for the connection to send from the file (see
+/// the module comment). The reader yields an empty chunk each time it has left one.
 pub type FileRest = Arc<Mutex<Option<FileRange>>>;
 
 /// Less than this left to read is streamed: not worth a hand-over.
@@ -120,13 +122,13 @@ impl Reader {
         Ok(if upto > self.pos { Step::ReadTo(upto) } else { Step::Wait })
     }
 
-    /// With a `FileRest`, a transfer verified complete and enough left: leave `pos..upto` there, and end.
+    /// With a `FileRest` and enough readable (`upto` never includes an unverified last byte): leave `pos..upto`
+    /// there as a range of the object's file.
     fn leave_rest(&mut self, upto: u64) -> bool {
-        let (Some(rest), Some(object), Limit::Live(rx)) = (&self.rest, &self.object, &self.limit) else {
+        let (Some(rest), Some(object), Limit::Live(_)) = (&self.rest, &self.object, &self.limit) else {
             return false;
         };
-        let done = matches!(&*rx.borrow(), Progress::Settled(Outcome::Done { .. }));
-        if !done || upto.saturating_sub(self.pos) < REST_WORTH_A_FILE {
+        if upto.saturating_sub(self.pos) < REST_WORTH_A_FILE {
             return false;
         }
         let Some(range) = object.file_range(self.pos, upto) else {
@@ -134,7 +136,6 @@ impl Reader {
         };
         *rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(range);
         self.pos = upto;
-        self.end = Some(upto);
         true
     }
 
@@ -176,7 +177,7 @@ impl Reader {
                 Ok(Step::Eof) => return None,
                 Ok(Step::ReadTo(upto)) => {
                     if self.leave_rest(upto) {
-                        return None;
+                        return Some(Ok(Bytes::new()));
                     }
                     let chunk = match self.read(upto).await {
                         Ok(chunk) => chunk,

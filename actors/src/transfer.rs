@@ -179,8 +179,8 @@ impl Transfer {
         let _ = self.shared.waiters_metric.set(histogram);
     }
 
-    /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available; with `rest`, only until
-    /// the transfer is verified, the rest then left there as a range of its file (`read::FileRest`).
+    /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available; with `rest`, large
+    /// stretches are left there as ranges of the file instead (`read::FileRest`).
     pub fn stream(&self, start: u64, end: Option<u64>, rest: Option<FileRest>) -> ByteStream {
         self.shared.readers.fetch_add(1, Ordering::Relaxed);
         let object = self.shared.object.get().cloned();

@@ -170,7 +170,7 @@ fn sent_from_file(
 }
 
 /// A response of the bytes `start..end` of `blob`, streamed through the process; on a plain-HTTP connection, the
-/// part of a running transfer's range still to go when the transfer is verified is sent from its file instead.
+/// large stretches of a running transfer's range are sent from the file it writes instead.
 fn streamed(
     req: &HttpRequest,
     builder: &mut HttpResponseBuilder,

@@ -70,8 +70,8 @@ impl KernelCopy {
         self.build(len, None, None, Some(range), done)
     }
 
-    /// A body of `len` bytes: the chunks of `before`, then what it left in `rest` when it ended (the rest of a
-    /// transfer's range, once verified), sent from the file; `done` learns how many bytes left from the file.
+    /// A body of `len` bytes: the chunks of `before`, and each range it leaves in `rest` (announced by an empty
+    /// chunk, see `read::FileRest`) sent from its file in its place; `done` learns how many bytes left from files.
     pub fn stream_then_file(
         &self,
         len: u64,
@@ -91,7 +91,7 @@ impl KernelCopy {
         done: impl FnOnce(u64) + 'static,
     ) -> FileBody {
         let slot = self.0.clone();
-        FileBody { slot, len, yielded: 0, before, rest, range, registered: false, done: Some(Box::new(done)) }
+        FileBody { slot, len, yielded: 0, sent: 0, before, rest, range, registered: false, done: Some(Box::new(done)) }
     }
 }
 
@@ -103,23 +103,36 @@ pub struct FileBody {
     len: u64,
     /// Bytes of `before` handed to actix-http.
     yielded: u64,
+    /// Bytes the connection sent from files for this body.
+    sent: u64,
     before: Option<ByteStream>,
     rest: Option<FileRest>,
+    /// A range to hand to the connection next.
     range: Option<FileRange>,
-    /// Its range is (or was) the connection's job.
+    /// A range of this body is the connection's job now.
     registered: bool,
     done: Option<Box<dyn FnOnce(u64)>>,
 }
 
 impl FileBody {
-    /// The end of the body, after `sent` bytes from the file: it must add up to the announced length.
-    fn finish(&mut self, sent: u64) -> Option<Result<Bytes, io::Error>> {
+    /// Report the bytes sent from files (once).
+    fn report(&mut self) {
         if let Some(done) = self.done.take() {
-            done(sent);
+            done(self.sent);
         }
-        let total = self.yielded + sent;
+    }
+
+    /// The end of the body: what it yielded and what was sent must add up to the announced length.
+    fn finish(&mut self) -> Option<Result<Bytes, io::Error>> {
+        self.report();
+        let total = self.yielded + self.sent;
         (total != self.len)
             .then(|| Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{total} of {} bytes sent", self.len))))
+    }
+
+    /// The range the stream left in `rest`, if any.
+    fn take_rest(&self) -> Option<FileRange> {
+        self.rest.as_ref().and_then(|rest| rest.lock().unwrap_or_else(|p| p.into_inner()).take())
     }
 }
 
@@ -128,46 +141,52 @@ impl Stream for FileBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(before) = this.before.as_mut() {
+        loop {
+            if this.registered {
+                let slot = this.slot.clone();
+                let mut slot = slot.borrow_mut();
+                let Some(Ended { sent, error }) = slot.ended.take() else {
+                    // The connection sends it at its next flush (after what this body yielded before).
+                    slot.waiter = Some(cx.waker().clone());
+                    return Poll::Pending;
+                };
+                this.registered = false;
+                this.sent += sent;
+                if let Some(e) = error {
+                    this.report();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                continue;
+            }
+            if let Some(range) = this.range.take() {
+                let mut slot = this.slot.borrow_mut();
+                if slot.job.is_some() {
+                    return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
+                }
+                slot.ended = None;
+                slot.job = Some(Job { range, warming: None, sent: 0 });
+                this.registered = true;
+                continue;
+            }
+            let Some(before) = this.before.as_mut() else {
+                return Poll::Ready(this.finish());
+            };
             match ready!(before.as_mut().poll_next(cx)) {
+                // The stream left a range in `rest` (see `read::FileRest`).
+                Some(Ok(chunk)) if chunk.is_empty() => this.range = this.take_rest(),
                 Some(Ok(chunk)) => {
                     this.yielded += chunk.len() as u64;
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 Some(Err(e)) => {
                     this.before = None;
-                    this.done = None;
+                    this.report();
                     return Poll::Ready(Some(Err(e)));
                 }
                 None => {
                     this.before = None;
-                    this.range =
-                        this.rest.take().and_then(|rest| rest.lock().unwrap_or_else(|p| p.into_inner()).take());
+                    this.range = this.take_rest();
                 }
-            }
-        }
-        let slot = this.slot.clone();
-        let mut slot = slot.borrow_mut();
-        if let Some(range) = this.range.take() {
-            if slot.job.is_some() {
-                return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
-            }
-            slot.ended = None;
-            slot.job = Some(Job { range, warming: None, sent: 0 });
-            this.registered = true;
-        }
-        if !this.registered {
-            return Poll::Ready(this.finish(0));
-        }
-        match slot.ended.take() {
-            Some(Ended { sent, error: Some(e) }) => {
-                this.finish(sent);
-                Poll::Ready(Some(Err(e)))
-            }
-            Some(Ended { sent, error: None }) => Poll::Ready(this.finish(sent)),
-            None => {
-                slot.waiter = Some(cx.waker().clone());
-                Poll::Pending
             }
         }
     }

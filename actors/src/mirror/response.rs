@@ -67,9 +67,10 @@ impl BlobResponse {
         }
     }
 
-    /// For a blob behind a running transfer: its bytes `start..end` (end exclusive) as they arrive, until the transfer
-    /// is verified, and then the rest as a range of the file it wrote, left in the returned `FileRest` when the
-    /// stream ends (if the backend keeps a local file). `Err(self)` for any other blob.
+    /// For a blob behind a running transfer: its bytes `start..end` (end exclusive) as they arrive, where each stretch
+    /// of at least 256 KiB readable at once is instead left in the returned `FileRest` as a range of the file the
+    /// transfer writes, announced by an empty chunk (if the backend keeps a local file). `Err(self)` for any other
+    /// blob.
     pub fn stream_then_file(self, start: u64, end: u64) -> Result<(ByteStream, FileRest), BlobResponse> {
         match &self.source {
             BlobSource::Transfer(t) => {
