@@ -54,6 +54,28 @@ fn get(path: &str, range: Option<&str>) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: mirror\r\n{range}\r\n")
 }
 
+/// A connection to `server` (reads time out after a minute), as a writer and a buffered reader.
+fn connect(server: &Server) -> (TcpStream, BufReader<TcpStream>) {
+    let tcp = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    (tcp.try_clone().expect("clone"), BufReader::new(tcp))
+}
+
+/// Send a GET of `path`, read the 200 head and the first MB of its body.
+fn start_reading(writer: &mut TcpStream, conn: &mut BufReader<TcpStream>, path: &str) -> Vec<u8> {
+    writer.write_all(get(path, None).as_bytes()).expect("request");
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let mut line = String::new();
+        conn.read_line(&mut line).expect("head");
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = vec![0u8; MB];
+    conn.read_exact(&mut body).expect("the first MB");
+    body
+}
+
 #[test]
 fn blobs_sent_from_their_files_keep_their_place_among_pipelined_responses() {
     let up = Upstream::start();
@@ -72,10 +94,7 @@ fn blobs_sent_from_their_files_keep_their_place_among_pipelined_responses() {
     let (big_bytes, medium_bytes, small_bytes) = (&bytes[0], &bytes[1], &bytes[2]);
     let manifest_path = format!("/v2/{}/manifests/{}?ns=docker.io", image.repo, image.tag);
 
-    let tcp = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    let mut writer = tcp.try_clone().expect("clone");
-    let mut conn = BufReader::new(tcp);
+    let (mut writer, mut conn) = connect(&server);
     // All at once, so that each response is written while the next requests already wait in the server's buffer.
     let requests = [
         get(&blob_path(&big.digest), None),
@@ -125,21 +144,9 @@ fn a_blob_file_cut_short_while_it_is_sent_ends_the_response_short_never_wrong() 
     let path = format!("/v2/{}/blobs/{}?ns=docker.io", image.repo, layer.digest);
     let whole = http::get_verified(&http::client(), &format!("{}{path}", server.url()), &layer.digest);
 
-    let tcp = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    let mut writer = tcp.try_clone().expect("clone");
-    let mut conn = BufReader::new(tcp);
-    writer.write_all(get(&path, None).as_bytes()).expect("request");
+    let (mut writer, mut conn) = connect(&server);
     // Read the head and a first slice, so the server is part-way (the socket buffers hold a few MB at most)...
-    let mut head = String::new();
-    while !head.ends_with("\r\n\r\n") {
-        let mut line = String::new();
-        conn.read_line(&mut line).expect("head");
-        head.push_str(&line);
-    }
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut body = vec![0u8; MB];
-    conn.read_exact(&mut body).expect("the first MB");
+    let mut body = start_reading(&mut writer, &mut conn, &path);
     // ...then the file loses its second half, in place.
     let file = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
     let cut = (whole.len() / 2) as u64;
@@ -173,21 +180,9 @@ fn a_client_behind_a_fetch_that_completes_gets_the_rest_in_place_on_its_kept_con
     let whole =
         http::get_verified(&client, &format!("{}/v2/{}/blobs/{}", up.url(), image.repo, layer.digest), &layer.digest);
 
-    let tcp = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let mut writer = tcp.try_clone().expect("clone");
-    let mut conn = BufReader::new(tcp);
+    let (mut writer, mut conn) = connect(&server);
     // The first request of the layer starts the fetch; this client reads a little, then stops reading...
-    writer.write_all(get(&path(&layer.digest), None).as_bytes()).expect("request");
-    let mut head = String::new();
-    while !head.ends_with("\r\n\r\n") {
-        let mut line = String::new();
-        conn.read_line(&mut line).expect("head");
-        head.push_str(&line);
-    }
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut body = vec![0u8; MB];
-    conn.read_exact(&mut body).expect("the first MB");
+    let mut body = start_reading(&mut writer, &mut conn, &path(&layer.digest));
     // ...until the fetch has finished and the layer is committed (another client gets it whole from the cache).
     let cached = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
     let start = std::time::Instant::now();

@@ -1,4 +1,4 @@
-//! Plain-HTTP connections that can send a cached blob's bytes from its file to the socket inside the kernel
+//! Plain-HTTP connections that can send a blob's bytes from its file to the socket inside the kernel
 //! (`sendfile`), the way nginx serves files: no copy of the body through this process, so a warm large blob costs
 //! a fraction of the CPU a streamed one does.
 //!
@@ -13,6 +13,10 @@
 //! - the dispatcher writes the buffer (the head, after whatever preceded it) and calls `poll_flush`: the wrapper
 //!   sends the range there, bytes after the head and before anything else, and wakes the body when it is done;
 //! - the body then ends without yielding a byte, and actix-http goes on to the next request of the connection.
+//!
+//! A body can also mix the two (`stream_then_file`): a client behind a running fetch gets the stream's chunks, and
+//! each large stretch the stream leaves as a file range is sent the same way in its place: the body waits while the
+//! connection sends it, and the chunks yielded before it are in the buffer actix-http writes first.
 //!
 //! A failure part-way (the client went away, the file was damaged, the kernel's send timeout fired) fails the flush,
 //! which closes the connection: the client sees a body shorter than its `Content-Length`, never a wrong one.

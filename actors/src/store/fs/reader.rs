@@ -123,14 +123,8 @@ impl ObjectReader for FileReader {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::file_of;
     use super::*;
-    use std::io::Write;
-
-    fn file_of(bytes: &[u8]) -> Arc<File> {
-        let mut file = tempfile::tempfile().expect("temp file");
-        file.write_all(bytes).expect("write");
-        Arc::new(file)
-    }
 
     #[tokio::test]
     async fn chunks_read_the_right_bytes_and_reuse_the_buffer_given_back() {

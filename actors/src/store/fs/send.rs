@@ -108,15 +108,10 @@ fn cached(file: &File, offset: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::file_of;
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::os::unix::net::UnixStream;
-
-    fn file_of(bytes: &[u8]) -> Arc<File> {
-        let mut file = tempfile::tempfile().expect("temp file");
-        file.write_all(bytes).expect("write");
-        Arc::new(file)
-    }
 
     #[tokio::test]
     async fn a_range_arrives_whole_through_the_socket() {

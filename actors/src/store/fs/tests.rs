@@ -12,6 +12,14 @@ use crate::digest::Digest;
 use crate::reference::{ImageKey, Reference};
 use crate::store::{inventory, AccessEntry, FinishError, ManifestRead, RefRecord, Storage, Store, StoredObject};
 
+/// An open temporary file holding `bytes` (for the reader and file-range tests).
+pub(super) fn file_of(bytes: &[u8]) -> Arc<std::fs::File> {
+    use std::io::Write;
+    let mut file = tempfile::tempfile().expect("temp file");
+    file.write_all(bytes).expect("write");
+    Arc::new(file)
+}
+
 fn image() -> ImageKey {
     ImageKey::new("docker.io".parse().expect("ns"), "library/hello".parse().expect("repo"))
 }
