@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::digest::Digest;
 use actors::reference::{ImageKey, Namespace, Reference};
-use actors::{BlobResponse, FileRange, Mirror};
+use actors::{BlobResponse, ByteStream, Mirror};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use prometheus::IntCounter;
@@ -149,49 +149,51 @@ fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
     builder.insert_header((header::ACCEPT_RANGES, "bytes"));
 }
 
-/// The connection and file range to send `start..end` of `blob` from, when both can: a plain-HTTP connection, and
-/// a verified committed blob in a local file.
-fn sendable(req: &HttpRequest, blob: &BlobResponse, start: u64, end: u64) -> Option<(KernelCopy, FileRange)> {
-    let conn = req.conn_data::<KernelCopy>()?.clone();
-    Some((conn, blob.file_range(start, end)?))
+/// `stream`, adding each chunk it yields to `served`.
+fn counted(stream: ByteStream, served: IntCounter) -> ByteStream {
+    stream
+        .inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                served.inc_by(bytes.len() as u64);
+            }
+        })
+        .boxed()
 }
 
-/// A response of `len` bytes that the connection sends from `range` of a file (`kernel_copy`).
-fn sent_from_file(
-    builder: &mut HttpResponseBuilder,
-    conn: KernelCopy,
-    range: FileRange,
-    len: u64,
-    served: IntCounter,
-) -> HttpResponse {
-    // A `BodyStream`, not `streaming` (which would make the body sized from the header): actix-http must pass the
-    // empty body through as it is, with the `Content-Length` set here, and keep the connection.
-    builder.no_chunking(len).body(BodyStream::new(conn.body(len, range, move |sent| served.inc_by(sent))))
-}
-
-/// A response of the bytes `start..end` of `blob`, streamed through the process; on a plain-HTTP connection, the
-/// large stretches of a running transfer's range are sent from the file it writes instead.
-fn streamed(
+/// The response body of the bytes `start..end` of `blob`, by the cheapest way there is:
+/// - a small blob held in memory leaves with the response head in one write;
+/// - on a plain-HTTP connection (`kernel_copy`), a verified blob in a local file is sent from the file, and the large
+///   stretches of a running transfer's range from the file it writes. Such a body announces its length by hand
+///   (`no_chunking` with a `BodyStream`, not `streaming`, which would size the body from the header): actix-http
+///   must pass it through as it is and keep the connection;
+/// - anything else streams through the process.
+fn blob_body(
     req: &HttpRequest,
     builder: &mut HttpResponseBuilder,
     blob: BlobResponse,
-    start: u64,
-    end: u64,
-    count: impl FnMut(Result<Bytes, std::io::Error>) -> Result<Bytes, std::io::Error> + Send + 'static,
+    (start, end): (u64, u64),
     served: IntCounter,
 ) -> HttpResponse {
+    if let Some(bytes) = blob.in_memory(start, Some(end)) {
+        served.inc_by(bytes.len() as u64);
+        return builder.body(bytes);
+    }
     let len = end - start;
-    let blob = match req.conn_data::<KernelCopy>() {
-        Some(conn) => match blob.stream_then_file(start, end) {
-            Ok((stream, rest)) => {
-                let body = conn.stream_then_file(len, stream.map(count).boxed(), rest, move |n| served.inc_by(n));
-                return builder.no_chunking(len).body(BodyStream::new(body));
-            }
-            Err(blob) => blob,
-        },
-        None => blob,
+    let Some(conn) = req.conn_data::<KernelCopy>() else {
+        return builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served)));
     };
-    builder.body(SizedStream::new(len, blob.stream(start, Some(end)).map(count)))
+    let done = {
+        let served = served.clone();
+        move |sent| served.inc_by(sent)
+    };
+    let body = match blob.file_range(start, end) {
+        Some(range) => conn.body(len, range, done),
+        None => match blob.stream_then_file(start, end) {
+            Ok((stream, rest)) => conn.stream_then_file(len, counted(stream, served), rest, done),
+            Err(blob) => return builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served))),
+        },
+    };
+    builder.no_chunking(len).body(BodyStream::new(body))
 }
 
 async fn blob(
@@ -222,53 +224,23 @@ async fn blob(
     };
     let cache = cache_word(blob.from_cache);
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
-    let whole = {
-        let served = served.clone();
-        move |builder: &mut HttpResponseBuilder, bytes: Bytes| {
-            served.inc_by(bytes.len() as u64);
-            builder.body(bytes)
-        }
-    };
-    let count = {
-        let served = served.clone();
-        move |chunk: Result<Bytes, std::io::Error>| {
-            if let Ok(bytes) = &chunk {
-                served.inc_by(bytes.len() as u64);
-            }
-            chunk
-        }
-    };
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
         blob_headers(&mut builder, &digest);
-        return (builder.streaming(blob.stream(0, None).map(count)), cache);
+        return (builder.streaming(counted(blob.stream(0, None), served)), cache);
     };
     let wanted = if blob.supports_range() { range(req.headers(), size) } else { RangeRequest::Full };
-    // A small blob held in memory goes out with the response head in one write; others stream.
     let resp = match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
             blob_headers(&mut builder, &digest);
-            match blob.in_memory(0, None) {
-                Some(bytes) => whole(&mut builder, bytes),
-                None => match sendable(req, &blob, 0, size) {
-                    Some((conn, range)) => sent_from_file(&mut builder, conn, range, size, served),
-                    None => streamed(req, &mut builder, blob, 0, size, count, served),
-                },
-            }
+            blob_body(req, &mut builder, blob, (0, size), served)
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
-            let len = r.end - r.start;
-            match blob.in_memory(r.start, Some(r.end)) {
-                Some(bytes) => whole(&mut builder, bytes),
-                None => match sendable(req, &blob, r.start, r.end) {
-                    Some((conn, range)) => sent_from_file(&mut builder, conn, range, len, served),
-                    None => streamed(req, &mut builder, blob, r.start, r.end, count, served),
-                },
-            }
+            blob_body(req, &mut builder, blob, (r.start, r.end), served)
         }
         RangeRequest::Unsatisfiable => {
             let mut resp = OciError::new(
