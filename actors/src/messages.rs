@@ -120,6 +120,16 @@ pub struct ReleaseBlob {
     pub cause: Release,
 }
 
+/// Preload -> `CacheActor`: reply once the blob is cached (`true`), or once its claim has ended without a commit or
+/// when nothing claims it (`false`). The leader settles its readers before the blob is durable and committed, so a
+/// reader that must know the blob is kept asks this.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AwaitBlob {
+    /// The blob.
+    pub digest: Digest,
+}
+
 /// Manifest fetch -> `CacheActor`: store a verified manifest and the reference that named it. Replies with the
 /// stored metadata, or the storage error (the caller still serves the bytes it has).
 #[derive(Message)]

@@ -10,8 +10,8 @@ use crate::claim::{BlobClaim, ClaimReply, Lease};
 use crate::error::StoreError;
 use crate::graph::ManifestLinks;
 use crate::messages::{
-    BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
-    ReportDamage,
+    AwaitBlob, BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, Invalidate, LinkReference, PutManifest, Release,
+    ReleaseBlob, ReportDamage,
 };
 use crate::outcome::PassReason;
 use crate::reference::{ImageKey, Reference};
@@ -85,7 +85,7 @@ impl Handler<ClaimBlob> for CacheActor {
             if !running.is_settled() || running.is_done() {
                 return MessageResult(ClaimReply::Claim(BlobClaim::Follow(running.clone())));
             }
-            self.claims.remove(&msg.digest);
+            self.end_claim(&msg.digest);
         }
         if !self.writable() {
             return MessageResult(ClaimReply::Claim(BlobClaim::PassThrough(PassReason::CacheUnwritable)));
@@ -109,11 +109,10 @@ impl Handler<CommitBlob> for CacheActor {
         let (digest, size) = (blob.digest().clone(), blob.size());
         let key = PersistKey::Object(StoredObject::Blob(digest.clone()));
         self.persist(ctx, key, blob.commit(), move |act, ctx, result| {
-            act.claims.remove(&digest);
             act.release_room(&digest);
             let _ = tx.send(match result {
                 Ok(version) => {
-                    act.store.index().insert_blob(digest, size, now_unix(), version, true);
+                    act.store.index().insert_blob(digest.clone(), size, now_unix(), version, true);
                     act.enforce_cap(ctx);
                     Ok(size)
                 }
@@ -122,7 +121,23 @@ impl Handler<CommitBlob> for CacheActor {
                     Err(e)
                 }
             });
+            act.end_claim(&digest);
         });
+        reply
+    }
+}
+
+impl Handler<AwaitBlob> for CacheActor {
+    type Result = ResponseFuture<bool>;
+
+    /// Answer now if the blob is cached or unclaimed, else when its claim ends.
+    fn handle(&mut self, msg: AwaitBlob, _ctx: &mut Self::Context) -> Self::Result {
+        let cached = self.store.index().blob(&msg.digest).is_some();
+        if cached || !self.claims.contains_key(&msg.digest) {
+            return Box::pin(std::future::ready(cached));
+        }
+        let (tx, reply) = later(false);
+        self.claim_waiters.entry(msg.digest).or_default().push(tx);
         reply
     }
 }
@@ -134,7 +149,7 @@ impl Handler<ReleaseBlob> for CacheActor {
     fn handle(&mut self, msg: ReleaseBlob, ctx: &mut Self::Context) {
         let digest = msg.transfer.digest().clone();
         if self.claims.get(&digest).is_some_and(|t| t.same(&msg.transfer)) {
-            self.claims.remove(&digest);
+            self.end_claim(&digest);
             self.release_room(&digest);
         }
         match msg.cause {

@@ -68,6 +68,8 @@ pub struct CacheActor {
     store: Store,
     /// Blobs being fetched right now, by digest: the single leader's transfer that everyone else follows.
     claims: HashMap<Digest, Transfer>,
+    /// Who waits for a claim to end (`AwaitBlob`), by digest.
+    claim_waiters: HashMap<Digest, Vec<tokio::sync::oneshot::Sender<bool>>>,
     /// Blobs that did not fit, with their size and when that was found.
     too_large: HashMap<Digest, (u64, Instant)>,
     /// Until when writes are refused (the directory is not writable).
@@ -89,6 +91,7 @@ impl CacheActor {
         CacheActor {
             store,
             claims: HashMap::new(),
+            claim_waiters: HashMap::new(),
             too_large: HashMap::new(),
             unwritable_until: None,
             persister: Persister::default(),
@@ -98,6 +101,15 @@ impl CacheActor {
             metrics,
             life: life::Life::default(),
             load: load::LoadState::default(),
+        }
+    }
+
+    /// Forget `digest`'s claim and tell whoever waits for it whether the blob is cached now.
+    fn end_claim(&mut self, digest: &Digest) {
+        self.claims.remove(digest);
+        let cached = self.store.index().blob(digest).is_some();
+        for waiter in self.claim_waiters.remove(digest).unwrap_or_default() {
+            let _ = waiter.send(cached);
         }
     }
 

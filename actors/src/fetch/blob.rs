@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::messages::{CommitBlob, Fetch, MakeRoom, Release, ReleaseBlob, Room, UpstreamResponse};
 use crate::outcome::{Outcome, PassReason};
-use crate::store::{BlobWriter, FinishError, VerifiedBlob};
+use crate::store::{BlobWriter, CheckedBlob, FinishError};
 use crate::transfer::TransferPublisher;
 use crate::upstream::auth::pull_scope;
 use crate::upstream::Upstream;
@@ -88,24 +88,23 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease, routed: bool) {
     transfer.observe_readers_with(cx.metrics.fetch_waiters.with_label_values(&["blob"]));
     match download(&cx, &digest, &publisher, routed).await {
         Ok(blob) => {
+            // Verified: followers finish now. They hold the object open, so they get a good, whole blob whatever
+            // the fsync and the commit (a rename on a disk, an upload to a bucket) then do; a request that comes
+            // before the commit follows this settled transfer.
             let size = blob.size();
-            // Verified: with a shared bucket, followers finish now rather than after the upload (which takes a
-            // while); on a disk the commit is a rename, and a follower that ends finds the blob cached. Either way
-            // they hold the object open, so they get a good, whole blob whatever the commit does.
-            let unsettled = if cx.shared {
-                publisher.settle(Outcome::Done { size });
-                None
-            } else {
-                Some(publisher)
+            publisher.settle(Outcome::Done { size });
+            let blob = match blob.sync().await {
+                Ok(blob) => blob,
+                Err(e) => {
+                    tracing::warn!(blob = %digest, error = %e, "verified blob could not be made durable");
+                    let _ = cx.cache.send(ReleaseBlob { transfer, cause: Release::Store(e) }).await;
+                    return;
+                }
             };
-            let done = cx.cache.send(CommitBlob { blob }).await;
-            match done {
+            match cx.cache.send(CommitBlob { blob }).await {
                 Ok(Ok(_)) => tracing::debug!(blob = %digest, size, "blob cached"),
                 Ok(Err(e)) => tracing::warn!(blob = %digest, error = %e, "verified blob could not be cached"),
                 Err(e) => tracing::warn!(blob = %digest, error = %e, "cache actor unavailable for commit"),
-            }
-            if let Some(publisher) = unsettled {
-                publisher.settle(Outcome::Done { size });
             }
         }
         Err(Abort { outcome, cause }) => {
@@ -177,13 +176,13 @@ async fn next_batch(body: &mut Body, upstream: &str) -> (Bytes, BatchEnd) {
 }
 
 /// Fetch the blob into the store's writer, resuming what an earlier attempt (or an earlier run) left, publishing
-/// progress; returns it complete, verified and durable.
+/// progress; returns it complete and verified (not yet durable).
 async fn download(
     cx: &FetchContext,
     digest: &Digest,
     publisher: &TransferPublisher,
     routed: bool,
-) -> Result<VerifiedBlob, Abort> {
+) -> Result<CheckedBlob, Abort> {
     let name = cx.name();
     let (mut writer, unwritable) = match cx.store.begin_blob(digest).await {
         Ok(writer) => (Some(writer), None),
@@ -355,9 +354,9 @@ async fn download(
     finish(writer, &name, digest).await
 }
 
-/// Verify the whole blob and make it durable.
-async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<VerifiedBlob, Abort> {
-    match writer.finish().await {
+/// Verify the whole blob.
+async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<CheckedBlob, Abort> {
+    match writer.verify().await {
         Ok(blob) => Ok(blob),
         Err(FinishError::Mismatch(actual)) => {
             Err(UpstreamError::DigestMismatch { upstream: upstream.to_string(), expected: digest.clone(), actual }

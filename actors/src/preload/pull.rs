@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use super::archive::{is_index, AnyManifest};
 use super::PlatformFilter;
 use crate::digest::Digest;
+use crate::messages::AwaitBlob;
 use crate::mirror::Mirror;
 use crate::reference::{ImageKey, Reference};
 
@@ -56,10 +57,6 @@ pub(super) async fn pull_image(
     Ok(total)
 }
 
-/// How long a preload waits for a blob's upload to a shared bucket after its last byte, and how often it looks.
-const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
-const COMMIT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Read one blob to its end through the front door; Ok with its size once the cache has it.
 async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result<u64, String> {
     let resp = mirror.blob(image, digest).await.map_err(|e| format!("blob {digest}: {e}"))?;
@@ -68,13 +65,9 @@ async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result
     while let Some(chunk) = stream.next().await {
         size += chunk.map_err(|e| format!("blob {digest}: {e}"))?.len() as u64;
     }
-    // With a shared bucket the upload follows the last byte: give it time.
-    let mut waited = std::time::Duration::ZERO;
-    while mirror.index().blob(digest).is_none() && mirror.shares_store() && waited < COMMIT_WAIT {
-        tokio::time::sleep(COMMIT_POLL).await;
-        waited += COMMIT_POLL;
-    }
-    if mirror.index().blob(digest).is_none() {
+    // The last byte comes before the blob is durable and committed (an fsync, an upload to a bucket): wait for that.
+    let cached = mirror.cache().send(AwaitBlob { digest: digest.clone() }).await.unwrap_or(false);
+    if !cached {
         return Err(format!("blob {digest} was served but not cached (no room in the cache)"));
     }
     Ok(size)

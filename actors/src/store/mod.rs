@@ -38,7 +38,7 @@ pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
 };
 pub use self::s3::{S3Settings, S3Storage};
-pub use self::writer::{BlobWriter, FinishError, VerifiedBlob};
+pub use self::writer::{BlobWriter, CheckedBlob, FinishError, VerifiedBlob};
 
 use crate::digest::Digest;
 use crate::error::StoreError;

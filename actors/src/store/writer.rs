@@ -1,6 +1,7 @@
 //! Writing one blob through any backend: the backend's `BlobWrite` plus the hashing that decides whether the bytes
-//! may ever be committed. A `BlobWriter` becomes a `VerifiedBlob` only when the bytes hash to the digest, and only a
-//! `VerifiedBlob` can be committed, so an unverified blob cannot reach its final name by construction. A write that
+//! may ever be committed. A `BlobWriter` becomes a `CheckedBlob` only when the bytes hash to the digest (readers may
+//! then be told the bytes are good), that becomes a `VerifiedBlob` only once the bytes are durable, and only a
+//! `VerifiedBlob` can be committed, so an unverified or unsynced blob cannot reach its final name by construction. A write that
 //! resumes the bytes of an earlier attempt hashes them first, so the digest covers the whole blob. Bytes that fail
 //! verification are discarded; bytes of a write that just stopped are kept for the next attempt.
 
@@ -131,7 +132,13 @@ impl BlobWriter {
     }
 
     /// Check the digest and make the bytes durable.
-    pub async fn finish(mut self) -> Result<VerifiedBlob, FinishError> {
+    pub async fn finish(self) -> Result<VerifiedBlob, FinishError> {
+        self.verify().await?.sync().await.map_err(FinishError::Store)
+    }
+
+    /// Check the digest. The bytes are whole and right, so readers may be told so, but not durable yet: only
+    /// `CheckedBlob::sync` makes a blob that can be committed.
+    pub async fn verify(mut self) -> Result<CheckedBlob, FinishError> {
         let actual = match self.hasher.take() {
             Some(h) => h.finalize(),
             None => return Err(FinishError::Store(StoreError::Task { op: "hash", detail: "hashing failed".into() })),
@@ -140,8 +147,27 @@ impl BlobWriter {
             self.inner.discard().await;
             return Err(FinishError::Mismatch(actual));
         }
-        self.inner.sync().await.map_err(FinishError::Store)?;
-        Ok(VerifiedBlob { digest: self.digest, size: self.written, inner: self.inner })
+        Ok(CheckedBlob { digest: self.digest, size: self.written, inner: self.inner })
+    }
+}
+
+/// A blob whose bytes hash to its digest, not yet made durable. See `BlobWriter::verify`.
+pub struct CheckedBlob {
+    digest: Digest,
+    size: u64,
+    inner: Box<dyn BlobWrite>,
+}
+
+impl CheckedBlob {
+    /// Its size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Make the bytes durable (an fsync on a disk), so the blob can be committed.
+    pub async fn sync(mut self) -> Result<VerifiedBlob, StoreError> {
+        self.inner.sync().await?;
+        Ok(VerifiedBlob { digest: self.digest, size: self.size, inner: self.inner })
     }
 }
 
