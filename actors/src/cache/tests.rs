@@ -7,9 +7,13 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::{CacheActor, ScrubSettings, Touches};
+use crate::claim::ClaimReply;
 use crate::digest::Digest;
-use crate::messages::{CommitBlob, Flush, Invalidate, LinkReference, PutManifest};
+use crate::messages::{
+    AwaitBlob, ClaimBlob, CommitBlob, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
+};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::reference::{ImageKey, Reference};
 use crate::store::memory::{MemoryStorage, SharedMemory};
 use crate::store::{RefKey, Store, StoredObject};
@@ -158,4 +162,38 @@ async fn what_is_stored_is_indexed_in_the_background_and_a_tag_of_a_missing_mani
     assert!(r.store.index().ref_digest(&key("orphan")).is_none(), "a tag of a missing manifest is not indexed");
     let left: Vec<_> = r.memory.records().into_iter().map(|rec| rec.reference.to_string()).collect();
     assert_eq!(left, vec!["t".to_string()], "and removed from the store");
+}
+
+#[actix_rt::test]
+async fn await_blob_answers_when_the_claim_ends_cached_or_not() {
+    let r = rig(no_scrub());
+    let (kept, dropped) = (&b"a blob that is kept"[..], &b"a blob whose fetch fails"[..]);
+    let await_blob = |bytes: &[u8]| r.cache.send(AwaitBlob { digest: Digest::sha256_of(bytes) });
+    assert!(!await_blob(kept).await.expect("mailbox"), "nothing claims it and nothing has it: no at once");
+
+    let lease = |bytes: &[u8]| {
+        let claim = r.cache.send(ClaimBlob { digest: Digest::sha256_of(bytes) });
+        async move {
+            match claim.await.expect("mailbox") {
+                ClaimReply::Lead(lease) => lease,
+                ClaimReply::Claim(_) => panic!("a new blob is led"),
+            }
+        }
+    };
+    let (kept_lease, dropped_lease) = (lease(kept).await, lease(dropped).await);
+    let (kept_wait, dropped_wait) = (await_blob(kept), await_blob(dropped));
+    // The leader settles its readers first, as it does once the digest matches, then commits or releases.
+    kept_lease.publisher.settle(Outcome::Done { size: kept.len() as u64 });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut writer = r.store.begin_blob(&Digest::sha256_of(kept)).await.expect("begin");
+    writer.append(Bytes::copy_from_slice(kept)).await.expect("append");
+    let blob = writer.verify().await.map_err(|_| "verify").expect("verified").sync().await.expect("synced");
+    r.cache.send(CommitBlob { blob }).await.expect("mailbox").expect("committed");
+    dropped_lease.publisher.settle(Outcome::Abandoned);
+    let transfer = dropped_lease.transfer.clone();
+    r.cache.send(ReleaseBlob { transfer, cause: Release::Failed }).await.expect("mailbox");
+    let answer = |wait| async move { tokio::time::timeout(Duration::from_secs(10), wait).await.expect("answered") };
+    assert!(answer(kept_wait).await.expect("mailbox"), "committed: yes, once the commit is done");
+    assert!(!answer(dropped_wait).await.expect("mailbox"), "released without a commit: no");
+    assert!(await_blob(kept).await.expect("mailbox"), "cached: yes at once");
 }
