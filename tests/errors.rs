@@ -44,6 +44,14 @@ fn api_root_answers_with_version_header() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(http::header(&resp, "Docker-Distribution-Api-Version"), "registry/2.0");
     }
+    let root = client.get(format!("{}/v2", server.url())).send().unwrap();
+    assert_eq!(root.status(), StatusCode::OK, "/v2 without its slash is the API root too");
+    // Paths outside /v2 are not endpoints (the listener routes by prefix, not by a router pattern).
+    for path in ["/", "/v2x", "/v1/_ping", "/metrics"] {
+        let resp = get(&client, &format!("{}{path}", server.url()));
+        let body = assert_oci_error(resp, StatusCode::NOT_FOUND, "NOT_FOUND", path);
+        assert!(body.contains("no such endpoint"), "{path}: {body}");
+    }
 }
 
 #[test]

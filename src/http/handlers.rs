@@ -51,8 +51,18 @@ fn head_body(builder: &mut HttpResponseBuilder, len: u64) -> HttpResponse {
     builder.no_chunking(len).streaming(stream::empty::<Result<Bytes, std::io::Error>>())
 }
 
+/// Every request to the registry listener: `/v2` and below go to `dispatch`, anything else is not an endpoint.
+pub async fn entry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let path = req.uri().path();
+    if path == "/v2" || path.starts_with("/v2/") {
+        dispatch(req, state).await
+    } else {
+        not_found(req).await
+    }
+}
+
 /// The single entry point for `/v2/...`: method check, route parsing, then manifest or blob.
-pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let method = req.method();
     let head = method == Method::HEAD;
     if method != Method::GET && !head {
@@ -98,7 +108,7 @@ pub async fn dispatch(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 }
 
 /// Anything outside `/v2/`.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+async fn not_found(req: HttpRequest) -> HttpResponse {
     OciError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no such endpoint: {}", req.uri().path())).response()
 }
 
