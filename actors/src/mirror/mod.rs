@@ -233,11 +233,6 @@ impl Mirror {
         self.inner.store.index()
     }
 
-    /// Whether the store is a bucket shared with other replicas.
-    pub fn shares_store(&self) -> bool {
-        self.inner.shared
-    }
-
     /// Image actors alive now.
     pub fn image_actors(&self) -> usize {
         self.inner.actors.len()
