@@ -116,6 +116,7 @@ fn a_failing_realm_fails_only_the_pulls_that_need_it() {
         let start = Instant::now();
         let body = pull_fails_at_the_realm(&server, &alpha, &realm_url);
         let took = start.elapsed();
+        eprintln!("{what}: the pull of alpha failed after {took:?}");
         assert!(
             took < Duration::from_millis(PULL_TIMEOUT_MS) + Duration::from_secs(5),
             "{what}: the failing pull ends within pullTimeout, took {took:?}: {body}"
@@ -163,11 +164,16 @@ fn a_realm_that_recovers_is_used_again_without_a_restart() {
     realm.set(RealmMode::Works);
     // The realm was asked at most a few times, so its backoff is a few seconds at most (it starts at 1 s); the
     // registry's breaker, had it counted the realm's failures, would refuse for 30 s.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let recovered = Instant::now();
+    let deadline = recovered + Duration::from_secs(15);
     let mut last = String::new();
     loop {
         let (status, body) = get_manifest(&server, &alpha);
         if status == StatusCode::OK {
+            eprintln!(
+                "{PULLS} failing pulls asked the realm {asked} times; alpha pulls again {:?} after it recovered",
+                recovered.elapsed()
+            );
             break;
         }
         last = format!("{status}: {}", String::from_utf8_lossy(&body));
