@@ -147,7 +147,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether this failure says the upstream itself is unwell (unreachable, timing out, 5xx, 429), which counts
     /// toward opening its circuit breaker. An answer that refuses us (401, 403, 404), a policy refusal or bad bytes
-    /// do not: the upstream is there.
+    /// do not: the upstream is there. Nor does a failing token endpoint: the registry answered (its 401 named the
+    /// realm), and a realm may serve some repositories only, so its failures are held back per token request
+    /// (`upstream::realm_backoff`) instead of stopping every pull of the registry.
     pub fn is_outage(&self) -> bool {
         matches!(
             self,
@@ -158,7 +160,6 @@ impl UpstreamError {
                 | UpstreamError::TooManyRequests { .. }
                 | UpstreamError::Status { .. }
                 | UpstreamError::Broken { .. }
-                | UpstreamError::TokenEndpoint { .. }
         )
     }
 

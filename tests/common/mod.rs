@@ -21,6 +21,7 @@ pub mod images;
 pub mod metrics;
 pub mod ports;
 pub mod process;
+pub mod realm_registry;
 pub mod server;
 pub mod skopeo;
 pub mod storm;

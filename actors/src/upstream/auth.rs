@@ -1,6 +1,7 @@
-//! Credentials toward upstream registries and the registry auth handshake: `WWW-Authenticate` challenges, bearer
-//! tokens from the realm (cached per registry and scope until they expire, one fetch shared by every concurrent
-//! request of a scope), basic credentials, and docker credential helpers. Owned by the `UpstreamPool`; nothing
+//! Credentials toward upstream registries and the registry auth handshake: `WWW-Authenticate` challenges (remembered
+//! per registry and scope, never assumed for another scope), bearer tokens from the realm (cached per registry and
+//! scope until they expire, one fetch shared by every concurrent request of a scope), basic credentials, and docker
+//! credential helpers. Owned by the `UpstreamPool`; nothing
 //! here logs or formats a secret (`Debug` of every credential type is redacted).
 
 use std::collections::HashMap;
@@ -10,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+
+use super::realm_backoff::RealmBackoff;
 
 /// How to authenticate to one registry, as configured.
 #[derive(Clone, Default)]
@@ -104,6 +107,11 @@ impl Token {
     pub fn is_fresh(&self) -> bool {
         Instant::now() < self.expires
     }
+
+    /// The `Authorization` value that presents this token.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.value)
+    }
 }
 
 /// The token endpoint's answer (`token` or `access_token`; `expires_in` defaults to 60 s per the token spec).
@@ -192,16 +200,70 @@ pub(crate) fn run_helper(name: &str, server: &str) -> Result<UserSecret, String>
     Ok(UserSecret { user: answer.username, secret: answer.secret })
 }
 
+/// Most scopes whose challenge and token one registry's state keeps; beyond it one is forgotten (which costs a 401
+/// round trip for it later, nothing more).
+const MAX_SCOPES: usize = 10_000;
+
 /// What the pool remembers about one registry's auth (keyed by base URL).
 #[derive(Default)]
 pub(crate) struct AuthState {
-    /// The last challenge the registry sent: once a realm is known, tokens are fetched before the first request of
-    /// a scope instead of after its 401.
-    pub challenge: Option<Challenge>,
-    /// Tokens by scope.
-    pub tokens: HashMap<String, Token>,
+    /// The challenge each scope's requests got (keyed by the request's scope): once a scope's realm is known and
+    /// gave a token, tokens for that scope are fetched before its requests instead of after a 401. A challenge is
+    /// never assumed for another scope: a registry may name another realm, or none, for another repository.
+    challenges: HashMap<String, Challenge>,
+    /// Tokens by the scope they were fetched for.
+    tokens: HashMap<String, Token>,
+    /// Token requests that failed, not sent again before their backoff ends.
+    pub realms: RealmBackoff,
     /// The helper's last answer and when it was fetched.
     pub helper: Option<(UserSecret, Instant)>,
+}
+
+impl AuthState {
+    /// The challenge requests of `scope` got, if one was answered with success.
+    pub fn challenge(&self, scope: &str) -> Option<Challenge> {
+        self.challenges.get(scope).cloned()
+    }
+
+    /// Remember that requests of `scope` are answered by `challenge`.
+    pub fn remember_challenge(&mut self, scope: &str, challenge: Challenge) {
+        bounded_insert(&mut self.challenges, scope, challenge);
+    }
+
+    /// Forget the challenge of `scope`: its next request goes without credentials and the registry's 401 says again
+    /// what it needs.
+    pub fn forget_challenge(&mut self, scope: &str) {
+        self.challenges.remove(scope);
+    }
+
+    /// The cached token for `scope`, while it is fresh.
+    pub fn token(&self, scope: &str) -> Option<Token> {
+        self.tokens.get(scope).filter(|t| t.is_fresh()).cloned()
+    }
+
+    /// Cache a token for `scope`.
+    pub fn remember_token(&mut self, scope: &str, token: Token) {
+        bounded_insert(&mut self.tokens, scope, token);
+    }
+
+    /// Drop expired tokens, the challenges of scopes left without a fresh token (their next request asks the
+    /// registry again) and realm failures whose backoff is long over.
+    pub fn prune(&mut self, now: Instant) {
+        self.tokens.retain(|_, t| now < t.expires);
+        let tokens = &self.tokens;
+        self.challenges.retain(|scope, c| matches!(c, Challenge::Basic) || tokens.contains_key(scope));
+        self.realms.prune(now);
+    }
+}
+
+/// Insert into a per-scope map that never holds more than `MAX_SCOPES` entries (scopes come from client requests).
+fn bounded_insert<V>(map: &mut HashMap<String, V>, scope: &str, value: V) {
+    if map.len() >= MAX_SCOPES && !map.contains_key(scope) {
+        if let Some(any) = map.keys().next().cloned() {
+            map.remove(&any);
+        }
+    }
+    map.insert(scope.to_string(), value);
 }
 
 #[cfg(test)]
@@ -246,6 +308,38 @@ mod tests {
             "https://a/token?service=reg%20istry&scope=repository%3Alibrary%2Fx%3Apull"
         );
         assert_eq!(token_url("https://a/t?x=1", None, "s"), "https://a/t?x=1&scope=s");
+    }
+
+    #[test]
+    fn a_challenge_is_remembered_for_its_own_scope_only() {
+        let bearer = |realm: &str| Challenge::Bearer { realm: realm.into(), service: None, scope: None };
+        let mut state = AuthState::default();
+        state.remember_challenge("repository:a:pull", bearer("http://realm-a/token"));
+        assert_eq!(state.challenge("repository:a:pull"), Some(bearer("http://realm-a/token")));
+        assert_eq!(state.challenge("repository:b:pull"), None, "another repository is asked, not assumed");
+        state.forget_challenge("repository:a:pull");
+        assert_eq!(state.challenge("repository:a:pull"), None);
+
+        // A scope whose token expired loses its challenge on the sweep; a scope with a fresh token keeps both.
+        let now = Instant::now();
+        state.remember_challenge("repository:a:pull", bearer("http://realm-a/token"));
+        state.remember_challenge("repository:b:pull", bearer("http://realm-b/token"));
+        state.remember_token("repository:a:pull", Token { value: "a".into(), expires: now });
+        state.remember_token("repository:b:pull", Token { value: "b".into(), expires: now + Duration::from_secs(60) });
+        state.prune(now);
+        assert_eq!(state.challenge("repository:a:pull"), None);
+        assert!(state.token("repository:a:pull").is_none());
+        assert_eq!(state.challenge("repository:b:pull"), Some(bearer("http://realm-b/token")));
+        assert_eq!(state.token("repository:b:pull").map(|t| t.bearer()), Some("Bearer b".to_string()));
+    }
+
+    #[test]
+    fn per_scope_state_stays_bounded() {
+        let mut state = AuthState::default();
+        for i in 0..MAX_SCOPES + 5 {
+            state.remember_challenge(&format!("repository:r{i}:pull"), Challenge::Basic);
+        }
+        assert_eq!(state.challenges.len(), MAX_SCOPES);
     }
 
     #[test]

@@ -121,6 +121,15 @@ impl Breaker {
         }
     }
 
+    /// A request that was let through ended without reaching the upstream and without saying it is unwell (its
+    /// token could not be had in time, a policy refused the connection): nothing is learnt. A probe's turn is given
+    /// back, so the next request probes.
+    pub fn release(&self) {
+        if self.state.compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.open_until.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
     /// A request failed in a way that says the upstream is unwell. True when this opened the breaker.
     pub fn failure(&self) -> bool {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -157,7 +166,16 @@ mod tests {
         assert!(b.is_open());
         b.open_until.store(0, Ordering::Release);
         assert_eq!(b.admit(), Admit::Probe);
+        b.release();
+        assert_eq!(b.state(), BreakerState::Open, "a probe that learnt nothing leaves it open");
+        assert_eq!(b.admit(), Admit::Probe, "and the next request probes");
         b.success();
         assert_eq!((b.state(), b.admit()), (BreakerState::Closed, Admit::Go));
+        b.release();
+        assert_eq!(
+            (b.state(), b.admit()),
+            (BreakerState::Closed, Admit::Go),
+            "release does not touch a closed breaker"
+        );
     }
 }

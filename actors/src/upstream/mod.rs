@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod guard;
 pub(crate) mod pool;
 mod pump;
+mod realm_backoff;
 mod retry;
 mod session;
 pub mod tls;

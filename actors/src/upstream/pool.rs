@@ -5,15 +5,17 @@
 //! clients are `!Send`, so all of this lives on the actor's own thread; every response body is pumped from here into
 //! a bounded channel of `Send` events that any other actor or task can consume (`pump`).
 //!
-//! A `Fetch` runs: wait for a slot under the registry's limit; attach credentials when the registry's scheme is
-//! already known; send; on a 401 answer the challenge once and resend; on 429/503 wait for `Retry-After` (capped),
-//! on connection failures and other 5xx back off with jitter, at most `MAX_RETRIES` times (`retry`). State kept for
-//! registries that are not configured (admitted by `upstreamPolicy`; their names come from clients) is dropped after
-//! `UNLISTED_IDLE` without use, so it stays bounded.
+//! A `Fetch` runs: wait for a slot under the registry's limit; attach credentials when the scheme of the request's
+//! scope is already known (a challenge is never assumed for another repository); send; on a 401 answer the challenge
+//! once and resend (a token wait ends at the request's deadline; a failing realm fails only the requests that need
+//! it, and does not count toward the breaker); on 429/503 wait for `Retry-After` (capped), on connection failures
+//! and other 5xx back off with jitter, at most `MAX_RETRIES` times (`retry`). State kept for registries that are not
+//! configured (admitted by `upstreamPolicy`; their names come from clients) is dropped after `UNLISTED_IDLE` without
+//! use, so it stays bounded.
 //!
 //! Messages: `Fetch` (from fetch leaders and the `Mirror` front door). It never touches the store.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use super::breaker::Admit;
 use super::guard::{client_key, GuardedConnector, Purpose};
 use super::pump::{respond, Pump};
 use super::retry::{backoff, closed_before_response, header_str, retry_after, retryable, send_error, MAX_RETRIES};
-use super::session::{AuthBook, Session};
+use super::session::{AuthBook, Deadline, Session};
 use super::{Timeouts, Upstream};
 use crate::error::UpstreamError;
 use crate::messages::{Fetch, UpstreamResponse};
@@ -100,7 +102,8 @@ impl UpstreamPool {
         self.limits.entry(key).or_insert_with(|| Arc::new(Semaphore::new(upstream.max_concurrent.max(1)))).clone()
     }
 
-    /// Drop the state of unlisted registries unused for `UNLISTED_IDLE` (requests still running keep their clones).
+    /// Drop the state of unlisted registries unused for `UNLISTED_IDLE` (requests still running keep their clones), and
+    /// what has gone stale in every registry's auth state (expired tokens, old realm failures).
     fn sweep(&mut self) {
         let stale: Vec<String> =
             self.unlisted.iter().filter(|(_, at)| at.elapsed() >= UNLISTED_IDLE).map(|(b, _)| b.clone()).collect();
@@ -111,6 +114,7 @@ impl UpstreamPool {
             self.limits.remove(&format!("{base}#blob"));
             self.auth.borrow_mut().states.remove(&base);
         }
+        self.auth.borrow_mut().prune(Instant::now());
     }
 }
 
@@ -140,6 +144,10 @@ impl Handler<Fetch> for UpstreamPool {
         let metrics = self.metrics.clone();
         let ns = msg.upstream.namespace.to_string();
         let upstream = msg.upstream.clone();
+        // Whether the registry answered at all: a request that failed before it did (no token in time, a refused
+        // connection) tells the breaker nothing.
+        let reached = Rc::new(Cell::new(false));
+        let reached_here = reached.clone();
         let request = async move {
             let name = session.name();
             let permit = limit
@@ -149,11 +157,12 @@ impl Handler<Fetch> for UpstreamPool {
             // The response head must arrive within `pullTimeout` of getting a slot, retries and waits included.
             let head_timeout = msg.deadline.unwrap_or(session.timeouts.head);
             let deadline = tokio::time::Instant::now() + head_timeout;
+            let token_deadline = Deadline { at: deadline, after: head_timeout };
             let url = format!("{}{}", session.upstream.base_url, msg.path);
             let method = if msg.head { Method::HEAD } else { Method::GET };
             let scope = msg.scope.as_deref();
             let kind = if msg.path.contains("/manifests/") { "manifest" } else { "blob" };
-            let mut authorization = session.proactive(scope).await?;
+            let mut authorization = session.proactive(scope, token_deadline).await?;
             let mut answered_challenge = false;
             let mut attempt = 0u32;
             // Another replica that fails is not asked again: the next one in the cluster's order is (fetch/blob.rs).
@@ -191,6 +200,7 @@ impl Handler<Fetch> for UpstreamPool {
                         (if at_once { Duration::ZERO } else { backoff(attempt) }, err)
                     }
                     Ok(Ok(resp)) => {
+                        reached_here.set(true);
                         let status = resp.status().as_u16();
                         tracing::debug!(upstream = %name, %url, status, "upstream response");
                         session.metrics.upstream_fetches.with_label_values(&[&name, kind, &status.to_string()]).inc();
@@ -210,7 +220,9 @@ impl Handler<Fetch> for UpstreamPool {
                                         status,
                                         detail: "no usable WWW-Authenticate challenge".into(),
                                     })?;
-                                authorization = Some(session.answer(challenge, scope).await?);
+                                let refused = authorization.take();
+                                authorization =
+                                    Some(session.answer(challenge, scope, refused.as_deref(), token_deadline).await?);
                                 continue;
                             }
                             401 | 403 => {
@@ -265,6 +277,7 @@ impl Handler<Fetch> for UpstreamPool {
                                 tracing::warn!(upstream = %ns, error = %e, "upstream failing: circuit breaker open for {}s; cached content is served without asking it", super::breaker::COOLDOWN.as_secs());
                             }
                         }
+                        Err(_) if !reached.get() => breaker.release(),
                         _ => breaker.success(),
                     }
                     result
