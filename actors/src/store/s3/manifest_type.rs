@@ -1,7 +1,8 @@
 //! A manifest's `.type` object in the bucket, checked against the manifest's content wherever it is read (the scan,
 //! a lookup): one that does not fit the content, or is no manifest type, is copied to `quarantine/` and replaced by
 //! the content's type; a missing one is written. Every replica judges the same content-addressed bytes the same way,
-//! so repairs by two replicas at once agree. A manifest of no known type with no valid `.type` is damaged.
+//! so repairs by two replicas at once agree (a bucket has no compare-and-move: each may keep a copy of the wrong one
+//! in `quarantine/`). A manifest of no known type with no valid `.type` is damaged.
 
 use object_store::{ObjectStoreExt, PutPayload};
 
