@@ -168,10 +168,10 @@ fn not_modified_response(digest: &Digest, tag: String) -> HttpResponse {
 }
 
 /// The headers of every blob answer (HEAD, 200, 206): its digest also as a strong entity tag, for `If-Range`.
-fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
+fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest, tag: &str) {
     builder.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
     builder.insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()));
-    builder.insert_header((header::ETAG, etag(digest)));
+    builder.insert_header((header::ETAG, tag));
     builder.insert_header((header::ACCEPT_RANGES, "bytes"));
 }
 
@@ -229,12 +229,13 @@ async fn blob(
     digest: Digest,
     head: bool,
 ) -> (HttpResponse, &'static str) {
+    let tag = etag(&digest);
     if head {
         let resp = match mirror.blob_size(&image, &digest).await {
-            Ok(_) if not_modified(req.headers(), &etag(&digest)) => not_modified_response(&digest, etag(&digest)),
+            Ok(_) if not_modified(req.headers(), &tag) => not_modified_response(&digest, tag),
             Ok(size) => {
                 let mut builder = HttpResponse::Ok();
-                blob_headers(&mut builder, &digest);
+                blob_headers(&mut builder, &digest, &tag);
                 match size {
                     Some(size) => head_body(&mut builder, size),
                     None => builder.finish(),
@@ -250,25 +251,25 @@ async fn blob(
         Err(e) => return (OciError::from(e).response(), "-"),
     };
     let cache = cache_word(blob.from_cache);
-    if not_modified(req.headers(), &etag(&digest)) {
-        return (not_modified_response(&digest, etag(&digest)), cache);
+    if not_modified(req.headers(), &tag) {
+        return (not_modified_response(&digest, tag), cache);
     }
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
-        blob_headers(&mut builder, &digest);
+        blob_headers(&mut builder, &digest, &tag);
         return (builder.streaming(counted(blob.stream(0, None), served)), cache);
     };
-    let wanted = if blob.supports_range() { range(req.headers(), size, &etag(&digest)) } else { RangeRequest::Full };
+    let wanted = if blob.supports_range() { range(req.headers(), size, &tag) } else { RangeRequest::Full };
     let resp = match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
-            blob_headers(&mut builder, &digest);
+            blob_headers(&mut builder, &digest, &tag);
             blob_body(req, &mut builder, blob, (0, size), served)
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
-            blob_headers(&mut builder, &digest);
+            blob_headers(&mut builder, &digest, &tag);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
             blob_body(req, &mut builder, blob, (r.start, r.end), served)
         }
