@@ -14,7 +14,7 @@ use prometheus::IntCounter;
 
 use super::errors::OciError;
 use super::kernel_copy::KernelCopy;
-use super::negotiate::{accepts, range, RangeRequest};
+use super::negotiate::{accepts, etag, not_modified, range, RangeRequest};
 use super::target::{parse_route, Object, ReferrersTarget, Route, TagsTarget};
 
 /// What every handler shares: built once, outside the per-worker factory, so all workers use the same actors.
@@ -138,11 +138,16 @@ async fn manifest(
         .response();
         return (resp, cache);
     }
+    let tag = etag(&meta.digest);
+    if not_modified(req.headers(), &tag) {
+        return (not_modified_response(&meta.digest, tag), cache);
+    }
     let mut builder = HttpResponse::Ok();
     let content_type = HeaderValue::from_str(&meta.media_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"));
     builder.insert_header((header::CONTENT_TYPE, content_type));
     builder.insert_header((DOCKER_CONTENT_DIGEST, meta.digest.to_string()));
+    builder.insert_header((header::ETAG, tag));
     let resp = match (head, m.bytes) {
         (false, Some(bytes)) => {
             mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]).inc_by(bytes.len() as u64);
@@ -153,9 +158,20 @@ async fn manifest(
     (resp, cache)
 }
 
-fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest) {
+/// 304 to a GET or HEAD whose `If-None-Match` names the manifest or blob `digest` (entity tag `tag`): its
+/// validators, no body.
+fn not_modified_response(digest: &Digest, tag: String) -> HttpResponse {
+    HttpResponse::NotModified()
+        .insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()))
+        .insert_header((header::ETAG, tag))
+        .finish()
+}
+
+/// The headers of every blob answer (HEAD, 200, 206): its digest also as a strong entity tag, for `If-Range`.
+fn blob_headers(builder: &mut HttpResponseBuilder, digest: &Digest, tag: &str) {
     builder.insert_header((header::CONTENT_TYPE, "application/octet-stream"));
     builder.insert_header((DOCKER_CONTENT_DIGEST, digest.to_string()));
+    builder.insert_header((header::ETAG, tag));
     builder.insert_header((header::ACCEPT_RANGES, "bytes"));
 }
 
@@ -213,11 +229,13 @@ async fn blob(
     digest: Digest,
     head: bool,
 ) -> (HttpResponse, &'static str) {
+    let tag = etag(&digest);
     if head {
         let resp = match mirror.blob_size(&image, &digest).await {
+            Ok(_) if not_modified(req.headers(), &tag) => not_modified_response(&digest, tag),
             Ok(size) => {
                 let mut builder = HttpResponse::Ok();
-                blob_headers(&mut builder, &digest);
+                blob_headers(&mut builder, &digest, &tag);
                 match size {
                     Some(size) => head_body(&mut builder, size),
                     None => builder.finish(),
@@ -233,22 +251,25 @@ async fn blob(
         Err(e) => return (OciError::from(e).response(), "-"),
     };
     let cache = cache_word(blob.from_cache);
+    if not_modified(req.headers(), &tag) {
+        return (not_modified_response(&digest, tag), cache);
+    }
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
-        blob_headers(&mut builder, &digest);
+        blob_headers(&mut builder, &digest, &tag);
         return (builder.streaming(counted(blob.stream(0, None), served)), cache);
     };
-    let wanted = if blob.supports_range() { range(req.headers(), size) } else { RangeRequest::Full };
+    let wanted = if blob.supports_range() { range(req.headers(), size, &tag) } else { RangeRequest::Full };
     let resp = match wanted {
         RangeRequest::Full => {
             let mut builder = HttpResponse::Ok();
-            blob_headers(&mut builder, &digest);
+            blob_headers(&mut builder, &digest, &tag);
             blob_body(req, &mut builder, blob, (0, size), served)
         }
         RangeRequest::Partial(r) => {
             let mut builder = HttpResponse::PartialContent();
-            blob_headers(&mut builder, &digest);
+            blob_headers(&mut builder, &digest, &tag);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
             blob_body(req, &mut builder, blob, (r.start, r.end), served)
         }

@@ -15,16 +15,12 @@ use crate::messages::{
     UpstreamResponse,
 };
 use crate::reference::{Named, Reference};
-use crate::store::{media_type_of, ManifestMeta, ManifestRead, RefKey, StoredObject};
+use crate::store::{for_new_manifest, ManifestMeta, ManifestRead, RefKey, StoredObject};
 
-/// The media type to store for a manifest: the upstream's `Content-Type` when it names a manifest type, else what
-/// the manifest says of itself.
+/// The media type to store for a manifest: the upstream's `Content-Type` when it fits the content, else what the
+/// content says of itself (`store::mediatype`).
 fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
-    let declared = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    match declared {
-        Some(ct) if ct.starts_with("application/vnd.") => ct,
-        _ => media_type_of(bytes),
-    }
+    for_new_manifest(content_type, bytes).as_str().to_string()
 }
 
 /// Fetch, verify and store one manifest; or, with `cached`, revalidate a cached tag; or, with `referrers_of`, the

@@ -23,7 +23,7 @@ use self::archive::{
 use crate::digest::Digest;
 use crate::mirror::Mirror;
 use crate::reference::{ImageKey, Named, Namespace, Reference};
-use crate::store::media_type_of;
+use crate::store::for_new_manifest;
 
 pub use self::archive::is_archive;
 
@@ -355,13 +355,9 @@ async fn hash_entry(entry: &archive::Entry) -> Result<Digest, String> {
     .map_err(|e| e.to_string())?
 }
 
-/// A descriptor's media type, or what the manifest says of itself.
+/// A descriptor's media type when it fits the manifest, else what the manifest says of itself.
 fn media_type(declared: &str, bytes: &[u8]) -> String {
-    if declared.is_empty() {
-        media_type_of(bytes)
-    } else {
-        declared.to_string()
-    }
+    for_new_manifest(Some(declared), bytes).as_str().to_string()
 }
 
 /// One image an archive holds, with its names or why it has none.

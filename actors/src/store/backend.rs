@@ -128,7 +128,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// The version of a committed manifest's stored copy, without reading it (a quick metadata call, done inline).
     async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError>;
 
-    /// A committed manifest's media type as stored with it, if one was.
+    /// A committed manifest's media type as stored with it, checked against the manifest's content (a stored type
+    /// that does not fit is replaced by the content's); `None` when there is neither.
     async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError>;
 
     /// The reference record stored under `key`, if there is one (and it is readable and names that key).

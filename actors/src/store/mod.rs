@@ -7,6 +7,8 @@
 //! - `index`: the in-memory index every reader consults, written only by the cache actor; `hot`: the verified bytes
 //!   of recently served manifests, kept with it; `compact`: the compact forms of its keys and image graphs.
 //! - `records`: the values stored and handed back.
+//! - `mediatype`: the manifest media types, and what a manifest's bytes say it is (a type kept beside them is
+//!   checked against that wherever it is read from the store).
 //!
 //! `Store` ties a backend to the index and the free-space reserve. Anyone may read through it (open a blob, read a
 //! manifest verified against its digest, ask for room; while the index loads at start, look a reference up in the
@@ -19,6 +21,7 @@ mod compact;
 mod fs;
 mod hot;
 mod index;
+mod mediatype;
 #[cfg(test)]
 pub(crate) mod memory;
 mod records;
@@ -30,9 +33,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use self::backend::{ObjectReader, OpenedBlob, Storage};
-pub(crate) use self::fs::media_type_of;
 pub use self::fs::{FileRange, FsStorage};
 pub use self::index::{BlobInfo, Index};
+pub(crate) use self::mediatype::{for_new_manifest, ManifestType};
 pub(crate) use self::records::{now_ms, now_unix};
 pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
@@ -139,9 +142,13 @@ impl Store {
         if Digest::of(digest.algorithm(), &bytes) != digest {
             return Ok(None);
         }
+        // The backend checks a type it keeps against the content; `None` is no type, or content of no known type.
         let media_type = match self.storage.read_manifest_type(&digest).await? {
             Some(media_type) => media_type,
-            None => media_type_of(&bytes),
+            None => match ManifestType::of_content(&bytes) {
+                Some(t) => t.as_str().to_string(),
+                None => return Ok(None),
+            },
         };
         Ok(Some((ManifestMeta { digest, media_type, size: bytes.len() as u64 }, bytes)))
     }

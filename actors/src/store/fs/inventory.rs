@@ -4,7 +4,8 @@
 //!
 //! Rules: anything in `tmp/` is a write that never committed and is deleted when the store is opened, before anything
 //! is served (`remove_unfinished`); a file under a final path whose name is not a valid digest, a manifest whose bytes
-//! do not match its name, or a reference record that cannot be parsed (or sits under the wrong name) is moved to
+//! do not match its name, a manifest's `.type` that does not fit its content (written again from the content, see
+//! `type_file`), or a reference record that cannot be parsed (or sits under the wrong name) is moved to
 //! `quarantine/` with one log line, if it is still the copy that was found unfit (the cache may have stored it again
 //! meanwhile). Reference records are all reported; the cache actor drops those whose manifest is not there. Blob
 //! contents are not hashed here (that would make start-up as slow as reading the whole cache): the cache hashes a blob
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use super::files::{read_versioned, version_of};
 use super::journal;
 use super::layout::Layout;
+use super::type_file::{self, Checked};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::graph::ManifestLinks;
 use crate::store::records::{Inventory, ManifestMeta, RefRecord, StoredBlob, StoredManifest, Version};
@@ -31,26 +33,6 @@ const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 
 /// Objects per batch sent to the cache actor: small enough to keep the scan's own memory low, large enough that the
 /// actor's mailbox sees few messages.
 const BATCH: usize = 512;
-
-/// A manifest's media type as stored beside it (`<hex>.type`), if there is one.
-pub(crate) fn read_media_type(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
-/// A manifest's media type from its own `mediaType` field, for entries stored without one.
-pub(crate) fn media_type_of(bytes: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(bytes) {
-        Ok(Probe { media_type: Some(mt), .. }) => mt,
-        Ok(Probe { manifests: Some(_), .. }) => "application/vnd.oci.image.index.v1+json".into(),
-        _ => "application/vnd.oci.image.manifest.v1+json".into(),
-    }
-}
 
 /// Move a file aside into `quarantine/` (deleting it if that fails), with one log line; true when it existed.
 pub(super) fn quarantine_file(layout: &Layout, path: &Path, why: &str) -> bool {
@@ -97,7 +79,7 @@ pub(super) fn remove_unfinished(layout: &Layout) -> usize {
 }
 
 /// Quarantine `path` if it is still the copy of `version` that was found unfit.
-fn quarantine_unchanged(layout: &Layout, path: &Path, version: Version, why: &str) -> bool {
+pub(super) fn quarantine_unchanged(layout: &Layout, path: &Path, version: Version, why: &str) -> bool {
     match fs::metadata(path) {
         Ok(meta) if version_of(&meta).same(version) => quarantine_file(layout, path, why),
         _ => false,
@@ -209,14 +191,17 @@ fn scan_manifests(layout: &Layout, alg: DigestAlgorithm, tx: &mut Sender<'_>) ->
                     inv.report.quarantined += 1;
                 }
             }
-            Ok((bytes, _)) => {
-                let media_type =
-                    read_media_type(&layout.manifest_type(&digest)).unwrap_or_else(|| media_type_of(&bytes));
-                let links = ManifestLinks::parse_or_empty(&bytes);
-                let meta = ManifestMeta { digest, media_type, size: bytes.len() as u64 };
-                inv.manifests.push(StoredManifest { meta, links });
-                inv.report.manifests += 1;
-            }
+            Ok((bytes, version)) => match type_file::check(layout, &digest, &bytes, version) {
+                Checked::Type { media_type, quarantined } => {
+                    inv.report.quarantined += usize::from(quarantined);
+                    let links = ManifestLinks::parse_or_empty(&bytes);
+                    let meta =
+                        ManifestMeta { digest, media_type: media_type.as_str().into(), size: bytes.len() as u64 };
+                    inv.manifests.push(StoredManifest { meta, links });
+                    inv.report.manifests += 1;
+                }
+                Checked::Damaged { quarantined } => inv.report.quarantined += quarantined,
+            },
         }
         if !tx.flush(false) {
             return false;

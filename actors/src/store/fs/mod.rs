@@ -14,6 +14,9 @@ mod reader;
 mod send;
 #[cfg(test)]
 mod tests;
+mod type_file;
+#[cfg(test)]
+mod type_file_tests;
 
 use std::fs::{self, File};
 use std::path::Path;
@@ -24,7 +27,6 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use self::files::{blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite};
-pub(crate) use self::inventory::media_type_of;
 pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
 use self::reader::FileReader;
@@ -139,9 +141,26 @@ impl Storage for FsStorage {
         }
     }
 
+    /// The `.type` is checked against the manifest's content (and repaired) on every read: see `type_file`.
     async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
-        let path = self.layout.manifest_type(digest);
-        blocking("read", move || Ok(inventory::read_media_type(&path))).await
+        let (layout, digest) = (self.layout.clone(), digest.clone());
+        blocking("read", move || {
+            let path = layout.manifest(&digest);
+            let (bytes, version) = match read_versioned(&path) {
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::io("read", &path, &e)),
+            };
+            // Bytes that do not match their digest are the reader's to report; no type is told for them.
+            if Digest::of(digest.algorithm(), &bytes) != digest {
+                return Ok(None);
+            }
+            Ok(match type_file::check(&layout, &digest, &bytes, version) {
+                type_file::Checked::Type { media_type, .. } => Some(media_type.as_str().to_string()),
+                type_file::Checked::Damaged { .. } => None,
+            })
+        })
+        .await
     }
 
     async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError> {

@@ -13,6 +13,7 @@
 //! stays readable after it is removed). One digest is written or downloaded by one task at a time.
 
 mod keys;
+mod manifest_type;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -431,8 +432,20 @@ impl Storage for S3Storage {
                 tracing::warn!(manifest = %digest, "manifest in the bucket does not match its digest; ignored");
                 continue;
             }
-            let media_type =
-                self.read_manifest_type(&digest).await.ok().flatten().unwrap_or_else(|| super::media_type_of(&bytes));
+            let media_type = match self.checked_type(&digest, &bytes).await {
+                Ok(Some(t)) => t.as_str().to_string(),
+                Ok(None) => {
+                    batch.report.quarantined += 1;
+                    continue;
+                }
+                Err(e) => match super::ManifestType::of_content(&bytes) {
+                    Some(t) => {
+                        tracing::warn!(manifest = %digest, error = %e, "cannot check the manifest's media type; using its content's");
+                        t.as_str().to_string()
+                    }
+                    None => continue,
+                },
+            };
             let links = ManifestLinks::parse_or_empty(&bytes);
             let meta = ManifestMeta { digest, media_type, size: bytes.len() as u64 };
             batch.manifests.push(StoredManifest { meta, links });
@@ -520,15 +533,13 @@ impl Storage for S3Storage {
     }
 
     async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
-        let key = self.keys.manifest_type(digest);
-        match self.bucket.get(&key).await {
-            Ok(got) => {
-                let bytes = got.bytes().await.map_err(|e| s3_error("get", &key, e))?;
-                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string()).filter(|t| !t.is_empty()))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(s3_error("get", &key, e)),
+        let Some((bytes, _)) = self.read_manifest(digest).await? else {
+            return Ok(None);
+        };
+        if Digest::of(digest.algorithm(), &bytes) != *digest {
+            return Ok(None);
         }
+        Ok(self.checked_type(digest, &bytes).await?.map(|t| t.as_str().to_string()))
     }
 
     async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError> {
