@@ -7,6 +7,9 @@
 //! stream is read into the same buffer: a large blob streams through one buffer, still warm in the CPU cache, with
 //! no allocation and no zeroing per chunk. The handle stays valid when the file is renamed or unlinked, so a reader
 //! keeps the bytes it opened.
+//!
+//! A reader of a committed blob keeps the file's `Stamp` from when it was opened, so its client's stream can ask,
+//! before the last chunk leaves, whether the bytes changed since (`ObjectReader::changed`: one `fstat`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -16,8 +19,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::files::Stamp;
 use super::send::FileRange;
 use crate::store::backend::ObjectReader;
+use crate::store::records::Version;
 
 /// A buffer back from the chunk it was lent to, waiting for the next read.
 type Spare = Mutex<Option<Vec<u8>>>;
@@ -25,11 +30,19 @@ type Spare = Mutex<Option<Vec<u8>>>;
 pub(super) struct FileReader {
     file: Arc<File>,
     spare: Arc<Spare>,
+    /// A committed blob's file as opened; `None` for the growing file of a write.
+    stamp: Option<Stamp>,
 }
 
 impl FileReader {
+    /// A reader of a write's growing file.
     pub(super) fn new(file: Arc<File>) -> Self {
-        FileReader { file, spare: Arc::new(Mutex::new(None)) }
+        FileReader { file, spare: Arc::new(Mutex::new(None)), stamp: None }
+    }
+
+    /// A reader of a committed blob's file, opened as `stamp` says.
+    pub(super) fn committed(file: Arc<File>, stamp: Stamp) -> Self {
+        FileReader { stamp: Some(stamp), ..FileReader::new(file) }
     }
 
     /// `len` initialised bytes to read into: the spare buffer when it is back and large enough, else a new one.
@@ -117,7 +130,14 @@ impl ObjectReader for FileReader {
     }
 
     fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
-        Some(FileRange::new(self.file.clone(), start, end))
+        Some(FileRange::new(self.file.clone(), start, end, self.stamp))
+    }
+
+    fn changed(&self) -> std::io::Result<Option<Version>> {
+        match &self.stamp {
+            Some(stamp) => stamp.changed(&self.file),
+            None => Ok(None),
+        }
     }
 }
 

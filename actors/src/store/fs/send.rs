@@ -7,6 +7,15 @@
 //! before each piece the first and last pages of it are probed without waiting (`preadv2` with `RWF_NOWAIT`); a
 //! piece that is not all there is first read on the blocking pool (`warm`), which brings it into the page cache, and
 //! then sent. A hot blob costs two tiny probes per `SEND_PIECE`; a cold one costs what the streamed path costs.
+//!
+//! A range of a committed blob's file carries the `Stamp` of the file as it was opened (the version the cache
+//! verified): before a `sendfile` that may send the range's last byte, an `fstat` of the open file checks that the
+//! bytes have not changed since. If they have (the file was written in place while it was sent), the range fails
+//! instead: the connection ends the response short, so a client never gets a body that looks whole with bytes that
+//! are not the blob's, and the change is reported (`on_change`) so the file is moved aside and fetched again. That
+//! is one `fstat` per response for a client that keeps up (its last piece leaves in one call), one per call of the
+//! last piece for a slow one. A range of a transfer's growing file has no stamp: its bytes were hashed as they
+//! were written.
 
 use std::fs::File;
 use std::io::{self, IoSliceMut};
@@ -16,9 +25,15 @@ use std::sync::Arc;
 
 use rustix::io::{preadv2, ReadWriteFlags};
 
+use super::files::Stamp;
+use crate::store::records::Version;
+
 /// At most this much is handed to one `sendfile` (nginx's `sendfile_max_chunk` default): one call never holds a
 /// worker for long, and the cold-page probe covers a bounded piece.
 pub const SEND_PIECE: u64 = 2 * 1024 * 1024;
+
+/// Told the file's version when a committed blob's file is found changed while it is sent.
+type OnChange = Box<dyn FnOnce(Version) + Send>;
 
 /// The bytes `start..end` of an open file, with how far they have been sent.
 pub struct FileRange {
@@ -27,17 +42,47 @@ pub struct FileRange {
     end: u64,
     /// Sent without a probe up to here: the piece `warm` just read.
     warmed_to: u64,
+    /// A committed blob's file as it was opened: checked before the last piece leaves.
+    stamp: Option<Stamp>,
+    on_change: Option<OnChange>,
 }
 
 impl std::fmt::Debug for FileRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileRange").field("pos", &self.pos).field("end", &self.end).finish()
+        f.debug_struct("FileRange")
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .field("checked", &self.stamp.is_some())
+            .finish()
     }
 }
 
 impl FileRange {
-    pub(crate) fn new(file: Arc<File>, start: u64, end: u64) -> Self {
-        FileRange { file, pos: start, end: end.max(start), warmed_to: start }
+    /// A range of `file`; with a `stamp` (a committed blob's file as opened), one that fails rather than send its
+    /// last byte if the file changed since.
+    pub(super) fn new(file: Arc<File>, start: u64, end: u64, stamp: Option<Stamp>) -> Self {
+        FileRange { file, pos: start, end: end.max(start), warmed_to: start, stamp, on_change: None }
+    }
+
+    /// Have `report` told the file's version if the file is found changed while the range is sent.
+    pub(crate) fn on_change(mut self, report: impl FnOnce(Version) + Send + 'static) -> Self {
+        self.on_change = Some(Box::new(report));
+        self
+    }
+
+    /// Whether the file still holds the bytes it was opened with (always, for a range without a stamp); when it does
+    /// not, the change is reported (once) and the answer is an error.
+    fn recheck(&mut self) -> io::Result<()> {
+        let Some(stamp) = &self.stamp else {
+            return Ok(());
+        };
+        let Some(now) = stamp.changed(&self.file)? else {
+            return Ok(());
+        };
+        if let Some(report) = self.on_change.take() {
+            report(now);
+        }
+        Err(io::Error::new(io::ErrorKind::InvalidData, "cached blob file changed while it was sent"))
     }
 
     /// Bytes not sent yet.
@@ -85,13 +130,19 @@ impl FileRange {
     }
 
     /// Copy the next bytes to `socket` (non-blocking) inside the kernel: how many left. `WouldBlock` when the
-    /// socket takes nothing now; `UnexpectedEof` when the file ends before the range does (it was damaged).
+    /// socket takes nothing now; `UnexpectedEof` when the file ends before the range does (it was damaged);
+    /// `InvalidData`, before the last piece, when a committed blob's file changed since it was opened.
     pub fn send_to(&mut self, socket: impl AsFd) -> io::Result<u64> {
         if self.remaining() == 0 {
             return Ok(0);
         }
+        let piece = self.piece();
+        if piece == self.remaining() {
+            // This call may send the last byte: the bytes must still be the ones that were verified.
+            self.recheck()?;
+        }
         let mut offset = self.pos;
-        let n = rustix::fs::sendfile(socket, &*self.file, Some(&mut offset), self.piece() as usize)?;
+        let n = rustix::fs::sendfile(socket, &*self.file, Some(&mut offset), piece as usize)?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cached blob file ended before its size"));
         }
@@ -116,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn a_range_arrives_whole_through_the_socket() {
         let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let mut range = FileRange::new(file_of(&data), 1000, data.len() as u64 - 7);
+        let mut range = FileRange::new(file_of(&data), 1000, data.len() as u64 - 7, None);
         let (tx, mut rx) = UnixStream::pair().expect("socket pair");
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
@@ -137,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_shorter_than_its_range_is_an_error_not_a_short_success() {
         let data = vec![1u8; 10_000];
-        let mut range = FileRange::new(file_of(&data), 0, 20_000);
+        let mut range = FileRange::new(file_of(&data), 0, 20_000, None);
         let (tx, _rx) = UnixStream::pair().expect("socket pair");
         assert_eq!(range.send_to(&tx).expect("the bytes that are there"), 10_000);
         let err = range.send_to(&tx).expect_err("then the end of the file");
@@ -146,10 +197,10 @@ mod tests {
 
     #[test]
     fn pages_just_written_are_cached_and_a_warmed_piece_needs_no_probe() {
-        let range = FileRange::new(file_of(&vec![9u8; 100_000]), 0, 100_000);
+        let range = FileRange::new(file_of(&vec![9u8; 100_000]), 0, 100_000, None);
         // Written a moment ago, so in the page cache (where RWF_NOWAIT works).
         assert!(!range.needs_warming());
-        let mut past = FileRange::new(file_of(&[1u8; 10]), 0, 100_000);
+        let mut past = FileRange::new(file_of(&[1u8; 10]), 0, 100_000, None);
         // Nothing is at the piece's last byte: it is not known to be cached, until warmed.
         assert!(past.needs_warming());
         past.warmed();
