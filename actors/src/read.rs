@@ -341,3 +341,107 @@ fn streaming(reader: Reader) -> ByteStream {
         Some((item, r))
     }))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use futures_util::{FutureExt, StreamExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A committed object in memory that counts the bytes read from it and can be told its stored copy changed.
+    #[derive(Default)]
+    pub(crate) struct Held {
+        pub bytes: Vec<u8>,
+        pub read: AtomicU64,
+        pub changed: Mutex<Option<Version>>,
+    }
+
+    impl Held {
+        pub(crate) fn new(bytes: Vec<u8>) -> Arc<Held> {
+            Arc::new(Held { bytes, ..Held::default() })
+        }
+
+        pub(crate) fn change(&self, now: Version) {
+            *self.changed.lock().expect("lock") = Some(now);
+        }
+    }
+
+    impl ObjectReader for Held {
+        fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+            let start = (offset as usize).min(self.bytes.len());
+            let out = Bytes::copy_from_slice(&self.bytes[start..(start + len).min(self.bytes.len())]);
+            self.read.fetch_add(out.len() as u64, Ordering::Relaxed);
+            async move { Ok(out) }.boxed()
+        }
+
+        fn changed(&self) -> std::io::Result<Option<Version>> {
+            Ok(*self.changed.lock().expect("lock"))
+        }
+    }
+
+    fn recorder() -> (OnChange, Arc<Mutex<Vec<Version>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let on_change: OnChange = Box::new(move |now| {
+            record.lock().expect("lock").push(now);
+            async {}.boxed()
+        });
+        (on_change, seen)
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 249) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stored_range_arrives_whole_when_its_copy_is_unchanged() {
+        let held = Held::new(data(300_000));
+        let (on_change, seen) = recorder();
+        let items: Vec<_> = stored_stream(held.clone(), (1_000, 250_000), 300_000, None, on_change).collect().await;
+        let got: Vec<u8> = items.into_iter().flat_map(|c| c.expect("chunk").to_vec()).collect();
+        assert!(got == held.bytes[1_000..250_000]);
+        assert!(seen.lock().expect("lock").is_empty());
+        assert_eq!(held.read.load(Ordering::Relaxed), 249_000, "only the range is read");
+    }
+
+    #[tokio::test]
+    async fn a_stored_copy_changed_while_streamed_ends_the_stream_short_before_its_last_chunk() {
+        let held = Held::new(data(300_000));
+        let (on_change, seen) = recorder();
+        let mut s = stored_stream(held.clone(), (0, 300_000), 300_000, None, on_change);
+        let mut delivered = s.next().await.expect("a chunk").expect("the first chunk").len();
+        held.change(Version(42));
+        let mut failed = false;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(chunk) => delivered += chunk.len(),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+                    failed = true;
+                }
+            }
+        }
+        assert!(failed, "the stream ends with an error");
+        assert!(delivered < 300_000, "never the whole body: {delivered}");
+        assert_eq!(*seen.lock().expect("lock"), vec![Version(42)], "the change is reported once, as it is now");
+    }
+
+    #[tokio::test]
+    async fn a_change_while_hashed_is_reported_as_a_change_not_a_verdict() {
+        let held = Held::new(data(200_000));
+        let digest = Digest::sha256_of(&held.bytes);
+        let verdicts = Arc::new(Mutex::new(Vec::new()));
+        let record = verdicts.clone();
+        let report = Box::new(move |checked: Checked| {
+            record.lock().expect("lock").push(checked);
+            async {}.boxed()
+        });
+        let (on_change, seen) = recorder();
+        held.change(Version(7));
+        let check = Some(Check { digest, report });
+        let items: Vec<_> = stored_stream(held.clone(), (0, 200_000), 200_000, check, on_change).collect().await;
+        assert!(items.last().expect("items").is_err());
+        assert_eq!(*seen.lock().expect("lock"), vec![Version(7)]);
+        assert!(verdicts.lock().expect("lock").is_empty(), "a copy that changed is not declared intact");
+    }
+}

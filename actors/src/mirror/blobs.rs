@@ -193,7 +193,7 @@ impl Mirror {
         self.inner.touches.blob(digest);
         let custody =
             Arc::new(StoredCustody { mirror: self.clone(), image: image.clone(), digest: digest.clone(), from_peer });
-        let source = BlobSource::Stored { opened, check, custody };
+        let source = BlobSource::Stored { opened, check: check.map(Box::new), custody };
         Ok(Some(BlobResponse { size: Some(info.size), from_cache: true, source }))
     }
 

@@ -48,7 +48,7 @@ pub(super) enum BlobSource {
     /// A small committed blob read whole (see `SMALL_BLOB`), verified if its stored version was not verified yet.
     Memory(Bytes),
     /// A committed blob; `check` hashes it while it is served whole (its stored version was not verified yet).
-    Stored { opened: OpenedBlob, check: Option<Check>, custody: Arc<dyn Custody> },
+    Stored { opened: OpenedBlob, check: Option<Box<Check>>, custody: Arc<dyn Custody> },
     /// The transfer fetching it now.
     Transfer(Transfer),
     /// Straight from the upstream, verified as it passes.
@@ -130,7 +130,7 @@ impl BlobResponse {
                     Some(_) if start != 0 || end != size => verified_first(opened, custody, (start, end)),
                     check => {
                         let on_change = on_change(&custody);
-                        stored_stream(opened.reader, (start, end), size, check, on_change)
+                        stored_stream(opened.reader, (start, end), size, check.map(|c| *c), on_change)
                     }
                 }
             }
@@ -173,4 +173,110 @@ fn slice(bytes: &Bytes, start: u64, end: Option<u64>) -> Bytes {
     let end = end.map_or(len, |e| usize::try_from(e).unwrap_or(usize::MAX).min(len));
     let start = usize::try_from(start).unwrap_or(usize::MAX).min(end);
     bytes.slice(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::read::tests::Held;
+    use crate::read::Checked;
+    use futures_util::FutureExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A custody that counts verifications and fetches again, answering them as told.
+    struct Fake {
+        intact: bool,
+        whole: Bytes,
+        verified: AtomicUsize,
+        refetched: AtomicUsize,
+        changed: Mutex<Vec<Version>>,
+    }
+
+    impl Custody for Fake {
+        fn changed(&self, version: Version) -> BoxFuture<'static, ()> {
+            self.changed.lock().expect("lock").push(version);
+            async {}.boxed()
+        }
+        fn changed_now(&self, version: Version) {
+            self.changed.lock().expect("lock").push(version);
+        }
+        fn verify(&self, _opened: &OpenedBlob) -> BoxFuture<'static, bool> {
+            self.verified.fetch_add(1, Ordering::Relaxed);
+            futures_util::future::ready(self.intact).boxed()
+        }
+        fn refetch(&self) -> BoxFuture<'static, Result<BlobResponse, MirrorError>> {
+            self.refetched.fetch_add(1, Ordering::Relaxed);
+            let whole = self.whole.clone();
+            let size = Some(whole.len() as u64);
+            async move { Ok(BlobResponse { size, from_cache: false, source: BlobSource::Memory(whole) }) }.boxed()
+        }
+    }
+
+    /// A stored blob of 3 MiB, verified in the version opened or not, whose custody verifies it as `intact`.
+    fn stored(verified: bool, intact: bool) -> (BlobResponse, Arc<Held>, Arc<Fake>) {
+        let bytes: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
+        let whole = Bytes::from(bytes.clone());
+        let held = Held::new(bytes);
+        let fake = Arc::new(Fake {
+            intact,
+            whole,
+            verified: AtomicUsize::new(0),
+            refetched: AtomicUsize::new(0),
+            changed: Mutex::default(),
+        });
+        let size = held.bytes.len() as u64;
+        let opened = OpenedBlob { reader: held.clone(), size, version: Version(4) };
+        let check = (!verified)
+            .then(|| Check { digest: Digest::sha256_of(&held.bytes), report: Box::new(|_: Checked| async {}.boxed()) });
+        let source = BlobSource::Stored { opened, check: check.map(Box::new), custody: fake.clone() };
+        (BlobResponse { size: Some(size), from_cache: true, source }, held, fake)
+    }
+
+    async fn collect(stream: ByteStream) -> Result<Vec<u8>, std::io::Error> {
+        let mut out = Vec::new();
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_copy_verified_in_the_version_opened_reads_only_the_range_and_hashes_nothing() {
+        let (resp, held, fake) = stored(true, true);
+        let got = collect(resp.stream(3_000_000, Some(3_000_030))).await.expect("the range");
+        assert!(got == held.bytes[3_000_000..3_000_030]);
+        assert_eq!(fake.verified.load(Ordering::Relaxed), 0, "no hash");
+        assert_eq!(held.read.load(Ordering::Relaxed), 30, "only the range's bytes are read");
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_copy_not_verified_in_the_version_opened_is_served_after_it_is_verified_whole() {
+        let (resp, held, fake) = stored(false, true);
+        assert!(resp.file_range(0, 10).is_none(), "not sent from its file unverified");
+        let got = collect(resp.stream(3_000_000, Some(3_000_030))).await.expect("the range");
+        assert!(got == held.bytes[3_000_000..3_000_030]);
+        assert_eq!(fake.verified.load(Ordering::Relaxed), 1, "verified first");
+        assert_eq!(fake.refetched.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_range_of_a_damaged_copy_comes_from_the_blob_fetched_again() {
+        let (resp, held, fake) = stored(false, false);
+        let got = collect(resp.stream(3_000_000, Some(3_000_030))).await.expect("the range");
+        assert!(got == fake.whole[3_000_000..3_000_030]);
+        assert_eq!(fake.refetched.load(Ordering::Relaxed), 1);
+        assert_eq!(held.read.load(Ordering::Relaxed), 0, "nothing of the damaged copy is served");
+    }
+
+    #[tokio::test]
+    async fn a_stored_stream_whose_copy_changed_ends_short_and_tells_its_custody() {
+        let (resp, held, fake) = stored(true, true);
+        held.change(Version(77));
+        let err = collect(resp.stream(0, None)).await.expect_err("the stream fails");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(*fake.changed.lock().expect("lock"), vec![Version(77)]);
+    }
 }

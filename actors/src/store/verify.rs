@@ -101,3 +101,46 @@ pub(crate) async fn hash_whole(object: &dyn ObjectReader, size: u64, digest: &Di
         Err(verdict) => verdict,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::tests::Held;
+    use std::sync::atomic::Ordering;
+
+    fn opened(held: &Arc<Held>, version: u64) -> OpenedBlob {
+        OpenedBlob { reader: held.clone(), size: held.bytes.len() as u64, version: Version(version) }
+    }
+
+    #[tokio::test]
+    async fn requests_for_the_same_copy_share_one_hash() {
+        let held = Held::new(vec![3u8; 3 * CHUNK + 10]);
+        let digest = Digest::sha256_of(&held.bytes);
+        let all = Arc::new(Verifications::default());
+        let first = all.verify(&digest, &opened(&held, 8));
+        // The same version, as the index sees it (its lowest bit is the index's).
+        let second = all.verify(&digest, &opened(&held, 9));
+        assert_eq!(all.running(), 1);
+        assert_eq!((first.await, second.await), (Verdict::Intact, Verdict::Intact));
+        assert_eq!(held.read.load(Ordering::Relaxed), held.bytes.len() as u64, "read once");
+        assert_eq!(all.running(), 0, "forgotten once done");
+        // Another version is another hash.
+        assert_eq!(all.verify(&digest, &opened(&held, 10)).await, Verdict::Intact);
+        assert_eq!(held.read.load(Ordering::Relaxed), 2 * held.bytes.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_found_corrupt_short_or_changed() {
+        let want = vec![1u8; CHUNK + 5];
+        let digest = Digest::sha256_of(&want);
+        let mut other = want.clone();
+        other[CHUNK] = 2;
+        assert_eq!(hash_whole(&*Held::new(other), want.len() as u64, &digest).await, Verdict::Corrupt);
+        let short = Held::new(want[..CHUNK].to_vec());
+        assert_eq!(hash_whole(&*short, want.len() as u64, &digest).await, Verdict::Corrupt);
+        let changed = Held::new(want.clone());
+        changed.change(Version(99));
+        assert_eq!(hash_whole(&*changed, want.len() as u64, &digest).await, Verdict::Changed(Version(99)));
+        assert_eq!(hash_whole(&*Held::new(want.clone()), want.len() as u64, &digest).await, Verdict::Intact);
+    }
+}

@@ -182,6 +182,45 @@ mod tests {
         assert!(none.is_empty());
     }
 
+    #[test]
+    fn a_committed_blobs_reader_tells_a_change_in_place_but_not_an_unlink() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![1u8; 10_000]).expect("write");
+        let open = || {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open");
+            // Times in the past, so that a write now changes them whatever the clock's granularity.
+            file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).expect("set mtime");
+            let stamp = Stamp::of(&file.metadata().expect("stat"));
+            (Arc::new(file), stamp)
+        };
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file.clone(), stamp);
+        assert_eq!(reader.changed().expect("fstat"), None, "untouched");
+        file.write_at(b"x", 5_000).expect("write in place");
+        let now = Stamp::of(&file.metadata().expect("stat")).version();
+        assert_eq!(reader.changed().expect("fstat"), Some(now), "written in place");
+
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file.clone(), stamp);
+        file.set_len(4_000).expect("truncate");
+        assert!(reader.changed().expect("fstat").is_some(), "cut short");
+
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file, stamp);
+        std::fs::remove_file(&path).expect("unlink");
+        assert_eq!(reader.changed().expect("fstat"), None, "evicted while read: the bytes are the same");
+    }
+
+    #[test]
+    fn a_writes_reader_never_tells_a_change() {
+        let file = file_of(&[1u8; 100]);
+        let reader = FileReader::new(file.clone());
+        file.write_at(b"more", 100).expect("the write goes on");
+        assert_eq!(reader.changed().expect("no check"), None);
+    }
+
     #[tokio::test]
     async fn a_chunk_outliving_its_reader_stays_readable() {
         let data = vec![3u8; 5_000];

@@ -195,6 +195,95 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
+    /// A file holding `data`, its times set in the past (so that a write now changes them whatever the clock's
+    /// granularity), with the stamp of that state: a committed blob's file as opened.
+    fn committed(data: &[u8]) -> (Arc<File>, Stamp) {
+        let file = file_of(data);
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            .expect("set mtime");
+        let stamp = Stamp::of(&file.metadata().expect("stat"));
+        (file, stamp)
+    }
+
+    /// Send `range` to `tx` until it ends or fails; the error, if it failed.
+    fn send_all(range: &mut FileRange, tx: &UnixStream) -> Option<io::Error> {
+        while range.remaining() > 0 {
+            if let Err(e) = range.send_to(tx) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    fn reading(mut rx: UnixStream) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = rx.read_to_end(&mut got);
+            got
+        })
+    }
+
+    #[test]
+    fn a_file_written_in_place_while_sent_fails_before_its_last_piece_and_reports_its_version_now() {
+        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let (file, stamp) = committed(&data);
+        let reported = Arc::new(std::sync::Mutex::new(None));
+        let seen = reported.clone();
+        let mut range = FileRange::new(file.clone(), 0, data.len() as u64, Some(stamp))
+            .on_change(move |now| *seen.lock().expect("lock") = Some(now));
+        let (tx, rx) = UnixStream::pair().expect("socket pair");
+        let reader = reading(rx);
+        // The first piece leaves; then the file is written in place.
+        while range.remaining() > data.len() as u64 - SEND_PIECE {
+            range.send_to(&tx).expect("the first piece");
+        }
+        file.write_at(b"tampered", 3 * 1024 * 1024).expect("write in place");
+        let err = send_all(&mut range, &tx).expect("the range fails");
+        drop(tx);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let got = reader.join().expect("reader");
+        assert!(got.len() < data.len(), "{} of {} bytes: never the whole body", got.len(), data.len());
+        // Not checked per piece: the middle piece left, the last one did not.
+        assert_eq!(got.len() as u64, data.len() as u64 - range.remaining());
+        assert_eq!(range.remaining(), data.len() as u64 - 2 * SEND_PIECE, "refused exactly at the last piece");
+        let now = Stamp::of(&file.metadata().expect("stat")).version();
+        assert_eq!(*reported.lock().expect("lock"), Some(now), "reported once, with the version there now");
+    }
+
+    #[test]
+    fn a_file_unlinked_while_sent_still_arrives_whole() {
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, &data).expect("write");
+        let file = Arc::new(File::open(&path).expect("open"));
+        let stamp = Stamp::of(&file.metadata().expect("stat"));
+        let mut range = FileRange::new(file, 0, data.len() as u64, Some(stamp))
+            .on_change(|_| panic!("an evicted file's bytes did not change"));
+        let (tx, rx) = UnixStream::pair().expect("socket pair");
+        let reader = reading(rx);
+        range.send_to(&tx).expect("a first piece");
+        // Evicted (or replaced by a fresh copy) while a client reads it: its bytes stay what they were.
+        std::fs::remove_file(&path).expect("unlink");
+        assert!(send_all(&mut range, &tx).is_none(), "the rest is sent");
+        drop(tx);
+        assert_eq!(reader.join().expect("reader"), data);
+    }
+
+    #[test]
+    fn a_range_without_a_stamp_is_never_refused() {
+        // A running transfer's growing file: its bytes were hashed as they were written.
+        let data = vec![5u8; 100_000];
+        let file = file_of(&data);
+        let mut range = FileRange::new(file.clone(), 0, data.len() as u64, None);
+        file.write_at(b"more", 100_000).expect("the file grows");
+        let (tx, rx) = UnixStream::pair().expect("socket pair");
+        let reader = reading(rx);
+        assert!(send_all(&mut range, &tx).is_none());
+        drop(tx);
+        assert_eq!(reader.join().expect("reader"), data);
+    }
+
     #[test]
     fn pages_just_written_are_cached_and_a_warmed_piece_needs_no_probe() {
         let range = FileRange::new(file_of(&vec![9u8; 100_000]), 0, 100_000, None);
