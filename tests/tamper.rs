@@ -30,7 +30,7 @@ const LAYER: usize = 27 * MB;
 /// the mirror: its bytes, the blob's URL path, and its cache file.
 struct Cached {
     server: Server,
-    _up: Upstream,
+    up: Upstream,
     _dir: TestDir,
     /// The CA the TLS listener's certificate is signed by (TLS only).
     ca: Option<PathBuf>,
@@ -69,7 +69,7 @@ fn cached(name: &str, tls: bool) -> Cached {
     assert_eq!(common::sha256_digest(&whole), layer.digest, "the first pull");
     let file = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
     assert!(file.is_file(), "the blob is cached at {}", file.display());
-    Cached { server, _up: up, _dir: dir, ca, path, digest: layer.digest.clone(), whole, file }
+    Cached { server, up, _dir: dir, ca, path, digest: layer.digest.clone(), whole, file }
 }
 
 /// Overwrite `bytes` at `offset` of a file, in place (same inode, same size).
@@ -282,5 +282,21 @@ fn a_range_of_an_untouched_verified_blob_is_served_from_its_file_and_nothing_is_
     let after = fs::metadata(&c.file).expect("the file is still in the cache");
     use std::os::unix::fs::MetadataExt;
     assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()), "the same file, untouched");
+    assert_eq!(quarantined(&c.server, &c.digest), 0, "nothing was moved aside");
+}
+
+#[test]
+fn after_a_restart_a_range_of_an_intact_blob_is_verified_whole_and_served_from_the_cache_alone() {
+    let mut c = cached("tamper-restart", false);
+    // Nothing is verified since this start: a range is served only once the whole file matched its digest.
+    c.server.restart();
+    c.up.stop();
+    for (at, len) in [(4_000_000usize, 30usize), (12_345_678, 100_000)] {
+        let (mut conn, head, mut body) = start_plain(&c.server, &c.path, Some(&format!("{at}-{}", at + len - 1)), 0);
+        assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+        conn.read_to_end(&mut body).expect("the range");
+        assert!(body == c.whole[at..at + len], "the range {at}+{len} is the blob's own bytes, with the upstream gone");
+    }
+    assert!(c.file.is_file(), "the file stays in the cache");
     assert_eq!(quarantined(&c.server, &c.digest), 0, "nothing was moved aside");
 }

@@ -289,7 +289,7 @@ impl Custody for StoredCustody {
         self.mirror.inner.cache.do_send(self.damage(Fault::Changed, version));
     }
 
-    fn verify(&self, opened: &OpenedBlob) -> BoxFuture<'static, bool> {
+    fn verify(&self, opened: &OpenedBlob) -> BoxFuture<'static, std::io::Result<bool>> {
         let hashed = self.mirror.inner.store.verify_whole(&self.digest, opened);
         let (cache, digest, opened_as) = (self.mirror.inner.cache.clone(), self.digest.clone(), opened.version);
         let damage = move |fault, version| ReportDamage { object: StoredObject::Blob(digest), fault, version };
@@ -298,14 +298,15 @@ impl Custody for StoredCustody {
             let (fault, version) = match hashed.await {
                 Verdict::Intact => {
                     cache.do_send(BlobVerified { digest: verified, version: opened_as });
-                    return true;
+                    return Ok(true);
                 }
                 Verdict::Corrupt => (Fault::Corrupt, opened_as),
                 Verdict::Changed(now) => (Fault::Changed, now),
                 Verdict::Unreadable(e) => (Fault::Unreadable(e), opened_as),
+                Verdict::Unknown(e) => return Err(std::io::Error::other(e)),
             };
             let _ = cache.send(damage(fault, Some(version))).await;
-            false
+            Ok(false)
         }
         .boxed()
     }

@@ -37,9 +37,9 @@ pub(super) trait Custody: Send + Sync {
     fn changed(&self, version: Version) -> BoxFuture<'static, ()>;
     /// The same, as a notice, from where nothing can wait (a `FileRange` being sent).
     fn changed_now(&self, version: Version);
-    /// Hash the opened copy whole (sharing a hash of the same copy already running) and report the verdict; true
-    /// when it is intact.
-    fn verify(&self, opened: &OpenedBlob) -> BoxFuture<'static, bool>;
+    /// Hash the opened copy whole (sharing a hash of the same copy already running) and report the verdict: whether
+    /// it is intact, or an error when the hash could not run to its end (nothing is reported then).
+    fn verify(&self, opened: &OpenedBlob) -> BoxFuture<'static, std::io::Result<bool>>;
     /// The blob again, once its stored copy was found damaged and reported: from the transfer fetching it.
     fn refetch(&self) -> BoxFuture<'static, Result<BlobResponse, MirrorError>>;
 }
@@ -152,12 +152,16 @@ fn on_change(custody: &Arc<dyn Custody>) -> OnChange {
 /// byte, and never gets a byte of a copy that does not match its digest.
 fn verified_first(opened: OpenedBlob, custody: Arc<dyn Custody>, (start, end): (u64, u64)) -> ByteStream {
     let serve = async move {
-        if custody.verify(&opened).await {
-            let on_change = on_change(&custody);
-            return stored_stream(opened.reader, (start, end), opened.size, None, on_change);
-        }
         let failed =
             |why: String| -> ByteStream { Box::pin(futures_util::stream::iter([Err(std::io::Error::other(why))])) };
+        match custody.verify(&opened).await {
+            Ok(true) => {
+                let on_change = on_change(&custody);
+                return stored_stream(opened.reader, (start, end), opened.size, None, on_change);
+            }
+            Ok(false) => {}
+            Err(e) => return failed(format!("the blob's stored copy could not be verified: {e}")),
+        }
         match custody.refetch().await {
             Ok(again) if again.supports_range() && again.size == Some(opened.size) => again.stream(start, Some(end)),
             Ok(_) => failed("the blob fetched again cannot be served by range".into()),
@@ -202,9 +206,9 @@ mod tests {
         fn changed_now(&self, version: Version) {
             self.changed.lock().expect("lock").push(version);
         }
-        fn verify(&self, _opened: &OpenedBlob) -> BoxFuture<'static, bool> {
+        fn verify(&self, _opened: &OpenedBlob) -> BoxFuture<'static, std::io::Result<bool>> {
             self.verified.fetch_add(1, Ordering::Relaxed);
-            futures_util::future::ready(self.intact).boxed()
+            futures_util::future::ready(Ok(self.intact)).boxed()
         }
         fn refetch(&self) -> BoxFuture<'static, Result<BlobResponse, MirrorError>> {
             self.refetched.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,8 @@ pub enum Verdict {
     Changed(Version),
     /// It could not be read.
     Unreadable(String),
+    /// Nothing is known: the hash itself could not run to its end (its task was cancelled, as at shutdown).
+    Unknown(String),
 }
 
 type Pending = Shared<BoxFuture<'static, Verdict>>;
@@ -56,7 +58,7 @@ impl Verifications {
             all.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(digest, key.1));
             verdict
         });
-        let pending = async move { task.await.unwrap_or_else(|e| Verdict::Unreadable(e.to_string())) }.boxed().shared();
+        let pending = async move { task.await.unwrap_or_else(|e| Verdict::Unknown(e.to_string())) }.boxed().shared();
         running.insert(key, pending.clone());
         pending
     }
@@ -85,7 +87,7 @@ pub(crate) async fn hash_whole(object: &dyn ObjectReader, size: u64, digest: &Di
                 hasher
             })
             .await
-            .map_err(|e| Verdict::Unreadable(e.to_string()))?;
+            .map_err(|e| Verdict::Unknown(e.to_string()))?;
         }
         Ok(hasher.finalize())
     };
