@@ -131,7 +131,8 @@ impl FileRange {
 
     /// Copy the next bytes to `socket` (non-blocking) inside the kernel: how many left. `WouldBlock` when the
     /// socket takes nothing now; `UnexpectedEof` when the file ends before the range does (it was damaged);
-    /// `InvalidData`, before the last piece, when a committed blob's file changed since it was opened.
+    /// `InvalidData`, before the last piece (or where a committed blob's file ends early), when the file changed
+    /// since it was opened.
     pub fn send_to(&mut self, socket: impl AsFd) -> io::Result<u64> {
         if self.remaining() == 0 {
             return Ok(0);
@@ -144,6 +145,8 @@ impl FileRange {
         let mut offset = self.pos;
         let n = rustix::fs::sendfile(socket, &*self.file, Some(&mut offset), piece as usize)?;
         if n == 0 {
+            // Cut short in place: reported as a change (with the version now), so the copy is moved aside.
+            self.recheck()?;
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cached blob file ended before its size"));
         }
         self.pos += n as u64;
@@ -248,6 +251,24 @@ mod tests {
         assert_eq!(range.remaining(), data.len() as u64 - 2 * SEND_PIECE, "refused exactly at the last piece");
         let now = Stamp::of(&file.metadata().expect("stat")).version();
         assert_eq!(*reported.lock().expect("lock"), Some(now), "reported once, with the version there now");
+    }
+
+    #[test]
+    fn a_file_cut_short_while_sent_is_reported_where_it_ends() {
+        let data = vec![6u8; 5 * 1024 * 1024];
+        let (file, stamp) = committed(&data);
+        let reported = Arc::new(std::sync::Mutex::new(None));
+        let seen = reported.clone();
+        let mut range = FileRange::new(file.clone(), 0, data.len() as u64, Some(stamp))
+            .on_change(move |now| *seen.lock().expect("lock") = Some(now));
+        file.set_len(1024 * 1024).expect("cut");
+        let (tx, rx) = UnixStream::pair().expect("socket pair");
+        let reader = reading(rx);
+        let err = send_all(&mut range, &tx).expect("the range fails");
+        drop(tx);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(reader.join().expect("reader").len(), 1024 * 1024, "what was there, and no more");
+        assert!(reported.lock().expect("lock").is_some(), "reported as a change");
     }
 
     #[test]
