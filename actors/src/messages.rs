@@ -249,6 +249,9 @@ pub enum Fault {
     },
     /// The store could not open or read it.
     Unreadable(String),
+    /// Its stored copy changed in place after it was verified (found while it was served, or before a range of it
+    /// was): its bytes can no longer be trusted.
+    Changed,
 }
 
 /// Front door, scrub or a verifying reader -> `CacheActor`: a stored object is damaged. The actor un-indexes it and

@@ -8,6 +8,12 @@
 //! fetches the blob again. A small committed blob is read whole instead (`read_whole`) and checked the same way
 //! before any of it is handed out.
 //!
+//! A committed blob's stream (`stored_stream`) also asks the store, before its last chunk leaves, whether the stored
+//! copy changed since it was opened (`ObjectReader::changed`: one `fstat` per response). The version opened is the
+//! one the cache verified (or the one being hashed now); a copy written in place while it was served ends the
+//! response short instead, and the change is reported (`OnChange`) so that the copy is moved aside and fetched
+//! again. This is the streamed twin of the check a `FileRange` makes before its last piece.
+//!
 //! A reader behind a transfer may be given a `FileRest`: then, whenever at least `REST_WORTH_A_FILE` bytes are
 //! readable ahead of it (with the last byte still held back until the digest is verified, as for any reader), it
 //! leaves them there as a range of the file the transfer is writing, and yields an empty chunk to say so; the
@@ -24,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::digest::{Digest, Digester};
 use crate::outcome::{Outcome, Progress};
-use crate::store::{FileRange, ObjectReader};
+use crate::store::{FileRange, ObjectReader, Version};
 
 /// What a client receives: chunks, or an error that aborts its connection.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -65,6 +71,10 @@ pub(crate) struct Check {
     pub report: Box<dyn FnOnce(Checked) -> BoxFuture<'static, ()> + Send>,
 }
 
+/// Told the stored copy's version now when a committed blob's copy is found changed since it was opened; awaited
+/// before the stream ends (the copy is un-indexed by then, so a retry fetches it again).
+pub(crate) type OnChange = Box<dyn FnOnce(Version) -> BoxFuture<'static, ()> + Send>;
+
 struct Verifier {
     hasher: Digester,
     check: Check,
@@ -76,6 +86,8 @@ struct Reader {
     end: Option<u64>,
     limit: Limit,
     verifier: Option<Verifier>,
+    /// For a committed blob: the stored copy is checked unchanged before the last chunk leaves.
+    on_change: Option<OnChange>,
     rest: Option<FileRest>,
 }
 
@@ -149,6 +161,30 @@ impl Reader {
         Ok(chunk)
     }
 
+    /// Where a committed object's stream stops (`None` behind a transfer).
+    fn stop(&self) -> Option<u64> {
+        match self.limit {
+            Limit::Fixed(size) => Some(self.end.map_or(size, |end| end.min(size))),
+            Limit::Live(_) => None,
+        }
+    }
+
+    /// Before the last chunk of a committed blob leaves: whether the stored copy is still the one opened. A changed
+    /// copy is reported (with its version now), and the chunk is not delivered.
+    async fn recheck(&mut self) -> Result<(), std::io::Error> {
+        let (Some(object), Some(_)) = (&self.object, &self.on_change) else {
+            return Ok(());
+        };
+        let Some(now) = object.changed()? else {
+            return Ok(());
+        };
+        self.verifier = None;
+        if let Some(report) = self.on_change.take() {
+            report(now).await;
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "cached blob changed while it was served"))
+    }
+
     /// Hash a chunk; at the object's end, settle the verification (the chunk is delivered only if it passed).
     async fn verify(&mut self, chunk: &Bytes, last: bool) -> Result<(), std::io::Error> {
         let Some(v) = self.verifier.as_mut() else {
@@ -182,13 +218,23 @@ impl Reader {
                     let chunk = match self.read(upto).await {
                         Ok(chunk) => chunk,
                         Err(e) => {
-                            if let Some(Verifier { check, .. }) = self.verifier.take() {
-                                (check.report)(Checked::Damaged).await;
+                            // A copy cut short in place is reported as changed (then with the version that is
+                            // there now, so it is the one moved aside).
+                            if self.recheck().await.is_ok() {
+                                if let Some(Verifier { check, .. }) = self.verifier.take() {
+                                    (check.report)(Checked::Damaged).await;
+                                }
                             }
                             return Some(Err(e));
                         }
                     };
-                    let last = matches!(self.limit, Limit::Fixed(size) if self.pos + chunk.len() as u64 >= size);
+                    let end = self.pos + chunk.len() as u64;
+                    if self.stop().is_some_and(|stop| end >= stop) {
+                        if let Err(e) = self.recheck().await {
+                            return Some(Err(e));
+                        }
+                    }
+                    let last = matches!(self.limit, Limit::Fixed(size) if end >= size);
                     if let Err(e) = self.verify(&chunk, last).await {
                         return Some(Err(e));
                     }
@@ -263,7 +309,26 @@ pub(crate) fn object_stream(
     rest: Option<FileRest>,
 ) -> ByteStream {
     let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
-    let reader = Reader { object, pos: start, end, limit, verifier, rest };
+    streaming(Reader { object, pos: start, end, limit, verifier, on_change: None, rest })
+}
+
+/// The bytes `start..end` (end exclusive) of a committed blob of `size` bytes: hashed against `check` while served
+/// when given (a whole read of a copy not verified yet), and in any case refused before the last chunk if the stored
+/// copy changed since it was opened, which `on_change` is told.
+pub(crate) fn stored_stream(
+    object: Arc<dyn ObjectReader>,
+    (start, end): (u64, u64),
+    size: u64,
+    check: Option<Check>,
+    on_change: OnChange,
+) -> ByteStream {
+    let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
+    let limit = Limit::Fixed(size);
+    let on_change = Some(on_change);
+    streaming(Reader { object: Some(object), pos: start, end: Some(end), limit, verifier, on_change, rest: None })
+}
+
+fn streaming(reader: Reader) -> ByteStream {
     Box::pin(stream::unfold(reader, |mut r| async move {
         let item = r.next_chunk().await?;
         // After an error, end the stream: the error already told the client's connection to abort.
@@ -271,7 +336,112 @@ pub(crate) fn object_stream(
             r.end = Some(r.pos);
             r.limit = Limit::Fixed(r.pos);
             r.verifier = None;
+            r.on_change = None;
         }
         Some((item, r))
     }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use futures_util::{FutureExt, StreamExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A committed object in memory that counts the bytes read from it and can be told its stored copy changed.
+    #[derive(Default)]
+    pub(crate) struct Held {
+        pub bytes: Vec<u8>,
+        pub read: AtomicU64,
+        pub changed: Mutex<Option<Version>>,
+    }
+
+    impl Held {
+        pub(crate) fn new(bytes: Vec<u8>) -> Arc<Held> {
+            Arc::new(Held { bytes, ..Held::default() })
+        }
+
+        pub(crate) fn change(&self, now: Version) {
+            *self.changed.lock().expect("lock") = Some(now);
+        }
+    }
+
+    impl ObjectReader for Held {
+        fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+            let start = (offset as usize).min(self.bytes.len());
+            let out = Bytes::copy_from_slice(&self.bytes[start..(start + len).min(self.bytes.len())]);
+            self.read.fetch_add(out.len() as u64, Ordering::Relaxed);
+            async move { Ok(out) }.boxed()
+        }
+
+        fn changed(&self) -> std::io::Result<Option<Version>> {
+            Ok(*self.changed.lock().expect("lock"))
+        }
+    }
+
+    fn recorder() -> (OnChange, Arc<Mutex<Vec<Version>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let on_change: OnChange = Box::new(move |now| {
+            record.lock().expect("lock").push(now);
+            async {}.boxed()
+        });
+        (on_change, seen)
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 249) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stored_range_arrives_whole_when_its_copy_is_unchanged() {
+        let held = Held::new(data(300_000));
+        let (on_change, seen) = recorder();
+        let items: Vec<_> = stored_stream(held.clone(), (1_000, 250_000), 300_000, None, on_change).collect().await;
+        let got: Vec<u8> = items.into_iter().flat_map(|c| c.expect("chunk").to_vec()).collect();
+        assert!(got == held.bytes[1_000..250_000]);
+        assert!(seen.lock().expect("lock").is_empty());
+        assert_eq!(held.read.load(Ordering::Relaxed), 249_000, "only the range is read");
+    }
+
+    #[tokio::test]
+    async fn a_stored_copy_changed_while_streamed_ends_the_stream_short_before_its_last_chunk() {
+        let held = Held::new(data(300_000));
+        let (on_change, seen) = recorder();
+        let mut s = stored_stream(held.clone(), (0, 300_000), 300_000, None, on_change);
+        let mut delivered = s.next().await.expect("a chunk").expect("the first chunk").len();
+        held.change(Version(42));
+        let mut failed = false;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(chunk) => delivered += chunk.len(),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+                    failed = true;
+                }
+            }
+        }
+        assert!(failed, "the stream ends with an error");
+        assert!(delivered < 300_000, "never the whole body: {delivered}");
+        assert_eq!(*seen.lock().expect("lock"), vec![Version(42)], "the change is reported once, as it is now");
+    }
+
+    #[tokio::test]
+    async fn a_change_while_hashed_is_reported_as_a_change_not_a_verdict() {
+        let held = Held::new(data(200_000));
+        let digest = Digest::sha256_of(&held.bytes);
+        let verdicts = Arc::new(Mutex::new(Vec::new()));
+        let record = verdicts.clone();
+        let report = Box::new(move |checked: Checked| {
+            record.lock().expect("lock").push(checked);
+            async {}.boxed()
+        });
+        let (on_change, seen) = recorder();
+        held.change(Version(7));
+        let check = Some(Check { digest, report });
+        let items: Vec<_> = stored_stream(held.clone(), (0, 200_000), 200_000, check, on_change).collect().await;
+        assert!(items.last().expect("items").is_err());
+        assert_eq!(*seen.lock().expect("lock"), vec![Version(7)]);
+        assert!(verdicts.lock().expect("lock").is_empty(), "a copy that changed is not declared intact");
+    }
 }

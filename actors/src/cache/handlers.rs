@@ -284,6 +284,7 @@ impl Handler<ReportDamage> for CacheActor {
             Fault::Corrupt => ("corrupt", "content does not match its digest".to_string()),
             Fault::WrongSize { found, expected } => ("size", format!("{found} bytes where {expected} were stored")),
             Fault::Unreadable(e) => ("unreadable", format!("unreadable: {e}")),
+            Fault::Changed => ("changed", "changed in place since it was verified".to_string()),
         };
         self.metrics.store_faults.with_label_values(&[kind, fault]).inc();
         tracing::warn!(object = %msg.object, "cached {kind} is damaged ({why}); it will be fetched again");

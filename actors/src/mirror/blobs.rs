@@ -5,13 +5,19 @@
 //!
 //! A small committed blob (up to `SMALL_BLOB`) is read whole and, when its stored version was not verified yet,
 //! checked before any byte is handed out: the HTTP layer then answers it with a sized body that leaves in one write
-//! with the response head, and a damaged one is reported and fetched again within the same request.
+//! with the response head, and a damaged one is reported and fetched again within the same request. A verified one
+//! is checked unchanged (one `fstat`) after it was read, since the read came after the version was compared.
+//!
+//! A larger one is handed over with its `Custody` (`StoredCustody`): the version re-check before its last bytes
+//! leave reports a copy changed meanwhile through it, and a range of a copy not verified in the version opened is
+//! hashed whole through it first, then served from the copy, or from the blob fetched again (see `response`).
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::response::{BlobResponse, BlobSource};
+use super::response::{BlobResponse, BlobSource, Custody};
 use super::Mirror;
 use crate::body::Body;
 use crate::claim::BlobClaim;
@@ -23,7 +29,7 @@ use crate::outcome::PassReason;
 use crate::passthrough::verified_passthrough;
 use crate::read::{read_whole, Check, Checked};
 use crate::reference::ImageKey;
-use crate::store::{BlobInfo, OpenedBlob, StoredObject, Version};
+use crate::store::{BlobInfo, OpenedBlob, StoredObject, Verdict, Version};
 use crate::transfer::Joined;
 use crate::upstream::auth::pull_scope;
 use crate::upstream::Upstream;
@@ -65,7 +71,7 @@ impl Mirror {
         digest: &Digest,
         from_peer: bool,
     ) -> Result<BlobResponse, MirrorError> {
-        if let Some(resp) = self.cached_blob(digest).await? {
+        if let Some(resp) = self.cached_blob(image, digest, from_peer).await? {
             return Ok(resp);
         }
         if self.inner.air_gapped {
@@ -74,7 +80,7 @@ impl Mirror {
         for _ in 0..BLOB_ATTEMPTS {
             match self.ask(image, GetBlob { digest: digest.clone(), from_peer }).await?? {
                 BlobClaim::Cached => {
-                    if let Some(resp) = self.cached_blob(digest).await? {
+                    if let Some(resp) = self.cached_blob(image, digest, from_peer).await? {
                         return Ok(resp);
                     }
                 }
@@ -143,7 +149,13 @@ impl Mirror {
 
     /// The blob from the store, hashed while served whole unless this version of it was verified already. A small one
     /// is read whole (and checked) here; one found damaged then is reported, and `None` sends the request on to fetch.
-    async fn cached_blob(&self, digest: &Digest) -> Result<Option<BlobResponse>, MirrorError> {
+    /// A larger one carries what it needs to fetch itself again for `image` (see `response`).
+    async fn cached_blob(
+        &self,
+        image: &ImageKey,
+        digest: &Digest,
+        from_peer: bool,
+    ) -> Result<Option<BlobResponse>, MirrorError> {
         let Some((opened, info)) = self.open_stored(digest).await? else {
             return Ok(None);
         };
@@ -151,7 +163,19 @@ impl Mirror {
         let check = (!verified).then(|| self.check(digest, opened.version));
         if info.size <= SMALL_BLOB {
             let checked = check.is_some();
-            match read_whole(&*opened.reader, info.size, check).await {
+            let read = match read_whole(&*opened.reader, info.size, check).await {
+                // Read after the version was compared: the copy must not have changed in between.
+                Ok(bytes) if !checked => match opened.reader.changed() {
+                    Ok(None) => Ok(bytes),
+                    Ok(Some(now)) => Err((Fault::Changed, now)),
+                    Err(e) => Err((Fault::Unreadable(e.to_string()), opened.version)),
+                },
+                Ok(bytes) => Ok(bytes),
+                // Reported through the check already.
+                Err(_) if checked => return Ok(None),
+                Err(e) => Err((Fault::Unreadable(e.to_string()), opened.version)),
+            };
+            match read {
                 Ok(bytes) => {
                     self.inner.touches.blob(digest);
                     return Ok(Some(BlobResponse {
@@ -160,17 +184,17 @@ impl Mirror {
                         source: BlobSource::Memory(bytes),
                     }));
                 }
-                // Reported through the check already.
-                Err(_) if checked => return Ok(None),
-                Err(e) => {
-                    let fault = Fault::Unreadable(e.to_string());
-                    self.report_damage(StoredObject::Blob(digest.clone()), fault, Some(opened.version)).await;
+                Err((fault, version)) => {
+                    self.report_damage(StoredObject::Blob(digest.clone()), fault, Some(version)).await;
                     return Ok(None);
                 }
             }
         }
         self.inner.touches.blob(digest);
-        Ok(Some(BlobResponse { size: Some(info.size), from_cache: true, source: BlobSource::Stored { opened, check } }))
+        let custody =
+            Arc::new(StoredCustody { mirror: self.clone(), image: image.clone(), digest: digest.clone(), from_peer });
+        let source = BlobSource::Stored { opened, check: check.map(Box::new), custody };
+        Ok(Some(BlobResponse { size: Some(info.size), from_cache: true, source }))
     }
 
     /// Hash-while-serving for one version of a blob, reporting what it finds to the cache actor.
@@ -233,6 +257,64 @@ impl Mirror {
             return Err(MirrorError::BlobUnknown(digest.clone()));
         }
         Ok(resp.content_length)
+    }
+}
+
+/// A stored blob's custody (see `response::Custody`): reports go to the cache actor, a fetch again goes the way of
+/// any request for the blob.
+struct StoredCustody {
+    mirror: Mirror,
+    image: ImageKey,
+    digest: Digest,
+    from_peer: bool,
+}
+
+impl StoredCustody {
+    fn damage(&self, fault: Fault, version: Version) -> ReportDamage {
+        ReportDamage { object: StoredObject::Blob(self.digest.clone()), fault, version: Some(version) }
+    }
+}
+
+impl Custody for StoredCustody {
+    fn changed(&self, version: Version) -> BoxFuture<'static, ()> {
+        // Sent now (queued in the mailbox), awaited by the stream before it ends.
+        let sent = self.mirror.inner.cache.send(self.damage(Fault::Changed, version));
+        async move {
+            let _ = sent.await;
+        }
+        .boxed()
+    }
+
+    fn changed_now(&self, version: Version) {
+        self.mirror.inner.cache.do_send(self.damage(Fault::Changed, version));
+    }
+
+    fn verify(&self, opened: &OpenedBlob) -> BoxFuture<'static, std::io::Result<bool>> {
+        let hashed = self.mirror.inner.store.verify_whole(&self.digest, opened);
+        let (cache, digest, opened_as) = (self.mirror.inner.cache.clone(), self.digest.clone(), opened.version);
+        let damage = move |fault, version| ReportDamage { object: StoredObject::Blob(digest), fault, version };
+        let verified = self.digest.clone();
+        async move {
+            let (fault, version) = match hashed.await {
+                Verdict::Intact => {
+                    cache.do_send(BlobVerified { digest: verified, version: opened_as });
+                    return Ok(true);
+                }
+                Verdict::Corrupt => (Fault::Corrupt, opened_as),
+                Verdict::Changed(now) => (Fault::Changed, now),
+                Verdict::Unreadable(e) => (Fault::Unreadable(e), opened_as),
+                Verdict::Unknown(e) => return Err(std::io::Error::other(e)),
+            };
+            let _ = cache.send(damage(fault, Some(version))).await;
+            Ok(false)
+        }
+        .boxed()
+    }
+
+    fn refetch(&self) -> BoxFuture<'static, Result<BlobResponse, MirrorError>> {
+        let (mirror, image, digest, from_peer) =
+            (self.mirror.clone(), self.image.clone(), self.digest.clone(), self.from_peer);
+        async move { mirror.blob_from_anywhere(&image, &digest, from_peer).await }.boxed()
     }
 }
 

@@ -42,6 +42,14 @@ pub trait ObjectReader: Send + Sync {
     fn file_range(&self, _start: u64, _end: u64) -> Option<FileRange> {
         None
     }
+
+    /// For a committed blob: the stored copy's version now if its bytes may have changed since it was opened (a
+    /// file written in place), `None` if they have not or the backend cannot tell (the default). Cheap (one `fstat`
+    /// of the open file): asked once per response, before its last bytes leave. A `FileRange` of the object asks
+    /// the same itself.
+    fn changed(&self) -> std::io::Result<Option<Version>> {
+        Ok(None)
+    }
 }
 
 /// A committed blob opened for reading: the reader keeps the bytes it opened readable even if the object is removed

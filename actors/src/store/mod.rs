@@ -9,6 +9,7 @@
 //! - `records`: the values stored and handed back.
 //! - `mediatype`: the manifest media types, and what a manifest's bytes say it is (a type kept beside them is
 //!   checked against that wherever it is read from the store).
+//! - `verify`: hashing a committed blob's stored copy whole before a range of it is served, one hash per copy.
 //!
 //! `Store` ties a backend to the index and the free-space reserve. Anyone may read through it (open a blob, read a
 //! manifest verified against its digest, ask for room; while the index loads at start, look a reference up in the
@@ -26,6 +27,7 @@ mod mediatype;
 pub(crate) mod memory;
 mod records;
 mod s3;
+mod verify;
 mod writer;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
 };
 pub use self::s3::{S3Settings, S3Storage};
+pub use self::verify::Verdict;
+use self::verify::Verifications;
 pub use self::writer::{BlobWriter, CheckedBlob, FinishError, VerifiedBlob};
 
 use crate::digest::Digest;
@@ -79,12 +83,14 @@ pub struct Store {
     index: Arc<Index>,
     /// Bytes left free on the volume: a blob that would eat into them is passed through uncached (`minFreeSpace`).
     min_free: u64,
+    /// Stored copies being hashed whole now (`verify_whole`).
+    verifications: Arc<Verifications>,
 }
 
 impl Store {
     /// A store over `storage`, with an empty index (filled from the inventory by whoever starts the cache actor).
     pub fn new(storage: Arc<dyn Storage>, min_free: u64) -> Store {
-        Store { storage, index: Arc::new(Index::default()), min_free }
+        Store { storage, index: Arc::new(Index::default()), min_free, verifications: Arc::default() }
     }
 
     /// The in-memory index.
@@ -105,6 +111,13 @@ impl Store {
     /// Open a committed blob for reading. `Ok(None)` when it is not in the store.
     pub async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError> {
         self.storage.open_blob(digest).await
+    }
+
+    /// Hash an opened blob's stored copy whole (off the caller's thread), sharing the hash with any request for the
+    /// same copy already running; the verdict says whether the copy matched and stayed unchanged while read. The
+    /// caller reports it to the cache actor.
+    pub fn verify_whole(&self, digest: &Digest, opened: &OpenedBlob) -> impl std::future::Future<Output = Verdict> {
+        self.verifications.verify(digest, opened)
     }
 
     /// Read a manifest and check it against its digest. A hot manifest is answered from memory while its stored copy

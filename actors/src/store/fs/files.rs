@@ -76,12 +76,55 @@ pub(super) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// A file's version: its device, inode, size and change time. Any write, truncation or replacement changes it.
+/// A file's version: its device, inode, size, modification and change time. Any write, truncation or replacement
+/// changes it.
 pub(super) fn version_of(meta: &fs::Metadata) -> Version {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (meta.dev(), meta.ino(), meta.size(), meta.ctime(), meta.ctime_nsec(), meta.mtime(), meta.mtime_nsec())
-        .hash(&mut h);
-    Version(h.finish())
+    Stamp::of(meta).version()
+}
+
+/// What a file's metadata says of its bytes, kept by a reader of a committed blob from the moment it opened it, so
+/// that it can tell before the last of them leaves whether they may have changed since (`changed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub(super) fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The version these metadata name (`version_of`).
+    pub(super) fn version(&self) -> Version {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.dev, self.ino, self.size, self.ctime.0, self.ctime.1, self.mtime.0, self.mtime.1).hash(&mut h);
+        Version(h.finish())
+    }
+
+    /// The version of `file` now (one `fstat` of the open descriptor) when its bytes may have changed since this
+    /// stamp was taken; `None` when they have not. A write or truncation changes the size or the modification
+    /// time, and resetting the modification time by hand changes the change time. The change time alone also moves
+    /// when the file is renamed or unlinked: a blob evicted (or replaced by a fresh copy) while a client reads it is
+    /// unlinked, and its bytes, which nothing can reach any more, are unchanged. So a change time that moved while
+    /// the file lost its last name does not count; one that moved while the file is still in the cache does (a
+    /// quarantine moves only damaged files).
+    pub(super) fn changed(&self, file: &File) -> std::io::Result<Option<Version>> {
+        let meta = file.metadata()?;
+        let now = Stamp::of(&meta);
+        let same_bytes = now.dev == self.dev && now.ino == self.ino && now.size == self.size && now.mtime == self.mtime;
+        let unchanged = same_bytes && (now.ctime == self.ctime || meta.nlink() == 0);
+        Ok((!unchanged).then(|| now.version()))
+    }
 }
 
 /// A whole file's bytes with the version of the copy they were read from (the version of the open file, so a rename

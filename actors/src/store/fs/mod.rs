@@ -26,7 +26,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use self::files::{blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite};
+use self::files::{
+    blocking, io, read_versioned, remove_if_present, tmp_path, version_of, write_atomic, FileBlobWrite, Stamp,
+};
 pub(crate) use self::journal::{encode as encode_journal, parse_text as parse_journal};
 use self::layout::Layout;
 use self::reader::FileReader;
@@ -111,8 +113,9 @@ impl Storage for FsStorage {
         if !meta.is_file() {
             return Err(StoreError::io("open", &path, &std::io::Error::other("not a regular file")));
         }
-        let version = version_of(&meta);
-        Ok(Some(OpenedBlob { reader: Arc::new(FileReader::new(Arc::new(file))), size: meta.len(), version }))
+        let stamp = Stamp::of(&meta);
+        let reader = Arc::new(FileReader::committed(Arc::new(file), stamp));
+        Ok(Some(OpenedBlob { reader, size: meta.len(), version: stamp.version() }))
     }
 
     async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError> {

@@ -7,6 +7,9 @@
 //! stream is read into the same buffer: a large blob streams through one buffer, still warm in the CPU cache, with
 //! no allocation and no zeroing per chunk. The handle stays valid when the file is renamed or unlinked, so a reader
 //! keeps the bytes it opened.
+//!
+//! A reader of a committed blob keeps the file's `Stamp` from when it was opened, so its client's stream can ask,
+//! before the last chunk leaves, whether the bytes changed since (`ObjectReader::changed`: one `fstat`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -16,8 +19,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::files::Stamp;
 use super::send::FileRange;
 use crate::store::backend::ObjectReader;
+use crate::store::records::Version;
 
 /// A buffer back from the chunk it was lent to, waiting for the next read.
 type Spare = Mutex<Option<Vec<u8>>>;
@@ -25,11 +30,19 @@ type Spare = Mutex<Option<Vec<u8>>>;
 pub(super) struct FileReader {
     file: Arc<File>,
     spare: Arc<Spare>,
+    /// A committed blob's file as opened; `None` for the growing file of a write.
+    stamp: Option<Stamp>,
 }
 
 impl FileReader {
+    /// A reader of a write's growing file.
     pub(super) fn new(file: Arc<File>) -> Self {
-        FileReader { file, spare: Arc::new(Mutex::new(None)) }
+        FileReader { file, spare: Arc::new(Mutex::new(None)), stamp: None }
+    }
+
+    /// A reader of a committed blob's file, opened as `stamp` says.
+    pub(super) fn committed(file: Arc<File>, stamp: Stamp) -> Self {
+        FileReader { stamp: Some(stamp), ..FileReader::new(file) }
     }
 
     /// `len` initialised bytes to read into: the spare buffer when it is back and large enough, else a new one.
@@ -117,7 +130,14 @@ impl ObjectReader for FileReader {
     }
 
     fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
-        Some(FileRange::new(self.file.clone(), start, end))
+        Some(FileRange::new(self.file.clone(), start, end, self.stamp))
+    }
+
+    fn changed(&self) -> std::io::Result<Option<Version>> {
+        match &self.stamp {
+            Some(stamp) => stamp.changed(&self.file),
+            None => Ok(None),
+        }
     }
 }
 
@@ -160,6 +180,45 @@ mod tests {
         // A buffer given back with stale bytes past the short read never shows them.
         let none = reader.read_range(10_000, 4096).await.expect("read");
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_committed_blobs_reader_tells_a_change_in_place_but_not_an_unlink() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![1u8; 10_000]).expect("write");
+        let open = || {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open");
+            // Times in the past, so that a write now changes them whatever the clock's granularity.
+            file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).expect("set mtime");
+            let stamp = Stamp::of(&file.metadata().expect("stat"));
+            (Arc::new(file), stamp)
+        };
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file.clone(), stamp);
+        assert_eq!(reader.changed().expect("fstat"), None, "untouched");
+        file.write_at(b"x", 5_000).expect("write in place");
+        let now = Stamp::of(&file.metadata().expect("stat")).version();
+        assert_eq!(reader.changed().expect("fstat"), Some(now), "written in place");
+
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file.clone(), stamp);
+        file.set_len(4_000).expect("truncate");
+        assert!(reader.changed().expect("fstat").is_some(), "cut short");
+
+        let (file, stamp) = open();
+        let reader = FileReader::committed(file, stamp);
+        std::fs::remove_file(&path).expect("unlink");
+        assert_eq!(reader.changed().expect("fstat"), None, "evicted while read: the bytes are the same");
+    }
+
+    #[test]
+    fn a_writes_reader_never_tells_a_change() {
+        let file = file_of(&[1u8; 100]);
+        let reader = FileReader::new(file.clone());
+        file.write_at(b"more", 100).expect("the write goes on");
+        assert_eq!(reader.changed().expect("no check"), None);
     }
 
     #[tokio::test]
