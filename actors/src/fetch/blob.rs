@@ -3,11 +3,17 @@
 //! commit the blob. Before writing, the leader asks the cache actor for room (`MakeRoom`: under `maxCacheSize` and on
 //! the volume, evicting if needed); a blob that does not fit is not written at all: the leader hands its upstream
 //! body to the first waiter, which streams it uncached, and settles `PassThrough`.
+//!
+//! Every blob is bounded (`bound.rs`): one that announces more than `maxBlobSize` is refused before its body is
+//! read, and no body is written past its announced length or, when it announces none, past the largest blob the
+//! cache may hold (or `maxBlobSize`): the transfer then stops, its upstream connection is dropped, its partial is
+//! removed and every follower sees an error, whether or not any client still waits.
 
 use bytes::{Bytes, BytesMut};
 
 use std::sync::Arc;
 
+use super::bound::Limit;
 use super::{blob_path, FetchContext, InFlight};
 use crate::body::{Body, BodyEvent};
 use crate::claim::Lease;
@@ -241,6 +247,15 @@ async fn download(
     // serves is not the one the earlier attempt was fetching).
     let partial = resp.status == 206 && resumed > 0;
     let total = resp.content_length.map(|len| if partial { resumed + len } else { len });
+    if let Some(max) = cx.bound.max_blob_size().filter(|max| total.is_some_and(|t| t > max.bytes)) {
+        // Refused before a byte of the body is read: dropping it closes the upstream connection.
+        drop(resp.body);
+        if let Some(writer) = writer {
+            writer.discard().await;
+        }
+        return Err(over_limit(cx, digest, max, total.unwrap_or(0)));
+    }
+    let limit = cx.bound.limit(&cx.store).await;
     let mut writer = match (writer, unwritable) {
         (Some(writer), _) => writer,
         (None, e) => {
@@ -287,10 +302,17 @@ async fn download(
             skip -= n;
         }
         if !data.is_empty() {
-            write(&mut writer, data, total).await?;
-            if total.is_some_and(|t| writer.written() > t) {
-                break;
+            let after = writer.written() + data.len() as u64;
+            // Checked before the bytes are written: nothing past the announced length, or past the bound when none.
+            if let Some(t) = total.filter(|t| after > *t) {
+                writer.discard().await;
+                return Err(UpstreamError::LengthMismatch { upstream: name, expected: t, got: after }.into());
             }
+            if let Some(limit) = limit.filter(|l| total.is_none() && after > l.bytes) {
+                writer.discard().await;
+                return Err(over_limit(cx, digest, limit, after));
+            }
+            write(&mut writer, data, total).await?;
             publisher.running(writer.written(), total);
         }
         // A body that ends short of its announced length is a connection that closed early: resume it too.
@@ -352,6 +374,14 @@ async fn download(
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
     finish(writer, &name, digest).await
+}
+
+/// A blob that announced, or sent, more than `limit`: logged once with its digest and upstream; the error fails the
+/// transfer (counted in `ociregistry_upstream_errors_total{reason="too_large"}`), and the next request tries anew.
+fn over_limit(cx: &FetchContext, digest: &Digest, limit: Limit, size: u64) -> Abort {
+    let upstream = cx.name();
+    tracing::warn!(blob = %digest, %upstream, size, limit = %limit, "blob exceeds the largest blob accepted; transfer stopped, nothing kept");
+    UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) }.into()
 }
 
 /// Verify the whole blob.
