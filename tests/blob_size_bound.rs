@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use common::metrics::Scrape;
 use common::server::{Server, ServerConfig};
 use common::thread_server::ServerThread;
 use common::TestDir;
@@ -304,7 +305,10 @@ fn an_endless_blob_body_is_cut_at_the_bound_and_its_partial_removed() {
         assert!(read <= BOUND, "{name}: the client got {read} bytes, more than the bound");
         wait_until_stopped(&server, &upstream, name);
         let (most, partial_seen) = sampler.finish();
-        eprintln!("{name}: HTTP {status}, {read} bytes read, {end:?}; at most {most} bytes on disk; {} sent upstream", upstream.sent());
+        eprintln!(
+            "{name}: HTTP {status}, {read} bytes read, {end:?}; at most {most} bytes on disk; {} sent upstream",
+            upstream.sent()
+        );
         assert!(partial_seen, "{name}: the blob was being written (the sampler saw its partial)");
         assert!(most <= BOUND + DISK_MARGIN, "{name}: {most} bytes under imagePath at most, over the bound");
         assert!(upstream.counters.cut.load(Ordering::SeqCst) >= 1, "{name}: the upstream connection was closed");
@@ -336,7 +340,9 @@ fn an_endless_blob_left_by_its_only_client_still_stops_at_the_bound() {
 #[test]
 fn a_blob_announced_over_max_blob_size_is_refused_before_its_body_is_read() {
     let upstream = EndlessUpstream::start();
-    let server = Server::start_with(ServerConfig::for_upstream(&upstream.url()).extra("maxBlobSize: 8Mi"));
+    let metrics = common::ports::free_port();
+    let config = ServerConfig::for_upstream(&upstream.url()).extra(&format!("maxBlobSize: 8Mi\nmetrics: {metrics}"));
+    let server = Server::start_with(config);
     let url = format!("{}/v2/library/huge/blobs/{HUGE}?ns=docker.io", server.url());
     let mut resp = common::http::client().get(&url).send().expect("the response head");
     let status = resp.status().as_u16();
@@ -345,7 +351,20 @@ fn a_blob_announced_over_max_blob_size_is_refused_before_its_body_is_read() {
     common::wait_for("the upstream connection to close", Duration::from_secs(10), || {
         (upstream.counters.open.load(Ordering::SeqCst) == 0).then_some(())
     });
-    assert!(upstream.sent() <= PIECE as u64, "{} body bytes left the upstream", upstream.sent());
+    assert!(upstream.counters.cut.load(Ordering::SeqCst) >= 1, "the upstream connection was closed");
+    let scrape = Scrape::fetch(&format!("http://127.0.0.1:{metrics}/metrics"));
+    let received = scrape.sum_or_zero("ociregistry_upstream_bytes_total", &[("ns", "docker.io"), ("kind", "blob")]);
+    // The mirror read nothing of the body but what the connection had already brought when it was dropped.
+    assert!(received < (1 << 20) as f64, "{received} body bytes received from the upstream");
+    let refused =
+        scrape.sum_or_zero("ociregistry_upstream_errors_total", &[("ns", "docker.io"), ("reason", "too_large")]);
+    assert_eq!(refused, 1.0, "the refusal is counted");
+    // What left the fake: at most what the socket buffers took before the connection was closed.
+    assert!(upstream.sent() < BOUND + (32 << 20), "{} body bytes left the upstream", upstream.sent());
+    eprintln!(
+        "announced 1 GiB: HTTP {status}; {received} bytes received by the mirror, {} sent upstream",
+        upstream.sent()
+    );
     assert!(partials(server.cache_dir()).is_empty(), "no partial: {:?}", partials(server.cache_dir()));
     assert_logged_once(&server, HUGE);
 }

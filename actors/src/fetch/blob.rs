@@ -294,6 +294,8 @@ async fn download(
     let mut skip: u64 = 0;
     let mut stalled_resumes = 0u32;
     let mut written_at_last_resume = 0u64;
+    // A blob of unknown size asks for room as it grows, like one whose size was announced.
+    let mut room = UnknownSizeRoom::default();
     loop {
         let (mut data, end) = next_batch(&mut body, &name).await;
         if skip > 0 {
@@ -311,6 +313,12 @@ async fn download(
             if let Some(limit) = limit.filter(|l| total.is_none() && after > l.bytes) {
                 writer.discard().await;
                 return Err(over_limit(cx, digest, limit, after));
+            }
+            if total.is_none() {
+                if let Err(abort) = room.cover(cx, digest, after, writer.written(), limit).await {
+                    writer.discard().await;
+                    return Err(abort);
+                }
             }
             write(&mut writer, data, total).await?;
             publisher.running(writer.written(), total);
@@ -374,6 +382,50 @@ async fn download(
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
     finish(writer, &name, digest).await
+}
+
+/// Room a blob of unknown size grows by at least, ahead of its writes (each step a `MakeRoom`).
+const ROOM_STEP: u64 = 16 * 1024 * 1024;
+
+/// The room the cache actor granted a blob of unknown size so far: it is asked for more (a quarter more, at least
+/// `ROOM_STEP`, never past the bound) before a write would pass it, so `maxCacheSize` (evicting) and `minFreeSpace`
+/// apply to it as to a blob whose size was announced.
+#[derive(Default)]
+struct UnknownSizeRoom {
+    granted: u64,
+}
+
+impl UnknownSizeRoom {
+    /// Make sure `after` bytes fit (`held` of them are on the volume already). A refusal ends the transfer: its
+    /// followers have part of the bytes, so the blob is passed through uncached for a while, as one that is too large.
+    async fn cover(
+        &mut self,
+        cx: &FetchContext,
+        digest: &Digest,
+        after: u64,
+        held: u64,
+        limit: Option<Limit>,
+    ) -> Result<(), Abort> {
+        if after <= self.granted {
+            return Ok(());
+        }
+        let want = after.saturating_add(ROOM_STEP).max(self.granted + self.granted / 4);
+        let want = limit.map_or(want, |l| want.min(l.bytes)).max(after);
+        match cx.cache.send(MakeRoom { digest: digest.clone(), size: want, held }).await {
+            Ok(Room::Granted) => {
+                self.granted = want;
+                Ok(())
+            }
+            _ => {
+                tracing::warn!(blob = %digest, upstream = %cx.name(), written = held, "no room in the cache for more of a blob of unknown size; transfer stopped, nothing kept");
+                let detail = format!("the cache has no room for {digest} past {held} bytes");
+                Err(Abort {
+                    outcome: Outcome::Failed(MirrorError::Internal(detail)),
+                    cause: Release::TooLarge { size: after },
+                })
+            }
+        }
+    }
 }
 
 /// A blob that announced, or sent, more than `limit`: logged once with its digest and upstream; the error fails the

@@ -73,7 +73,10 @@ impl SpoolBound {
     /// The bound of an archive loaded into `store`.
     pub async fn of(bound: BlobBound, store: &Store) -> SpoolBound {
         let total = store.capacity().await.map(|c| c.total);
-        SpoolBound { entry: bound.limit_for(total, store.min_free()), total: bound.cache_limit(total, store.min_free()) }
+        SpoolBound {
+            entry: bound.limit_for(total, store.min_free()),
+            total: bound.cache_limit(total, store.min_free()),
+        }
     }
 }
 

@@ -18,8 +18,7 @@ use serde::Deserialize;
 
 use self::archive::{
     is_index, oci_blob_path, AnyManifest, Descriptor, DockerConfig, DockerSaveEntry, Source, SpoolBound,
-    WrittenManifest,
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+    WrittenManifest, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
 };
 use crate::digest::Digest;
 use crate::mirror::Mirror;
