@@ -60,8 +60,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Small, so that a small volume still caches; a full disk is handled per object anyway.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
-/// The largest blob fetched or loaded (`maxBlobSize`): well above any real layer (the largest public ones, CUDA and
-/// model images, run to a few GiB), far below a volume an endless upstream body could fill.
+/// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`): well above any real layer (the
+/// largest public ones, CUDA and model images, run to a few GiB), far below a volume an endless body could fill.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
 pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -107,7 +107,8 @@ pub struct Settings {
     pub upstream_policy: UpstreamPolicy,
     /// Bytes the cache leaves free on its volume (`minFreeSpace`).
     pub min_free_space: u64,
-    /// The largest blob fetched or loaded (`maxBlobSize`); `None`: only the cache's own bound.
+    /// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`); `None`: only the cache's
+    /// own bound.
     pub max_blob_size: Option<u64>,
     /// How long a cached tag is served without asking the upstream (`tagTtl`; a registry may override it).
     pub tag_ttl: TagTtl,

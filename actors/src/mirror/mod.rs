@@ -80,7 +80,8 @@ pub struct MirrorConfig {
     pub policy: UpstreamPolicy,
     /// Bytes left free on the cache volume (`minFreeSpace`).
     pub min_free_space: u64,
-    /// The largest blob fetched or loaded (`maxBlobSize`); `None`: only the cache's own bound.
+    /// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`); `None`: only the cache's
+    /// own bound.
     pub max_blob_size: Option<u64>,
     /// How long an image actor lives without requests (`actorIdleTimeout`).
     pub actor_idle_timeout: Duration,
