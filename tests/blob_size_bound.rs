@@ -257,11 +257,11 @@ fn read_capped(resp: &mut impl Read, cap: u64) -> (u64, BodyEnd) {
 
 /// Wait (at most 20 s) until the transfer is over: no partial left, no upstream body open; fail at once if the
 /// cache directory grows past the bound meanwhile.
-fn wait_until_stopped(server: &Server, upstream: &EndlessUpstream, what: &str) {
+fn wait_until_stopped(server: &Server, upstream: &EndlessUpstream, what: &str, bound: u64) {
     let start = Instant::now();
     loop {
         let used = usage(server.cache_dir());
-        assert!(used <= BOUND + DISK_MARGIN, "{what}: {used} bytes under imagePath, over the bound {BOUND}");
+        assert!(used <= bound + DISK_MARGIN, "{what}: {used} bytes under imagePath, over the bound {bound}");
         let open = upstream.counters.open.load(Ordering::SeqCst);
         if partials(server.cache_dir()).is_empty() && open == 0 {
             return;
@@ -280,7 +280,7 @@ fn assert_logged_once(server: &Server, digest: &str) {
     let logs = server.logs();
     let hex = digest.trim_start_matches("sha256:");
     let lines: Vec<&str> =
-        logs.lines().filter(|l| l.contains("exceeds the largest blob accepted") && l.contains(hex)).collect();
+        logs.lines().filter(|l| l.contains("transfer stopped, nothing kept") && l.contains(hex)).collect();
     assert!(!lines.is_empty(), "the stop is logged with the digest: {}", server.log_tail());
     assert!(lines.iter().all(|l| l.contains("docker.io")), "and the upstream: {lines:?}");
 }
@@ -300,7 +300,7 @@ fn an_endless_blob_body_is_cut_at_the_bound_and_its_partial_removed() {
             "{name}: the client sees an error or a cut connection, never a whole body: HTTP {status}, {read} bytes, {end:?}"
         );
         assert!(read <= BOUND, "{name}: the client got {read} bytes, more than the bound");
-        wait_until_stopped(&server, &upstream, name);
+        wait_until_stopped(&server, &upstream, name, BOUND);
         let most = sampler.finish();
         eprintln!(
             "{name}: HTTP {status}, {read} bytes read, {end:?}; at most {most} bytes on disk; {} sent upstream",
@@ -324,13 +324,65 @@ fn an_endless_blob_left_by_its_only_client_still_stops_at_the_bound() {
     let mut first = vec![0u8; 1 << 20];
     resp.read_exact(&mut first).expect("the first MiB");
     drop(resp);
-    wait_until_stopped(&server, &upstream, "client gone");
+    wait_until_stopped(&server, &upstream, "client gone", BOUND);
     let most = sampler.finish();
     eprintln!("client gone: at most {most} bytes on disk; {} sent upstream", upstream.sent());
     assert!(most <= BOUND + DISK_MARGIN, "{most} bytes under imagePath at most, over the bound");
     assert!(upstream.counters.cut.load(Ordering::SeqCst) >= 1, "the upstream connection was closed");
     // What left the fake: the bound, plus what the socket buffers took before the connection was closed.
     assert!(upstream.sent() < BOUND + (32 << 20), "{} bytes sent by the upstream", upstream.sent());
+    assert_logged_once(&server, ENDLESS);
+}
+
+/// A small tmpfs mounted for the duration of a test (unmounted on drop).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mount one of `size` at `path`; `None` (the test is skipped) when not root.
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        if out.status.success() {
+            return Some(Tmpfs(path.to_path_buf()));
+        }
+        let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        assert!(uid.as_deref().is_ok_and(|u| u != "0"), "mount tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("skipped: mounting a tmpfs needs root");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_endless_blob_stops_at_the_volume_less_min_free_space_without_a_cap() {
+    let dir = TestDir::new("endless-volume");
+    let Some(volume) = Tmpfs::mount(&dir.path().join("cache"), "32m") else { return };
+    // No maxBlobSize, no maxCacheSize: the bound is the volume's 32 MiB less minFreeSpace, 24 MiB.
+    let bound = 24 << 20;
+    let upstream = EndlessUpstream::start();
+    let config = ServerConfig { image_path: Some(volume.0.clone()), ..ServerConfig::for_upstream(&upstream.url()) }
+        .extra("maxBlobSize: 0\nminFreeSpace: 8Mi");
+    let server = Server::start_with(config);
+    let sampler = DiskSampler::start(server.cache_dir());
+    let url = format!("{}/v2/library/endless/blobs/{ENDLESS}?ns=docker.io", server.url());
+    let mut resp = common::http::client().get(&url).send().expect("the response head");
+    let status = resp.status().as_u16();
+    let (read, end) = read_capped(&mut resp, 8 * bound);
+    assert!(status >= 500 || end == BodyEnd::Cut, "an error or a cut: HTTP {status}, {read} bytes, {end:?}");
+    wait_until_stopped(&server, &upstream, "volume", bound);
+    let most = sampler.finish();
+    eprintln!("volume: HTTP {status}, {read} bytes read, {end:?}; at most {most} bytes on the 32 MiB volume");
+    assert!(most <= bound + DISK_MARGIN, "{most} bytes on the volume at most: minFreeSpace was eaten into");
+    assert!(upstream.counters.cut.load(Ordering::SeqCst) >= 1, "the upstream connection was closed");
     assert_logged_once(&server, ENDLESS);
 }
 

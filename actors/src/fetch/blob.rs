@@ -395,8 +395,8 @@ async fn download(
 const ROOM_STEP: u64 = 16 * 1024 * 1024;
 
 /// The room the cache actor granted a blob of unknown size so far: it is asked for more (a quarter more, at least
-/// `ROOM_STEP`, never past the bound) before a write would pass it, so `maxCacheSize` (evicting) and `minFreeSpace`
-/// apply to it as to a blob whose size was announced.
+/// `ROOM_STEP`, never past the bound; or, when that is refused, just what the next write needs) before a write would
+/// pass it, so `maxCacheSize` (evicting) and `minFreeSpace` apply to it as to a blob whose size was announced.
 #[derive(Default)]
 struct UnknownSizeRoom {
     granted: u64,
@@ -416,22 +416,21 @@ impl UnknownSizeRoom {
         if after <= self.granted {
             return Ok(());
         }
-        let want = after.saturating_add(ROOM_STEP).max(self.granted + self.granted / 4);
-        let want = limit.map_or(want, |l| want.min(l.bytes)).max(after);
-        match cx.cache.send(MakeRoom { digest: digest.clone(), size: want, held }).await {
-            Ok(Room::Granted) => {
+        let ahead = after.saturating_add(ROOM_STEP).max(self.granted + self.granted / 4);
+        let ahead = limit.map_or(ahead, |l| ahead.min(l.bytes)).max(after);
+        // Room ahead of the writes; near a full volume, just what this write needs.
+        for want in [ahead, after] {
+            if cx.cache.send(MakeRoom { digest: digest.clone(), size: want, held }).await == Ok(Room::Granted) {
                 self.granted = want;
-                Ok(())
+                return Ok(());
             }
-            _ => {
-                tracing::warn!(blob = %digest, upstream = %cx.name(), written = held, "no room in the cache for more of a blob of unknown size; transfer stopped, nothing kept");
-                let detail = format!("the cache has no room for {digest} past {held} bytes");
-                Err(Abort {
-                    outcome: Outcome::Failed(MirrorError::Internal(detail)),
-                    cause: Release::TooLarge { size: after },
-                })
+            if want == after {
+                break;
             }
         }
+        tracing::warn!(blob = %digest, upstream = %cx.name(), written = held, "no room in the cache for more of a blob of unknown size; transfer stopped, nothing kept");
+        let detail = format!("the cache has no room for {digest} past {held} bytes");
+        Err(Abort { outcome: Outcome::Failed(MirrorError::Internal(detail)), cause: Release::TooLarge { size: after } })
     }
 }
 
