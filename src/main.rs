@@ -274,6 +274,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             config::UpstreamPolicy::Any => UpstreamPolicy::Any,
         },
         min_free_space: settings.min_free_space,
+        max_blob_size: settings.max_blob_size,
         actor_idle_timeout: settings.actor_idle_timeout,
         scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
         freshness: Freshness {

@@ -114,7 +114,7 @@ pub enum UpstreamError {
         /// What went wrong there.
         detail: String,
     },
-    /// A body larger than we accept for this kind of object (manifests).
+    /// A body larger than we accept for this kind of object (manifests; blobs over `maxBlobSize` or the cache's bound).
     #[error("upstream {upstream} sent a body over {limit} bytes")]
     TooLarge {
         /// The upstream's namespace.

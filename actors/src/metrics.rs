@@ -181,7 +181,8 @@ pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {
     use crate::error::UpstreamError as E;
     match err {
         E::HeadTimeout { .. } | E::Idle { .. } => "timeout",
-        E::Connect { .. } | E::Broken { .. } | E::LengthMismatch { .. } | E::TooLarge { .. } => "connect",
+        E::Connect { .. } | E::Broken { .. } | E::LengthMismatch { .. } => "connect",
+        E::TooLarge { .. } => "too_large",
         E::TooManyRequests { .. } => "429",
         E::Status { .. } => "5xx",
         E::DigestMismatch { .. } => "digest_mismatch",

@@ -54,6 +54,7 @@ const TOP_KEYS: &[&str] = &[
     "actorIdleTimeout",
     "scrubInterval",
     "maxCacheSize",
+    "maxBlobSize",
     "storage",
     "cluster",
     "pinned",
@@ -87,6 +88,8 @@ pub struct FileConfig {
     /// `None`: no admin listener.
     pub admin: Option<AdminSettings>,
     pub min_free_space: Option<u64>,
+    /// `Some(None)`: no cap of its own (empty or 0).
+    pub max_blob_size: Option<Option<u64>>,
     pub tag_ttl: Option<TagTtl>,
     pub always_pull_latest: Option<bool>,
     pub air_gapped: Option<bool>,
@@ -193,6 +196,7 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         metrics_port: walker.port(top, "metrics", true)?,
         admin,
         min_free_space: walker.size(top, "minFreeSpace")?,
+        max_blob_size: max_blob_size(walker, top)?,
         tag_ttl: walker.ttl(top, "tagTtl")?,
         always_pull_latest: top.get("alwaysPullLatest").map(|_| walker.boolean(top, "alwaysPullLatest")).transpose()?,
         air_gapped: top.get("airGapped").map(|_| walker.boolean(top, "airGapped")).transpose()?,
@@ -204,6 +208,15 @@ fn read_top(walker: &mut Walker, top: &Section<'_>, env: &EnvLookup) -> Result<F
         storage,
         cluster,
     })
+}
+
+/// `maxBlobSize`: absent takes the default; empty or 0 is no cap of its own (the cache's bound still applies).
+fn max_blob_size(walker: &Walker, top: &Section<'_>) -> Result<Option<Option<u64>>, ConfigError> {
+    match top.get("maxBlobSize") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(None)),
+        Some(_) => Ok(walker.size(top, "maxBlobSize")?.map(|n| (n > 0).then_some(n))),
+    }
 }
 
 /// `imagePath`: absent (or null) takes the default; an empty string is refused rather than silently replaced by the

@@ -60,6 +60,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Small, so that a small volume still caches; a full disk is handled per object anyway.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
+/// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`): well above any real layer (the
+/// largest public ones, CUDA and model images, run to a few GiB), far below a volume an endless body could fill.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
 pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,6 +107,9 @@ pub struct Settings {
     pub upstream_policy: UpstreamPolicy,
     /// Bytes the cache leaves free on its volume (`minFreeSpace`).
     pub min_free_space: u64,
+    /// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`); `None`: only the cache's
+    /// own bound.
+    pub max_blob_size: Option<u64>,
     /// How long a cached tag is served without asking the upstream (`tagTtl`; a registry may override it).
     pub tag_ttl: TagTtl,
     /// Tags named `latest` are checked on every pull (`alwaysPullLatest`, `--always-pull-latest`).
@@ -151,6 +157,7 @@ impl Settings {
             registries: Vec::new(),
             upstream_policy: UpstreamPolicy::Public,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
+            max_blob_size: Some(DEFAULT_MAX_BLOB_SIZE),
             tag_ttl: actors::freshness::DEFAULT_TAG_TTL,
             always_pull_latest: false,
             air_gapped: false,
@@ -186,6 +193,7 @@ impl Settings {
             metrics_port,
             admin,
             min_free_space,
+            max_blob_size,
             tag_ttl,
             always_pull_latest,
             air_gapped,
@@ -216,6 +224,7 @@ impl Settings {
         self.metrics_port = metrics_port;
         self.admin = admin;
         set(&mut self.min_free_space, min_free_space);
+        set(&mut self.max_blob_size, max_blob_size);
         set(&mut self.tag_ttl, tag_ttl);
         set(&mut self.always_pull_latest, always_pull_latest);
         set(&mut self.air_gapped, air_gapped);
@@ -297,8 +306,9 @@ impl fmt::Display for Settings {
         }
         writeln!(
             f,
-            "Cache: keep {} free, scrub {}, idle actors retire after {}",
+            "Cache: keep {} free, blobs up to {}, scrub {}, idle actors retire after {}",
             self.min_free_space,
+            self.max_blob_size.map_or_else(|| "the cache's size".to_string(), |n| format!("{n} bytes")),
             self.scrub_interval
                 .map_or_else(|| "never".to_string(), |d| format!("every {}", humantime::format_duration(d))),
             humantime::format_duration(self.actor_idle_timeout)

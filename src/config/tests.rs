@@ -451,3 +451,28 @@ fn unused_client_ca_warns() {
     );
     assert!(settings.to_string().contains("Tls: https (client certificates: none)"));
 }
+
+#[test]
+fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.max_blob_size, Some(DEFAULT_MAX_BLOB_SIZE), "documented default");
+    for (yaml, expected) in [
+        ("maxBlobSize: 8Mi\n", Some(8 << 20)),
+        ("maxBlobSize: 2G\n", Some(2_000_000_000)),
+        ("maxBlobSize: '1.5Gi'\n", Some(3 << 29)),
+        ("maxBlobSize: 1048576\n", Some(1 << 20)),
+        ("maxBlobSize: 0\n", None),
+        ("maxBlobSize: ''\n", None),
+        ("port: 5000\n", Some(DEFAULT_MAX_BLOB_SIZE)),
+    ] {
+        let (_dir, path) = config_file(yaml);
+        let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);
+        assert!(warnings.is_empty(), "{yaml}: {warnings:?}");
+        assert_eq!(settings.max_blob_size, expected, "{yaml}");
+    }
+    for bad in ["maxBlobSize: lots\n", "maxBlobSize: -1\n", "maxBlobSize: [1]\n", "maxBlobSize: 99999999Ti\n"] {
+        let (_dir, path) = config_file(bad);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
+        assert!(err.starts_with("config key 'maxBlobSize'"), "{bad}: {err}");
+    }
+}

@@ -194,7 +194,8 @@ impl Handler<MakeRoom> for CacheActor {
                 self.remember_too_large(digest, size);
                 return Box::pin(fut::ready(Room::TooLarge));
             }
-            let used = self.used_bytes();
+            // A blob asking again (one of unknown size, growing) replaces its own reservation: not counted twice.
+            let used = self.used_bytes().saturating_sub(self.life.reserved.get(&digest).copied().unwrap_or(0));
             if used + size > cap {
                 self.drain_touches();
                 let removal =

@@ -215,3 +215,24 @@ async fn an_imported_manifest_must_match_its_digest() {
     let k = RefKey { image: key("docker.io/library/loaded"), reference: tag("1") };
     assert_eq!(r.store.index().resolve(&k).map(|m| m.digest), Some(right));
 }
+
+#[actix_rt::test]
+async fn a_growing_blob_asking_again_replaces_its_reservation_and_is_refused_past_the_free_space() {
+    let r = rig(capped(5_000, &[]));
+    let digest = Digest::sha256_of(b"growing");
+    for (size, held) in [(3000, 0), (4000, 3000), (5000, 4000)] {
+        let room = r.cache.send(MakeRoom { digest: digest.clone(), size, held }).await.expect("mailbox");
+        assert_eq!(
+            room,
+            Room::Granted,
+            "{size} bytes of one blob fit a 5000-byte cap: its reservation is not counted twice"
+        );
+    }
+    // On the volume: room for more bytes than are free (less minFreeSpace) is refused, nothing being evictable.
+    let r = rig(LifecycleSettings::default());
+    r.memory.set_capacity(4000, 100_000);
+    let room = r.cache.send(MakeRoom { digest: digest.clone(), size: 3000, held: 0 }).await.expect("mailbox");
+    assert_eq!(room, Room::Granted);
+    let room = r.cache.send(MakeRoom { digest: digest.clone(), size: 6000, held: 1000 }).await.expect("mailbox");
+    assert_eq!(room, Room::TooLarge, "5000 more bytes do not fit in 4000 free");
+}

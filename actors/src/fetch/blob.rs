@@ -3,11 +3,17 @@
 //! commit the blob. Before writing, the leader asks the cache actor for room (`MakeRoom`: under `maxCacheSize` and on
 //! the volume, evicting if needed); a blob that does not fit is not written at all: the leader hands its upstream
 //! body to the first waiter, which streams it uncached, and settles `PassThrough`.
+//!
+//! Every blob is bounded (`bound.rs`): one that announces more than `maxBlobSize` is refused before its body is
+//! read, and no body is written past its announced length or, when it announces none, past the largest blob the
+//! cache may hold (or `maxBlobSize`): the transfer then stops, its upstream connection is dropped, its partial is
+//! removed and every follower sees an error, whether or not any client still waits.
 
 use bytes::{Bytes, BytesMut};
 
 use std::sync::Arc;
 
+use super::bound::Limit;
 use super::{blob_path, FetchContext, InFlight};
 use crate::body::{Body, BodyEvent};
 use crate::claim::Lease;
@@ -23,6 +29,8 @@ use crate::upstream::Upstream;
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.
 const MAX_STALLED_RESUMES: u32 = 3;
+/// Chunks that may wait between a bounded pass-through body and its reader.
+const BOUNDED_BODY_CHUNKS: usize = 16;
 /// Most bytes gathered from the body channel into one store write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -241,10 +249,24 @@ async fn download(
     // serves is not the one the earlier attempt was fetching).
     let partial = resp.status == 206 && resumed > 0;
     let total = resp.content_length.map(|len| if partial { resumed + len } else { len });
+    if let Some(max) = cx.bound.max_blob_size().filter(|max| total.is_some_and(|t| t > max.bytes)) {
+        // Refused before a byte of the body is read: dropping it closes the upstream connection.
+        drop(resp.body);
+        if let Some(writer) = writer {
+            writer.discard().await;
+        }
+        return Err(over_limit(cx, digest, max, total.unwrap_or(0)));
+    }
+    let limit = cx.bound.limit(&cx.store).await;
     let mut writer = match (writer, unwritable) {
         (Some(writer), _) => writer,
         (None, e) => {
-            publisher.hand_off(resp.body, total);
+            // Passed on uncached: no disk is at stake, but a body without a length still ends at `maxBlobSize`.
+            let body = match (total, cx.bound.max_blob_size()) {
+                (None, Some(max)) => bounded_body(resp.body, max, cx.name()),
+                _ => resp.body,
+            };
+            publisher.hand_off(body, total);
             let cause = Release::Store(e.unwrap_or(StoreError::Unwritable));
             return Err(Abort { outcome: Outcome::PassThrough(PassReason::CacheUnwritable), cause });
         }
@@ -279,6 +301,8 @@ async fn download(
     let mut skip: u64 = 0;
     let mut stalled_resumes = 0u32;
     let mut written_at_last_resume = 0u64;
+    // A blob of unknown size asks for room as it grows, like one whose size was announced.
+    let mut room = UnknownSizeRoom::default();
     loop {
         let (mut data, end) = next_batch(&mut body, &name).await;
         if skip > 0 {
@@ -287,10 +311,23 @@ async fn download(
             skip -= n;
         }
         if !data.is_empty() {
-            write(&mut writer, data, total).await?;
-            if total.is_some_and(|t| writer.written() > t) {
-                break;
+            let after = writer.written() + data.len() as u64;
+            // Checked before the bytes are written: nothing past the announced length, or past the bound when none.
+            if let Some(t) = total.filter(|t| after > *t) {
+                writer.discard().await;
+                return Err(UpstreamError::LengthMismatch { upstream: name, expected: t, got: after }.into());
             }
+            if let Some(limit) = limit.filter(|l| total.is_none() && after > l.bytes) {
+                writer.discard().await;
+                return Err(over_limit(cx, digest, limit, after));
+            }
+            if total.is_none() {
+                if let Err(abort) = room.cover(cx, digest, after, writer.written(), limit).await {
+                    writer.discard().await;
+                    return Err(abort);
+                }
+            }
+            write(&mut writer, data, total).await?;
             publisher.running(writer.written(), total);
         }
         // A body that ends short of its announced length is a connection that closed early: resume it too.
@@ -354,6 +391,83 @@ async fn download(
     finish(writer, &name, digest).await
 }
 
+/// Room a blob of unknown size grows by at least, ahead of its writes (each step a `MakeRoom`).
+const ROOM_STEP: u64 = 16 * 1024 * 1024;
+
+/// The room the cache actor granted a blob of unknown size so far: it is asked for more (a quarter more, at least
+/// `ROOM_STEP`, never past the bound; or, when that is refused, just what the next write needs) before a write would
+/// pass it, so `maxCacheSize` (evicting) and `minFreeSpace` apply to it as to a blob whose size was announced.
+#[derive(Default)]
+struct UnknownSizeRoom {
+    granted: u64,
+}
+
+impl UnknownSizeRoom {
+    /// Make sure `after` bytes fit (`held` of them are on the volume already). A refusal ends the transfer: its
+    /// followers have part of the bytes, so the blob is passed through uncached for a while, as one that is too large.
+    async fn cover(
+        &mut self,
+        cx: &FetchContext,
+        digest: &Digest,
+        after: u64,
+        held: u64,
+        limit: Option<Limit>,
+    ) -> Result<(), Abort> {
+        if after <= self.granted {
+            return Ok(());
+        }
+        let ahead = after.saturating_add(ROOM_STEP).max(self.granted + self.granted / 4);
+        let ahead = limit.map_or(ahead, |l| ahead.min(l.bytes)).max(after);
+        // Room ahead of the writes; near a full volume, just what this write needs.
+        for want in [ahead, after] {
+            if cx.cache.send(MakeRoom { digest: digest.clone(), size: want, held }).await == Ok(Room::Granted) {
+                self.granted = want;
+                return Ok(());
+            }
+            if want == after {
+                break;
+            }
+        }
+        tracing::warn!(blob = %digest, upstream = %cx.name(), written = held, "no room in the cache for more of a blob of unknown size; transfer stopped, nothing kept");
+        let detail = format!("the cache has no room for {digest} past {held} bytes");
+        Err(Abort { outcome: Outcome::Failed(MirrorError::Internal(detail)), cause: Release::TooLarge { size: after } })
+    }
+}
+
+/// A blob that announced, or sent, more than `limit`: logged once with its digest and upstream; the error fails the
+/// transfer (counted in `ociregistry_upstream_errors_total{reason="too_large"}`), and the next request tries anew.
+fn over_limit(cx: &FetchContext, digest: &Digest, limit: Limit, size: u64) -> Abort {
+    let upstream = cx.name();
+    tracing::warn!(blob = %digest, %upstream, size, limit = %limit, "blob exceeds the largest blob accepted; transfer stopped, nothing kept");
+    UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) }.into()
+}
+
+/// `body`, ending with an error (and dropping the upstream's body, which closes its connection) once it passes
+/// `limit`: for a body without a length passed through uncached.
+fn bounded_body(mut body: Body, limit: Limit, upstream: String) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(BOUNDED_BODY_CHUNKS);
+    actix_rt::spawn(async move {
+        let mut seen = 0u64;
+        while let Some(event) = body.recv().await {
+            if let Ok(BodyEvent::Data(chunk)) = &event {
+                seen += chunk.len() as u64;
+                if seen > limit.bytes {
+                    tracing::warn!(%upstream, seen, limit = %limit, "uncached blob exceeds the largest blob accepted; cut");
+                    let error =
+                        UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) };
+                    let _ = tx.send(Err(error)).await;
+                    return;
+                }
+            }
+            let last = !matches!(event, Ok(BodyEvent::Data(_)));
+            if tx.send(event).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Verify the whole blob.
 async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<CheckedBlob, Abort> {
     match writer.verify().await {
@@ -379,5 +493,44 @@ async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Resu
             Err(Abort { outcome, cause: Release::DiskFull { size } })
         }
         Err(e) => Err(Abort::store(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::bound::LimitBy;
+
+    /// Send `chunks` of `size` bytes into a body, then `End` unless `endless`; what the bounded body gives.
+    async fn through_bound(chunks: usize, size: usize, limit: u64) -> (u64, Option<UpstreamError>, bool) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut out = bounded_body(rx, Limit { bytes: limit, by: LimitBy::MaxBlobSize }, "up".into());
+        actix_rt::spawn(async move {
+            for _ in 0..chunks {
+                if tx.send(Ok(BodyEvent::Data(Bytes::from(vec![0; size])))).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(BodyEvent::End)).await;
+        });
+        let mut seen = 0;
+        loop {
+            match out.recv().await {
+                Some(Ok(BodyEvent::Data(chunk))) => seen += chunk.len() as u64,
+                Some(Ok(BodyEvent::End)) => return (seen, None, true),
+                Some(Err(e)) => return (seen, Some(e), false),
+                None => return (seen, None, false),
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_passed_through_body_ends_with_an_error_past_the_bound_and_whole_within_it() {
+        let (seen, error, ended) = through_bound(1000, 1024, 10 * 1024).await;
+        assert!(seen <= 10 * 1024, "{seen} bytes passed the bound");
+        assert!(matches!(error, Some(UpstreamError::TooLarge { limit: 10240, .. })), "{error:?}");
+        assert!(!ended, "never a clean end");
+        let (seen, error, ended) = through_bound(10, 1024, 10 * 1024).await;
+        assert!(seen == 10 * 1024 && error.is_none() && ended, "within the bound: {seen} bytes, {error:?}, {ended}");
     }
 }

@@ -4,6 +4,7 @@
 //! with a HEAD); `blob` leads blob transfers into the cache, resuming broken ones.
 
 mod blob;
+pub(crate) mod bound;
 mod manifest;
 pub(crate) mod referrers;
 mod tags;
@@ -59,6 +60,8 @@ pub(crate) struct FetchContext {
     pub cluster: Option<Arc<Cluster>>,
     /// The store is shared with other replicas: what the index lacks may be in it.
     pub shared: bool,
+    /// The most bytes a blob may take (`maxBlobSize`, `maxCacheSize`, the volume less `minFreeSpace`).
+    pub bound: bound::BlobBound,
 }
 
 /// Counts a fetch in `ociregistry_fetches_in_flight` for as long as it lives.

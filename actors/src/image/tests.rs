@@ -150,6 +150,7 @@ impl Rig {
             stale: Arc::default(),
             cluster: None,
             shared: false,
+            bound: Default::default(),
         };
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();

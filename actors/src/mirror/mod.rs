@@ -33,6 +33,7 @@ use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};
 use crate::cache::{PruneReport, PruneRequest};
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{MirrorError, StoreError};
+use crate::fetch::bound::BlobBound;
 use crate::fetch::FetchContext;
 use crate::freshness::{Freshness, StaleNotes, TagTtl};
 use crate::image::ImageActor;
@@ -79,6 +80,9 @@ pub struct MirrorConfig {
     pub policy: UpstreamPolicy,
     /// Bytes left free on the cache volume (`minFreeSpace`).
     pub min_free_space: u64,
+    /// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`); `None`: only the cache's
+    /// own bound.
+    pub max_blob_size: Option<u64>,
     /// How long an image actor lives without requests (`actorIdleTimeout`).
     pub actor_idle_timeout: Duration,
     /// The background scrub (`scrubInterval`).
@@ -132,6 +136,8 @@ struct Inner {
     cluster: Option<Arc<Cluster>>,
     /// The store is shared with other replicas: what the index lacks may be in it.
     shared: bool,
+    /// The most bytes a blob may take.
+    bound: BlobBound,
 }
 
 /// See the module documentation. Cheap to clone; share one across all HTTP workers.
@@ -180,6 +186,7 @@ impl Mirror {
                 (Store::new(Arc::new(bucket), config.min_free_space), true)
             }
         };
+        let bound = BlobBound::new(config.max_blob_size, config.lifecycle.max_cache_size);
         let metrics = Arc::new(Metrics::new());
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
@@ -204,6 +211,7 @@ impl Mirror {
             air_gapped: config.air_gapped,
             cluster,
             shared,
+            bound,
         };
         Ok(Mirror { inner: Arc::new(inner) })
     }
@@ -275,6 +283,11 @@ impl Mirror {
         &self.inner.store
     }
 
+    /// The most bytes a blob may take, for preloading.
+    pub(crate) fn blob_bound(&self) -> BlobBound {
+        self.inner.bound
+    }
+
     /// What a fetch for `image` runs with; admission decides whether its namespace may be dialled at all.
     async fn fetch_context(&self, image: &ImageKey) -> Result<FetchContext, MirrorError> {
         let upstream = self.inner.admission.upstream(image.ns()).await?;
@@ -289,6 +302,7 @@ impl Mirror {
             stale: self.inner.stale.clone(),
             cluster: self.inner.cluster.clone(),
             shared: self.inner.shared,
+            bound: self.inner.bound,
         })
     }
 

@@ -3,7 +3,11 @@
 //! it enters the cache (`import`).
 //!
 //! A gzipped tar is decompressed once into a temporary file (the system's temporary directory), since blobs are read
-//! at random; a plain tar is read in place, by the offset of each entry.
+//! at random; a plain tar is read in place, by the offset of each entry. The decompression is bounded
+//! (`SpoolBound`): its tar headers are read as the bytes come, so an entry that declares more than the largest blob
+//! accepted is refused before any of its bytes are written, and the whole may not grow past the cache's bound or
+//! the temporary directory's free space; a refused archive leaves nothing behind (a gzip bomb of a few MB cannot
+//! become GiBs on disk).
 //!
 //! What becomes of each format:
 //! - OCI layout: each entry of `index.json` is an image, its manifests and blobs are taken as they are, so the
@@ -20,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +32,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::fetch::bound::{BlobBound, Limit};
+use crate::store::Store;
 
 /// Docker schema 2 manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -52,6 +58,81 @@ enum SourceKind {
         /// The decompressed copy of a gzipped tar, deleted with the source.
         _spool: Option<tempfile::TempPath>,
     },
+}
+
+/// What a gzipped archive may decompress to. `None`: no bound of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SpoolBound {
+    /// The largest entry: the largest blob accepted (`maxBlobSize`, the cache's bound).
+    pub entry: Option<Limit>,
+    /// The most bytes in all: the cache's bound (whatever is loaded must fit in it).
+    pub total: Option<Limit>,
+}
+
+impl SpoolBound {
+    /// The bound of an archive loaded into `store`.
+    pub async fn of(bound: BlobBound, store: &Store) -> SpoolBound {
+        let total = store.capacity().await.map(|c| c.total);
+        SpoolBound {
+            entry: bound.limit_for(total, store.min_free()),
+            total: bound.cache_limit(total, store.min_free()),
+        }
+    }
+}
+
+/// A decompressing reader that copies every byte it gives into the spool file, up to `max` bytes in all.
+struct Spooler<'a, R> {
+    inner: R,
+    out: &'a mut File,
+    written: u64,
+    /// The bound and what it is (for the error).
+    max: Option<(u64, String)>,
+}
+
+impl<R: Read> Read for Spooler<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some((max, why)) = &self.max {
+            if self.written + n as u64 > *max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("it decompresses to more than {max} bytes ({why}); refused"),
+                ));
+            }
+        }
+        self.out.write_all(&buf[..n])?;
+        self.written += n as u64;
+        Ok(n)
+    }
+}
+
+/// The free space of the volume of the system's temporary directory, where a gzipped archive is decompressed.
+fn temp_free() -> Option<u64> {
+    let st = rustix::fs::statvfs(std::env::temp_dir()).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The tar entries of `reader` (name -> offset of its data, size), refusing an entry larger than `entry_max`.
+fn index_tar(reader: impl Read, entry_max: Option<Limit>) -> io::Result<HashMap<String, (u64, u64)>> {
+    let mut entries = HashMap::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            continue;
+        }
+        let name = clean(&entry.path()?.to_string_lossy());
+        let size = entry.size();
+        if let Some(limit) = entry_max.filter(|l| size > l.bytes) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name} declares {size} bytes, more than the largest blob accepted, {limit}; refused"),
+            ));
+        }
+        entries.insert(name, (entry.raw_file_position(), size));
+    }
+    Ok(entries)
 }
 
 /// A file of the archive opened for reading at offsets.
@@ -111,8 +192,8 @@ fn clean(name: &str) -> String {
 }
 
 impl Source {
-    /// Open a directory, a tar, or a gzipped tar.
-    pub fn open(path: &Path) -> io::Result<Source> {
+    /// Open a directory, a tar, or a gzipped tar (decompressed within `bound`).
+    pub fn open(path: &Path, bound: SpoolBound) -> io::Result<Source> {
         if path.is_dir() {
             return Ok(Source { kind: SourceKind::Dir(path.to_path_buf()) });
         }
@@ -120,29 +201,24 @@ impl Source {
         let mut magic = [0u8; 2];
         let gz = file.read_exact(&mut magic).is_ok() && is_gzip(&magic);
         file.seek(SeekFrom::Start(0))?;
-        let (file, spool) = if gz {
+        let (file, entries, spool) = if gz {
+            // Decompressed and indexed in one pass: each header is checked before its entry's bytes are spooled.
+            // On any error the spool is removed with its handle.
             let mut spool = tempfile::Builder::new().prefix("ociregistry-load-").tempfile()?;
-            io::copy(&mut flate2::read::MultiGzDecoder::new(io::BufReader::new(file)), spool.as_file_mut())?;
+            let free = temp_free().map(|free| (free, format!("the free space of {}", std::env::temp_dir().display())));
+            let cache = bound.total.map(|l| (l.bytes, format!("the largest cache, {l}")));
+            let max = [free, cache].into_iter().flatten().min_by_key(|(n, _)| *n);
+            let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
+            let mut spooler = Spooler { inner: decoder, out: spool.as_file_mut(), written: 0, max };
+            let entries = index_tar(&mut spooler, bound.entry)?;
+            // The end-of-archive blocks and anything after them: not needed to read the entries.
+            drop(spooler);
             let (f, path) = spool.into_parts();
-            (f, Some(path))
+            (f, entries, Some(path))
         } else {
-            (file, None)
+            let entries = index_tar(&file, None)?;
+            (file, entries, None)
         };
-        let mut entries = HashMap::new();
-        {
-            let mut reader = &file;
-            reader.seek(SeekFrom::Start(0))?;
-            let mut archive = tar::Archive::new(reader);
-            for entry in archive.entries()? {
-                let entry = entry?;
-                let kind = entry.header().entry_type();
-                if !(kind.is_file() || kind == tar::EntryType::Continuous) {
-                    continue;
-                }
-                let name = clean(&entry.path()?.to_string_lossy());
-                entries.insert(name, (entry.raw_file_position(), entry.size()));
-            }
-        }
         if entries.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a tar archive (no files in it)"));
         }
@@ -263,4 +339,50 @@ pub(crate) struct WrittenManifest {
 pub(crate) fn is_index(media_type: &str) -> bool {
     media_type == "application/vnd.oci.image.index.v1+json"
         || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::bound::LimitBy;
+
+    /// A gzipped tar of one `size`-byte entry of zeros (a small gzip bomb), in a temporary file.
+    fn gzipped_zeros(size: u64) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let gz = flate2::write::GzEncoder::new(file.reopen().expect("reopen"), flate2::Compression::best());
+        let mut tar = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "blobs/sha256/zeros", io::repeat(0).take(size)).expect("tar");
+        tar.into_inner().expect("tar").finish().expect("gzip");
+        file
+    }
+
+    fn limit(bytes: u64, by: LimitBy) -> Option<Limit> {
+        Some(Limit { bytes, by })
+    }
+
+    #[test]
+    fn a_gzipped_entry_over_the_largest_blob_is_refused_by_its_header() {
+        let bomb = gzipped_zeros(4 << 20);
+        let bound = SpoolBound { entry: limit(1 << 20, LimitBy::MaxBlobSize), total: None };
+        let err = Source::open(bomb.path(), bound).err().expect("refused").to_string();
+        assert!(err.contains("blobs/sha256/zeros declares 4194304 bytes"), "{err}");
+        assert!(err.contains("maxBlobSize"), "{err}");
+    }
+
+    #[test]
+    fn a_gzipped_archive_is_bounded_in_all_and_loads_within_its_bounds() {
+        let bomb = gzipped_zeros(4 << 20);
+        let bound = SpoolBound { entry: None, total: limit(3 << 20, LimitBy::MaxCacheSize) };
+        let err = Source::open(bomb.path(), bound).err().expect("refused").to_string();
+        assert!(err.contains("more than 3145728 bytes"), "{err}");
+        let bound = SpoolBound { entry: limit(4 << 20, LimitBy::MaxBlobSize), total: limit(5 << 20, LimitBy::Volume) };
+        let source = Source::open(bomb.path(), bound).expect("within the bounds");
+        let entry = source.entry("blobs/sha256/zeros").expect("entry");
+        assert_eq!(entry.size, 4 << 20);
+        assert_eq!(entry.read_at((4 << 20) - 3, 3).expect("read"), vec![0, 0, 0]);
+    }
 }

@@ -17,8 +17,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use self::archive::{
-    is_index, oci_blob_path, AnyManifest, Descriptor, DockerConfig, DockerSaveEntry, Source, WrittenManifest,
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
+    is_index, oci_blob_path, AnyManifest, Descriptor, DockerConfig, DockerSaveEntry, Source, SpoolBound,
+    WrittenManifest, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST,
 };
 use crate::digest::Digest;
 use crate::mirror::Mirror;
@@ -167,7 +167,8 @@ impl Mirror {
         let what = path.display().to_string();
         let opened = {
             let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || Source::open(&path)).await
+            let bound = SpoolBound::of(self.blob_bound(), self.store()).await;
+            tokio::task::spawn_blocking(move || Source::open(&path, bound)).await
         };
         let source = match opened {
             Ok(Ok(source)) => source,
