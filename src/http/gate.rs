@@ -1,0 +1,343 @@
+//! The connection gate: an HTTP/1 connection hands actix-http one request at a time, so that pipelined requests
+//! cannot change how an earlier response is framed.
+//!
+//! actix-http's h1 codec keeps one set of flags per connection (is the request a `HEAD`, its HTTP version, keep-alive
+//! or close), set when it decodes a request and read when it encodes a response head. Its dispatcher decodes
+//! pipelined requests ahead while a handler is pending, so a response would be encoded with the flags of a later
+//! request: a `GET` behind which a `HEAD` waits loses its body, an HTTP/1.0 or `Connection: close` request changes
+//! the version and keep-alive of the answer before it. The gate sits between the socket and the dispatcher (`Gate`)
+//! and lets the dispatcher read the bytes of one request only (framed by `framing`), then nothing more until the
+//! service has answered that request: `InTurn` wraps the service and settles the request's turn when its future
+//! resolves, in the same poll in which the dispatcher encodes the response head. From then on the codec's flags
+//! are that response's own, and the next request may be read (while the body goes out, if it is long).
+//!
+//! A turn settles when the service's future resolves or is dropped, so no answer the service gives can leave the
+//! gate shut. The answers the dispatcher makes itself (400 for a head it refuses, 431, 408) end the connection's
+//! reading anyway, and what the gate cannot frame (see `framing`) makes it open for good: the bytes then pass as
+//! they come, as without the gate. Bytes that arrive while the gate is shut are read ahead into its buffer (up to
+//! actix-http's own limit), so a client that resets or closes the connection is still noticed.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll, Waker};
+
+use actix_http::Request;
+use actix_service::{Service, ServiceFactory};
+use bytes::{Buf, BytesMut};
+use futures_util::TryFutureExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::framing::{self, Body, Chunked, Head, Scan};
+
+/// Read ahead while the gate is shut, at most this much (actix-http stops reading at the same size).
+const HOLD_MAX: usize = framing::MAX_HEAD;
+
+/// Each read from the connection asks for at least this much room.
+const READ_ROOM: usize = 8 * 1024;
+
+/// What a connection's gate and the service wrapper of its requests share.
+#[derive(Default)]
+struct Shared {
+    /// Requests whose answers were settled.
+    settled: Cell<u64>,
+    /// The dispatcher, waiting for the next request's bytes.
+    waiter: Cell<Option<Waker>>,
+}
+
+/// A connection's handle for its requests (in their connection data): each request takes a turn.
+#[derive(Clone)]
+pub struct Turns(Rc<Shared>);
+
+impl Turns {
+    fn begin(&self) -> Turn {
+        Turn(self.0.clone())
+    }
+}
+
+/// One request's turn: settled when dropped, which lets the gate hand the dispatcher the next request.
+struct Turn(Rc<Shared>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.settled.set(self.0.settled.get() + 1);
+        if let Some(waker) = self.0.waiter.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Where the gate is in the current request.
+enum Phase {
+    /// Reading its head; the first `given` bytes of the buffer were handed already (a head that came in pieces).
+    Head { given: usize },
+    /// Handing this many bytes of its body.
+    Length(u64),
+    /// Handing its chunked body.
+    Chunked(Chunked),
+    /// Handed whole: the next request waits until its answer is settled.
+    Answering,
+    /// Framing given up (or never wanted, for HTTP/2): everything passes.
+    Open,
+}
+
+/// A connection whose reads hand actix-http one request at a time (see the module comment). Writes pass through.
+pub struct Gate<T> {
+    io: T,
+    /// Bytes read from `io` and not yet handed over (but see `Phase::Head`).
+    buf: BytesMut,
+    /// Bytes at the front of `buf` that belong to the current request and can be handed over.
+    cleared: usize,
+    phase: Phase,
+    /// Requests handed over whole (heads, that is: their bodies follow).
+    handed: u64,
+    /// `io` reached its end.
+    eof: bool,
+    shared: Rc<Shared>,
+}
+
+impl<T> Gate<T> {
+    /// A gated HTTP/1 connection.
+    pub fn new(io: T) -> Self {
+        Gate::with_phase(io, Phase::Head { given: 0 })
+    }
+
+    /// A connection that is not gated (HTTP/2 multiplexes its requests and frames each response on its own stream).
+    pub fn open(io: T) -> Self {
+        Gate::with_phase(io, Phase::Open)
+    }
+
+    fn with_phase(io: T, phase: Phase) -> Self {
+        Gate { io, buf: BytesMut::new(), cleared: 0, phase, handed: 0, eof: false, shared: Rc::default() }
+    }
+
+    /// The handle its requests carry, if it is gated.
+    pub fn turns(&self) -> Option<Turns> {
+        (!matches!(self.phase, Phase::Open)).then(|| Turns(self.shared.clone()))
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+/// What the gate may do next (see `Gate::frame`).
+enum Next {
+    /// Hand the cleared bytes, or look again (the phase moved on).
+    Again,
+    /// Hand the rest of a head that is still coming.
+    PartialHead,
+    /// Read more of the connection: the current request needs it.
+    Read,
+    /// Shut until the current answer is settled.
+    Shut,
+}
+
+impl<T: AsyncRead + Unpin> Gate<T> {
+    /// Read more of the connection into the buffer: `Ready(Ok(0))` at its end.
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_ROOM / 8 {
+            self.buf.reserve(READ_ROOM);
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
+        self.eof |= n == 0;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Work out which buffered bytes belong to the current request (`cleared`), moving through its phases.
+    fn frame(&mut self, cx: &mut Context<'_>) -> Next {
+        match &mut self.phase {
+            Phase::Open if self.buf.is_empty() => Next::Read,
+            Phase::Open => {
+                self.cleared = self.buf.len();
+                Next::Again
+            }
+            Phase::Head { given } => match framing::head(&self.buf) {
+                // Every byte of a head still coming belongs to it.
+                Head::Partial if *given < self.buf.len() => Next::PartialHead,
+                Head::Partial => Next::Read,
+                Head::Complete { len, body } => {
+                    self.buf.advance(*given);
+                    self.cleared = len - *given;
+                    self.handed += 1;
+                    self.phase = match body {
+                        Body::None => Phase::Answering,
+                        Body::Length(n) => Phase::Length(n),
+                        Body::Chunked(c) => Phase::Chunked(c),
+                    };
+                    Next::Again
+                }
+                Head::Unframed => {
+                    self.buf.advance(*given);
+                    self.phase = Phase::Open;
+                    Next::Again
+                }
+            },
+            Phase::Length(0) => {
+                self.phase = Phase::Answering;
+                Next::Again
+            }
+            Phase::Length(_) if self.buf.is_empty() => Next::Read,
+            Phase::Length(left) => {
+                let n = (*left).min(self.buf.len() as u64);
+                *left -= n;
+                self.cleared = n as usize;
+                Next::Again
+            }
+            Phase::Chunked(_) if self.buf.is_empty() => Next::Read,
+            Phase::Chunked(chunked) => {
+                match chunked.scan(&self.buf) {
+                    Scan::More => self.cleared = self.buf.len(),
+                    Scan::End(n) => {
+                        self.cleared = n;
+                        self.phase = Phase::Answering;
+                    }
+                    Scan::Invalid => self.phase = Phase::Open,
+                }
+                Next::Again
+            }
+            Phase::Answering if self.shared.settled.get() >= self.handed => {
+                self.phase = Phase::Head { given: 0 };
+                Next::Again
+            }
+            Phase::Answering => {
+                self.shared.waiter.set(Some(cx.waker().clone()));
+                Next::Shut
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Gate<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.cleared > 0 {
+                let n = this.cleared.min(out.remaining());
+                out.put_slice(&this.buf[..n]);
+                this.buf.advance(n);
+                this.cleared -= n;
+                return Poll::Ready(Ok(()));
+            }
+            match this.frame(cx) {
+                Next::Again => {}
+                Next::PartialHead => {
+                    // Handed as it comes (the dispatcher's keep-alive timer must see it), and kept, to read the
+                    // head again with what follows.
+                    if let Phase::Head { given } = &mut this.phase {
+                        let n = (this.buf.len() - *given).min(out.remaining());
+                        out.put_slice(&this.buf[*given..*given + n]);
+                        *given += n;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Next::Read if matches!(this.phase, Phase::Open) && !this.eof => {
+                    return Pin::new(&mut this.io).poll_read(cx, out);
+                }
+                Next::Read => {
+                    // The end of the connection, if it came, is the dispatcher's to see.
+                    if this.eof || ready!(this.fill(cx))? == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Next::Shut => {
+                    // Read ahead meanwhile, to notice a reset or the end.
+                    if this.eof {
+                        // The client is done sending: say so once nothing it sent waits here.
+                        return if this.buf.is_empty() { Poll::Ready(Ok(())) } else { Poll::Pending };
+                    }
+                    if this.buf.len() >= HOLD_MAX {
+                        return Poll::Pending;
+                    }
+                    ready!(this.fill(cx))?;
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Gate<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer being made, holding its turn.
+    pub struct InTurnFuture<F> {
+        #[pin]
+        fut: F,
+        turn: Option<Turn>,
+    }
+}
+
+impl<F: Future> Future for InTurnFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = ready!(this.fut.poll(cx));
+        // Settled as the answer leaves for the dispatcher, which encodes its head before it reads again.
+        drop(this.turn.take());
+        Poll::Ready(out)
+    }
+}
+
+/// The service factory of gated connections: `S`'s services, each request in its turn.
+pub struct InTurn<S>(pub S);
+
+impl<S: ServiceFactory<Request>> ServiceFactory<Request> for InTurn<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Config = S::Config;
+    type Service = InTurnService<S::Service>;
+    type InitError = S::InitError;
+    type Future = futures_util::future::MapOk<S::Future, fn(S::Service) -> InTurnService<S::Service>>;
+
+    fn new_service(&self, config: S::Config) -> Self::Future {
+        fn wrap<S>(inner: S) -> InTurnService<S> {
+            InTurnService { inner }
+        }
+        self.0.new_service(config).map_ok(wrap as fn(S::Service) -> InTurnService<S::Service>)
+    }
+}
+
+/// A service whose requests take their connection's turns (when they carry `Turns`).
+pub struct InTurnService<S> {
+    inner: S,
+}
+
+impl<S: Service<Request>> Service<Request> for InTurnService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = InTurnFuture<S::Future>;
+
+    actix_service::forward_ready!(inner);
+
+    fn call(&self, req: Request) -> Self::Future {
+        let turn = req.conn_data::<Turns>().map(Turns::begin);
+        InTurnFuture { fut: self.inner.call(req), turn }
+    }
+}
