@@ -340,3 +340,75 @@ fn a_generated_pipeline_gets_on_one_tls_connection_what_each_request_gets_alone(
     fx.warm(&target);
     generated_pipeline(&target, &fx, 300, "TLS");
 }
+
+/// Requests the gate hands on as they come (a body of either framing, a head in pieces) keep the pipeline in step,
+/// and one it cannot frame (a malformed head) gets actix-http's own 400 after the answers before it, then the end:
+/// none of them leaves the connection waiting.
+#[test]
+fn bodies_split_heads_and_bad_heads_in_a_pipeline_never_stall_or_desynchronise_it() {
+    let up = Upstream::start();
+    let dir = TestDir::new("pipelining-odd");
+    let fx = Fixture::make(&up, &dir, "pipeodd");
+    let (_server, target) = plain_server(&up);
+    fx.warm(&target);
+    let manifest = fx.manifest_path(&fx.tag);
+    let get = Ask::get(&manifest);
+    let raw = |asks: &[Ask]| asks.iter().flat_map(Ask::bytes).collect::<Vec<u8>>();
+
+    // A request with a body, by length and chunked, between two GETs: its answer is the one it gets alone; the GET
+    // after it is answered unless that answer closed the connection.
+    for (what, post) in [
+        ("Content-Length", format!("POST {manifest} HTTP/1.1\r\nHost: m\r\nContent-Length: 5\r\n\r\nhello")),
+        (
+            "chunked",
+            format!("POST {manifest} HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\nT: 1\r\n\r\n"),
+        ),
+    ] {
+        let post_ask = Ask::new("POST", &manifest);
+        let alone = {
+            let mut conn = target.connect();
+            conn.send_raw(post.as_bytes());
+            conn.answer(&post_ask).expect("the POST alone")
+        };
+        let mut conn = target.connect();
+        conn.send_raw(&[raw(std::slice::from_ref(&get)), post.into_bytes(), raw(std::slice::from_ref(&get))].concat());
+        let first = conn.answer(&get).expect("the GET before");
+        assert_eq!(first.body, fx.manifest, "{what}: the GET before the POST");
+        let answer = conn.answer(&post_ask).expect("the POST");
+        assert_same(&post_ask, &answer, &alone, what);
+        if answer.closes() {
+            assert_eq!(conn.rest(), b"", "{what}: nothing after an answer that closes");
+        } else {
+            let last = conn.answer(&get).expect("the GET after");
+            assert_eq!(last.body, fx.manifest, "{what}: the GET after the POST");
+        }
+    }
+
+    // A head that comes in pieces, with the next request behind it.
+    let mut conn = target.connect();
+    let first = raw(std::slice::from_ref(&get));
+    let (a, b) = first.split_at(first.len() / 2);
+    conn.send_raw(a);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    conn.send_raw(&[b, &raw(&[Ask::head(&manifest), get.clone()])].concat());
+    assert_eq!(conn.answer(&get).expect("the split GET").body, fx.manifest, "the GET whose head came in pieces");
+    let head = conn.answer(&Ask::head(&manifest)).expect("the HEAD");
+    assert_eq!(head.header("content-length"), Some(fx.manifest.len().to_string().as_str()), "the HEAD after it");
+    assert_eq!(conn.answer(&get).expect("the last GET").body, fx.manifest, "the GET after the HEAD");
+
+    // A malformed head after two requests: their answers, then actix-http's 400, then the end.
+    let mut conn = target.connect();
+    conn.send_raw(
+        &[
+            raw(&[get.clone(), Ask::head(&manifest)]),
+            b"GET /v2/ HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(),
+            raw(std::slice::from_ref(&get)),
+        ]
+        .concat(),
+    );
+    assert_eq!(conn.answer(&get).expect("the GET").body, fx.manifest, "the GET before the bad head");
+    conn.answer(&Ask::head(&manifest)).expect("the HEAD before the bad head");
+    let bad = conn.answer(&get).expect("an answer to the bad head");
+    assert_eq!(bad.status, 400, "the bad head: {}", bad.summary());
+    assert_eq!(conn.rest(), b"", "nothing after the 400");
+}

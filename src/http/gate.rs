@@ -200,6 +200,10 @@ impl<T: AsyncRead + Unpin> Gate<T> {
             }
             Phase::Answering if self.shared.settled.get() >= self.handed => {
                 self.phase = Phase::Head { given: 0 };
+                if self.buf.is_empty() && self.buf.capacity() > 4 * READ_ROOM {
+                    // Room a burst of pipelined requests took is not kept for the connection's life.
+                    self.buf = BytesMut::new();
+                }
                 Next::Again
             }
             Phase::Answering => {
@@ -339,5 +343,64 @@ impl<S: Service<Request>> Service<Request> for InTurnService<S> {
     fn call(&self, req: Request) -> Self::Future {
         let turn = req.conn_data::<Turns>().map(Turns::begin);
         InTurnFuture { fut: self.inner.call(req), turn }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// What one read of the gate gives at once: `None` while it is shut (or waits for bytes).
+    fn read_now<T: AsyncRead + Unpin>(gate: &mut Gate<T>) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        let n = gate.read(&mut buf).now_or_never()?.expect("read");
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    #[tokio::test]
+    async fn the_gate_hands_one_request_then_waits_for_its_turn_to_settle() {
+        let first = &b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"[..];
+        let second = &b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"[..];
+        let third = &b"HEAD /c HTTP/1.1\r\nHost: x\r\n\r\n"[..];
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut gate = Gate::new(server);
+        let turns = gate.turns().expect("a gated connection has turns");
+        // The first head in two pieces: each piece is handed as it comes.
+        client.write_all(&first[..10]).await.expect("write");
+        assert_eq!(read_now(&mut gate).as_deref(), Some(&first[..10]));
+        assert_eq!(read_now(&mut gate), None, "nothing more yet");
+        client.write_all(&[&first[10..], second, b"abc", third].concat()).await.expect("write");
+        assert_eq!(read_now(&mut gate).as_deref(), Some(&first[10..]), "the rest of the first head, alone");
+        assert_eq!(read_now(&mut gate), None, "shut while the first request is answered");
+        drop(turns.begin());
+        assert_eq!(read_now(&mut gate).as_deref(), Some(second), "the second head once the first is answered");
+        // Its answer may come before its body is read (actix answers without reading it): the body still follows.
+        drop(turns.begin());
+        assert_eq!(read_now(&mut gate).as_deref(), Some(&b"abc"[..]), "its body");
+        assert_eq!(read_now(&mut gate).as_deref(), Some(third), "then the third, its turn being settled");
+        // The client is done sending: the end reaches the dispatcher only once nothing waits in the gate.
+        drop(client);
+        assert_eq!(read_now(&mut gate).as_deref(), Some(&b""[..]), "the end of the connection");
+    }
+
+    #[tokio::test]
+    async fn what_the_gate_cannot_frame_passes_as_it_comes() {
+        let bad = &b"GET / HTTP/1.1\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"[..];
+        let mut gate = Gate::new(bad);
+        let mut all = Vec::new();
+        while let Some(bytes) = read_now(&mut gate) {
+            if bytes.is_empty() {
+                break;
+            }
+            all.extend_from_slice(&bytes);
+        }
+        assert_eq!(all, bad, "everything, unframed, up to the end");
+        let mut open = Gate::open(&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..]);
+        assert!(open.turns().is_none(), "an open connection takes no turns");
+        assert_eq!(read_now(&mut open).map(|b| b.len()), Some(24));
     }
 }

@@ -139,6 +139,13 @@ impl Conn {
         wire.flush().expect("flush the requests");
     }
 
+    /// Write these bytes as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let wire = self.0.get_mut();
+        wire.write_all(bytes).expect("send");
+        wire.flush().expect("flush");
+    }
+
     /// Read the answer to `ask` (its method says whether a body follows).
     pub fn answer(&mut self, ask: &Ask) -> io::Result<Answer> {
         let line = self.line()?;
