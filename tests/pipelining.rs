@@ -172,8 +172,15 @@ fn http10_and_connection_close_in_a_pipeline_end_it_after_their_own_answer() {
     let up = Upstream::start();
     let dir = TestDir::new("pipelining-close");
     let fx = Fixture::make(&up, &dir, "pipeclose");
-    let (_server, target) = plain_server(&up);
-    fx.warm(&target);
+    let (_plain, plain) = plain_server(&up);
+    let (_tls, tls) = tls_server(&up, &dir);
+    for target in [plain, tls] {
+        fx.warm(&target);
+        close_cases(&target, &fx);
+    }
+}
+
+fn close_cases(target: &Target, fx: &Fixture) {
     let manifest = fx.manifest_path(&fx.tag);
     let small = fx.blob_path(&fx.small);
 

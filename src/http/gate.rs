@@ -71,8 +71,9 @@ impl Drop for Turn {
 
 /// Where the gate is in the current request.
 enum Phase {
-    /// Reading its head; the first `given` bytes of the buffer were handed already (a head that came in pieces).
-    Head { given: usize },
+    /// Reading its head; the first `given` bytes of the buffer were handed already (a head that came in pieces), and
+    /// the first `parsed` were found to be an incomplete head (not parsed again until more come).
+    Head { given: usize, parsed: usize },
     /// Handing this many bytes of its body.
     Length(u64),
     /// Handing its chunked body.
@@ -101,7 +102,7 @@ pub struct Gate<T> {
 impl<T> Gate<T> {
     /// A gated HTTP/1 connection.
     pub fn new(io: T) -> Self {
-        Gate::with_phase(io, Phase::Head { given: 0 })
+        Gate::with_phase(io, Phase::Head { given: 0, parsed: 0 })
     }
 
     /// A connection that is not gated (HTTP/2 multiplexes its requests and frames each response on its own stream).
@@ -147,17 +148,30 @@ impl<T: AsyncRead + Unpin> Gate<T> {
     }
 
     /// Work out which buffered bytes belong to the current request (`cleared`), moving through its phases.
-    fn frame(&mut self, cx: &mut Context<'_>) -> Next {
+    fn frame(&mut self) -> Next {
         match &mut self.phase {
             Phase::Open if self.buf.is_empty() => Next::Read,
             Phase::Open => {
                 self.cleared = self.buf.len();
                 Next::Again
             }
-            Phase::Head { given } => match framing::head(&self.buf) {
-                // Every byte of a head still coming belongs to it.
-                Head::Partial if *given < self.buf.len() => Next::PartialHead,
-                Head::Partial => Next::Read,
+            // Every byte of a head still coming belongs to it.
+            Phase::Head { given, parsed } if *parsed == self.buf.len() => {
+                if *given < self.buf.len() {
+                    Next::PartialHead
+                } else {
+                    Next::Read
+                }
+            }
+            Phase::Head { given, parsed } => match framing::head(&self.buf) {
+                Head::Partial => {
+                    *parsed = self.buf.len();
+                    if *given < self.buf.len() {
+                        Next::PartialHead
+                    } else {
+                        Next::Read
+                    }
+                }
                 Head::Complete { len, body } => {
                     self.buf.advance(*given);
                     self.cleared = len - *given;
@@ -199,17 +213,14 @@ impl<T: AsyncRead + Unpin> Gate<T> {
                 Next::Again
             }
             Phase::Answering if self.shared.settled.get() >= self.handed => {
-                self.phase = Phase::Head { given: 0 };
+                self.phase = Phase::Head { given: 0, parsed: 0 };
                 if self.buf.is_empty() && self.buf.capacity() > 4 * READ_ROOM {
                     // Room a burst of pipelined requests took is not kept for the connection's life.
                     self.buf = BytesMut::new();
                 }
                 Next::Again
             }
-            Phase::Answering => {
-                self.shared.waiter.set(Some(cx.waker().clone()));
-                Next::Shut
-            }
+            Phase::Answering => Next::Shut,
         }
     }
 }
@@ -225,12 +236,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Gate<T> {
                 this.cleared -= n;
                 return Poll::Ready(Ok(()));
             }
-            match this.frame(cx) {
+            match this.frame() {
                 Next::Again => {}
                 Next::PartialHead => {
                     // Handed as it comes (the dispatcher's keep-alive timer must see it), and kept, to read the
                     // head again with what follows.
-                    if let Phase::Head { given } = &mut this.phase {
+                    if let Phase::Head { given, .. } = &mut this.phase {
                         let n = (this.buf.len() - *given).min(out.remaining());
                         out.put_slice(&this.buf[*given..*given + n]);
                         *given += n;
@@ -247,15 +258,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for Gate<T> {
                     }
                 }
                 Next::Shut => {
+                    if this.eof && this.buf.is_empty() {
+                        // The client is done sending, and nothing it sent waits here: the dispatcher may know.
+                        return Poll::Ready(Ok(()));
+                    }
                     // Read ahead meanwhile, to notice a reset or the end.
-                    if this.eof {
-                        // The client is done sending: say so once nothing it sent waits here.
-                        return if this.buf.is_empty() { Poll::Ready(Ok(())) } else { Poll::Pending };
+                    if !this.eof && this.buf.len() < HOLD_MAX {
+                        if let Poll::Ready(read) = this.fill(cx) {
+                            read?;
+                            continue;
+                        }
                     }
-                    if this.buf.len() >= HOLD_MAX {
-                        return Poll::Pending;
+                    // The settled turn wakes the dispatcher for what waits here; with nothing here, the connection
+                    // wakes it when bytes come (an extra wake-up per request would cost a poll and a read).
+                    if this.buf.is_empty() {
+                        this.shared.waiter.take();
+                    } else {
+                        this.shared.waiter.set(Some(cx.waker().clone()));
                     }
-                    ready!(this.fill(cx))?;
+                    return Poll::Pending;
                 }
             }
         }
