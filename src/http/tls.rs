@@ -52,7 +52,7 @@ where
         .shutdown_timeout(shutdown_secs);
     let shutdown = builder.graceful_shutdown_signal();
     let addr = listener.local_addr()?;
-    let builder = builder.listen("ociregistry-tls", listener, move || {
+    let builder = builder.listen("ociregistry", listener, move || {
         let shutdown = shutdown.clone();
         let app = factory().into_factory().map_err(|err| err.into().error_response());
         let http = HttpService::build()
