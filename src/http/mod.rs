@@ -4,6 +4,8 @@
 //! `FileRange`, see `kernel_copy`).
 
 mod errors;
+mod framing;
+mod gate;
 mod handlers;
 mod kernel_copy;
 pub mod limits;
@@ -11,6 +13,7 @@ mod negotiate;
 mod ops;
 mod plain;
 pub mod target;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -216,14 +219,9 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
     let listener = limits::listener(&opts.host, opts.port, opts.client_idle_timeout).map_err(cannot)?;
     let shutdown_secs = grace.as_secs().max(1);
     let main = match &opts.tls {
-        Some(tls) => HttpServer::new(app)
-            .workers(opts.workers)
-            .max_connections(budget.per_worker)
-            .disable_signals()
-            .shutdown_timeout(shutdown_secs)
-            .listen_rustls_0_23(listener, tls.config())
-            .map_err(cannot)?
-            .run(),
+        Some(tls) => {
+            tls::serve(app, listener, tls.config(), opts.workers, budget.per_worker, shutdown_secs).map_err(cannot)?
+        }
         None => plain::serve(app, listener, opts.workers, budget.per_worker, shutdown_secs).map_err(cannot)?,
     };
     let main_handle = main.handle();

@@ -1,7 +1,9 @@
 //! The main listener for plain HTTP: what actix-web's `HttpServer::listen` assembles (actix-server accepting, an
 //! HTTP/1 service per connection, the app), with the same settings, but over `kernel_copy::Conn` so that a cached
-//! blob's bytes can go from its file to the socket inside the kernel. Each connection's `KernelCopy` handle is put
-//! in its requests' connection data. TLS listeners stay on `HttpServer` (TLS must see the bytes).
+//! blob's bytes can go from its file to the socket inside the kernel, behind the connection gate (`gate`) so that
+//! pipelined requests are handed to actix-http one at a time. Each connection's `KernelCopy` handle and `Turns` are
+//! put in its requests' connection data. The TLS listener (`tls`) is built the same way, without `Conn` (TLS must
+//! see the bytes).
 
 use std::fmt;
 use std::net::TcpListener;
@@ -14,12 +16,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
 
+use super::gate::{Gate, InTurn};
 use super::kernel_copy::Conn;
 
 /// actix-web's defaults for `HttpServer`, which the TLS listener keeps: the first request head within 5 s, the close
 /// within 1 s, an idle kept-alive connection for 5 s.
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serve `factory`'s app on `listener` with `workers` workers, each taking at most `max_connections` connections,
 /// draining for up to `shutdown_secs` when stopped. Signals are left to the caller.
@@ -61,13 +64,16 @@ where
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .h1_allow_half_closed(true)
             .local_addr(addr)
-            .on_connect_ext(|conn: &Conn, ext: &mut Extensions| {
-                ext.insert(conn.handle());
+            .on_connect_ext(|conn: &Gate<Conn>, ext: &mut Extensions| {
+                ext.insert(conn.get_ref().handle());
+                if let Some(turns) = conn.turns() {
+                    ext.insert(turns);
+                }
             })
-            .h1(map_config(app, |_| AppConfig::default()));
+            .h1(InTurn(map_config(app, |_| AppConfig::default())));
         fn_service(|tcp: TcpStream| async move {
             let peer = tcp.peer_addr().ok();
-            Ok::<_, DispatchError>((Conn::new(tcp), peer))
+            Ok::<_, DispatchError>((Gate::new(Conn::new(tcp)), peer))
         })
         .and_then(http)
     })?;

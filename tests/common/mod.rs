@@ -19,6 +19,7 @@ pub mod garage;
 pub mod http;
 pub mod images;
 pub mod metrics;
+pub mod pipeline;
 pub mod ports;
 pub mod process;
 pub mod realm_registry;
