@@ -285,9 +285,12 @@ fn random_ask(rng: &mut Rng, fx: &Fixture) -> Ask {
         14 => Ask::get(&big).with("Range", &format!("bytes={big_len}-")),
         // Conditional requests: whatever the server answers (304, 200, 206), the same as alone.
         15 => Ask::get(&fx.manifest_path(&fx.tag)).with("If-None-Match", &format!("\"{}\"", fx.digest)),
-        16 => Ask::get(&big)
-            .with("Range", &range(rng, big_len))
-            .with("If-Range", if rng.below(2) == 0 { "\"x\"" } else { "Thu, 01 Jan 1970 00:00:00 GMT" }),
+        16 => {
+            let tags = [format!("\"{}\"", fx.big), "\"x\"".to_string(), "Thu, 01 Jan 1970 00:00:00 GMT".to_string()];
+            let tag = &tags[rng.below(3) as usize];
+            Ask::get(&big).with("Range", &range(rng, big_len)).with("If-Range", tag)
+        }
+        17 if rng.below(2) == 0 => Ask::get(&big).with("If-None-Match", &format!("\"{}\"", fx.big)),
         17 => Ask::get("/not-the-api"),
         18 => Ask::new("DELETE", &fx.manifest_path(&fx.tag)),
         _ => Ask::get("/v2/"),
