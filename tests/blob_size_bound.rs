@@ -689,8 +689,8 @@ fn a_refused_blob_whose_upstream_stalls_loses_its_connection_at_once() {
 }
 
 #[test]
-#[ignore = "the main listener's connection layer (src/http) does not yet notice a client that left while its body \
-            waits for bytes, so the pass-through is never dropped; run with --ignored once it does"]
+#[ignore = "the main listener (src/http/plain.rs) allows half-closed connections, so a client that left while its \
+            body waits for bytes is not noticed and the pass-through never dropped; passes with h1_allow_half_closed(false)"]
 fn a_pass_through_whose_client_left_closes_its_stalled_upstream_at_once() {
     let upstream = EndlessUpstream::start();
     let dir = TestDir::new("stalled-uncached");
