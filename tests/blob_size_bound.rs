@@ -7,7 +7,8 @@
 //!
 //! A blob passed through uncached (the cache directory is read-only) is bounded the same way: an endless body is cut
 //! at `maxBlobSize`, one announced over it is refused. An upstream body nobody reads any more loses its connection at
-//! once, even while the upstream sends nothing (not only at `idleTimeout`).
+//! once, even while the upstream sends nothing (not only at `idleTimeout`). A blob over the cache's bound whose
+//! first bytes were kept from an earlier run is passed through whole, never as the rest after those bytes.
 //!
 //! A real registry cannot stream forever, so the upstream here is an in-process fake that serves only blobs.
 
@@ -712,4 +713,37 @@ fn a_pass_through_whose_client_left_closes_its_stalled_upstream_at_once() {
         });
         eprintln!("{path}: the upstream connection closed {:?} after the client left", left.elapsed());
     }
+}
+
+#[test]
+fn a_blob_over_the_cache_bound_found_partly_kept_is_passed_through_whole() {
+    // A real registry: the leader resumes the kept prefix with a Range request, which it answers 206.
+    let up = common::upstream::Upstream::start();
+    let dir = TestDir::new("partial-too-large");
+    let image = common::images::custom(&up, &dir.subdir("work"), "library/fat:1", &[3_000_000]);
+    let layer = &image.manifest().layers[0];
+    let client = common::http::client();
+    let upstream_url = format!("{}/v2/library/fat/blobs/{}", up.url(), layer.digest);
+    let bytes = common::http::get_verified(&client, &upstream_url, &layer.digest);
+    // The first MB kept from an earlier run; the blob (3 MB) no longer fits under maxCacheSize.
+    let cache = dir.subdir("cache");
+    let hex = layer.digest.trim_start_matches("sha256:");
+    std::fs::create_dir_all(cache.join("tmp")).expect("tmp");
+    std::fs::write(cache.join("tmp").join(format!("partial-sha256-{hex}")), &bytes[..1_000_000]).expect("partial");
+    let config = ServerConfig { image_path: Some(cache.clone()), ..ServerConfig::for_upstream(&up.url()) };
+    let server = Server::start_with(config.extra("maxCacheSize: 2Mi"));
+    let url = format!("{}/v2/library/fat/blobs/{}?ns=docker.io", server.url(), layer.digest);
+    let resp = client.get(&url).send().expect("the response head");
+    assert_eq!(resp.status().as_u16(), 200, "passed through: {}", server.log_tail());
+    let body = resp.bytes().map(|b| b.to_vec());
+    let got = body.as_ref().map(|b| (b.len(), common::sha256_digest(b)));
+    assert!(
+        got.as_ref().is_ok_and(|(len, d)| *len == bytes.len() && *d == layer.digest),
+        "the whole blob, not the rest after the kept prefix: {:?}",
+        got.map(|(len, d)| format!("{len} bytes, {d}")).map_err(|e| e.to_string())
+    );
+    up.settle_log();
+    let gets = up.access_log_count("GET", &format!("/blobs/{}", layer.digest));
+    assert_eq!(gets, 1 + 2, "ours, the leader's ranged GET, and the waiter's whole one");
+    assert!(common::cached_files(&cache).iter().all(|p| !p.to_string_lossy().contains(hex)), "nothing kept");
 }

@@ -272,9 +272,14 @@ async fn download(
         let held = if partial { resumed } else { 0 };
         let room = cx.cache.send(MakeRoom { digest: digest.clone(), size, held }).await;
         if room != Ok(Room::Granted) {
-            // Not kept: no bytes of it are worth holding on to either.
+            // Not kept: no bytes of it are worth holding on to either. Only a whole body is handed over: the rest
+            // after bytes kept from an earlier attempt (206) is not the blob, so the waiter fetches it whole itself.
             writer.discard().await;
-            publisher.hand_off(resp.body, total);
+            if partial {
+                drop(resp.body);
+            } else {
+                publisher.hand_off(resp.body, total);
+            }
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
                 cause: Release::TooLarge { size },
