@@ -29,8 +29,6 @@ use crate::upstream::Upstream;
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.
 const MAX_STALLED_RESUMES: u32 = 3;
-/// Chunks that may wait between a bounded pass-through body and its reader.
-const BOUNDED_BODY_CHUNKS: usize = 16;
 /// Most bytes gathered from the body channel into one store write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -261,12 +259,9 @@ async fn download(
     let mut writer = match (writer, unwritable) {
         (Some(writer), _) => writer,
         (None, e) => {
-            // Passed on uncached: no disk is at stake, but a body without a length still ends at `maxBlobSize`.
-            let body = match (total, cx.bound.max_blob_size()) {
-                (None, Some(max)) => bounded_body(resp.body, max, cx.name()),
-                _ => resp.body,
-            };
-            publisher.hand_off(body, total);
+            // Passed on uncached: the waiter that takes the body bounds it (`passthrough`), a body without a length
+            // too; one nobody takes is dropped, which closes the upstream connection.
+            publisher.hand_off(resp.body, total);
             let cause = Release::Store(e.unwrap_or(StoreError::Unwritable));
             return Err(Abort { outcome: Outcome::PassThrough(PassReason::CacheUnwritable), cause });
         }
@@ -277,9 +272,14 @@ async fn download(
         let held = if partial { resumed } else { 0 };
         let room = cx.cache.send(MakeRoom { digest: digest.clone(), size, held }).await;
         if room != Ok(Room::Granted) {
-            // Not kept: no bytes of it are worth holding on to either.
+            // Not kept: no bytes of it are worth holding on to either. Only a whole body is handed over: the rest
+            // after bytes kept from an earlier attempt (206) is not the blob, so the waiter fetches it whole itself.
             writer.discard().await;
-            publisher.hand_off(resp.body, total);
+            if partial {
+                drop(resp.body);
+            } else {
+                publisher.hand_off(resp.body, total);
+            }
             return Err(Abort {
                 outcome: Outcome::PassThrough(PassReason::TooLarge { size }),
                 cause: Release::TooLarge { size },
@@ -442,32 +442,6 @@ fn over_limit(cx: &FetchContext, digest: &Digest, limit: Limit, size: u64) -> Ab
     UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) }.into()
 }
 
-/// `body`, ending with an error (and dropping the upstream's body, which closes its connection) once it passes
-/// `limit`: for a body without a length passed through uncached.
-fn bounded_body(mut body: Body, limit: Limit, upstream: String) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel(BOUNDED_BODY_CHUNKS);
-    actix_rt::spawn(async move {
-        let mut seen = 0u64;
-        while let Some(event) = body.recv().await {
-            if let Ok(BodyEvent::Data(chunk)) = &event {
-                seen += chunk.len() as u64;
-                if seen > limit.bytes {
-                    tracing::warn!(%upstream, seen, limit = %limit, "uncached blob exceeds the largest blob accepted; cut");
-                    let error =
-                        UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) };
-                    let _ = tx.send(Err(error)).await;
-                    return;
-                }
-            }
-            let last = !matches!(event, Ok(BodyEvent::Data(_)));
-            if tx.send(event).await.is_err() || last {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 /// Verify the whole blob.
 async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<CheckedBlob, Abort> {
     match writer.verify().await {
@@ -493,44 +467,5 @@ async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Resu
             Err(Abort { outcome, cause: Release::DiskFull { size } })
         }
         Err(e) => Err(Abort::store(e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fetch::bound::LimitBy;
-
-    /// Send `chunks` of `size` bytes into a body, then `End` unless `endless`; what the bounded body gives.
-    async fn through_bound(chunks: usize, size: usize, limit: u64) -> (u64, Option<UpstreamError>, bool) {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut out = bounded_body(rx, Limit { bytes: limit, by: LimitBy::MaxBlobSize }, "up".into());
-        actix_rt::spawn(async move {
-            for _ in 0..chunks {
-                if tx.send(Ok(BodyEvent::Data(Bytes::from(vec![0; size])))).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(Ok(BodyEvent::End)).await;
-        });
-        let mut seen = 0;
-        loop {
-            match out.recv().await {
-                Some(Ok(BodyEvent::Data(chunk))) => seen += chunk.len() as u64,
-                Some(Ok(BodyEvent::End)) => return (seen, None, true),
-                Some(Err(e)) => return (seen, Some(e), false),
-                None => return (seen, None, false),
-            }
-        }
-    }
-
-    #[actix_rt::test]
-    async fn a_passed_through_body_ends_with_an_error_past_the_bound_and_whole_within_it() {
-        let (seen, error, ended) = through_bound(1000, 1024, 10 * 1024).await;
-        assert!(seen <= 10 * 1024, "{seen} bytes passed the bound");
-        assert!(matches!(error, Some(UpstreamError::TooLarge { limit: 10240, .. })), "{error:?}");
-        assert!(!ended, "never a clean end");
-        let (seen, error, ended) = through_bound(10, 1024, 10 * 1024).await;
-        assert!(seen == 10 * 1024 && error.is_none() && ended, "within the bound: {seen} bytes, {error:?}, {ended}");
     }
 }

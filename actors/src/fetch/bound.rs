@@ -1,7 +1,8 @@
 //! The most bytes one blob may take: `maxBlobSize`, and the largest blob the cache may hold (`maxCacheSize` when
 //! set, else the volume's size less `minFreeSpace`). A blob leader refuses a blob that announces more before a byte
 //! is fetched, and stops (removing its partial) one whose body grows past it, whether or not a client still waits;
-//! `load` bounds what it decompresses by the same numbers.
+//! `load` bounds what it decompresses by the same numbers. A blob passed through uncached is bounded too
+//! (`pass_through_limit`): no disk is at stake, but an endless body must not stream to a client forever.
 
 use std::fmt;
 
@@ -79,6 +80,21 @@ impl BlobBound {
         [self.max_blob_size(), self.cache_limit(total, min_free)].into_iter().flatten().min_by_key(|l| l.bytes)
     }
 
+    /// The most bytes of a body without a length passed through uncached, given the volume's size and
+    /// `minFreeSpace`: `maxBlobSize` (the cache's bound is often why the blob is passed through), else the cache's.
+    pub fn pass_through_limit_for(&self, total: Option<u64>, min_free: u64) -> Option<Limit> {
+        self.max_blob_size().or_else(|| self.cache_limit(total, min_free))
+    }
+
+    /// `pass_through_limit_for` on this store now (one `statvfs` on a disk, and only without `maxBlobSize`).
+    pub async fn pass_through_limit(&self, store: &Store) -> Option<Limit> {
+        if let Some(max) = self.max_blob_size() {
+            return Some(max);
+        }
+        let total = store.capacity().await.map(|c| c.total);
+        self.pass_through_limit_for(total, store.min_free())
+    }
+
     /// The tighter of `maxBlobSize` and the cache's bound on this store now (one `statvfs` on a disk).
     pub async fn limit(&self, store: &Store) -> Option<Limit> {
         let total = store.capacity().await.map(|c| c.total);
@@ -109,5 +125,15 @@ mod tests {
         assert_eq!(none.limit_for(Some(5 << 20), 1 << 20), Some(Limit { bytes: 4 << 20, by: LimitBy::Volume }));
         // minFreeSpace larger than the volume: nothing fits.
         assert_eq!(none.limit_for(Some(1 << 20), 2 << 20).map(|l| l.bytes), Some(0));
+    }
+
+    #[test]
+    fn a_pass_through_is_bounded_by_max_blob_size_else_by_the_cache() {
+        let gib = 1u64 << 30;
+        let blob = BlobBound::new(Some(16 * gib), Some(gib));
+        assert_eq!(blob.pass_through_limit_for(Some(100 * gib), gib).map(|l| l.by), Some(LimitBy::MaxBlobSize));
+        let cache = BlobBound::new(None, Some(gib));
+        assert_eq!(cache.pass_through_limit_for(None, 0), Some(Limit { bytes: gib, by: LimitBy::MaxCacheSize }));
+        assert_eq!(BlobBound::new(None, None).pass_through_limit_for(None, 0), None);
     }
 }

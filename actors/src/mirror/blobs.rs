@@ -22,11 +22,13 @@ use super::Mirror;
 use crate::body::Body;
 use crate::claim::BlobClaim;
 use crate::digest::Digest;
+use crate::error::UpstreamError;
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::blob_path;
 use crate::messages::{Adopt, BlobVerified, Fault, Fetch, GetBlob, ReportDamage};
+use crate::metrics::error_reason;
 use crate::outcome::PassReason;
-use crate::passthrough::verified_passthrough;
+use crate::passthrough::{verified_passthrough, Expected};
 use crate::read::{read_whole, Check, Checked};
 use crate::reference::ImageKey;
 use crate::store::{BlobInfo, OpenedBlob, StoredObject, Verdict, Version};
@@ -217,7 +219,9 @@ impl Mirror {
         Check { digest: digest.clone(), report }
     }
 
-    /// The blob straight from the upstream (the leader's own response when it handed one off), verified as it passes.
+    /// The blob straight from the upstream (the leader's own response when it handed one off), verified as it passes
+    /// and bounded: one announced over `maxBlobSize` is refused before its body is read, and one without a length is
+    /// cut past `BlobBound::pass_through_limit` (see `passthrough`).
     async fn uncached_blob(
         &self,
         image: &ImageKey,
@@ -238,7 +242,19 @@ impl Mirror {
                 (resp.body, resp.content_length)
             }
         };
-        let stream = verified_passthrough(digest.clone(), size, name, body);
+        let errors = self.inner.metrics.upstream_errors.clone();
+        if let Some(max) = self.inner.bound.max_blob_size().filter(|max| size.is_some_and(|s| s > max.bytes)) {
+            // Dropping the body closes the upstream connection at once (the pump stops with its receiver).
+            drop(body);
+            let limit = usize::try_from(max.bytes).unwrap_or(usize::MAX);
+            let error = UpstreamError::TooLarge { upstream: name.clone(), limit };
+            errors.with_label_values(&[&name, error_reason(&error)]).inc();
+            tracing::warn!(blob = %digest, size = size.unwrap_or(0), limit = %max, error = %error, "uncached blob exceeds the largest blob accepted; refused");
+            return Err(error.into());
+        }
+        let limit = if size.is_none() { self.inner.bound.pass_through_limit(&self.inner.store).await } else { None };
+        let expected = Expected { digest: digest.clone(), len: size, limit, upstream: name, errors };
+        let stream = verified_passthrough(expected, body);
         Ok(BlobResponse { size, from_cache: false, source: BlobSource::Uncached(stream) })
     }
 

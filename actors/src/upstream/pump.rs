@@ -1,7 +1,8 @@
 //! The body pump: turns an awc response into the `Send` head plus a bounded channel of body events, reading the
 //! socket only as fast as the consumer takes chunks (backpressure), failing a body that sends nothing for the idle
 //! timeout, and always ending the channel with an explicit `End` or an error. The concurrency slot of the request
-//! is held until the body is done.
+//! is held until the body is done, or until its receiver is dropped: the pump stops at once then, even while the
+//! upstream sends nothing, which closes the upstream connection and frees the slot.
 
 use std::time::Duration;
 
@@ -53,7 +54,13 @@ where
         actix_rt::spawn(async move {
             let _slot = permit;
             loop {
-                let next = tokio::time::timeout(idle, resp.next()).await;
+                // A receiver gone (the client left, or the body was refused) ends the pump now, not at the next
+                // chunk: an upstream that stalls would otherwise keep its connection and slot until `idle`.
+                let next = tokio::select! {
+                    biased;
+                    () = tx.closed() => break,
+                    next = tokio::time::timeout(idle, resp.next()) => next,
+                };
                 let event = match next {
                     Err(_) => Err(UpstreamError::Idle { upstream: name.clone(), after: idle }),
                     Ok(None) => Ok(BodyEvent::End),

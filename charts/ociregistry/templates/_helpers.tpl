@@ -95,7 +95,7 @@ Keys of the server's config file. The chart renders only these: the server warns
 ignores it, so a typo would otherwise go unnoticed.
 */}}
 {{- define "ociregistry.keys.top" -}}
-imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace minFreeSpace scrubInterval actorIdleTimeout maxCacheSize pinned pruneConfig preloadImages imageFile os arch tagTtl alwaysPullLatest revalidateTimeout negativeTtl airGapped
+imagePath host port logLevel logFile logFormat pullTimeout connectTimeout idleTimeout clientIdleTimeout defaultNs upstreamPolicy registries health metrics serverTlsConfig admin shutdownGrace minFreeSpace scrubInterval actorIdleTimeout maxCacheSize maxBlobSize pinned pruneConfig preloadImages imageFile os arch tagTtl alwaysPullLatest revalidateTimeout negativeTtl airGapped
 {{- end }}
 {{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent tagTtl auth tls{{- end }}
 {{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
@@ -275,6 +275,15 @@ storage.s3.localCacheSize. (replicaCount is checked here too, so that every temp
 {{- $_ := set $cfg "maxCacheSize" (int64 (div (mul (int64 $volume) 9) 10)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- /* The largest blob (maxBlobSize): the server's default (16Gi) unless cache.maxBlobSize or the key is set; 0 is
+no cap of its own. A number is rendered whole, not in a float's exponent form. */}}
+{{- $maxBlob := .Values.cache.maxBlobSize }}
+{{- if and (not (kindIs "invalid" $maxBlob)) (ne (toString $maxBlob) "") }}
+{{- if hasKey $cfg "maxBlobSize" }}
+{{- fail "set cache.maxBlobSize or serverConfig.configuration.maxBlobSize, not both" }}
+{{- end }}
+{{- $_ := set $cfg "maxBlobSize" (ternary (int64 $maxBlob) (toString $maxBlob) (or (kindIs "float64" $maxBlob) (kindIs "int" $maxBlob) (kindIs "int64" $maxBlob))) }}
 {{- end }}
 {{- with .Values.cache.pinned }}
 {{- if hasKey $cfg "pinned" }}
