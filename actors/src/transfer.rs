@@ -40,6 +40,9 @@ pub enum Joined {
 #[derive(Clone)]
 pub struct Transfer {
     shared: Arc<Shared>,
+    /// This handle was given out after the blob was verified (while it is committed): whoever follows it asks the
+    /// upstream for nothing, as with a cache hit.
+    verified_when_joined: bool,
 }
 
 struct Shared {
@@ -82,7 +85,7 @@ pub fn transfer(digest: Digest) -> (Transfer, TransferPublisher) {
         readers: AtomicUsize::new(0),
         waiters_metric: OnceLock::new(),
     });
-    (Transfer { shared: shared.clone() }, TransferPublisher { tx, shared, settled: false })
+    (Transfer { shared: shared.clone(), verified_when_joined: false }, TransferPublisher { tx, shared, settled: false })
 }
 
 impl TransferPublisher {
@@ -136,6 +139,16 @@ impl Transfer {
     /// Whether the transfer ended with the whole blob verified (it may still be being committed).
     pub fn is_done(&self) -> bool {
         matches!(*self.shared.progress.borrow(), Progress::Settled(Outcome::Done { .. }))
+    }
+
+    /// A handle for a request that joins this transfer once it is verified (see `served_verified`).
+    pub fn joined_verified(&self) -> Transfer {
+        Transfer { shared: self.shared.clone(), verified_when_joined: true }
+    }
+
+    /// Whether this handle was given out after the blob was verified: its follower is served like a cache hit.
+    pub fn served_verified(&self) -> bool {
+        self.verified_when_joined
     }
 
     /// Wait until the upstream has answered (or the transfer ended), and say what to do.

@@ -82,8 +82,11 @@ impl Handler<ClaimBlob> for CacheActor {
         }
         if let Some(running) = self.claims.get(&msg.digest) {
             // Running, or verified and being committed (its bytes are whole and readable): follow it.
-            if !running.is_settled() || running.is_done() {
+            if !running.is_settled() {
                 return MessageResult(ClaimReply::Claim(BlobClaim::Follow(running.clone())));
+            }
+            if running.is_done() {
+                return MessageResult(ClaimReply::Claim(BlobClaim::Follow(running.joined_verified())));
             }
             self.end_claim(&msg.digest);
         }

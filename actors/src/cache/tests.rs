@@ -7,7 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::{CacheActor, ScrubSettings, Touches};
-use crate::claim::ClaimReply;
+use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::messages::{
     AwaitBlob, ClaimBlob, CommitBlob, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
@@ -196,4 +196,26 @@ async fn await_blob_answers_when_the_claim_ends_cached_or_not() {
     assert!(answer(kept_wait).await.expect("mailbox"), "committed: yes, once the commit is done");
     assert!(!answer(dropped_wait).await.expect("mailbox"), "released without a commit: no");
     assert!(await_blob(kept).await.expect("mailbox"), "cached: yes at once");
+}
+
+#[actix_rt::test]
+async fn a_claim_between_verification_and_commit_follows_as_a_hit() {
+    let r = rig(no_scrub());
+    let bytes = &b"a blob verified and not yet committed"[..];
+    let claim = || r.cache.send(ClaimBlob { digest: Digest::sha256_of(bytes) });
+    let ClaimReply::Lead(lease) = claim().await.expect("mailbox") else { panic!("a new blob is led") };
+    assert!(!lease.transfer.served_verified(), "the leader's own followers wait for the upstream");
+    match claim().await.expect("mailbox") {
+        ClaimReply::Claim(BlobClaim::Follow(t)) => assert!(!t.served_verified(), "running: a follower, not a hit"),
+        _ => panic!("a running transfer is followed"),
+    }
+    // Settled once the digest matched; the commit comes after the fsync.
+    lease.publisher.settle(Outcome::Done { size: bytes.len() as u64 });
+    match claim().await.expect("mailbox") {
+        ClaimReply::Claim(BlobClaim::Follow(t)) => {
+            assert!(t.served_verified(), "verified: served with nothing asked of the upstream, a hit");
+            assert!(t.same(&lease.transfer), "the same transfer's bytes");
+        }
+        _ => panic!("a verified transfer being committed is followed"),
+    }
 }

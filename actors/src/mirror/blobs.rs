@@ -88,11 +88,10 @@ impl Mirror {
                 }
                 BlobClaim::Follow(transfer) => match transfer.join().await {
                     Joined::Stream { total } => {
-                        return Ok(BlobResponse {
-                            size: total,
-                            from_cache: false,
-                            source: BlobSource::Transfer(transfer),
-                        })
+                        // Joined once verified (its commit still under way): nothing asked of the upstream for this
+                        // request, so a hit, as it would be a moment later from the index.
+                        let from_cache = transfer.served_verified();
+                        return Ok(BlobResponse { size: total, from_cache, source: BlobSource::Transfer(transfer) });
                     }
                     Joined::PassThrough(reason) => {
                         return self.uncached_blob(image, digest, &reason, transfer.take_handoff()).await
