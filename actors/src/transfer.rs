@@ -195,7 +195,10 @@ impl Transfer {
     /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available; with `rest`, large
     /// stretches are left there as ranges of the file instead (`read::FileRest`).
     pub fn stream(&self, start: u64, end: Option<u64>, rest: Option<FileRest>) -> ByteStream {
-        self.shared.readers.fetch_add(1, Ordering::Relaxed);
+        // A reader that joined once the blob was verified is a cache hit, not a waiter on the fetch.
+        if !self.verified_when_joined {
+            self.shared.readers.fetch_add(1, Ordering::Relaxed);
+        }
         let object = self.shared.object.get().cloned();
         object_stream(object, (start, end), Limit::Live(self.shared.progress.clone()), None, rest)
     }
