@@ -9,6 +9,7 @@ mod gate;
 mod handlers;
 mod kernel_copy;
 pub mod limits;
+mod listener;
 mod negotiate;
 mod ops;
 mod plain;
@@ -217,12 +218,14 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> std::io::Result<()> {
     let cannot =
         |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", opts.host, opts.port));
     let listener = limits::listener(&opts.host, opts.port, opts.client_idle_timeout).map_err(cannot)?;
-    let shutdown_secs = grace.as_secs().max(1);
+    let accepting = listener::Accepting {
+        workers: opts.workers,
+        max_connections: budget.per_worker,
+        shutdown_secs: grace.as_secs().max(1),
+    };
     let main = match &opts.tls {
-        Some(tls) => {
-            tls::serve(app, listener, tls.config(), opts.workers, budget.per_worker, shutdown_secs).map_err(cannot)?
-        }
-        None => plain::serve(app, listener, opts.workers, budget.per_worker, shutdown_secs).map_err(cannot)?,
+        Some(tls) => tls::serve(app, listener, tls.config(), accepting).map_err(cannot)?,
+        None => plain::serve(app, listener, accepting).map_err(cannot)?,
     };
     let main_handle = main.handle();
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::TcpListener;
 
-use actix_http::{error::DispatchError, Extensions, HttpService, KeepAlive, Protocol, Request, Response};
+use actix_http::{error::DispatchError, Extensions, Protocol, Request, Response};
 use actix_server::Server;
 use actix_service::{fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
@@ -19,20 +19,17 @@ use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
 
 use super::gate::{Gate, InTurn};
-use super::plain::{CLIENT_DISCONNECT_TIMEOUT, CLIENT_REQUEST_TIMEOUT};
+use super::listener::{self, Accepting};
 
 /// A client connection after the handshake.
 type Tls = Gate<TlsStream<TcpStream>>;
 
-/// Serve `factory`'s app over TLS (`config`) on `listener` with `workers` workers, each taking at most
-/// `max_connections` connections, draining for up to `shutdown_secs` when stopped. Signals are left to the caller.
+/// Serve `factory`'s app over TLS (`config`) on `listener`, accepting as `accepting` says.
 pub fn serve<F, I, S, B>(
     factory: F,
     listener: TcpListener,
     config: rustls::ServerConfig,
-    workers: usize,
-    max_connections: usize,
-    shutdown_secs: u64,
+    accepting: Accepting,
 ) -> std::io::Result<Server>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -45,26 +42,11 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    let builder = Server::build()
-        .workers(workers)
-        .max_concurrent_connections(max_connections)
-        .disable_signals()
-        .shutdown_timeout(shutdown_secs);
-    let shutdown = builder.graceful_shutdown_signal();
+    let (builder, shutdown) = accepting.builder();
     let addr = listener.local_addr()?;
     let builder = builder.listen("ociregistry", listener, move || {
-        let shutdown = shutdown.clone();
         let app = factory().into_factory().map_err(|err| err.into().error_response());
-        let http = HttpService::build()
-            .graceful_shutdown_signal(move || {
-                let shutdown = shutdown.clone();
-                async move { shutdown.notified().await }
-            })
-            .keep_alive(KeepAlive::default())
-            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-            .h1_allow_half_closed(true)
-            .local_addr(addr)
+        let http = listener::http(shutdown.clone(), addr)
             .on_connect_ext(|conn: &Tls, ext: &mut Extensions| {
                 if let Some(turns) = conn.turns() {
                     ext.insert(turns);
