@@ -158,10 +158,7 @@ async fn body(stream: &mut TcpStream, counters: &Counters, len: Option<u64>) {
         Some(n) => format!("Content-Length: {n}"),
         None => "Transfer-Encoding: chunked".to_string(),
     };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{framing}\r\n\
-         Docker-Distribution-Api-Version: registry/2.0\r\n\r\n"
-    );
+    let head = blob_head(&framing);
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
@@ -189,12 +186,17 @@ async fn body(stream: &mut TcpStream, counters: &Counters, len: Option<u64>) {
     counters.open.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// A blob response head with `framing`, then nothing, until the peer closes the connection (or a minute passes).
-async fn stall(stream: &mut TcpStream, counters: &Counters, framing: &str) {
-    let head = format!(
+/// The head of a blob answer framed by `framing` (a `Content-Length` or `Transfer-Encoding` line).
+fn blob_head(framing: &str) -> String {
+    format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{framing}\r\n\
          Docker-Distribution-Api-Version: registry/2.0\r\n\r\n"
-    );
+    )
+}
+
+/// A blob response head with `framing`, then nothing, until the peer closes the connection (or a minute passes).
+async fn stall(stream: &mut TcpStream, counters: &Counters, framing: &str) {
+    let head = blob_head(framing);
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }

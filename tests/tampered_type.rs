@@ -110,17 +110,7 @@ fn a_tampered_manifest_type_is_quarantined_and_the_manifest_served_with_its_own_
 /// Write `bytes` under `key` in the test bucket, through Garage node 0.
 fn put_object(garage: &Garage, key: &str, bytes: &str) {
     use object_store::{ObjectStoreExt, PutPayload};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(garage.endpoint(0))
-        .with_bucket_name(garage::BUCKET)
-        .with_region(garage::REGION)
-        .with_access_key_id(&garage.access_key_id)
-        .with_secret_access_key(&garage.secret_access_key)
-        .with_virtual_hosted_style_request(false)
-        .with_allow_http(true)
-        .build()
-        .expect("S3 client");
+    let bucket = garage::bucket(garage, 0);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let path = object_store::path::Path::from(key);

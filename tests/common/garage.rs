@@ -179,12 +179,10 @@ fn node_config(base: &Path, rpc_port: u16, s3_port: u16) -> String {
     )
 }
 
-/// Every object in the bucket under `prefix` (e.g. `blobs/`), with its bytes, read through node `node`.
-pub fn objects(garage: &Garage, node: usize, prefix: &str) -> Vec<(String, Vec<u8>)> {
-    use futures_util::StreamExt;
-    use object_store::{ObjectStore, ObjectStoreExt};
+/// A client of the test bucket through node `node`.
+pub fn bucket(garage: &Garage, node: usize) -> object_store::aws::AmazonS3 {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bucket = object_store::aws::AmazonS3Builder::new()
+    object_store::aws::AmazonS3Builder::new()
         .with_endpoint(garage.endpoint(node))
         .with_bucket_name(BUCKET)
         .with_region(REGION)
@@ -193,7 +191,14 @@ pub fn objects(garage: &Garage, node: usize, prefix: &str) -> Vec<(String, Vec<u
         .with_virtual_hosted_style_request(false)
         .with_allow_http(true)
         .build()
-        .expect("S3 client");
+        .expect("S3 client")
+}
+
+/// Every object in the bucket under `prefix` (e.g. `blobs/`), with its bytes, read through node `node`.
+pub fn objects(garage: &Garage, node: usize, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    use futures_util::StreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let bucket = bucket(garage, node);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let root = object_store::path::Path::from(prefix.trim_end_matches('/'));
