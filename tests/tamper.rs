@@ -68,7 +68,10 @@ fn cached(name: &str, tls: bool) -> Cached {
     };
     assert_eq!(common::sha256_digest(&whole), layer.digest, "the first pull");
     let file = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
-    assert!(file.is_file(), "the blob is cached at {}", file.display());
+    // Clients are answered once the digest matches, before the fsync and the commit that puts the file in place.
+    common::wait_for(&format!("the blob to be committed at {}", file.display()), Duration::from_secs(10), || {
+        file.is_file().then_some(())
+    });
     Cached { server, up, _dir: dir, ca, path, digest: layer.digest.clone(), whole, file }
 }
 
