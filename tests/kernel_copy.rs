@@ -143,12 +143,14 @@ fn a_blob_file_cut_short_while_it_is_sent_ends_the_response_short_never_wrong() 
     let layer = &image.manifest().layers[0];
     let path = format!("/v2/{}/blobs/{}?ns=docker.io", image.repo, layer.digest);
     let whole = http::get_verified(&http::client(), &format!("{}{path}", server.url()), &layer.digest);
+    // Clients are answered once the digest matches, before the fsync and the commit that puts the file in place.
+    let file = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
+    common::wait_for("the layer to be committed", Duration::from_secs(30), || file.is_file().then_some(()));
 
     let (mut writer, mut conn) = connect(&server);
     // Read the head and a first slice, so the server is part-way (the socket buffers hold a few MB at most)...
     let mut body = start_reading(&mut writer, &mut conn, &path);
     // ...then the file loses its second half, in place.
-    let file = server.cache_dir().join("blobs/sha256").join(layer.digest.trim_start_matches("sha256:"));
     let cut = (whole.len() / 2) as u64;
     std::fs::OpenOptions::new().write(true).open(&file).expect("open the cached file").set_len(cut).expect("cut");
     let mut rest = Vec::new();

@@ -149,7 +149,9 @@ fn a_download_kept_whole_is_committed_without_asking_the_upstream_again() {
     http::get_verified(&client, &url(&whole.digest), &whole.digest);
     assert_eq!(gets(&whole.digest), before.0, "the kept download was committed without an upstream request");
     let cached = server.cache_dir().join("blobs/sha256").join(whole.digest.trim_start_matches("sha256:"));
-    assert!(cached.exists(), "and cached under its digest");
+    common::wait_for("the kept download cached under its digest", Duration::from_secs(30), || {
+        cached.exists().then_some(())
+    });
 
     http::get_verified(&client, &url(&spoiled.digest), &spoiled.digest);
     let refetched = gets(&spoiled.digest) - before.1;
