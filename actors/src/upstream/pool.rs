@@ -43,6 +43,9 @@ pub const PEER_HEADER: &str = "x-ociregistry-peer";
 /// How long the state of an unlisted registry (client, limits, auth) is kept without use.
 const UNLISTED_IDLE: Duration = Duration::from_secs(600);
 
+/// A retry is made only if at least this much of the request's time is left once its wait is over.
+const ATTEMPT_ROOM: Duration = Duration::from_millis(100);
+
 /// The upstream connection owner. See the module documentation.
 pub struct UpstreamPool {
     timeouts: Timeouts,
@@ -256,8 +259,9 @@ impl Handler<Fetch> for UpstreamPool {
                         }
                     }
                 };
-                if tokio::time::Instant::now() + wait >= deadline {
-                    // No time left for another attempt: the last failure is the answer.
+                if tokio::time::Instant::now() + wait + ATTEMPT_ROOM >= deadline {
+                    // No time left for another attempt (one woken at the deadline's edge would be cut at once, and its
+                    // caller would see a timeout instead of what the upstream said): the last failure is the answer.
                     return Err(err);
                 }
                 tracing::info!(upstream = %name, %url, wait_ms = wait.as_millis() as u64, attempt, "upstream busy or failing; retrying");
