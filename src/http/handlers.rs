@@ -230,9 +230,16 @@ async fn blob(
     head: bool,
 ) -> (HttpResponse, &'static str) {
     let tag = etag(&digest);
+    if not_modified(req.headers(), &tag) {
+        // A 304 needs only to know the blob exists: its bytes are neither read nor fetched.
+        let resp = match mirror.blob_size(&image, &digest).await {
+            Ok(_) => not_modified_response(&digest, tag),
+            Err(e) => OciError::from(e).response(),
+        };
+        return (resp, "-");
+    }
     if head {
         let resp = match mirror.blob_size(&image, &digest).await {
-            Ok(_) if not_modified(req.headers(), &tag) => not_modified_response(&digest, tag),
             Ok(size) => {
                 let mut builder = HttpResponse::Ok();
                 blob_headers(&mut builder, &digest, &tag);
@@ -251,9 +258,6 @@ async fn blob(
         Err(e) => return (OciError::from(e).response(), "-"),
     };
     let cache = cache_word(blob.from_cache);
-    if not_modified(req.headers(), &tag) {
-        return (not_modified_response(&digest, tag), cache);
-    }
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
