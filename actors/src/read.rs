@@ -492,4 +492,44 @@ pub(crate) mod tests {
         assert_eq!(*seen.lock().expect("lock"), vec![Version(7)]);
         assert!(verdicts.lock().expect("lock").is_empty(), "a copy that changed is not declared intact");
     }
+
+    #[tokio::test]
+    async fn behind_a_transfer_a_connection_that_sends_files_gets_large_stretches_as_ranges_of_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = data(600_000);
+        let store = crate::store::Store::new(Arc::new(crate::store::FsStorage::open(dir.path()).expect("open")), 0);
+        let mut writer = store.begin_blob(&Digest::sha256_of(&bytes)).await.expect("begin");
+        writer.append(Bytes::copy_from_slice(&bytes[..500_000])).await.expect("append");
+        let (progress, rx) = watch::channel(Progress::Running { written: 500_000, total: Some(600_000) });
+        let mut s = transfer_stretches(Some(writer.reader()), (0, None), rx.clone());
+        // All that is readable (the last byte written is held back) is more than `REST_WORTH_A_FILE`: one range.
+        match s.next().await {
+            Some(Ok(Stretch::File(range))) => assert_eq!(range.remaining(), 499_999),
+            other => panic!("a file range first, got {other:?}"),
+        }
+        // Less than that ahead comes as bytes, in place, and the last byte only once the transfer is done.
+        writer.append(Bytes::copy_from_slice(&bytes[500_000..])).await.expect("append");
+        progress.send_replace(Progress::Running { written: 600_000, total: Some(600_000) });
+        let mut got = Vec::new();
+        while got.len() < 100_000 {
+            match s.next().await {
+                Some(Ok(Stretch::Bytes(chunk))) => got.extend_from_slice(&chunk),
+                other => panic!("bytes after the range, got {other:?}"),
+            }
+        }
+        assert!(got == bytes[499_999..599_999]);
+        progress.send_replace(Progress::Settled(Outcome::Done { size: 600_000 }));
+        match s.next().await {
+            Some(Ok(Stretch::Bytes(chunk))) => assert_eq!(chunk[..], bytes[599_999..]),
+            other => panic!("the last byte once done, got {other:?}"),
+        }
+        assert!(s.next().await.is_none());
+        // The same reader for a connection that only writes bytes: chunks only, every byte in place.
+        let chunks: Vec<Bytes> = object_stream(Some(writer.reader()), (0, None), Limit::Live(rx), None)
+            .map(|chunk| chunk.expect("a chunk"))
+            .collect()
+            .await;
+        assert!(chunks.iter().all(|c| c.len() as u64 <= READ_CHUNK));
+        assert!(chunks.concat() == bytes);
+    }
 }
