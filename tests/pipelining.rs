@@ -167,6 +167,124 @@ fn pipelined_heads_and_gets_each_get_their_own_framing_on_the_plain_port() {
     assert_eq!((a[2].status, &a[2].body[..]), (206, &fx.big_bytes[1000..3000]), "the range");
 }
 
+/// What an answer in `sendfile_blobs_heads_ranges_a_manifest_and_404s_keep_their_order` must be.
+enum Want<'a> {
+    /// 200 with these bytes, from the blob with this digest.
+    Blob(&'a str, &'a [u8]),
+    /// 206 with bytes `start..end` of the blob with this digest and these bytes.
+    Range(&'a str, &'a [u8], usize, usize),
+    /// A `HEAD` answered 200 for the blob with this digest and length.
+    Head(&'a str, usize),
+    /// 200 with the manifest of this digest and these bytes.
+    Manifest(&'a str, &'a [u8]),
+    /// 404 with this OCI error code (with a body unless it answers a `HEAD`).
+    NotFound(&'static str),
+}
+
+fn expect(ask: &Ask, got: &Answer, want: &Want, what: &str) {
+    let what = format!("{what}: {} {}; got {}", ask.method, ask.path, got.summary());
+    let length = got.header("content-length").map(str::to_string);
+    match *want {
+        Want::Blob(digest, bytes) => {
+            assert_eq!((got.status, got.header("docker-content-digest")), (200, Some(digest)), "{what}");
+            assert_eq!(length, Some(bytes.len().to_string()), "{what}: Content-Length");
+            assert!(got.body == bytes, "{what}: every byte of the blob, in place");
+        }
+        Want::Range(digest, bytes, start, end) => {
+            assert_eq!((got.status, got.header("docker-content-digest")), (206, Some(digest)), "{what}");
+            let range = format!("bytes {start}-{}/{}", end - 1, bytes.len());
+            assert_eq!(got.header("content-range"), Some(range.as_str()), "{what}: Content-Range");
+            assert_eq!(length, Some((end - start).to_string()), "{what}: Content-Length");
+            assert!(got.body == bytes[start..end], "{what}: every byte of the range, in place");
+        }
+        Want::Head(digest, len) => {
+            assert_eq!((got.status, got.header("docker-content-digest")), (200, Some(digest)), "{what}");
+            assert_eq!(length, Some(len.to_string()), "{what}: Content-Length");
+            assert!(got.body.is_empty(), "{what}: no body");
+        }
+        Want::Manifest(digest, bytes) => {
+            assert_eq!((got.status, got.header("docker-content-digest")), (200, Some(digest)), "{what}");
+            assert_eq!(got.body, bytes, "{what}: the manifest's bytes");
+        }
+        Want::NotFound(code) => {
+            assert_eq!(got.status, 404, "{what}");
+            if ask.method == "GET" {
+                let json: serde_json::Value = serde_json::from_slice(&got.body).expect("an OCI error body");
+                assert_eq!(json["errors"][0]["code"], code, "{what}: the error code");
+            }
+        }
+    }
+}
+
+/// Blobs sent from their files (above the small-blob size, cached and verified), `HEAD`s, ranges, a manifest and
+/// 404s, all written at once on one kept-alive plain connection: every answer comes in its request's order, with its
+/// status and every byte of its body, and the connection stays in step. (This pins the sendfile path's behaviour
+/// among pipelined requests: the bytes a connection sends from a file land after their head and before the next
+/// answer.)
+#[test]
+fn sendfile_blobs_heads_ranges_a_manifest_and_404s_keep_their_order() {
+    let up = Upstream::start();
+    let dir = TestDir::new("pipelining-sendfile");
+    let image = images::custom(&up, &dir.subdir("work"), "library/pipesend:v1", &[3 * MB, MB + 12_345, 30_000]);
+    let (server, target) = plain_server(&up);
+    let manifest = image.manifest();
+    let blob_path = |digest: &str| format!("/v2/{}/blobs/{digest}?ns=docker.io", image.repo);
+    let manifest_path = |reference: &str| format!("/v2/{}/manifests/{reference}?ns=docker.io", image.repo);
+    let (big, mid, small) = (&manifest.layers[0].digest, &manifest.layers[1].digest, &manifest.layers[2].digest);
+    let client = common::http::client();
+    let mut bytes = HashMap::new();
+    for digest in [big, mid, small] {
+        let url = format!("{}{}", server.url(), blob_path(digest));
+        bytes.insert(digest, common::http::get_verified(&client, &url, digest));
+        // Clients are answered once the digest matches, before the commit that puts the file in place; from the
+        // commit on, a GET is answered from the verified file.
+        let file = server.cache_dir().join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        common::wait_for("the blob to be committed", std::time::Duration::from_secs(30), || {
+            file.is_file().then_some(())
+        });
+        assert!(common::http::get_verified(&client, &url, digest) == bytes[digest], "{digest} from the cache");
+    }
+    let (big_bytes, mid_bytes, small_bytes) = (&bytes[big][..], &bytes[mid][..], &bytes[small][..]);
+    assert!(mid_bytes.len() > 256 * 1024, "the blobs are sent from their files, not held in memory");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (big_len, mid_len) = (big_bytes.len(), mid_bytes.len());
+
+    let asks_wants = [
+        (Ask::get(&blob_path(big)), Want::Blob(big, big_bytes)),
+        (Ask::head(&blob_path(big)), Want::Head(big, big_len)),
+        (Ask::get(&blob_path(mid)), Want::Blob(mid, mid_bytes)),
+        (Ask::get(&blob_path(big)).with("Range", "bytes=1000-2999"), Want::Range(big, big_bytes, 1000, 3000)),
+        (Ask::get(&blob_path(&unknown)), Want::NotFound("BLOB_UNKNOWN")),
+        (Ask::get(&manifest_path(&image.tag)), Want::Manifest(&image.digest, &image.bytes)),
+        (Ask::head(&blob_path(mid)), Want::Head(mid, mid_len)),
+        (
+            Ask::get(&blob_path(mid)).with("Range", &format!("bytes={}-", mid_len - 5000)),
+            Want::Range(mid, mid_bytes, mid_len - 5000, mid_len),
+        ),
+        (Ask::get(&manifest_path("no-such-tag")), Want::NotFound("MANIFEST_UNKNOWN")),
+        (Ask::get(&blob_path(big)), Want::Blob(big, big_bytes)),
+        (Ask::get(&blob_path(small)), Want::Blob(small, small_bytes)),
+        (Ask::head(&blob_path(&unknown)), Want::NotFound("BLOB_UNKNOWN")),
+        (
+            Ask::get(&blob_path(big)).with("Range", &format!("bytes=100-{}", big_len - 101)),
+            Want::Range(big, big_bytes, 100, big_len - 100),
+        ),
+        (Ask::head(&manifest_path("no-such-tag")), Want::NotFound("MANIFEST_UNKNOWN")),
+        (Ask::get(&blob_path(mid)), Want::Blob(mid, mid_bytes)),
+    ];
+    let asks: Vec<Ask> = asks_wants.iter().map(|(ask, _)| ask.clone()).collect();
+    let mut conn = target.connect();
+    let answers = conn.pipeline(&asks);
+    for (i, ((ask, want), got)) in asks_wants.iter().zip(&answers).enumerate() {
+        assert!(!got.closes(), "answer {i} closes the kept-alive connection: {}", got.summary());
+        expect(ask, got, want, &format!("answer {i}"));
+    }
+    // Still in step: the next request on the same connection gets its own answer.
+    let next = Ask::get(&blob_path(big));
+    let again = conn.pipeline(std::slice::from_ref(&next)).remove(0);
+    expect(&next, &again, &Want::Blob(big, big_bytes), "the request after the pipeline");
+}
+
 #[test]
 fn http10_and_connection_close_in_a_pipeline_end_it_after_their_own_answer() {
     let up = Upstream::start();

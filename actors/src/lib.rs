@@ -66,7 +66,7 @@ pub use error::{MirrorError, StoreError, UpstreamError};
 pub use messages::TagPage;
 pub use metrics::Metrics;
 pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, StorageChoice, UpstreamSpec};
-pub use read::{ByteStream, FileRest};
+pub use read::{ByteStream, Stretch, StretchStream};
 pub use store::{FileRange, S3Settings};
 pub use store::{Index, ManifestMeta, RebuildReport, RefRecord};
 pub use upstream::pool::PEER_HEADER;

@@ -14,14 +14,16 @@
 //! response short instead, and the change is reported (`OnChange`) so that the copy is moved aside and fetched
 //! again. This is the streamed twin of the check a `FileRange` makes before its last piece.
 //!
-//! A reader behind a transfer may be given a `FileRest`: then, whenever at least `REST_WORTH_A_FILE` bytes are
-//! readable ahead of it (with the last byte still held back until the digest is verified, as for any reader), it
-//! leaves them there as a range of the file the transfer is writing, and yields an empty chunk to say so; the
-//! connection sends that range from the file (the HTTP layer's kernel copy) before it asks for more. A pull storm's
-//! clients, behind the leader or left with most of the blob when the fetch finishes, so take the bytes the way a
-//! cached blob is served, with no copy through the process; what trickles in smaller steps is streamed.
+//! What a reader yields depends on what the client's connection can do. A connection that only writes bytes (TLS,
+//! anything not plain HTTP) gets a `ByteStream`. One that can send a file itself (plain HTTP, the HTTP layer's kernel
+//! copy) gets a `StretchStream`: behind a transfer, whenever at least `REST_WORTH_A_FILE` bytes are readable ahead
+//! of the reader (with the last byte still held back until the digest is verified, as for any reader), it yields them
+//! as one `Stretch::File`, a range of the file the transfer is writing, which the connection sends in its place
+//! before it asks for more. A pull storm's clients, behind the leader or left with most of the blob when the fetch
+//! finishes, so take the bytes the way a cached blob is served, with no copy through the process; what trickles in
+//! smaller steps is streamed (`Stretch::Bytes`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -32,8 +34,22 @@ use crate::digest::{Digest, Digester};
 use crate::outcome::{Outcome, Progress};
 use crate::store::{FileRange, ObjectReader, Version};
 
-/// What a client receives: chunks, or an error that aborts its connection.
+/// What a client whose connection only writes bytes receives: chunks, or an error that aborts its connection.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One stretch of a response body, in the order the body goes out, for a connection that can send files itself
+/// (plain HTTP: `src/http/kernel_copy.rs`).
+#[derive(Debug)]
+pub enum Stretch {
+    /// Bytes to write.
+    Bytes(Bytes),
+    /// A range of a local file, for the connection to copy to its socket inside the kernel (`sendfile`) once
+    /// everything before it was written, and before anything after it.
+    File(FileRange),
+}
+
+/// What a client whose connection can send files receives: stretches, or an error that aborts its connection.
+pub type StretchStream = BoxStream<'static, Result<Stretch, std::io::Error>>;
 
 /// How much a reader asks the store for at once. Small enough that a chunk, read into the buffer the previous one
 /// gave back, stays in the CPU cache while the connection copies it out, and that the HTTP layer's write buffer
@@ -41,12 +57,37 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// small against the copying. 256 KiB chunks cost a third more CPU per byte served (docs/benchmarks.md).
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// Where a reader behind a transfer leaves the next range of its bytes for the connection to send from the file (see
-/// the module comment). The reader yields an empty chunk each time it has left one.
-pub type FileRest = Arc<Mutex<Option<FileRange>>>;
-
-/// Less than this left to read is streamed: not worth a hand-over.
+/// Less than this readable ahead is streamed: not worth a file stretch.
 const REST_WORTH_A_FILE: u64 = 4 * READ_CHUNK;
+
+/// What a reader's stream is made of: chunks only (`Bytes`), or stretches that may be ranges of a file (`Stretch`).
+trait Item: Send + Sized + 'static {
+    /// A chunk read through the process.
+    fn chunk(bytes: Bytes) -> Self;
+    /// The bytes `start..end` of `object` as one item left in its file: `None` if this kind of stream carries no
+    /// files or the object is not in a local file.
+    fn file(object: &dyn ObjectReader, start: u64, end: u64) -> Option<Self>;
+}
+
+impl Item for Bytes {
+    fn chunk(bytes: Bytes) -> Self {
+        bytes
+    }
+
+    fn file(_: &dyn ObjectReader, _: u64, _: u64) -> Option<Self> {
+        None
+    }
+}
+
+impl Item for Stretch {
+    fn chunk(bytes: Bytes) -> Self {
+        Stretch::Bytes(bytes)
+    }
+
+    fn file(object: &dyn ObjectReader, start: u64, end: u64) -> Option<Self> {
+        object.file_range(start, end).map(Stretch::File)
+    }
+}
 
 /// How far a reader may read.
 pub(crate) enum Limit {
@@ -88,7 +129,6 @@ struct Reader {
     verifier: Option<Verifier>,
     /// For a committed blob: the stored copy is checked unchanged before the last chunk leaves.
     on_change: Option<OnChange>,
-    rest: Option<FileRest>,
 }
 
 /// What a reader may do next.
@@ -134,21 +174,18 @@ impl Reader {
         Ok(if upto > self.pos { Step::ReadTo(upto) } else { Step::Wait })
     }
 
-    /// With a `FileRest` and enough readable (`upto` never includes an unverified last byte): leave `pos..upto`
-    /// there as a range of the object's file.
-    fn leave_rest(&mut self, upto: u64) -> bool {
-        let (Some(rest), Some(object), Limit::Live(_)) = (&self.rest, &self.object, &self.limit) else {
-            return false;
+    /// Behind a transfer, with at least `REST_WORTH_A_FILE` readable ahead (`upto` never includes an unverified last
+    /// byte): `pos..upto` as one item left in the object's file, if `T` carries files and the object is in one.
+    fn file_ahead<T: Item>(&mut self, upto: u64) -> Option<T> {
+        let (Some(object), Limit::Live(_)) = (&self.object, &self.limit) else {
+            return None;
         };
         if upto.saturating_sub(self.pos) < REST_WORTH_A_FILE {
-            return false;
+            return None;
         }
-        let Some(range) = object.file_range(self.pos, upto) else {
-            return false;
-        };
-        *rest.lock().unwrap_or_else(|p| p.into_inner()) = Some(range);
+        let item = T::file(object.as_ref(), self.pos, upto)?;
         self.pos = upto;
-        true
+        Some(item)
     }
 
     async fn read(&mut self, upto: u64) -> Result<Bytes, std::io::Error> {
@@ -206,14 +243,14 @@ impl Reader {
         }
     }
 
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+    async fn next<T: Item>(&mut self) -> Option<Result<T, std::io::Error>> {
         loop {
             match self.step() {
                 Err(e) => return Some(Err(e)),
                 Ok(Step::Eof) => return None,
                 Ok(Step::ReadTo(upto)) => {
-                    if self.leave_rest(upto) {
-                        return Some(Ok(Bytes::new()));
+                    if let Some(file) = self.file_ahead(upto) {
+                        return Some(Ok(file));
                     }
                     let chunk = match self.read(upto).await {
                         Ok(chunk) => chunk,
@@ -239,7 +276,7 @@ impl Reader {
                         return Some(Err(e));
                     }
                     self.pos += chunk.len() as u64;
-                    return Some(Ok(chunk));
+                    return Some(Ok(T::chunk(chunk)));
                 }
                 Ok(Step::Wait) => {
                     let Limit::Live(rx) = &mut self.limit else {
@@ -300,16 +337,26 @@ async fn read_exact(object: &dyn ObjectReader, size: u64) -> Result<Bytes, std::
 }
 
 /// The bytes `start..end` (end exclusive; `None` = to the end) of `object` within `limit`, verified against `check`
-/// when given (only for a whole committed blob), the rest left in `rest` once a transfer is verified (when given).
+/// when given (only for a whole committed blob).
 pub(crate) fn object_stream(
     object: Option<Arc<dyn ObjectReader>>,
     (start, end): (u64, Option<u64>),
     limit: Limit,
     check: Option<Check>,
-    rest: Option<FileRest>,
 ) -> ByteStream {
     let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
-    streaming(Reader { object, pos: start, end, limit, verifier, on_change: None, rest })
+    streaming(Reader { object, pos: start, end, limit, verifier, on_change: None })
+}
+
+/// The bytes `start..end` (end exclusive; `None` = to the end) of a transfer's `object` as `progress` allows, for a
+/// connection that can send files: each stretch of at least `REST_WORTH_A_FILE` readable at once as a range of the
+/// object's file (if it is in one), the rest as chunks.
+pub(crate) fn transfer_stretches(
+    object: Option<Arc<dyn ObjectReader>>,
+    (start, end): (u64, Option<u64>),
+    progress: watch::Receiver<Progress>,
+) -> StretchStream {
+    streaming(Reader { object, pos: start, end, limit: Limit::Live(progress), verifier: None, on_change: None })
 }
 
 /// The bytes `start..end` (end exclusive) of a committed blob of `size` bytes: hashed against `check` while served
@@ -325,12 +372,12 @@ pub(crate) fn stored_stream(
     let verifier = check.map(|check| Verifier { hasher: Digester::new(check.digest.algorithm()), check });
     let limit = Limit::Fixed(size);
     let on_change = Some(on_change);
-    streaming(Reader { object: Some(object), pos: start, end: Some(end), limit, verifier, on_change, rest: None })
+    streaming(Reader { object: Some(object), pos: start, end: Some(end), limit, verifier, on_change })
 }
 
-fn streaming(reader: Reader) -> ByteStream {
+fn streaming<T: Item>(reader: Reader) -> BoxStream<'static, Result<T, std::io::Error>> {
     Box::pin(stream::unfold(reader, |mut r| async move {
-        let item = r.next_chunk().await?;
+        let item = r.next().await?;
         // After an error, end the stream: the error already told the client's connection to abort.
         if item.is_err() {
             r.end = Some(r.pos);
@@ -347,6 +394,7 @@ pub(crate) mod tests {
     use super::*;
     use futures_util::{FutureExt, StreamExt};
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
 
     /// A committed object in memory that counts the bytes read from it and can be told its stored copy changed.
     #[derive(Default)]
@@ -443,5 +491,45 @@ pub(crate) mod tests {
         assert!(items.last().expect("items").is_err());
         assert_eq!(*seen.lock().expect("lock"), vec![Version(7)]);
         assert!(verdicts.lock().expect("lock").is_empty(), "a copy that changed is not declared intact");
+    }
+
+    #[tokio::test]
+    async fn behind_a_transfer_a_connection_that_sends_files_gets_large_stretches_as_ranges_of_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = data(600_000);
+        let store = crate::store::Store::new(Arc::new(crate::store::FsStorage::open(dir.path()).expect("open")), 0);
+        let mut writer = store.begin_blob(&Digest::sha256_of(&bytes)).await.expect("begin");
+        writer.append(Bytes::copy_from_slice(&bytes[..500_000])).await.expect("append");
+        let (progress, rx) = watch::channel(Progress::Running { written: 500_000, total: Some(600_000) });
+        let mut s = transfer_stretches(Some(writer.reader()), (0, None), rx.clone());
+        // All that is readable (the last byte written is held back) is more than `REST_WORTH_A_FILE`: one range.
+        match s.next().await {
+            Some(Ok(Stretch::File(range))) => assert_eq!(range.remaining(), 499_999),
+            other => panic!("a file range first, got {other:?}"),
+        }
+        // Less than that ahead comes as bytes, in place, and the last byte only once the transfer is done.
+        writer.append(Bytes::copy_from_slice(&bytes[500_000..])).await.expect("append");
+        progress.send_replace(Progress::Running { written: 600_000, total: Some(600_000) });
+        let mut got = Vec::new();
+        while got.len() < 100_000 {
+            match s.next().await {
+                Some(Ok(Stretch::Bytes(chunk))) => got.extend_from_slice(&chunk),
+                other => panic!("bytes after the range, got {other:?}"),
+            }
+        }
+        assert!(got == bytes[499_999..599_999]);
+        progress.send_replace(Progress::Settled(Outcome::Done { size: 600_000 }));
+        match s.next().await {
+            Some(Ok(Stretch::Bytes(chunk))) => assert_eq!(chunk[..], bytes[599_999..]),
+            other => panic!("the last byte once done, got {other:?}"),
+        }
+        assert!(s.next().await.is_none());
+        // The same reader for a connection that only writes bytes: chunks only, every byte in place.
+        let chunks: Vec<Bytes> = object_stream(Some(writer.reader()), (0, None), Limit::Live(rx), None)
+            .map(|chunk| chunk.expect("a chunk"))
+            .collect()
+            .await;
+        assert!(chunks.iter().all(|c| c.len() as u64 <= READ_CHUNK));
+        assert!(chunks.concat() == bytes);
     }
 }

@@ -17,7 +17,7 @@ use crate::body::Body;
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::outcome::{Outcome, PassReason, Progress};
-use crate::read::{object_stream, ByteStream, FileRest, Limit};
+use crate::read::{object_stream, transfer_stretches, ByteStream, Limit, StretchStream};
 use crate::store::ObjectReader;
 
 /// What a request that joined a transfer does next.
@@ -192,15 +192,26 @@ impl Transfer {
         let _ = self.shared.waiters_metric.set(histogram);
     }
 
-    /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available; with `rest`, large
-    /// stretches are left there as ranges of the file instead (`read::FileRest`).
-    pub fn stream(&self, start: u64, end: Option<u64>, rest: Option<FileRest>) -> ByteStream {
+    /// The bytes `start..end` (end exclusive; `None` = to the end), as they become available.
+    pub fn stream(&self, start: u64, end: Option<u64>) -> ByteStream {
+        let object = self.reader();
+        object_stream(object, (start, end), Limit::Live(self.shared.progress.clone()), None)
+    }
+
+    /// The same for a connection that can send files: large stretches come as ranges of the file the transfer writes
+    /// (`read::Stretch`).
+    pub fn stretches(&self, start: u64, end: Option<u64>) -> StretchStream {
+        let object = self.reader();
+        transfer_stretches(object, (start, end), self.shared.progress.clone())
+    }
+
+    /// The object a new reader reads, counting the reader.
+    fn reader(&self) -> Option<Arc<dyn ObjectReader>> {
         // A reader that joined once the blob was verified is a cache hit, not a waiter on the fetch.
         if !self.verified_when_joined {
             self.shared.readers.fetch_add(1, Ordering::Relaxed);
         }
-        let object = self.shared.object.get().cloned();
-        object_stream(object, (start, end), Limit::Live(self.shared.progress.clone()), None, rest)
+        self.shared.object.get().cloned()
     }
 }
 
@@ -249,7 +260,7 @@ mod tests {
         grow.push(b"hello");
         publisher.running(5, Some(10));
         assert!(matches!(t.join().await, Joined::Stream { total: Some(10) }));
-        let mut s = t.stream(0, None, None);
+        let mut s = t.stream(0, None);
         assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"hell"));
         let pending = tokio::time::timeout(Duration::from_millis(100), s.next()).await;
         assert!(pending.is_err(), "the fifth byte is held back while running, got {pending:?}");
@@ -267,9 +278,9 @@ mod tests {
         let (t, publisher) = started(&grow);
         grow.push(b"0123456789");
         publisher.running(10, Some(10));
-        let mut late = t.stream(0, None, None);
+        let mut late = t.stream(0, None);
         assert_eq!(next(&mut late).await.expect("chunk").expect("ok"), Bytes::from_static(b"012345678"));
-        let mut ranged = t.stream(2, Some(5), None);
+        let mut ranged = t.stream(2, Some(5));
         assert_eq!(next(&mut ranged).await.expect("chunk").expect("ok"), Bytes::from_static(b"234"));
         assert!(next(&mut ranged).await.is_none(), "a range that ends before the held-back byte completes");
         publisher.settle(Outcome::Done { size: 10 });
@@ -284,7 +295,7 @@ mod tests {
         ] {
             let grow = Grow::default();
             let (t, publisher) = started(&grow);
-            let mut s = t.stream(0, None, None);
+            let mut s = t.stream(0, None);
             grow.push(b"abc");
             publisher.running(3, Some(3));
             assert_eq!(next(&mut s).await.expect("chunk").expect("ok"), Bytes::from_static(b"ab"));
@@ -298,7 +309,7 @@ mod tests {
     async fn a_dropped_publisher_is_abandoned() {
         let grow = Grow::default();
         let (t, publisher) = started(&grow);
-        let mut s = t.stream(0, None, None);
+        let mut s = t.stream(0, None);
         // Dropping outside a panic trips the debug assertion; do it in a thread that expects to panic.
         let _ = std::thread::spawn(move || drop(publisher)).join();
         assert!(next(&mut s).await.expect("an item").is_err());
@@ -320,9 +331,7 @@ mod tests {
             let check = Check { digest: Digest::sha256_of(b"the stored blob"), report };
             let size = stored.len() as u64;
             let items: Vec<_> =
-                object_stream(Some(Arc::new(grow)), (0, Some(size)), Limit::Fixed(size), Some(check), None)
-                    .collect()
-                    .await;
+                object_stream(Some(Arc::new(grow)), (0, Some(size)), Limit::Fixed(size), Some(check)).collect().await;
             let delivered: usize = items.iter().filter_map(|i| i.as_ref().ok()).map(|b| b.len()).sum();
             assert_eq!(items.iter().all(|i| i.is_ok()), intact);
             assert_eq!(delivered == stored.len(), intact, "a damaged blob is never delivered whole");

@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::digest::Digest;
 use actors::reference::{ImageKey, Namespace, Reference};
-use actors::{BlobResponse, ByteStream, Mirror};
+use actors::{BlobResponse, ByteStream, Mirror, Stretch, StretchStream};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use prometheus::IntCounter;
@@ -186,12 +186,23 @@ fn counted(stream: ByteStream, served: IntCounter) -> ByteStream {
         .boxed()
 }
 
+/// `stretches`, adding the bytes of each byte stretch to `served` (the connection reports what it sends from files).
+fn counted_stretches(stretches: StretchStream, served: IntCounter) -> StretchStream {
+    stretches
+        .inspect(move |stretch| {
+            if let Ok(Stretch::Bytes(bytes)) = stretch {
+                served.inc_by(bytes.len() as u64);
+            }
+        })
+        .boxed()
+}
+
 /// The response body of the bytes `start..end` of `blob`, by the cheapest way there is:
 /// - a small blob held in memory leaves with the response head in one write;
 /// - on a plain-HTTP connection (`kernel_copy`), a verified blob in a local file is sent from the file, and the large
-///   stretches of a running transfer's range from the file it writes. Such a body announces its length by hand
-///   (`no_chunking` with a `BodyStream`, not `streaming`, which would size the body from the header): actix-http
-///   must pass it through as it is and keep the connection;
+///   stretches of a running transfer's range from the file it writes (`BlobResponse::stretches`). Such a body
+///   announces its length by hand (`no_chunking` with a `BodyStream`, not `streaming`, which would size the body from
+///   the header): actix-http must pass it through as it is and keep the connection;
 /// - anything else streams through the process.
 fn blob_body(
     req: &HttpRequest,
@@ -208,18 +219,17 @@ fn blob_body(
     let Some(conn) = req.conn_data::<KernelCopy>() else {
         return builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served)));
     };
-    let done = {
-        let served = served.clone();
-        move |sent| served.inc_by(sent)
-    };
-    let body = match blob.file_range(start, end) {
-        Some(range) => conn.body(len, range, done),
-        None => match blob.stream_then_file(start, end) {
-            Ok((stream, rest)) => conn.stream_then_file(len, counted(stream, served), rest, done),
-            Err(blob) => return builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served))),
-        },
-    };
-    builder.no_chunking(len).body(BodyStream::new(body))
+    match blob.stretches(start, end) {
+        Ok(stretches) => {
+            let done = {
+                let served = served.clone();
+                move |sent| served.inc_by(sent)
+            };
+            let body = conn.body(len, counted_stretches(stretches, served), done);
+            builder.no_chunking(len).body(BodyStream::new(body))
+        }
+        Err(blob) => builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served))),
+    }
 }
 
 async fn blob(

@@ -3,20 +3,31 @@
 //! a fraction of the CPU a streamed one does.
 //!
 //! actix-http writes a response by copying its head and every body chunk into its write buffer, then writing that
-//! buffer to the connection; it has no way to hand a file to the socket. So the connection is wrapped (`Conn`): the
-//! handler gives the file range to the connection's `Slot` through the body (`FileBody`), and the wrapper sends it.
-//! Ordering is what makes this correct, and it rests on one fact of actix-http's dispatcher: it calls the
-//! connection's `poll_flush` only after everything in its write buffer was written, and while a response body is
-//! pending it writes nothing else. So:
-//! - the handler answers with the head (`Content-Length` set by hand, no chunking) and a `FileBody`;
-//! - the dispatcher encodes the head into its buffer and polls the body, which puts its range in the slot and waits;
-//! - the dispatcher writes the buffer (the head, after whatever preceded it) and calls `poll_flush`: the wrapper
-//!   sends the range there, bytes after the head and before anything else, and wakes the body when it is done;
-//! - the body then ends without yielding a byte, and actix-http goes on to the next request of the connection.
+//! buffer to the connection; it has no way to hand a file to the socket. So the connection is wrapped (`Conn`), and
+//! the body of a response that can leave from files (`FileBody`) is made of `Stretch`es (`actors::Stretch`): bytes,
+//! which it yields to actix-http as any body does, and file ranges, each of which it gives to the connection's
+//! `Slot` and waits for while the wrapper sends it. The stretches come in the order they go out, so which bytes go
+//! where is settled by the type; *when* they go rests on three facts of actix-http's h1 dispatcher and codec
+//! (`Cargo.toml` pins the minor version they were checked on; `tests/kernel_copy.rs` and `tests/pipelining.rs`
+//! check them):
+//! - it calls the connection's `poll_flush` only after everything in its write buffer was written, and calls it
+//!   while a response body is pending, write buffer empty or not;
+//! - while a response body is pending it puts nothing else in its write buffer (the next pipelined response waits
+//!   for the body's end);
+//! - a body announced with `no_chunking` and a `BodyStream` is written as it comes (no chunk framing, no count
+//!   against the `Content-Length`), so bytes sent beside it do not upset its framing.
 //!
-//! A body can also mix the two (`stream_then_file`): a client behind a running fetch gets the stream's chunks, and
-//! each large stretch the stream leaves as a file range is sent the same way in its place: the body waits while the
-//! connection sends it, and the chunks yielded before it are in the buffer actix-http writes first.
+//! So, for each response:
+//! - the handler answers with the head (`Content-Length` set by hand, no chunking) and a `FileBody`;
+//! - the dispatcher encodes the head into its buffer and polls the body, which yields the stretches of bytes it has
+//!   (into the buffer, after the head), and at a file range puts the range in the slot and waits;
+//! - the dispatcher writes the buffer and calls `poll_flush`: the wrapper sends the range there, after those bytes
+//!   and before anything else, and wakes the body when it is done;
+//! - the body goes on with its next stretch, and once they are all out it ends, and actix-http goes on to the next
+//!   request of the connection.
+//!
+//! A verified cached blob is one file stretch (a GET of it is the head, then one `sendfile` loop); a client behind a
+//! running fetch gets chunks, and each large stretch the transfer has written as a file range (`read.rs`).
 //!
 //! A failure part-way (the client went away, the file was damaged, the kernel's send timeout fired) fails the flush,
 //! which closes the connection: the client sees a body shorter than its `Content-Length`, never a wrong one.
@@ -30,7 +41,7 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll, Waker};
 
 use actix_web::rt::net::TcpStream;
-use actors::{ByteStream, FileRange, FileRest};
+use actors::{FileRange, Stretch, StretchStream};
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -69,50 +80,27 @@ struct Slot {
 pub struct KernelCopy(Rc<RefCell<Slot>>);
 
 impl KernelCopy {
-    /// A body of `len` bytes that this connection sends from `range`; `done` learns how many left from the file.
-    pub fn body(&self, len: u64, range: FileRange, done: impl FnOnce(u64) + 'static) -> FileBody {
-        self.build(len, None, None, Some(range), done)
-    }
-
-    /// A body of `len` bytes: the chunks of `before`, and each range it leaves in `rest` (announced by an empty
-    /// chunk, see `read::FileRest`) sent from its file in its place; `done` learns how many bytes left from files.
-    pub fn stream_then_file(
-        &self,
-        len: u64,
-        before: ByteStream,
-        rest: FileRest,
-        done: impl FnOnce(u64) + 'static,
-    ) -> FileBody {
-        self.build(len, Some(before), Some(rest), None, done)
-    }
-
-    fn build(
-        &self,
-        len: u64,
-        before: Option<ByteStream>,
-        rest: Option<FileRest>,
-        range: Option<FileRange>,
-        done: impl FnOnce(u64) + 'static,
-    ) -> FileBody {
+    /// A body of `len` bytes, made of `stretches`, that this connection sends: bytes through actix-http, file ranges
+    /// from their files in their place; `done` learns how many bytes left from files.
+    pub fn body(&self, len: u64, stretches: StretchStream, done: impl FnOnce(u64) + 'static) -> FileBody {
         let slot = self.0.clone();
-        FileBody { slot, len, yielded: 0, sent: 0, before, rest, range, registered: false, done: Some(Box::new(done)) }
+        let stretches = Some(stretches);
+        FileBody { slot, len, yielded: 0, sent: 0, stretches, registered: false, done: Some(Box::new(done)) }
     }
 }
 
-/// The body of a response whose bytes the connection sends from a file, after the chunks of a stream if it has
-/// one. Announce its length with `no_chunking` (actix-http passes the body through as it is): the file's bytes do not
-/// go through it, and it fails (closing the connection) if the stream and the file together fall short of `len`.
+/// The body of a response whose bytes the connection sends, some of them from files (see the module comment).
+/// Announce its length with `no_chunking` (actix-http passes the body through as it is): the files' bytes do not go
+/// through it, and it fails (closing the connection) if its stretches together fall short of `len`.
 pub struct FileBody {
     slot: Rc<RefCell<Slot>>,
     len: u64,
-    /// Bytes of `before` handed to actix-http.
+    /// Bytes of byte stretches handed to actix-http.
     yielded: u64,
     /// Bytes the connection sent from files for this body.
     sent: u64,
-    before: Option<ByteStream>,
-    rest: Option<FileRest>,
-    /// A range to hand to the connection next.
-    range: Option<FileRange>,
+    /// What is left of the body (`None` once it ended or failed).
+    stretches: Option<StretchStream>,
     /// A range of this body is the connection's job now.
     registered: bool,
     done: Option<Box<dyn FnOnce(u64)>>,
@@ -132,11 +120,6 @@ impl FileBody {
         let total = self.yielded + self.sent;
         (total != self.len)
             .then(|| Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{total} of {} bytes sent", self.len))))
-    }
-
-    /// The range the stream left in `rest`, if any.
-    fn take_rest(&self) -> Option<FileRange> {
-        self.rest.as_ref().and_then(|rest| rest.lock().unwrap_or_else(|p| p.into_inner()).take())
     }
 }
 
@@ -162,35 +145,29 @@ impl Stream for FileBody {
                 }
                 continue;
             }
-            if let Some(range) = this.range.take() {
-                let mut slot = this.slot.borrow_mut();
-                if slot.job.is_some() {
-                    return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
-                }
-                slot.ended = None;
-                slot.job = Some(Job { range, warming: None, sent: 0 });
-                this.registered = true;
-                continue;
-            }
-            let Some(before) = this.before.as_mut() else {
+            let Some(stretches) = this.stretches.as_mut() else {
                 return Poll::Ready(this.finish());
             };
-            match ready!(before.as_mut().poll_next(cx)) {
-                // The stream left a range in `rest` (see `read::FileRest`).
-                Some(Ok(chunk)) if chunk.is_empty() => this.range = this.take_rest(),
-                Some(Ok(chunk)) => {
+            match ready!(stretches.as_mut().poll_next(cx)) {
+                Some(Ok(Stretch::Bytes(chunk))) => {
                     this.yielded += chunk.len() as u64;
                     return Poll::Ready(Some(Ok(chunk)));
                 }
+                Some(Ok(Stretch::File(range))) => {
+                    let mut slot = this.slot.borrow_mut();
+                    if slot.job.is_some() {
+                        return Poll::Ready(Some(Err(io::Error::other("a connection sends one file at a time"))));
+                    }
+                    slot.ended = None;
+                    slot.job = Some(Job { range, warming: None, sent: 0 });
+                    this.registered = true;
+                }
                 Some(Err(e)) => {
-                    this.before = None;
+                    this.stretches = None;
                     this.report();
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => {
-                    this.before = None;
-                    this.range = this.take_rest();
-                }
+                None => this.stretches = None,
             }
         }
     }

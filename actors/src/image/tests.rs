@@ -180,7 +180,7 @@ impl Rig {
             Joined::Stream { .. } => {}
             other => return Err(format!("{other:?}")),
         }
-        let mut stream = transfer.stream(0, None, None);
+        let mut stream = transfer.stream(0, None);
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.map_err(|e| format!("stream: {e}"))?);

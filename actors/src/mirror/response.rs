@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::error::MirrorError;
-use crate::read::{stored_stream, ByteStream, Check, FileRest, OnChange};
+use crate::read::{stored_stream, ByteStream, Check, OnChange, Stretch, StretchStream};
 use crate::store::{FileRange, ManifestMeta, OpenedBlob, Version};
 use crate::transfer::Transfer;
 
@@ -80,14 +80,26 @@ impl BlobResponse {
         }
     }
 
-    /// The bytes `start..end` (end exclusive) as a range of the local file that holds them, for the HTTP layer to copy
-    /// to the client's socket inside the kernel: only for a committed blob whose stored version is verified (one
-    /// that still has to be hashed while served streams instead) and whose file has the indexed size, in a backend
-    /// that keeps blobs in local files. `None` otherwise: then `stream` serves it.
-    ///
-    /// The range fails before its last piece if the file changed since it was opened (`FileRange::send_to`), and
-    /// the change is reported then.
-    pub fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
+    /// The bytes `start..end` (end exclusive) for a connection that can send files itself (`Stretch`), when some of
+    /// them can leave from a local file: `Err(self)` otherwise, and then `stream` serves them.
+    /// - A committed blob whose stored version is verified (one that still has to be hashed while served streams
+    ///   instead) and whose file has the indexed size, in a backend that keeps blobs in local files, is one
+    ///   `Stretch::File`. That range fails before its last piece if the file changed since it was opened
+    ///   (`FileRange::send_to`), and the change is reported then.
+    /// - A blob behind a running transfer comes as its bytes arrive, each stretch of at least 256 KiB readable at
+    ///   once as a range of the file the transfer writes (if the backend keeps a local file), the rest as chunks.
+    pub fn stretches(self, start: u64, end: u64) -> Result<StretchStream, BlobResponse> {
+        if let Some(range) = self.file_range(start, end) {
+            return Ok(Box::pin(futures_util::stream::iter([Ok(Stretch::File(range))])));
+        }
+        match &self.source {
+            BlobSource::Transfer(t) => Ok(t.stretches(start, Some(end))),
+            _ => Err(self),
+        }
+    }
+
+    /// A verified committed blob's bytes `start..end` as a range of its local file (see `stretches`).
+    fn file_range(&self, start: u64, end: u64) -> Option<FileRange> {
         match &self.source {
             BlobSource::Stored { opened, check: None, custody }
                 if Some(opened.size) == self.size && end <= opened.size =>
@@ -97,20 +109,6 @@ impl BlobResponse {
                 Some(range.on_change(move |now| custody.changed_now(now)))
             }
             _ => None,
-        }
-    }
-
-    /// For a blob behind a running transfer: its bytes `start..end` (end exclusive) as they arrive, where each stretch
-    /// of at least 256 KiB readable at once is instead left in the returned `FileRest` as a range of the file the
-    /// transfer writes, announced by an empty chunk (if the backend keeps a local file). `Err(self)` for any other
-    /// blob.
-    pub fn stream_then_file(self, start: u64, end: u64) -> Result<(ByteStream, FileRest), BlobResponse> {
-        match &self.source {
-            BlobSource::Transfer(t) => {
-                let rest = FileRest::default();
-                Ok((t.stream(start, Some(end), Some(rest.clone())), rest))
-            }
-            _ => Err(self),
         }
     }
 
@@ -134,7 +132,7 @@ impl BlobResponse {
                     }
                 }
             }
-            BlobSource::Transfer(t) => t.stream(start, end, None),
+            BlobSource::Transfer(t) => t.stream(start, end),
             BlobSource::Uncached(s) => s,
         }
     }
