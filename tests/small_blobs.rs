@@ -30,7 +30,10 @@ fn upstream_gets(up: &Upstream, digest: &str) -> usize {
 
 /// Overwrite a few bytes in the middle of a file, in place (same size).
 fn scribble(path: &std::path::Path) {
-    let size = fs::metadata(path).expect("stat").len();
+    // Clients are answered once the digest matches, before the commit: wait for the file.
+    let size = common::wait_for("the blob's cache file", std::time::Duration::from_secs(10), || {
+        fs::metadata(path).ok().map(|m| m.len())
+    });
     let mut f = OpenOptions::new().write(true).open(path).expect("open for writing");
     f.seek(SeekFrom::Start(size / 2)).expect("seek");
     f.write_all(b"bit rot!").expect("scribble");
@@ -101,5 +104,9 @@ fn a_damaged_small_blob_is_never_served_and_is_fetched_again_by_the_same_request
         }
         Outcome::Failed(e) => panic!("a damaged small blob is answered with an error status, not a cut: {e}"),
     }
-    assert!(!blob_file(&server, &b.digest).exists(), "the damaged file was moved aside");
+    // The quarantine is the cache actor's, after the answer: wait for it rather than race it.
+    let damaged = blob_file(&server, &b.digest);
+    common::wait_for("the damaged file moved aside", std::time::Duration::from_secs(10), || {
+        (!damaged.exists()).then_some(())
+    });
 }
