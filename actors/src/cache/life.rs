@@ -20,10 +20,9 @@ use tokio::sync::oneshot;
 use super::images::CachedImage;
 use super::persist::PersistKey;
 use super::pins::Pins;
-use super::prune::PruneRequest;
 use super::CacheActor;
 use crate::digest::Digest;
-use crate::messages::{ImportError, ImportManifest, PutManifest};
+use crate::messages::{ImportError, ImportManifest, PruneRequest, PutManifest};
 use crate::store::{ManifestMeta, RefKey, StoredObject};
 
 /// Eviction brings the cache down to this share of `maxCacheSize` (percent), so that it does not run again for
