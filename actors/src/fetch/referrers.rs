@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 
-use super::manifest::{fetch_fresh, revalidate, serve_stale, stale_reason};
+use super::manifest::fetch_fresh;
+use super::revalidate::{revalidate, serve_stale, stale_reason};
 use super::{collect, FetchContext, MAX_MANIFEST_BYTES};
 use crate::digest::Digest;
 use crate::error::MirrorError;
