@@ -6,7 +6,8 @@
 //!
 //! Files, by recipient: `upstream` (to the `UpstreamPool`), `cache` (to the `CacheActor`), `image` (to an
 //! `ImageActor`); `prune` holds the prune request and report the `Prune` message carries. The types a message
-//! carries live with the messages, so the actors import this module and it imports none of them.
+//! carries live with the messages, so the actors import this module and it imports none of
+//! theirs (`cache/`, `fetch/`, `image/`, `mirror/`, `preload/`).
 
 mod cache;
 mod image;

@@ -75,9 +75,9 @@ pub enum PreloadError {
     Object {
         /// Which object.
         object: Object,
-        /// What went wrong with it.
+        /// What went wrong with it (boxed: it may be large, and errors are rare).
         #[source]
-        fault: Fault,
+        fault: Box<Fault>,
     },
     /// An index in an archive holds no manifest of the platforms asked for.
     #[error("index {index} has no platform manifest in the archive for {platform:?}")]
@@ -135,7 +135,7 @@ pub enum PreloadError {
 impl PreloadError {
     /// `object` failed with `fault`.
     pub(crate) fn object(object: Object, fault: impl Into<Fault>) -> PreloadError {
-        PreloadError::Object { object, fault: fault.into() }
+        PreloadError::Object { object, fault: Box::new(fault.into()) }
     }
 }
 
@@ -208,4 +208,61 @@ pub enum Fault {
     /// A background task ended without an answer.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts a load's report gives: as they were when preload's errors were strings.
+    #[test]
+    fn each_error_names_what_failed_as_before() {
+        let d = Digest::sha256_of(b"x");
+        let platform = PlatformFilter { os: Some("linux".into()), arch: None };
+        let bad_tag = "a+b".parse::<crate::reference::Tag>().expect_err("not a tag");
+        let bad_ref = BadImageRef { text: "UPPER".into(), source: bad_tag.clone() };
+        let cases: Vec<(PreloadError, String)> = vec![
+            (bad_ref.clone().into(), format!("\"UPPER\" is not an image reference: {bad_tag}")),
+            (
+                PreloadError::ResolveRef(bad_ref),
+                format!("--resolve-ref: \"UPPER\" is not an image reference: {bad_tag}"),
+            ),
+            (
+                PreloadError::Unreadable(io::Error::new(io::ErrorKind::InvalidData, "not a tar archive")),
+                "cannot read the archive: not a tar archive".into(),
+            ),
+            (PreloadError::NoImages { file: "index.json" }, "index.json names no image".into()),
+            (
+                PreloadError::Nameless { found: "absent".into() },
+                format!("no image name in the archive ({OCI_REF_NAME} is \"absent\"): give one with --resolve-ref"),
+            ),
+            (PreloadError::NoRepoTags, "no RepoTags in manifest.json: give a name with --resolve-ref".into()),
+            (
+                PreloadError::object(Object::Blob(d.clone()), Fault::EndsEarly),
+                format!("blob {d}: the archive entry ends early"),
+            ),
+            (
+                PreloadError::object(Object::Blob(d.clone()), Fault::Mismatch { actual: d.clone() }),
+                format!("blob {d}: content does not match its digest (it hashes to {d})"),
+            ),
+            (PreloadError::object(Object::Layer("l.tar".into()), io::Error::other("gone")), "layer l.tar: gone".into()),
+            (PreloadError::object(Object::File("index.json"), io::Error::other("gone")), "index.json: gone".into()),
+            (
+                PreloadError::NoPlatformInArchive { index: d.clone(), platform: platform.clone() },
+                format!("index {d} has no platform manifest in the archive for {platform:?}"),
+            ),
+            (
+                PreloadError::DoesNotFit { digest: d.clone(), size: 7 },
+                format!("blob {d} (7 bytes) does not fit in the cache"),
+            ),
+            (PreloadError::GaveUp { digest: d.clone() }, format!("blob {d}: gave up after three attempts")),
+            (
+                PreloadError::NotKept { digest: d.clone() },
+                format!("blob {d} was served but not cached (no room in the cache)"),
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.to_string(), want, "{error:?}");
+        }
+    }
 }
