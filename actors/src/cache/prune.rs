@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use actix::prelude::*;
 
 use super::evict::take_image;
-use super::images::ImageGraph;
+use super::images::{CachedImage, ImageGraph};
 use super::life::Removal;
 use super::pins::Pins;
 use super::CacheActor;
@@ -26,7 +26,7 @@ use crate::store::{now_unix, Index};
 pub const ORPHAN_AGE_SECS: i64 = 3600;
 
 impl PruneRule {
-    fn holds(&self, image: &super::CachedImage, now: i64) -> bool {
+    fn holds(&self, image: &CachedImage, now: i64) -> bool {
         match self {
             PruneRule::NotPulledFor(d) => image.pulled < now - d.as_secs() as i64,
             PruneRule::CreatedMoreThan(d) => image.root.created < now - d.as_secs() as i64,

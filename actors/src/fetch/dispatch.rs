@@ -4,10 +4,10 @@
 
 use actix::Recipient;
 
+use super::context::{FetchContext, InFlight};
 use super::manifest::fetch_fresh;
 use super::referrers::fetch_referrers;
 use super::revalidate::revalidate;
-use super::{FetchContext, InFlight};
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::messages::{GetManifest, ManifestReply};

@@ -6,7 +6,7 @@
 use actix::Recipient;
 use bytes::Bytes;
 
-use super::{collect, manifest_path, FetchContext, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use super::context::{collect, manifest_path, FetchContext, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
 use crate::messages::{

@@ -2,8 +2,8 @@
 //! manifest (confirmed), the new one (the tag moved), or the cached one served stale when the check failed for any
 //! reason (`stale_reason` names which).
 
+use super::context::FetchContext;
 use super::manifest::{from_owner, get_manifest, head_tag, link_cached, read_cached, TagHead};
-use super::FetchContext;
 use crate::error::{MirrorError, UpstreamError};
 use crate::freshness::StaleReason;
 use crate::messages::{ManifestOrigin, ManifestReply};

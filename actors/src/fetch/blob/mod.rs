@@ -18,7 +18,7 @@ mod write;
 
 use self::source::sources;
 use self::write::{finish, next_batch, over_limit, write, Abort, BatchEnd, UnknownSizeRoom};
-use super::{FetchContext, InFlight};
+use super::context::{FetchContext, InFlight};
 use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};

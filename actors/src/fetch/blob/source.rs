@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::error::MirrorError;
-use crate::fetch::{blob_path, FetchContext};
+use crate::fetch::context::{blob_path, FetchContext};
 use crate::messages::{Fetch, UpstreamResponse};
 use crate::upstream::auth::pull_scope;
 use crate::upstream::Upstream;

@@ -8,7 +8,7 @@ use crate::body::{Body, BodyEvent};
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
 use crate::fetch::bound::Limit;
-use crate::fetch::FetchContext;
+use crate::fetch::context::FetchContext;
 use crate::messages::{MakeRoom, Release, Room};
 use crate::outcome::Outcome;
 use crate::store::{BlobWriter, CheckedBlob, FinishError};
