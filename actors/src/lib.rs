@@ -5,9 +5,13 @@
 //!   thread, sends misses to the repository's image actor, decides which namespaces may be dialled, and reports
 //!   damage it finds in the store.
 //! - `ImageActor` (`image`): one per repository, retired when idle; coalesces every concurrent request for the same
-//!   manifest or blob into one upstream fetch (`fetch/`: `manifest.rs`, `blob.rs`).
+//!   manifest or blob into one upstream fetch (`fetch/`: `dispatch.rs` above `referrers.rs`, `revalidate.rs` and
+//!   `manifest.rs`; `blob/`).
 //! - `CacheActor` (`cache/`): the one owner of the cache's state: blob claims (one leader per digest across all
-//!   repositories), commits, manifests and reference records, invalidation, damage, access times, the scrub.
+//!   repositories), commits, manifests and reference records, invalidation, damage, access times, the scrub. The
+//!   top of `cache/mod.rs` maps each message it handles to its handler's file.
+//! - `messages/`: every message between the actors, by recipient, with the types they carry; it imports
+//!   none of `cache/`, `fetch/`, `image/`, `mirror/`, `preload/`.
 //! - `store/`: bytes at rest behind the `Storage` trait (the filesystem today), and the index.
 //! - `UpstreamPool` (`upstream/`): owns every upstream connection (one keep-alive client per registry, TLS, auth,
 //!   retries, timeouts) and pumps response bodies into `Send` channels.
@@ -16,7 +20,8 @@
 //!   verified as it passes.
 //! - [`digest`], [`reference`], `graph`: the validated domain types every message carries, and the image graph.
 //! - The cache's life (`cache/`: `evict`, `prune`, `pins`, `images`): the size cap with least-recently-pulled
-//!   eviction, pins, pruning; [`preload`]: loading image lists through the front door and archives into the cache.
+//!   eviction, pins, pruning; [`preload`]: loading image lists through the front door and archives into the cache
+//!   (its errors: `PreloadError`).
 //!
 //! # A cold pull
 //! The HTTP layer parses the request into an `ImageKey` plus a `Reference` or `Digest` and calls the `Mirror`. On a

@@ -276,6 +276,13 @@ pub struct Tag(Box<str>);
 
 string_newtype!(Tag);
 
+impl Tag {
+    /// `latest`, the tag an image name without one means.
+    pub fn latest() -> Tag {
+        Tag("latest".into())
+    }
+}
+
 impl FromStr for Tag {
     type Err = ReferenceError;
 
@@ -581,6 +588,7 @@ mod tests {
                 ("a+b", Err("InvalidTag")),
             ],
         );
+        assert_eq!(Some(Tag::latest()), "latest".parse().ok(), "Tag::latest() is a valid tag");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use actix::prelude::*;
 
-use super::images::ImageGraph;
+use super::images::{CachedImage, ImageGraph};
 use super::life::Removal;
 use super::pins::Pins;
 use super::CacheActor;
@@ -85,7 +85,7 @@ pub(super) fn plan_eviction(index: &Index, pins: &Pins, need: u64, now: i64) -> 
 }
 
 /// Add one image to a removal: its references, and every manifest and blob it was the last image to need.
-pub(super) fn take_image(index: &Index, graph: &mut ImageGraph, removal: &mut Removal, image: super::CachedImage) {
+pub(super) fn take_image(index: &Index, graph: &mut ImageGraph, removal: &mut Removal, image: CachedImage) {
     removal.refs.extend(image.refs());
     for digest in &image.manifests {
         if release(&mut graph.manifest_users, digest) {

@@ -7,11 +7,12 @@ use tokio::sync::oneshot;
 use super::persist::PersistKey;
 use super::CacheActor;
 use crate::claim::{BlobClaim, ClaimReply, Lease};
+use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::graph::ManifestLinks;
 use crate::messages::{
-    AwaitBlob, BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, Invalidate, LinkReference, PutManifest, Release,
-    ReleaseBlob, ReportDamage,
+    Adopt, AwaitBlob, BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, ImportError, ImportManifest, Invalidate,
+    LinkReference, PutManifest, Release, ReleaseBlob, ReportDamage,
 };
 use crate::outcome::PassReason;
 use crate::reference::{ImageKey, Reference};
@@ -36,7 +37,7 @@ impl CacheActor {
         ctx: &mut Context<Self>,
         image: &ImageKey,
         reference: &Reference,
-        digest: &crate::digest::Digest,
+        digest: &Digest,
         done: impl FnOnce(Result<(), StoreError>) + 'static,
     ) {
         let key = RefKey { image: image.clone(), reference: reference.clone() };
@@ -224,6 +225,27 @@ impl Handler<PutManifest> for CacheActor {
     }
 }
 
+impl Handler<ImportManifest> for CacheActor {
+    type Result = ResponseFuture<Result<ManifestMeta, ImportError>>;
+
+    /// Store a manifest read from an archive, if its bytes match its digest, with the reference it is loaded as.
+    fn handle(&mut self, msg: ImportManifest, ctx: &mut Self::Context) -> Self::Result {
+        let actual = Digest::of(msg.digest.algorithm(), &msg.bytes);
+        if actual != msg.digest {
+            return Box::pin(async move { Err(ImportError::Mismatch { expected: msg.digest, actual }) });
+        }
+        let put = PutManifest {
+            image: msg.image,
+            reference: msg.reference,
+            digest: msg.digest,
+            media_type: msg.media_type,
+            bytes: msg.bytes,
+        };
+        let stored = <Self as Handler<PutManifest>>::handle(self, put, ctx);
+        Box::pin(async move { stored.await.map_err(ImportError::Store) })
+    }
+}
+
 impl Handler<LinkReference> for CacheActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
@@ -312,6 +334,33 @@ impl Handler<BlobVerified> for CacheActor {
     /// Remember that this version of a blob is intact, so it is served without hashing until it changes.
     fn handle(&mut self, msg: BlobVerified, _ctx: &mut Self::Context) {
         self.store.index().set_verified(&msg.digest, msg.version);
+    }
+}
+
+impl Handler<Adopt> for CacheActor {
+    type Result = ();
+
+    /// A reader found in the store an object the index did not have (another replica stored it): index it.
+    fn handle(&mut self, msg: Adopt, _ctx: &mut Self::Context) {
+        let index = self.store.index();
+        match msg {
+            Adopt::Blob { digest, size, version } => {
+                if index.blob(&digest).is_none() {
+                    index.insert_blob(digest, size, now_unix(), version, false);
+                }
+            }
+            Adopt::Manifest { meta, bytes } => {
+                if index.manifest(&meta.digest).is_none() {
+                    let links = ManifestLinks::parse_or_empty(&bytes);
+                    index.insert_manifest(meta, links);
+                }
+            }
+            Adopt::Record(record) => {
+                if index.manifest(&record.digest).is_some() && index.ref_digest(&record.key()).is_none() {
+                    index.set_ref(record);
+                }
+            }
+        }
     }
 }
 

@@ -20,11 +20,10 @@ use tokio::sync::oneshot;
 use super::images::CachedImage;
 use super::persist::PersistKey;
 use super::pins::Pins;
-use super::prune::PruneRequest;
 use super::CacheActor;
 use crate::digest::Digest;
-use crate::messages::{ImportError, ImportManifest, PutManifest};
-use crate::store::{ManifestMeta, RefKey, StoredObject};
+use crate::messages::PruneRequest;
+use crate::store::{RefKey, StoredObject};
 
 /// Eviction brings the cache down to this share of `maxCacheSize` (percent), so that it does not run again for
 /// every new blob once the cap is reached.
@@ -162,26 +161,5 @@ impl CacheActor {
                 },
             );
         }
-    }
-}
-
-impl Handler<ImportManifest> for CacheActor {
-    type Result = ResponseFuture<Result<ManifestMeta, ImportError>>;
-
-    /// Store a manifest read from an archive, if its bytes match its digest, with the reference it is loaded as.
-    fn handle(&mut self, msg: ImportManifest, ctx: &mut Self::Context) -> Self::Result {
-        let actual = Digest::of(msg.digest.algorithm(), &msg.bytes);
-        if actual != msg.digest {
-            return Box::pin(async move { Err(ImportError::Mismatch { expected: msg.digest, actual }) });
-        }
-        let put = PutManifest {
-            image: msg.image,
-            reference: msg.reference,
-            digest: msg.digest,
-            media_type: msg.media_type,
-            bytes: msg.bytes,
-        };
-        let stored = <Self as Handler<PutManifest>>::handle(self, put, ctx);
-        Box::pin(async move { stored.await.map_err(ImportError::Store) })
     }
 }

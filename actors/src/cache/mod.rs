@@ -13,10 +13,38 @@
 //! the free space is passed through on its own, without stopping the caching of anything else, and later claims of
 //! it pass it through for `TOO_LARGE_MEMORY` before a fetch tries to cache it again.
 //!
-//! Files: `handlers` (the messages), `persist` (the ordered write queue), `access` (access times), `scrub` (the
-//! background verification), `load` (the index filled from the store in the background at start); the cache's
-//! life: `life` (settings, removals), `images` (the cache as images), `evict` (the size cap, a full disk), `prune`
-//! (pruning and collection), `pins`.
+//! # The handlers
+//! Every message the actor handles (defined in `messages/cache.rs`, which says who sends it), where its handler is,
+//! and what it does:
+//!
+//! | Message | File | What it does |
+//! |---|---|---|
+//! | `ClaimBlob` | `handlers` | decides who fetches a blob: cached, follow the running transfer, lead, or pass through |
+//! | `CommitBlob` | `handlers` | publishes a verified blob: stores and indexes it, ends its claim |
+//! | `AwaitBlob` | `handlers` | answers once a blob is cached, or once its claim ends without it |
+//! | `ReleaseBlob` | `handlers` | ends a claim without a commit (failed, too large, store error, disk full) |
+//! | `PutManifest` | `handlers` | stores a fetched manifest (once) and the reference that named it |
+//! | `ImportManifest` | `handlers` | checks an archive's manifest against its digest, then stores it as `PutManifest` |
+//! | `LinkReference` | `handlers` | records a tag for a manifest already cached |
+//! | `Invalidate` | `handlers` | forgets one reference, so its next pull asks the upstream |
+//! | `ReportDamage` | `handlers` | un-indexes a damaged object and moves that version aside |
+//! | `BlobVerified` | `handlers` | remembers that a blob's stored version matches its digest |
+//! | `Adopt` | `handlers` | indexes an object another replica stored (blob, manifest, reference record) |
+//! | `Flush` | `handlers` | writes pending access times now (shutdown) |
+//! | `MakeRoom` | `evict` | makes room for a blob about to be written (evicting under the cap or on a full volume) |
+//! | `Prune` | `prune` | prunes now by rule, collects what no image needs, reports what went |
+//! | `Loaded` | `load` | indexes a batch of the start-up scan, except what the actor changed since |
+//! | `LoadDone` | `load` | the index is complete: starts the scrub, the size cap and scheduled pruning |
+//!
+//! Besides messages, the actor runs timers set in `started` (readers' access notes drained every `ACCESS_DRAIN`,
+//! written every `ACCESS_FLUSH`) and, once loaded, the scrub (`scrub`, reporting by `ReportDamage` and
+//! `BlobVerified`) and the pruning schedule (`prune`).
+//!
+//! # Files
+//! `handlers` (the messages above that are not tied to one job), `persist` (the ordered write queue), `access`
+//! (access times), `scrub` (the background verification), `load` (the index filled from the store in the
+//! background at start); the cache's life: `life` (settings, removals), `images` (the cache as images), `evict`
+//! (the size cap, a full disk), `prune` (pruning and collection), `pins`.
 
 mod access;
 mod evict;
@@ -41,11 +69,11 @@ pub use self::images::{cached_images, CachedImage};
 pub use self::life::{LifecycleSettings, PruneSchedule, LOW_WATERMARK_PERCENT};
 use self::persist::{PersistKey, Persister};
 pub use self::pins::{PinError, Pins};
-pub use self::prune::{PruneReport, PruneRequest, PruneRule, ORPHAN_AGE_SECS};
+pub use self::prune::ORPHAN_AGE_SECS;
 pub use self::scrub::ScrubSettings;
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::messages::Adopt;
+pub use crate::messages::{PruneReport, PruneRequest, PruneRule};
 use crate::metrics::Metrics;
 use crate::store::{now_unix, Store, StoredObject};
 use crate::transfer::Transfer;
@@ -235,33 +263,6 @@ impl CacheActor {
                 then();
             },
         );
-    }
-}
-
-impl Handler<Adopt> for CacheActor {
-    type Result = ();
-
-    /// A reader found in the store an object the index did not have (another replica stored it): index it.
-    fn handle(&mut self, msg: Adopt, _ctx: &mut Self::Context) {
-        let index = self.store.index();
-        match msg {
-            Adopt::Blob { digest, size, version } => {
-                if index.blob(&digest).is_none() {
-                    index.insert_blob(digest, size, now_unix(), version, false);
-                }
-            }
-            Adopt::Manifest { meta, bytes } => {
-                if index.manifest(&meta.digest).is_none() {
-                    let links = crate::graph::ManifestLinks::parse_or_empty(&bytes);
-                    index.insert_manifest(meta, links);
-                }
-            }
-            Adopt::Record(record) => {
-                if index.manifest(&record.digest).is_some() && index.ref_digest(&record.key()).is_none() {
-                    index.set_ref(record);
-                }
-            }
-        }
     }
 }
 

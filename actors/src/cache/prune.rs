@@ -9,67 +9,24 @@
 //! says what would go. Pruning never looks at upstreams: an image is never removed because its upstream is gone.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use actix::prelude::*;
-use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 use super::evict::take_image;
-use super::images::ImageGraph;
+use super::images::{CachedImage, ImageGraph};
 use super::life::Removal;
 use super::pins::Pins;
 use super::CacheActor;
 use crate::digest::Digest;
-use crate::messages::Prune;
+use crate::messages::{Prune, PruneReport, PruneRequest, PruneRule};
 use crate::store::{now_unix, Index};
 
 /// Blobs no manifest references are collected once unused for this long (they may belong to a pull or a load still
 /// under way).
 pub const ORPHAN_AGE_SECS: i64 = 3600;
 
-/// One condition an image must meet to be pruned.
-#[derive(Debug, Clone)]
-pub enum PruneRule {
-    /// Not pulled for this long (`type: accessed`).
-    NotPulledFor(Duration),
-    /// First cached more than this long ago (`type: created`).
-    CreatedMoreThan(Duration),
-    /// First cached before this time, unix seconds (`prune --date`).
-    CreatedBefore(i64),
-    /// Its name (`ns/repo:tag`, `ns/repo@digest`) matches one of these (`type: pattern`, `prune --pattern`).
-    Matches(Vec<Regex>),
-}
-
-/// What one prune does.
-#[derive(Debug, Clone, Default)]
-pub struct PruneRequest {
-    /// Every rule must hold for an image to go; none: no image goes, only unneeded content is collected.
-    pub rules: Vec<PruneRule>,
-    /// At most this many images (`count`; `None`: no limit).
-    pub limit: Option<usize>,
-    /// Decide and report, remove nothing.
-    pub dry_run: bool,
-}
-
-/// What a prune removed (or, in a dry run, would remove).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PruneReport {
-    /// Whether nothing was removed.
-    pub dry_run: bool,
-    /// The images (`ns/repo:tag`), in the order chosen.
-    pub images: Vec<String>,
-    /// Manifests removed.
-    pub manifests: usize,
-    /// Blobs removed.
-    pub blobs: usize,
-    /// Bytes of those manifests and blobs.
-    pub bytes: u64,
-}
-
 impl PruneRule {
-    fn holds(&self, image: &super::CachedImage, now: i64) -> bool {
+    fn holds(&self, image: &CachedImage, now: i64) -> bool {
         match self {
             PruneRule::NotPulledFor(d) => image.pulled < now - d.as_secs() as i64,
             PruneRule::CreatedMoreThan(d) => image.root.created < now - d.as_secs() as i64,

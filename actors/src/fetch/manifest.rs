@@ -1,15 +1,14 @@
-//! Manifest fetches: one GET (after a HEAD for tags, which may find the digest already cached), digest checked
-//! against what was asked or announced, stored with the reference that named it; and the revalidation of a cached
-//! tag whose `tagTtl` ran out: a HEAD within `revalidateTimeout`, then the cached manifest (confirmed), the new one
-//! (the tag moved), or the cached one served stale when the check failed for any reason.
+//! Fetching a manifest that is not cached: one GET (after a HEAD for tags, which may find the digest already
+//! cached), from the replica that owns its digest when replicas share a store, the digest checked against what was
+//! asked or announced, stored with the reference that named it. The leaf fetches: `revalidate`, `referrers` and
+//! the dispatcher (`dispatch`) build on them; this file imports none of those.
 
 use actix::Recipient;
 use bytes::Bytes;
 
-use super::{collect, manifest_path, FetchContext, InFlight, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use super::context::{collect, manifest_path, FetchContext, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, DigestAlgorithm};
 use crate::error::{MirrorError, UpstreamError};
-use crate::freshness::StaleReason;
 use crate::messages::{
     Adopt, Fault, Fetch, GetManifest, LinkReference, ManifestOrigin, ManifestReply, PutManifest, ReportDamage,
     UpstreamResponse,
@@ -21,28 +20,6 @@ use crate::store::{for_new_manifest, ManifestMeta, ManifestRead, RefKey, StoredO
 /// content says of itself (`store::mediatype`).
 fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
     for_new_manifest(content_type, bytes).as_str().to_string()
-}
-
-/// Fetch, verify and store one manifest; or, with `cached`, revalidate a cached tag; or, with `referrers_of`, the
-/// referrers index of a subject (stored under its referrers tag).
-pub(crate) async fn fetch_manifest(
-    cx: FetchContext,
-    reference: Reference,
-    cached: Option<ManifestMeta>,
-    referrers_of: Option<Digest>,
-    routed: bool,
-    actor: Recipient<GetManifest>,
-) -> Result<ManifestReply, MirrorError> {
-    let _running = InFlight::start(&cx.metrics, "manifest");
-    let result = match (referrers_of, cached) {
-        (Some(subject), cached) => super::referrers::fetch_referrers(&cx, &reference, &subject, cached).await,
-        (None, Some(cached)) => revalidate(&cx, &reference, cached, routed).await,
-        (None, None) => fetch_fresh(&cx, &reference, routed, Some(actor)).await,
-    };
-    if let Err(e) = &result {
-        cx.count_body_error(e);
-    }
-    result
 }
 
 /// A manifest not cached: from the store (shared with other replicas), from the replica that owns its digest
@@ -108,7 +85,7 @@ async fn by_digest(
 /// With replicas sharing a store, the manifest `digest` from the replica that owns it (which fetches it from the
 /// upstream once for the whole cluster), verified and stored under `reference`. `None`: this replica is the owner,
 /// or no replica ahead of it answered; the upstream is asked.
-async fn from_owner(
+pub(super) async fn from_owner(
     cx: &FetchContext,
     reference: &Reference,
     digest: &Digest,
@@ -144,7 +121,7 @@ async fn from_owner(
 }
 
 /// What a HEAD of a tag said.
-enum TagHead {
+pub(super) enum TagHead {
     /// It names this digest.
     Names(Digest),
     /// 404.
@@ -155,7 +132,7 @@ enum TagHead {
 
 /// HEAD a tag upstream (a HEAD does not count against Docker Hub's pull limit), its head due within `deadline`
 /// when given.
-async fn head_tag(
+pub(super) async fn head_tag(
     cx: &FetchContext,
     reference: &Reference,
     deadline: Option<std::time::Duration>,
@@ -177,7 +154,7 @@ async fn head_tag(
 
 /// When `digest` is cached (and intact), record that `reference` names it and answer from the cache. `None`: the
 /// manifest must be fetched.
-async fn link_cached(
+pub(super) async fn link_cached(
     cx: &FetchContext,
     reference: &Reference,
     digest: &Digest,
@@ -214,7 +191,7 @@ async fn adopt_manifest(cx: &FetchContext, digest: &Digest) -> Result<Option<Man
 }
 
 /// A cached manifest's bytes, verified; a missing or damaged one is reported (and `None`).
-async fn read_cached(cx: &FetchContext, meta: &ManifestMeta) -> Result<Option<Bytes>, MirrorError> {
+pub(super) async fn read_cached(cx: &FetchContext, meta: &ManifestMeta) -> Result<Option<Bytes>, MirrorError> {
     match cx.store.read_manifest(&meta.digest).await {
         Ok(ManifestRead::Found(bytes)) => Ok(Some(bytes)),
         Ok(found) => {
@@ -231,7 +208,7 @@ async fn read_cached(cx: &FetchContext, meta: &ManifestMeta) -> Result<Option<By
 }
 
 /// GET a manifest, verify it, store it with the reference; its response head due within `deadline` when given.
-async fn get_manifest(
+pub(super) async fn get_manifest(
     cx: &FetchContext,
     reference: &Reference,
     deadline: Option<std::time::Duration>,
@@ -312,84 +289,4 @@ async fn accept_manifest(
         Err(e) => return Err(e.into()),
     };
     Ok(ManifestReply { meta, bytes, origin: ManifestOrigin::Upstream })
-}
-
-/// Why a failed check means serving the cached tag.
-pub(super) fn stale_reason(err: &MirrorError) -> StaleReason {
-    match err {
-        MirrorError::Upstream(e) => match e {
-            UpstreamError::HeadTimeout { .. } | UpstreamError::Idle { .. } => StaleReason::Timeout,
-            UpstreamError::TooManyRequests { .. } => StaleReason::RateLimited,
-            UpstreamError::Status { .. } => StaleReason::ServerError,
-            UpstreamError::Unauthorized { .. }
-            | UpstreamError::Credentials { .. }
-            | UpstreamError::TokenEndpoint { .. } => StaleReason::Auth,
-            UpstreamError::CircuitOpen { .. } => StaleReason::BreakerOpen,
-            UpstreamError::Connect { .. }
-            | UpstreamError::Refused { .. }
-            | UpstreamError::Tls { .. }
-            | UpstreamError::Broken { .. } => StaleReason::Unreachable,
-            UpstreamError::TooLarge { .. }
-            | UpstreamError::DigestMismatch { .. }
-            | UpstreamError::LengthMismatch { .. } => StaleReason::FetchFailed,
-        },
-        MirrorError::ManifestUnknown(_) => StaleReason::NotFound,
-        _ => StaleReason::FetchFailed,
-    }
-}
-
-/// Revalidate a cached tag: confirmed, moved (fetch the new manifest), or stale when the check fails.
-pub(super) async fn revalidate(
-    cx: &FetchContext,
-    reference: &Reference,
-    cached: ManifestMeta,
-    routed: bool,
-) -> Result<ManifestReply, MirrorError> {
-    let within = cx.freshness.revalidate_timeout;
-    // The pool gives up within the same deadline with the upstream's own answer (a 429, say); the timeout here also
-    // covers waiting for a connection slot.
-    let head = tokio::time::timeout(within + within / 4, head_tag(cx, reference, Some(within))).await;
-    let moved_to = match head {
-        Err(_) => {
-            // The pool's request runs on and records its own result; this counts the wait that was cut short.
-            cx.upstream.breaker.failure();
-            return serve_stale(cx, reference, cached, StaleReason::Timeout).await;
-        }
-        Ok(Err(e)) => return serve_stale(cx, reference, cached, stale_reason(&e)).await,
-        Ok(Ok(TagHead::Missing)) => return serve_stale(cx, reference, cached, StaleReason::NotFound).await,
-        Ok(Ok(TagHead::Names(digest))) => {
-            if let Some(reply) = link_cached(cx, reference, &digest).await? {
-                return Ok(reply);
-            }
-            Some(digest)
-        }
-        Ok(Ok(TagHead::Unknown)) => None,
-    };
-    if let Some(new) = &moved_to {
-        tracing::info!("tag moved upstream: \"{}\" {} -> {new}", Named(&cx.image, reference), cached.digest);
-        match from_owner(cx, reference, new, routed).await {
-            Ok(Some(reply)) => return Ok(reply),
-            Ok(None) => {}
-            Err(e) => return serve_stale(cx, reference, cached, stale_reason(&e)).await,
-        }
-    }
-    match get_manifest(cx, reference, Some(within)).await {
-        Ok(reply) => Ok(reply),
-        Err(e) => serve_stale(cx, reference, cached, stale_reason(&e)).await,
-    }
-}
-
-/// Serve the cached manifest of a tag the upstream could not confirm.
-pub(super) async fn serve_stale(
-    cx: &FetchContext,
-    reference: &Reference,
-    cached: ManifestMeta,
-    reason: StaleReason,
-) -> Result<ManifestReply, MirrorError> {
-    let key = RefKey { image: cx.image.clone(), reference: reference.clone() };
-    let Some(bytes) = read_cached(cx, &cached).await? else {
-        return Err(MirrorError::Unavailable(Named(&cx.image, reference).to_string()));
-    };
-    cx.stale.serve(&key, cx.upstream.namespace.as_str(), reason, &cx.metrics);
-    Ok(ManifestReply { meta: cached, bytes, origin: ManifestOrigin::Stale(reason) })
 }

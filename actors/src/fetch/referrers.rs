@@ -5,8 +5,9 @@
 
 use bytes::Bytes;
 
-use super::manifest::{fetch_fresh, revalidate, serve_stale, stale_reason};
-use super::{collect, FetchContext, MAX_MANIFEST_BYTES};
+use super::context::{collect, FetchContext, MAX_MANIFEST_BYTES};
+use super::manifest::fetch_fresh;
+use super::revalidate::{revalidate, serve_stale, stale_reason};
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::graph::ManifestLinks;

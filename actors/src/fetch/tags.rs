@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{collect, FetchContext};
+use super::context::{collect, FetchContext};
 use crate::error::MirrorError;
 use crate::messages::TagPage;
 use crate::reference::ImageKey;

@@ -7,6 +7,7 @@ use actix::Addr;
 use bytes::Bytes;
 
 use super::archive::Entry;
+use super::error::{Fault, Object, PreloadError};
 use crate::cache::CacheActor;
 use crate::claim::{BlobClaim, ClaimReply, Lease};
 use crate::digest::Digest;
@@ -26,9 +27,10 @@ pub(crate) async fn import_blob(
     store: &Store,
     digest: &Digest,
     entry: &Entry,
-) -> Result<(), String> {
+) -> Result<(), PreloadError> {
+    let blob = |fault: Fault| PreloadError::object(Object::Blob(digest.clone()), fault);
     for _ in 0..3 {
-        let reply = cache.send(ClaimBlob { digest: digest.clone() }).await.map_err(|e| e.to_string())?;
+        let reply = cache.send(ClaimBlob { digest: digest.clone() }).await.map_err(|e| blob(e.into()))?;
         match reply {
             ClaimReply::Claim(BlobClaim::Cached) => return Ok(()),
             ClaimReply::Claim(BlobClaim::Follow(transfer)) => {
@@ -40,12 +42,12 @@ pub(crate) async fn import_blob(
                 }
             }
             ClaimReply::Claim(BlobClaim::PassThrough(reason)) => {
-                return Err(format!("blob {digest} cannot be cached: {reason}"))
+                return Err(PreloadError::CannotCache { digest: digest.clone(), reason })
             }
             ClaimReply::Lead(lease) => return lead(cache, store, digest, entry, lease).await,
         }
     }
-    Err(format!("blob {digest}: gave up after three attempts"))
+    Err(PreloadError::GaveUp { digest: digest.clone() })
 }
 
 async fn lead(
@@ -54,7 +56,7 @@ async fn lead(
     digest: &Digest,
     entry: &Entry,
     lease: Lease,
-) -> Result<(), String> {
+) -> Result<(), PreloadError> {
     let Lease { publisher, transfer } = lease;
     let size = entry.size;
     match write(cache, store, digest, entry, &publisher).await {
@@ -66,15 +68,15 @@ async fn lead(
             // The commit ended the claim; the cache lacks the blob.
             Ok(Err(e)) => {
                 publisher.settle(Outcome::Failed(MirrorError::Internal(e.to_string())));
-                Err(format!("blob {digest}: {e}"))
+                Err(PreloadError::object(Object::Blob(digest.clone()), e))
             }
             Err(e) => {
                 publisher.settle(Outcome::Failed(MirrorError::Internal(e.to_string())));
-                Err(format!("blob {digest}: {e}"))
+                Err(PreloadError::object(Object::Blob(digest.clone()), e))
             }
         },
         Err(Failed { why, outcome, cause }) => {
-            publisher.settle(outcome.unwrap_or_else(|| Outcome::Failed(MirrorError::Internal(why.clone()))));
+            publisher.settle(outcome.unwrap_or_else(|| Outcome::Failed(MirrorError::Internal(why.to_string()))));
             let _ = cache.send(ReleaseBlob { transfer, cause }).await;
             Err(why)
         }
@@ -84,13 +86,14 @@ async fn lead(
 /// Why a blob's import ended without a commit: the message, what followers are told (a failure unless said), why the
 /// claim ends.
 struct Failed {
-    why: String,
+    why: PreloadError,
     outcome: Option<Outcome>,
     cause: Release,
 }
 
-fn failed(why: String, cause: Release) -> Failed {
-    Failed { why, outcome: None, cause }
+/// `digest` failed with `fault`; the claim ends for `cause`.
+fn failed(digest: &Digest, fault: impl Into<Fault>, cause: Release) -> Failed {
+    Failed { why: PreloadError::object(Object::Blob(digest.clone()), fault), outcome: None, cause }
 }
 
 /// Get room, write and verify the blob, publishing progress to followers.
@@ -104,13 +107,12 @@ async fn write(
     let size = entry.size;
     if cache.send(MakeRoom { digest: digest.clone(), size, held: 0 }).await != Ok(Room::Granted) {
         return Err(Failed {
-            why: format!("blob {digest} ({size} bytes) does not fit in the cache"),
+            why: PreloadError::DoesNotFit { digest: digest.clone(), size },
             outcome: Some(Outcome::PassThrough(PassReason::TooLarge { size })),
             cause: Release::TooLarge { size },
         });
     }
-    let mut writer =
-        store.begin_blob(digest).await.map_err(|e| failed(format!("blob {digest}: {e}"), Release::Store(e)))?;
+    let mut writer = store.begin_blob(digest).await.map_err(|e| failed(digest, e.clone(), Release::Store(e)))?;
     publisher.attach(writer.reader());
     publisher.running(0, Some(size));
     let mut pos = 0u64;
@@ -118,24 +120,21 @@ async fn write(
         let (part, at) = (entry.clone(), pos);
         let chunk = match tokio::task::spawn_blocking(move || part.read_at(at, CHUNK)).await {
             Ok(Ok(chunk)) if !chunk.is_empty() => chunk,
-            Ok(Ok(_)) => return Err(failed(format!("blob {digest}: the archive entry ends early"), Release::Failed)),
-            Ok(Err(e)) => return Err(failed(format!("blob {digest}: reading the archive: {e}"), Release::Failed)),
-            Err(e) => return Err(failed(format!("blob {digest}: {e}"), Release::Failed)),
+            Ok(Ok(_)) => return Err(failed(digest, Fault::EndsEarly, Release::Failed)),
+            Ok(Err(e)) => return Err(failed(digest, Fault::ReadArchive(e), Release::Failed)),
+            Err(e) => return Err(failed(digest, e, Release::Failed)),
         };
         pos += chunk.len() as u64;
         if let Err(e) = writer.append(Bytes::from(chunk)).await {
             let cause = if e.is_disk_full() { Release::DiskFull { size } } else { Release::Store(e.clone()) };
-            return Err(failed(format!("blob {digest}: {e}"), cause));
+            return Err(failed(digest, e, cause));
         }
         publisher.running(pos, Some(size));
     }
     match writer.finish().await {
         Ok(blob) => Ok(blob),
-        Err(FinishError::Mismatch(actual)) => Err(failed(
-            format!("blob {digest}: content does not match its digest (it hashes to {actual})"),
-            Release::Failed,
-        )),
-        Err(FinishError::Store(e)) => Err(failed(format!("blob {digest}: {e}"), Release::Store(e))),
+        Err(FinishError::Mismatch(actual)) => Err(failed(digest, Fault::Mismatch { actual }, Release::Failed)),
+        Err(FinishError::Store(e)) => Err(failed(digest, e.clone(), Release::Store(e))),
     }
 }
 
@@ -147,7 +146,7 @@ pub(crate) async fn import_manifest(
     digest: &Digest,
     media_type: &str,
     bytes: Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), PreloadError> {
     let msg = ImportManifest {
         image: image.clone(),
         reference,
@@ -157,7 +156,7 @@ pub(crate) async fn import_manifest(
     };
     match cache.send(msg).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("manifest {digest}: {e}")),
-        Err(e) => Err(format!("manifest {digest}: {e}")),
+        Ok(Err(e)) => Err(PreloadError::object(Object::Manifest(digest.clone()), e)),
+        Err(e) => Err(PreloadError::object(Object::Manifest(digest.clone()), e)),
     }
 }

@@ -5,7 +5,8 @@
 use futures_util::StreamExt;
 
 use super::archive::{is_index, AnyManifest};
-use super::PlatformFilter;
+use super::error::{Fault, Object, PreloadError};
+use super::platform::PlatformFilter;
 use crate::digest::Digest;
 use crate::messages::AwaitBlob;
 use crate::mirror::Mirror;
@@ -20,30 +21,32 @@ pub(super) async fn pull_image(
     image: &ImageKey,
     reference: &Reference,
     platform: &PlatformFilter,
-) -> Result<u64, String> {
-    let top = mirror.manifest(image, reference, true).await.map_err(|e| e.to_string())?;
+) -> Result<u64, PreloadError> {
+    let top = mirror.manifest(image, reference, true).await?;
     let top_bytes = top.bytes.clone().unwrap_or_default();
     let mut manifests = Vec::new();
     if is_index(&top.meta.media_type) {
-        let index: AnyManifest = serde_json::from_slice(&top_bytes).map_err(|e| format!("index: {e}"))?;
+        let in_index = |fault: Fault| PreloadError::object(Object::Index(top.meta.digest.clone()), fault);
+        let index: AnyManifest = serde_json::from_slice(&top_bytes).map_err(|e| in_index(e.into()))?;
         for child in index.manifests.iter().filter(|c| platform.accepts(c.platform.as_ref())) {
-            let digest: Digest = child.digest.parse().map_err(|e| format!("index: {e}"))?;
-            let resp = mirror.manifest(image, &Reference::Digest(digest), true).await.map_err(|e| e.to_string())?;
-            manifests.push(resp.bytes.unwrap_or_default());
+            let digest = child.digest.parse::<Digest>().map_err(|e| in_index(e.into()))?;
+            let resp = mirror.manifest(image, &Reference::Digest(digest.clone()), true).await?;
+            manifests.push((digest, resp.bytes.unwrap_or_default()));
         }
         if manifests.is_empty() {
-            return Err(format!("the index has no manifest for the platform {platform:?}"));
+            return Err(PreloadError::NoPlatform { platform: platform.clone() });
         }
     } else {
-        manifests.push(top_bytes);
+        manifests.push((top.meta.digest.clone(), top_bytes));
     }
     let mut blobs: Vec<Digest> = Vec::new();
-    for bytes in &manifests {
-        let m: AnyManifest = serde_json::from_slice(bytes).map_err(|e| format!("manifest: {e}"))?;
+    for (digest, bytes) in &manifests {
+        let in_manifest = |fault: Fault| PreloadError::object(Object::Manifest(digest.clone()), fault);
+        let m: AnyManifest = serde_json::from_slice(bytes).map_err(|e| in_manifest(e.into()))?;
         for d in m.config.iter().chain(&m.layers) {
-            let digest: Digest = d.digest.parse().map_err(|e| format!("manifest: {e}"))?;
-            if !blobs.contains(&digest) {
-                blobs.push(digest);
+            let blob = d.digest.parse::<Digest>().map_err(|e| in_manifest(e.into()))?;
+            if !blobs.contains(&blob) {
+                blobs.push(blob);
             }
         }
     }
@@ -58,17 +61,18 @@ pub(super) async fn pull_image(
 }
 
 /// Read one blob to its end through the front door; Ok with its size once the cache has it.
-async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result<u64, String> {
-    let resp = mirror.blob(image, digest).await.map_err(|e| format!("blob {digest}: {e}"))?;
+async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result<u64, PreloadError> {
+    let blob = |fault: Fault| PreloadError::object(Object::Blob(digest.clone()), fault);
+    let resp = mirror.blob(image, digest).await.map_err(|e| blob(e.into()))?;
     let mut stream = resp.stream(0, None);
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        size += chunk.map_err(|e| format!("blob {digest}: {e}"))?.len() as u64;
+        size += chunk.map_err(|e| blob(e.into()))?.len() as u64;
     }
     // The last byte comes before the blob is durable and committed (an fsync, an upload to a bucket): wait for that.
     let cached = mirror.cache().send(AwaitBlob { digest: digest.clone() }).await.unwrap_or(false);
     if !cached {
-        return Err(format!("blob {digest} was served but not cached (no room in the cache)"));
+        return Err(PreloadError::NotKept { digest: digest.clone() });
     }
     Ok(size)
 }

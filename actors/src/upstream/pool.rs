@@ -168,7 +168,7 @@ impl Handler<Fetch> for UpstreamPool {
             let mut authorization = session.proactive(scope, token_deadline).await?;
             let mut answered_challenge = false;
             let mut attempt = 0u32;
-            // Another replica that fails is not asked again: the next one in the cluster's order is (fetch/blob.rs).
+            // Another replica that fails is not asked again: the next one in the cluster's order is (fetch/blob/).
             let max_retries = if msg.peer { 0 } else { MAX_RETRIES };
             loop {
                 let mut req = session.client.request(method.clone(), &url);

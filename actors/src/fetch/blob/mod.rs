@@ -8,80 +8,28 @@
 //! read, and no body is written past its announced length or, when it announces none, past the largest blob the
 //! cache may hold (or `maxBlobSize`): the transfer then stops, its upstream connection is dropped, its partial is
 //! removed and every follower sees an error, whether or not any client still waits.
+//!
+//! Files: this one leads (the claim settled, the source chosen, resumes, the commit); `source` (the upstream, or the
+//! replicas owning the digest), `write` (batches into the store, room for a blob of unknown size, the verification,
+//! and `Abort`, how a download ends without a blob).
 
-use bytes::{Bytes, BytesMut};
+mod source;
+mod write;
 
-use std::sync::Arc;
-
-use super::bound::Limit;
-use super::{blob_path, FetchContext, InFlight};
-use crate::body::{Body, BodyEvent};
+use self::source::sources;
+use self::write::{finish, next_batch, over_limit, write, Abort, BatchEnd, UnknownSizeRoom};
+use super::context::{FetchContext, InFlight};
 use crate::claim::Lease;
 use crate::digest::Digest;
 use crate::error::{MirrorError, StoreError, UpstreamError};
-use crate::messages::{CommitBlob, Fetch, MakeRoom, Release, ReleaseBlob, Room, UpstreamResponse};
+use crate::messages::{CommitBlob, MakeRoom, Release, ReleaseBlob, Room};
 use crate::outcome::{Outcome, PassReason};
-use crate::store::{BlobWriter, CheckedBlob, FinishError};
+use crate::store::{BlobWriter, CheckedBlob};
 use crate::transfer::TransferPublisher;
-use crate::upstream::auth::pull_scope;
-use crate::upstream::Upstream;
 
 /// Resumes in a row that brought no new byte before a broken blob transfer is given up. Resumes that make progress
 /// do not count: on an intermittent link a large layer may need many.
 const MAX_STALLED_RESUMES: u32 = 3;
-/// Most bytes gathered from the body channel into one store write.
-const WRITE_BATCH: usize = 1024 * 1024;
-
-/// Where the leader gets a blob's bytes: the upstream, or (several replicas sharing a store) the replica that owns
-/// the digest, which fetches it from the upstream once for the whole cluster.
-struct Source {
-    upstream: Arc<Upstream>,
-    path: String,
-    /// Another replica: asked without credentials, marked as a peer request.
-    peer: bool,
-}
-
-impl Source {
-    /// GET the blob from `offset` on (resuming: only if still the object with `validator`).
-    async fn get(
-        &self,
-        cx: &FetchContext,
-        offset: Option<u64>,
-        validator: Option<String>,
-    ) -> Result<UpstreamResponse, MirrorError> {
-        let scope = (!self.peer).then(|| pull_scope(cx.image.repo().as_str()));
-        let fetch = Fetch {
-            upstream: self.upstream.clone(),
-            path: self.path.clone(),
-            head: false,
-            accept: None,
-            scope,
-            range_from: offset,
-            if_range: offset.and(validator),
-            deadline: None,
-            peer: self.peer,
-        };
-        Ok(cx.pool.send(fetch).await??)
-    }
-}
-
-/// The sources to try, in order: the replicas that own the digest ahead of this one, then the upstream. A request
-/// that came from a peer (`routed` false), or a single replica, goes to the upstream.
-fn sources(cx: &FetchContext, digest: &Digest, routed: bool) -> Vec<Source> {
-    let upstream = Source { upstream: cx.upstream.clone(), path: blob_path(&cx.image, digest), peer: false };
-    let Some(cluster) = cx.cluster.as_ref().filter(|_| routed) else {
-        return vec![upstream];
-    };
-    let path = format!("{}?ns={}", blob_path(&cx.image, digest), cx.image.ns());
-    let mut out: Vec<Source> = cluster
-        .owners(digest)
-        .into_iter()
-        .take_while(|peer| !cluster.is_me(peer))
-        .map(|peer| Source { upstream: cluster.peer(&peer), path: path.clone(), peer: true })
-        .collect();
-    out.push(upstream);
-    out
-}
 
 /// Lead one blob fetch: stream it from the upstream (or the replica that owns it) into the store, publishing
 /// progress to every follower, verify it, have it committed. Every path ends with the publisher settled and, unless
@@ -127,57 +75,6 @@ pub(crate) async fn lead_blob(cx: FetchContext, lease: Lease, routed: bool) {
             publisher.settle(outcome);
             let _ = cx.cache.send(ReleaseBlob { transfer, cause }).await;
         }
-    }
-}
-
-/// How a download ended without a blob to commit: what followers are told, and why the claim ends.
-struct Abort {
-    outcome: Outcome,
-    cause: Release,
-}
-
-impl<E: Into<MirrorError>> From<E> for Abort {
-    fn from(error: E) -> Abort {
-        Abort { outcome: Outcome::Failed(error.into()), cause: Release::Failed }
-    }
-}
-
-impl Abort {
-    /// The store failed while writing.
-    fn store(error: StoreError) -> Abort {
-        let outcome = Outcome::Failed(MirrorError::Internal(format!("cache write failed: {error}")));
-        Abort { outcome, cause: Release::Store(error) }
-    }
-}
-
-/// How a batch of body events ended, besides its bytes.
-enum BatchEnd {
-    More,
-    End,
-    Failed(UpstreamError),
-}
-
-/// Wait for the next body event, then gather whatever else is already waiting (up to `WRITE_BATCH`), so a fast
-/// upstream costs one store write per megabyte and a slow one is written as each chunk arrives.
-async fn next_batch(body: &mut Body, upstream: &str) -> (Bytes, BatchEnd) {
-    let early = || UpstreamError::Broken { upstream: upstream.into(), detail: "body ended early".into() };
-    let mut batch = BytesMut::new();
-    let mut event = body.recv().await;
-    loop {
-        match event {
-            Some(Ok(BodyEvent::Data(chunk))) => batch.extend_from_slice(&chunk),
-            Some(Ok(BodyEvent::End)) => return (batch.freeze(), BatchEnd::End),
-            Some(Err(e)) => return (batch.freeze(), BatchEnd::Failed(e)),
-            None => return (batch.freeze(), BatchEnd::Failed(early())),
-        }
-        if batch.len() >= WRITE_BATCH {
-            return (batch.freeze(), BatchEnd::More);
-        }
-        event = match body.try_recv() {
-            Ok(next) => Some(next),
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (batch.freeze(), BatchEnd::More),
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
-        };
     }
 }
 
@@ -389,83 +286,4 @@ async fn download(
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
     finish(writer, &name, digest).await
-}
-
-/// Room a blob of unknown size grows by at least, ahead of its writes (each step a `MakeRoom`).
-const ROOM_STEP: u64 = 16 * 1024 * 1024;
-
-/// The room the cache actor granted a blob of unknown size so far: it is asked for more (a quarter more, at least
-/// `ROOM_STEP`, never past the bound; or, when that is refused, just what the next write needs) before a write would
-/// pass it, so `maxCacheSize` (evicting) and `minFreeSpace` apply to it as to a blob whose size was announced.
-#[derive(Default)]
-struct UnknownSizeRoom {
-    granted: u64,
-}
-
-impl UnknownSizeRoom {
-    /// Make sure `after` bytes fit (`held` of them are on the volume already). A refusal ends the transfer: its
-    /// followers have part of the bytes, so the blob is passed through uncached for a while, as one that is too large.
-    async fn cover(
-        &mut self,
-        cx: &FetchContext,
-        digest: &Digest,
-        after: u64,
-        held: u64,
-        limit: Option<Limit>,
-    ) -> Result<(), Abort> {
-        if after <= self.granted {
-            return Ok(());
-        }
-        let ahead = after.saturating_add(ROOM_STEP).max(self.granted + self.granted / 4);
-        let ahead = limit.map_or(ahead, |l| ahead.min(l.bytes)).max(after);
-        // Room ahead of the writes; near a full volume, just what this write needs.
-        for want in [ahead, after] {
-            if cx.cache.send(MakeRoom { digest: digest.clone(), size: want, held }).await == Ok(Room::Granted) {
-                self.granted = want;
-                return Ok(());
-            }
-            if want == after {
-                break;
-            }
-        }
-        tracing::warn!(blob = %digest, upstream = %cx.name(), written = held, "no room in the cache for more of a blob of unknown size; transfer stopped, nothing kept");
-        let detail = format!("the cache has no room for {digest} past {held} bytes");
-        Err(Abort { outcome: Outcome::Failed(MirrorError::Internal(detail)), cause: Release::TooLarge { size: after } })
-    }
-}
-
-/// A blob that announced, or sent, more than `limit`: logged once with its digest and upstream; the error fails the
-/// transfer (counted in `ociregistry_upstream_errors_total{reason="too_large"}`), and the next request tries anew.
-fn over_limit(cx: &FetchContext, digest: &Digest, limit: Limit, size: u64) -> Abort {
-    let upstream = cx.name();
-    tracing::warn!(blob = %digest, %upstream, size, limit = %limit, "blob exceeds the largest blob accepted; transfer stopped, nothing kept");
-    UpstreamError::TooLarge { upstream, limit: usize::try_from(limit.bytes).unwrap_or(usize::MAX) }.into()
-}
-
-/// Verify the whole blob.
-async fn finish(writer: BlobWriter, upstream: &str, digest: &Digest) -> Result<CheckedBlob, Abort> {
-    match writer.verify().await {
-        Ok(blob) => Ok(blob),
-        Err(FinishError::Mismatch(actual)) => {
-            Err(UpstreamError::DigestMismatch { upstream: upstream.to_string(), expected: digest.clone(), actual }
-                .into())
-        }
-        Err(FinishError::Store(e)) => Err(Abort::store(e)),
-    }
-}
-
-/// Append one batch. A full disk ends the transfer (followers already have part of the bytes, so they cannot be
-/// switched to an uncached copy); the cache actor then evicts to make room, or passes this blob through for a while
-/// when nothing can go.
-async fn write(writer: &mut BlobWriter, data: Bytes, total: Option<u64>) -> Result<(), Abort> {
-    match writer.append(data).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_disk_full() => {
-            let size = total.unwrap_or(0);
-            let outcome =
-                Outcome::Failed(MirrorError::Internal(format!("the cache filled up while storing the blob: {e}")));
-            Err(Abort { outcome, cause: Release::DiskFull { size } })
-        }
-        Err(e) => Err(Abort::store(e)),
-    }
 }

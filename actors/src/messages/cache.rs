@@ -1,75 +1,18 @@
-//! Every message the actors exchange, in one place. Each names its sender and its reply.
-//!
-//! Rules: `send().await` for anything that needs a reply or backpressure, and for every reply a waiter depends on;
-//! `do_send` only for notices we can afford to lose (each such use says why). Handlers never block: long work runs as
-//! a spawned future that reports back by message.
-
-use std::sync::Arc;
+//! Messages to the `CacheActor`: claims, commits and releases of blobs, manifests and references, room, pruning,
+//! imports, invalidation, damage, adoption, the access-time flush and the start-up load. Its payload types live
+//! here too (`Release`, `Room`, `ImportError`, `Fault`; the prune request and report in `prune`), so the cache
+//! imports its messages and the messages never import the cache.
 
 use actix::Message;
 use bytes::Bytes;
 
-use crate::body::Body;
-use crate::claim::{BlobClaim, ClaimReply};
+use super::prune::{PruneReport, PruneRequest};
+use crate::claim::ClaimReply;
 use crate::digest::Digest;
-use crate::error::{MirrorError, StoreError, UpstreamError};
+use crate::error::StoreError;
 use crate::reference::{ImageKey, Reference};
 use crate::store::{Inventory, ManifestMeta, RefKey, RefRecord, StoredObject, VerifiedBlob, Version};
 use crate::transfer::Transfer;
-use crate::upstream::Upstream;
-
-// ---------------------------------------------------------------------------------------------------------------
-// To the upstream pool
-// ---------------------------------------------------------------------------------------------------------------
-
-/// Fetch leader or front door -> `UpstreamPool`: send one GET or HEAD to an upstream. Replies with the response head
-/// and a channel carrying the body, or the failure. 200, 206 and 404 are answers; other statuses are errors.
-#[derive(Message)]
-#[rtype(result = "Result<UpstreamResponse, UpstreamError>")]
-pub struct Fetch {
-    /// Which registry.
-    pub upstream: Arc<Upstream>,
-    /// Path and query below the registry's base URL, e.g. `/v2/library/alpine/manifests/3.20`.
-    pub path: String,
-    /// HEAD instead of GET.
-    pub head: bool,
-    /// The `Accept` header to send, if any.
-    pub accept: Option<&'static str>,
-    /// The auth scope the request needs (`repository:<name>:pull`), for bearer tokens.
-    pub scope: Option<String>,
-    /// Ask for the body from this offset on (`Range: bytes=N-`), to resume a broken transfer.
-    pub range_from: Option<u64>,
-    /// With `range_from`: only if the object is still this one (`If-Range`, the `ETag` of the earlier attempt).
-    pub if_range: Option<String>,
-    /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation
-    /// answers within `revalidateTimeout`, and gives up a retry it has no time for.
-    pub deadline: Option<std::time::Duration>,
-    /// A request to another replica (`X-Ociregistry-Peer`), which fetches from its upstream and never forwards.
-    pub peer: bool,
-}
-
-/// The head of an upstream response plus its body channel.
-#[derive(Debug)]
-pub struct UpstreamResponse {
-    /// HTTP status: 200, 206 or 404.
-    pub status: u16,
-    /// `Content-Type`, if sent.
-    pub content_type: Option<String>,
-    /// `Content-Length`, if sent.
-    pub content_length: Option<u64>,
-    /// `Docker-Content-Digest`, if sent (unparsed).
-    pub docker_digest: Option<String>,
-    /// `Link`, if sent (a tag list's next page).
-    pub link: Option<String>,
-    /// `ETag`, if sent (the validator a resumed download sends back in `If-Range`).
-    pub etag: Option<String>,
-    /// The body, pumped by the pool.
-    pub body: Body,
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// To the cache actor
-// ---------------------------------------------------------------------------------------------------------------
 
 /// Image actor -> `CacheActor`: who fetches this blob? The claim table is global, so two repositories pulling the
 /// same digest share one fetch. Replies with the lead or the claim.
@@ -185,10 +128,10 @@ pub enum Room {
 /// `Mirror::prune` (the `prune` command, the admin API) -> `CacheActor`: prune now. Replies with what was removed,
 /// once the store has removed it.
 #[derive(Message)]
-#[rtype(result = "crate::cache::PruneReport")]
+#[rtype(result = "PruneReport")]
 pub struct Prune {
     /// What to prune.
-    pub request: crate::cache::PruneRequest,
+    pub request: PruneRequest,
 }
 
 /// Preload -> `CacheActor`: store a manifest read from an archive (checked here against `digest`) and record
@@ -320,121 +263,3 @@ pub(crate) struct Loaded(pub Inventory);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct LoadDone(pub std::time::Duration);
-
-// ---------------------------------------------------------------------------------------------------------------
-// To an image actor
-// ---------------------------------------------------------------------------------------------------------------
-
-/// Front door -> `ImageActor`: a manifest that is not in the index. Replies once the single upstream fetch for this
-/// reference has finished, with the manifest and its bytes.
-#[derive(Message, Clone)]
-#[rtype(result = "Result<ManifestReply, MirrorError>")]
-pub struct GetManifest {
-    /// The tag or digest.
-    pub reference: Reference,
-    /// The cached manifest of a tag whose `tagTtl` ran out: revalidate it (and serve it if the check fails).
-    pub cached: Option<ManifestMeta>,
-    /// The reference is the referrers tag (`sha256-<hex>`) of this subject: ask the upstream's referrers API first,
-    /// and fall back to the tag.
-    pub referrers_of: Option<Digest>,
-    /// Asked by another replica: a fetch it starts goes to the upstream, never to a peer (no forwarding loops).
-    pub from_peer: bool,
-}
-
-/// Where a manifest reply's bytes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ManifestOrigin {
-    /// Fetched from the upstream now.
-    Upstream,
-    /// From the cache, the upstream having just confirmed the tag.
-    Confirmed,
-    /// From the cache, unconfirmed: the check failed for this reason.
-    Stale(crate::freshness::StaleReason),
-}
-
-/// A manifest as pulled.
-#[derive(Debug, Clone)]
-pub struct ManifestReply {
-    /// Its metadata.
-    pub meta: ManifestMeta,
-    /// Its bytes.
-    pub bytes: Bytes,
-    /// Where they come from.
-    pub origin: ManifestOrigin,
-}
-
-/// Front door -> `ImageActor`: a blob that is not in the index. Replies as soon as it is known where the bytes will
-/// come from (before they have arrived).
-#[derive(Message, Clone)]
-#[rtype(result = "Result<BlobClaim, MirrorError>")]
-pub struct GetBlob {
-    /// The blob.
-    pub digest: Digest,
-    /// Asked by another replica: if this request leads the fetch, it goes to the upstream, never to a peer.
-    pub from_peer: bool,
-}
-
-/// Image-actor registry -> `ImageActor`: stop if idle for at least `idle_for` with nothing in flight. Replies
-/// whether it stops. A notice (`do_send`): an actor that misses it is asked again by the next sweep.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub(crate) struct Retire {
-    pub idle_for: std::time::Duration,
-}
-
-/// Front door -> `ImageActor`: one page of the repository's tag list (`n`, `last` as the client asked). Replies with
-/// the upstream's page (one request for all concurrent askers, remembered for the tag TTL), or the tags known
-/// locally when the upstream cannot be asked.
-#[derive(Message, Clone)]
-#[rtype(result = "Result<TagPage, MirrorError>")]
-pub struct GetTags {
-    /// At most this many tags.
-    pub n: Option<u32>,
-    /// Tags after this one.
-    pub last: Option<String>,
-}
-
-/// One page of a tag list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagPage {
-    /// The tags, in the upstream's order (lexical for the local list).
-    pub tags: Vec<String>,
-    /// Whether more follow (the upstream sent a `Link`).
-    pub more: bool,
-    /// From what the cache knows, not from the upstream.
-    pub local: bool,
-}
-
-/// Tag-list task -> `ImageActor` (`send`): the page for `query` arrived; answer its waiters.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct TagsFetched {
-    pub query: (Option<u32>, Option<String>),
-    pub result: Result<TagPage, MirrorError>,
-}
-
-/// Manifest fetch task -> `ImageActor` (`send`): the fetch for `reference` ended; answer its waiters.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct ManifestFetched {
-    pub reference: Reference,
-    pub result: Result<ManifestReply, MirrorError>,
-}
-
-/// Claim task -> `ImageActor` (`send`): the cache answered the claim for `digest`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct BlobClaimed {
-    pub digest: Digest,
-    pub result: Result<BlobClaim, MirrorError>,
-}
-
-/// Transfer watcher -> `ImageActor`: the transfer for `digest` ended; drop the entry so that later requests go to the
-/// index or start a new fetch. A notice (`do_send`): an entry left behind is replaced by the next request, which
-/// sees the transfer settled.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct BlobSettled {
-    pub digest: Digest,
-    pub transfer: Transfer,
-}
