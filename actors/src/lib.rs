@@ -8,7 +8,8 @@
 //!   manifest or blob into one upstream fetch (`fetch/`: `manifest.rs`, `blob.rs`).
 //! - `CacheActor` (`cache/`): the one owner of the cache's state: blob claims (one leader per digest across all
 //!   repositories), commits, manifests and reference records, invalidation, damage, access times, the scrub.
-//! - `store/`: bytes at rest behind the `Storage` trait (the filesystem today), and the index.
+//! - `store/`: bytes at rest behind the `Storage` trait, provided on an object-store-shaped seam (`Backend`: the
+//!   filesystem, an S3 bucket with a local tier), and the index.
 //! - `UpstreamPool` (`upstream/`): owns every upstream connection (one keep-alive client per registry, TLS, auth,
 //!   retries, timeouts) and pumps response bodies into `Send` channels.
 //! - `claim`, `outcome`, `transfer`, `read`, `passthrough`: how a request gets a blob (one claim type); how a fetch

@@ -1,7 +1,8 @@
 //! Writing one blob through any backend: the backend's `Upload`, the resume and validator handling every backend
-//! shares, and the hashing that decides whether the bytes may ever be committed. A `BlobWriter` becomes a `CheckedBlob` only when the bytes hash to the digest (readers may
-//! then be told the bytes are good), that becomes a `VerifiedBlob` only once the bytes are durable, and only a
-//! `VerifiedBlob` can be committed, so an unverified or unsynced blob cannot reach its final name by construction.
+//! shares, and the hashing that decides whether the bytes may ever be committed. A `BlobWriter` becomes a
+//! `CheckedBlob` only when the bytes hash to the digest (readers may then be told the bytes are good), that becomes
+//! a `VerifiedBlob` only once the bytes are durable, and only a `VerifiedBlob` can be committed, so an unverified
+//! or unsynced blob cannot reach its final name by construction.
 //! A write that resumes the bytes of an earlier attempt hashes them first, so the digest covers the whole blob.
 //! Bytes that fail verification are discarded; bytes of a write that just stopped are kept for the next attempt,
 //! with the upstream's validator (`ETag`) of the object they are part of, so that the next attempt asks for the rest
