@@ -1,5 +1,5 @@
-//! The `.type` object beside a manifest, for every backend: read without trusting it (a bounded read; a
-//! filesystem backend opens nothing but a regular file), judged against the manifest's content
+//! The `.type` object beside a manifest, for every backend: read without trusting it (a filesystem backend reads
+//! nothing but a regular file, opened without waiting), judged against the manifest's content
 //! (`store::mediatype`), and repaired: a type that contradicts the content, or is no manifest type at all, is moved
 //! to `quarantine/` (if it is still the copy read) and the content's type written in its place; a missing one is
 //! written. A manifest whose content fits no known type and that has no valid `.type` is damaged: both are moved
@@ -28,22 +28,17 @@ pub(crate) enum Checked {
 }
 
 /// The `.type` as kept (its text, or why it has none that could be a type) with the version of the copy read;
-/// `None` when there is none.
-async fn kept<B: Backend>(backend: &B, key: &str) -> Result<Option<(String, Option<Version>)>, StoreError> {
-    let opened = match backend.open(key).await {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Ok(None),
+/// `None` when there is none. Read through `get`, off the caller's thread (the scan runs beside the cache actor).
+async fn kept<B: Backend>(backend: &B, key: &str) -> Option<(String, Option<Version>)> {
+    match backend.get(key).await {
+        Ok(None) => None,
+        Ok(Some((bytes, version))) if bytes.len() as u64 > MAX_TYPE_LEN => {
+            Some((format!("({} bytes: too long for a media type)", bytes.len()), Some(version)))
+        }
+        Ok(Some((bytes, version))) => Some((String::from_utf8_lossy(&bytes).trim().to_string(), Some(version))),
         // Not a regular file, or unreadable: judged as no type, moved aside whatever its version.
-        Err(e) => return Ok(Some((format!("(unreadable: {e})"), None))),
-    };
-    let version = Some(opened.version);
-    if opened.size > MAX_TYPE_LEN {
-        return Ok(Some((format!("({} bytes: too long for a media type)", opened.size), version)));
+        Err(e) => Some((format!("(unreadable: {e})"), None)),
     }
-    Ok(Some(match opened.reader.read_range(0, MAX_TYPE_LEN as usize).await {
-        Ok(bytes) => (String::from_utf8_lossy(&bytes).trim().to_string(), version),
-        Err(e) => (format!("(unreadable: {e})"), version),
-    }))
 }
 
 /// Check (and repair) the `.type` of the manifest `digest`, whose verified bytes are `bytes` and were read from the
@@ -55,7 +50,7 @@ pub(crate) async fn check<B: Backend>(
     version: Version,
 ) -> Result<Checked, StoreError> {
     let key = keys::manifest_type(digest);
-    let found = kept(backend, &key).await?;
+    let found = kept(backend, &key).await;
     match mediatype::check(found.as_ref().map(|(text, _)| text.as_str()), bytes) {
         Verdict::Agrees(media_type) => Ok(Checked::Type { media_type, quarantined: false }),
         Verdict::Missing(media_type) => {

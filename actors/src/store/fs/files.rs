@@ -76,12 +76,16 @@ pub(super) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// A whole file's bytes with the version of the copy they were read from (the version of the open file, so a rename
-/// over the path meanwhile cannot pair one copy's bytes with another's version).
+/// A whole regular file's bytes with the version of the copy they were read from (the version of the open file, so a
+/// rename over the path meanwhile cannot pair one copy's bytes with another's version). Anything else (a FIFO) is an
+/// error, found without waiting.
 pub(super) fn read_versioned(path: &Path) -> std::io::Result<(Vec<u8>, Version)> {
     use std::io::Read;
     let mut file = open_nonblocking(path)?;
     let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)?;
     Ok((bytes, version_of(&meta)))
