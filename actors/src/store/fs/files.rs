@@ -93,7 +93,7 @@ pub(super) fn read_versioned(path: &Path) -> std::io::Result<(Vec<u8>, Version)>
 
 /// Open `path` for reading without waiting: opening a FIFO for reading would otherwise wait for a writer (a regular
 /// file is read as without the flag).
-pub(super) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)
 }
 

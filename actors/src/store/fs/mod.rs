@@ -26,9 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use self::files::{
-    blocking, io, open_nonblocking, read_versioned, remove_if_present, tmp_path, write_atomic, FileUpload,
-};
+use self::files::{blocking, io, read_versioned, remove_if_present, tmp_path, write_atomic, FileUpload};
 use self::layout::Layout;
 use self::reader::FileReader;
 use crate::error::StoreError;
@@ -89,7 +87,7 @@ impl Backend for FsStorage {
     async fn open(&self, key: &str) -> Res<Option<OpenedBlob>> {
         // Opening a local file is a quick metadata operation: done inline, so a cache hit costs no thread hop.
         let path = self.layout.path(key);
-        let file = match open_nonblocking(&path) {
+        let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io("open", &path, &e)),
