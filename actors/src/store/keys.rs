@@ -18,19 +18,29 @@ use crate::store::records::{RefKey, StoredObject};
 /// The digest algorithms objects are stored under.
 pub(crate) const ALGORITHMS: [DigestAlgorithm; 2] = [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512];
 
+/// `<top>/<alg>/<hex><suffix>`, in one allocation of the right size (a blob's key is made on every cache hit).
+fn named(top: &str, d: &Digest, suffix: &str) -> String {
+    let (alg, hex) = (d.algorithm().as_str(), d.hex());
+    let mut key = String::with_capacity(top.len() + alg.len() + hex.len() + suffix.len() + 2);
+    for part in [top, "/", alg, "/", &hex, suffix] {
+        key.push_str(part);
+    }
+    key
+}
+
 /// A blob's key.
 pub(crate) fn blob(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+    named("blobs", d, "")
 }
 
 /// A manifest's key.
 pub(crate) fn manifest(d: &Digest) -> String {
-    format!("manifests/{}/{}", d.algorithm().as_str(), d.hex())
+    named("manifests", d, "")
 }
 
 /// The key of a manifest's media type.
 pub(crate) fn manifest_type(d: &Digest) -> String {
-    format!("manifests/{}/{}.type", d.algorithm().as_str(), d.hex())
+    named("manifests", d, ".type")
 }
 
 /// A reference record's key: the key is hashed, so any repository name maps to one flat, safe name.
@@ -81,6 +91,8 @@ mod tests {
     #[test]
     fn keys_name_what_they_hold() {
         let d = Digest::sha256_of(b"blob");
+        assert_eq!(blob(&d), format!("blobs/sha256/{}", d.hex()));
+        assert_eq!(manifest_type(&d), format!("manifests/sha256/{}.type", d.hex()));
         assert_eq!(digest_in(&blob(&d)), Some(d.clone()));
         assert_eq!(digest_in(&manifest(&d)), Some(d.clone()));
         assert_eq!(digest_in(&manifest_type(&d)), None);

@@ -38,9 +38,12 @@ impl Layout {
         &self.root
     }
 
-    /// The file of the object `key`.
+    /// The file of the object `key` (one allocation of the right size: a blob's path is made on every cache hit).
     pub fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+        let mut path = PathBuf::with_capacity(self.root.as_os_str().len() + 1 + key.len());
+        path.push(&self.root);
+        path.push(key);
+        path
     }
 
     /// The lock file.
