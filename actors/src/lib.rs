@@ -12,7 +12,8 @@
 //!   top of `cache/mod.rs` maps each message it handles to its handler's file.
 //! - `messages/`: every message between the actors, by recipient, with the types they carry; it imports
 //!   none of `cache/`, `fetch/`, `image/`, `mirror/`, `preload/`.
-//! - `store/`: bytes at rest behind the `Storage` trait (the filesystem today), and the index.
+//! - `store/`: bytes at rest behind the `Storage` trait, provided on an object-store-shaped seam (`Backend`: the
+//!   filesystem, an S3 bucket with a local tier), and the index.
 //! - `UpstreamPool` (`upstream/`): owns every upstream connection (one keep-alive client per registry, TLS, auth,
 //!   retries, timeouts) and pumps response bodies into `Send` channels.
 //! - `claim`, `outcome`, `transfer`, `read`, `passthrough`: how a request gets a blob (one claim type); how a fetch

@@ -1,35 +1,34 @@
-//! The storage trait: everything the server does with bytes at rest, so that a second backend (an S3-compatible
-//! object store) is an implementation of these traits and not a change to the actors or the HTTP layer.
+//! The storage seam: what a backend writes, shaped like an object store (after `object_store`'s `ObjectStore`).
+//! Everything else the server does with bytes at rest (the scan into an `Inventory`, manifests and their `.type`,
+//! reference records, quarantine, the access-time journal, resumed writes and their validators) is provided on top,
+//! once, by `storage.rs` for every `Backend`.
 //!
-//! Shape (after `object_store`'s `ObjectStore`): reads of a range of a committed object (`open_blob` then
-//! `ObjectReader::read_range`), reads of the growing object of a running write (`BlobWrite::reader`), a write that is
-//! invisible until `commit` (a temporary file renamed into place here; a multipart upload completed there), small
-//! whole-object puts for manifests and records, delete and quarantine, the scan that loads the index at start, access
-//! times, and capacity.
+//! A backend stores objects under keys (`keys`): it opens one for ranged reads (`open`, then
+//! `ObjectReader::read_range`), reads a small one whole (`get`), tells an object's version (`head`), puts one
+//! (`put`), writes a large one as an appendable upload that is invisible until completed and whose bytes survive an
+//! interruption to be resumed (`upload`: a temporary file renamed into place, a multipart upload completed), deletes
+//! one (`delete`) and lists a prefix (`list`). A few hooks have defaults: a shared store, quarantine as a move,
+//! appending to an object, how access times are journalled, work before the scan, capacity and readiness.
 //!
-//! Rules every implementation keeps:
-//! - An object appears under its final name only complete: a crash at any point leaves nothing half-written there.
-//! - Nothing here decides anything: verification, ordering and cache state belong to the cache actor, which calls
-//!   the mutating methods, one object at a time in the order it handled its messages. Readers (the front door, the
-//!   fetchers, the scrub) call only `open_blob`, the `read_*` methods, `manifest_version`, `capacity`,
-//!   `probe_writable` and `begin_blob`.
-//! - The scan runs while the server serves (the index loads in the background): it reports what it finds and moves
-//!   aside only what it found unfit and is still the version it found (a copy stored again meanwhile is left alone).
-//! - Methods may block only inside the implementation's own blocking pool; the futures they return never block the
-//!   thread that polls them (quick metadata calls such as an `open` of a local file excepted).
+//! Rules every backend keeps:
+//! - An object appears under its key only complete: a crash at any point leaves nothing half-written there.
+//! - Nothing here decides anything: verification, ordering and cache state belong to the cache actor.
+//! - The futures never block the thread that polls them (quick metadata calls such as an `open` of a local file
+//!   excepted); blocking work runs on the backend's own blocking pool.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
+use futures_util::stream::BoxStream;
+use futures_util::FutureExt;
 
-use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::store::fs::FileRange;
-use crate::store::records::{AccessEntry, Capacity, Inventory, RefKey, RefRecord, StoredObject, Version};
+use crate::store::records::{Capacity, Version};
+use crate::store::send::FileRange;
 
 /// Random access to one object's bytes: a committed blob, or the object a running write is producing.
 pub trait ObjectReader: Send + Sync {
@@ -52,8 +51,19 @@ pub trait ObjectReader: Send + Sync {
     }
 }
 
-/// A committed blob opened for reading: the reader keeps the bytes it opened readable even if the object is removed
-/// or replaced meanwhile.
+/// Bytes held in memory, as an `ObjectReader` (an object read whole).
+pub(crate) struct BytesReader(pub(crate) Bytes);
+
+impl ObjectReader for BytesReader {
+    fn read_range(&self, offset: u64, len: usize) -> BoxFuture<'static, std::io::Result<Bytes>> {
+        let start = (offset.min(self.0.len() as u64)) as usize;
+        let end = start.saturating_add(len).min(self.0.len());
+        futures_util::future::ready(Ok(self.0.slice(start..end))).boxed()
+    }
+}
+
+/// An object opened for reading: the reader keeps the bytes it opened readable even if the object is removed or
+/// replaced meanwhile.
 #[derive(Clone)]
 pub struct OpenedBlob {
     /// Where to read.
@@ -70,102 +80,148 @@ impl fmt::Debug for OpenedBlob {
     }
 }
 
-/// A blob being written. It becomes visible under its digest only through `commit`. The bytes written so far are
-/// kept when it is dropped (or the process dies), so a later `begin_blob` of the same digest resumes them: a broken
-/// download of a large layer on an intermittent link, or across a restart, is not started over. `discard` deletes
-/// them (bytes that failed verification). Readers that hold `reader()` keep what they can read until they learn the
-/// transfer's outcome.
+/// An object found by `list`.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Its size.
+    pub size: u64,
+    /// When it was stored (unix seconds).
+    pub stored: i64,
+    /// The version of its bytes.
+    pub version: Version,
+    /// False for something that cannot be an object (a FIFO or a device on a filesystem): never opened, moved aside.
+    pub plain: bool,
+}
+
+/// An appendable upload of one object (`Backend::upload`). It becomes visible under its key only through
+/// `complete`. The bytes appended are kept when it is dropped (or the process dies), so the next upload of the same
+/// key resumes them; `abort` deletes them.
 #[async_trait]
-pub trait BlobWrite: Send {
+pub trait Upload: Send {
     /// A reader of the bytes appended so far, for clients that follow the transfer while it runs.
     fn reader(&self) -> Arc<dyn ObjectReader>;
 
-    /// Bytes already there when the write began (resumed from an earlier attempt).
+    /// Bytes there when the upload began (resumed from an earlier one) or since `truncate`.
     fn resumed(&self) -> u64;
-
-    /// The upstream's validator (`ETag`) of the object an earlier attempt was fetching, if it recorded one.
-    fn validator(&self) -> Option<String>;
-
-    /// Record the upstream's validator of the object being fetched, for a resumed attempt's `If-Range`.
-    async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError>;
-
-    /// Delete the bytes written so far (they failed verification, or the object changed upstream).
-    async fn discard(self: Box<Self>);
-
-    /// Forget the bytes written so far and start again from byte 0 (the upstream sent the whole object again).
-    async fn restart(&mut self) -> Result<(), StoreError>;
 
     /// Append bytes. When this returns, `reader()` can read them.
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError>;
 
-    /// Make the appended bytes durable (before `commit`, off the cache actor's path).
-    async fn sync(&mut self) -> Result<(), StoreError>;
+    /// Forget the bytes appended so far and start again from byte 0.
+    async fn truncate(&mut self) -> Result<(), StoreError>;
 
-    /// Publish the bytes under `digest`, atomically. The caller has verified them. Returns the stored copy's version.
-    async fn commit(self: Box<Self>, digest: &Digest) -> Result<Version, StoreError>;
+    /// Make the appended bytes durable (before `complete`).
+    async fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Publish the bytes under the key, atomically. Returns the stored copy's version.
+    async fn complete(self: Box<Self>) -> Result<Version, StoreError>;
+
+    /// Delete the bytes appended so far.
+    async fn abort(self: Box<Self>);
 }
 
-/// A backend for the cache's bytes at rest. See the module documentation.
-#[async_trait]
-pub trait Storage: Send + Sync + fmt::Debug + 'static {
+/// How a backend keeps access times (`journal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Journal {
+    /// One object, `access.log`, appended to (`Backend::append`) and rewritten whole.
+    Appended,
+    /// One object per batch under `access/<writer>/` (a bucket cannot append; each replica writes its own).
+    Batches {
+        /// This writer's key segment.
+        writer: String,
+    },
+}
+
+/// A result a backend's future gives.
+pub type Res<T> = Result<T, StoreError>;
+
+/// A backend for the cache's bytes at rest. See the module documentation. Required: `location`, `get`, `head`,
+/// `put`, `upload`, `delete`, `list` (and `Upload`'s `reader`, `resumed`, `append`, `truncate`, `complete`,
+/// `abort`); everything else has a default.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Where the store lives, for log lines and errors (`/var/lib/ociregistry`, `s3://bucket/prefix`).
     fn location(&self) -> &str;
 
+    /// Open an object for ranged reads. `Ok(None)` when it is not there. The default reads it whole (`get`) and
+    /// serves the ranges from memory: a backend that holds large objects (blobs) opens them for real reads.
+    fn open(&self, key: &str) -> impl Future<Output = Res<Option<OpenedBlob>>> + Send {
+        async move {
+            let got = self.get(key).await?;
+            Ok(got.map(|(b, version)| OpenedBlob { size: b.len() as u64, reader: Arc::new(BytesReader(b)), version }))
+        }
+    }
+
+    /// A (small) object's bytes whole, with the version of the copy they were read from.
+    fn get(&self, key: &str) -> impl Future<Output = Res<Option<(Bytes, Version)>>> + Send;
+
+    /// An object's version, without reading it.
+    fn head(&self, key: &str) -> impl Future<Output = Res<Option<Version>>> + Send;
+
+    /// Store (or replace) an object atomically; durably (synced) when `durable`.
+    fn put(&self, key: &str, bytes: Bytes, durable: bool) -> impl Future<Output = Res<()>> + Send;
+
+    /// Begin (or resume) an appendable upload of the object `key`.
+    fn upload(&self, key: &str) -> impl Future<Output = Res<Box<dyn Upload>>> + Send;
+
+    /// Delete an object. Deleting what is not there succeeds.
+    fn delete(&self, key: &str) -> impl Future<Output = Res<()>> + Send;
+
+    /// Every object under `prefix` (recursively), in no particular order. An error ends the listing.
+    fn list(&self, prefix: &str) -> BoxStream<'static, Res<Listed>>;
+
     /// Whether other processes (replicas) write to this store too: then what a scan saw may be outdated by the time
-    /// it is indexed, and nothing is removed on the strength of it.
+    /// it is indexed, and nothing is moved aside on the strength of it.
     fn shared(&self) -> bool {
         false
     }
 
-    /// Scan everything stored (start-up, while the server already serves), sending what is found to `found` in
-    /// batches, in this order: blobs, manifests, reference records (also those whose manifest is missing: the cache
-    /// actor decides), then the access journal. Bad entries are moved aside and counted, never sent. Stops early when
-    /// `found` is closed. Unfinished writes of an earlier run were removed when the store was opened.
-    async fn scan(&self, found: mpsc::Sender<Inventory>);
+    /// The version of an object as a reader that read it earlier should compare (a quick check, done inline); the
+    /// default asks `head`.
+    fn current_version(&self, key: &str) -> impl Future<Output = Res<Option<Version>>> + Send {
+        self.head(key)
+    }
 
-    /// Open a committed blob. `Ok(None)` when it is not there.
-    async fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedBlob>, StoreError>;
+    /// Move the object `key` aside to `aside`, if it is still `version` when one is given: whether something was
+    /// moved. The default deletes it (a store where a move is impossible).
+    fn quarantine(&self, key: &str, version: Option<Version>, _aside: &str) -> impl Future<Output = Res<bool>> + Send {
+        async move {
+            match self.head(key).await? {
+                Some(now) if version.is_none_or(|v| now.same(v)) => self.delete(key).await.map(|()| true),
+                _ => Ok(false),
+            }
+        }
+    }
 
-    /// Start writing a blob, resuming the bytes an earlier, unfinished write of it left.
-    async fn begin_blob(&self, digest: &Digest) -> Result<Box<dyn BlobWrite>, StoreError>;
+    /// How access times are journalled (`Journal::Appended`, the default, or `Batches`).
+    fn journal(&self) -> Journal {
+        Journal::Appended
+    }
 
-    /// A committed manifest's bytes, unverified, with the version of the stored copy they were read from. `Ok(None)`
-    /// when it is not there.
-    async fn read_manifest(&self, digest: &Digest) -> Result<Option<(Bytes, Version)>, StoreError>;
+    /// Append bytes to an object (created if missing); not synced. The default reads it and puts it back.
+    fn append(&self, key: &str, bytes: Bytes) -> impl Future<Output = Res<()>> + Send {
+        async move {
+            let mut all = self.get(key).await?.map(|(b, _)| b.to_vec()).unwrap_or_default();
+            all.extend_from_slice(&bytes);
+            self.put(key, all.into(), false).await
+        }
+    }
 
-    /// The version of a committed manifest's stored copy, without reading it (a quick metadata call, done inline).
-    async fn manifest_version(&self, digest: &Digest) -> Result<Option<Version>, StoreError>;
+    /// Work done once before the scan lists anything; the number of unfinished writes of an earlier run removed.
+    fn prepare_scan(&self) -> impl Future<Output = usize> + Send {
+        async { 0 }
+    }
 
-    /// A committed manifest's media type as stored with it, checked against the manifest's content (a stored type
-    /// that does not fit is replaced by the content's); `None` when there is neither.
-    async fn read_manifest_type(&self, digest: &Digest) -> Result<Option<String>, StoreError>;
+    /// Free and total space, when the backend has such a notion (none by default).
+    fn capacity(&self) -> impl Future<Output = Option<Capacity>> + Send {
+        async { None }
+    }
 
-    /// The reference record stored under `key`, if there is one (and it is readable and names that key).
-    async fn read_record(&self, key: &RefKey) -> Result<Option<RefRecord>, StoreError>;
-
-    /// Store a verified manifest and its media type, durably and atomically.
-    async fn put_manifest(&self, digest: &Digest, media_type: &str, bytes: Bytes) -> Result<(), StoreError>;
-
-    /// Store (or replace) a reference record, durably and atomically.
-    async fn put_record(&self, record: &RefRecord) -> Result<(), StoreError>;
-
-    /// Delete an object. Deleting what is not there succeeds.
-    async fn remove(&self, object: &StoredObject) -> Result<(), StoreError>;
-
-    /// Move a damaged object aside for inspection (or delete it where that is impossible), logging `why`; only if
-    /// the stored copy is still `version` when one is given (a copy stored again since is left alone). Returns
-    /// whether something was moved.
-    async fn quarantine(&self, object: &StoredObject, version: Option<Version>, why: &str) -> Result<bool, StoreError>;
-
-    /// Record access times (appended; the latest entry of an object wins at the next inventory).
-    async fn record_access(&self, entries: Vec<AccessEntry>) -> Result<(), StoreError>;
-
-    /// Replace every recorded access time with exactly these (compaction).
-    async fn rewrite_access(&self, entries: Vec<AccessEntry>) -> Result<(), StoreError>;
-
-    /// Free and total space, when the backend has such a notion.
-    async fn capacity(&self) -> Option<Capacity>;
-
-    /// Whether a new object can be created now (readiness).
-    async fn probe_writable(&self) -> bool;
+    /// Whether a new object can be created now (readiness; yes by default).
+    fn probe_writable(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }

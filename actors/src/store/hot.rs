@@ -8,53 +8,22 @@
 //! Part of the index (`Index::keep_manifest`, `Index::remove_manifest`): readers add the bytes they read and verified
 //! of an indexed manifest; un-indexing a manifest drops its bytes.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
 use crate::digest::Digest;
+use crate::store::lru::Lru;
 use crate::store::records::Version;
 
 /// Bytes of manifests kept in memory at most.
 pub const HOT_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 
-#[derive(Debug)]
-struct Hot {
-    bytes: Bytes,
-    version: Version,
-    /// When it was last used (a tick of `Lru::clock`).
-    used: u64,
-}
-
-#[derive(Debug, Default)]
-struct Lru {
-    entries: HashMap<Digest, Hot>,
-    /// Entries by last use, oldest first.
-    order: BTreeMap<u64, Digest>,
-    clock: u64,
-    bytes: usize,
-}
-
-impl Lru {
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    fn remove(&mut self, digest: &Digest) {
-        if let Some(old) = self.entries.remove(digest) {
-            self.order.remove(&old.used);
-            self.bytes -= old.bytes.len();
-        }
-    }
-}
-
 /// See the module documentation.
 #[derive(Debug)]
 pub(crate) struct HotManifests {
     limit: usize,
-    lru: Mutex<Lru>,
+    lru: Mutex<Lru<Digest, (Bytes, Version)>>,
 }
 
 impl Default for HotManifests {
@@ -65,22 +34,16 @@ impl Default for HotManifests {
 
 impl HotManifests {
     pub(crate) fn new(limit: usize) -> HotManifests {
-        HotManifests { limit, lru: Mutex::default() }
+        HotManifests { limit, lru: Mutex::new(Lru::new(limit as u64)) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<Digest, (Bytes, Version)>> {
         self.lru.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The bytes and the version they were read from, marking them used.
     pub(crate) fn get(&self, digest: &Digest) -> Option<(Bytes, Version)> {
-        let mut lru = self.lock();
-        let now = lru.tick();
-        let hot = lru.entries.get_mut(digest)?;
-        let (was, found) = (std::mem::replace(&mut hot.used, now), (hot.bytes.clone(), hot.version));
-        lru.order.remove(&was);
-        lru.order.insert(now, digest.clone());
-        Some(found)
+        self.lock().get(digest).cloned()
     }
 
     /// Keep `bytes` (read from `version`) if `allowed()` says so, under the lock; the oldest entries make room.
@@ -92,19 +55,8 @@ impl HotManifests {
         if !allowed() {
             return;
         }
-        lru.remove(digest);
-        while lru.bytes + bytes.len() > self.limit {
-            let Some((_, oldest)) = lru.order.pop_first() else {
-                break;
-            };
-            if let Some(old) = lru.entries.remove(&oldest) {
-                lru.bytes -= old.bytes.len();
-            }
-        }
-        let used = lru.tick();
-        lru.bytes += bytes.len();
-        lru.order.insert(used, digest.clone());
-        lru.entries.insert(digest.clone(), Hot { bytes, version, used });
+        let weight = bytes.len() as u64;
+        lru.insert(digest.clone(), (bytes, version), weight);
     }
 
     /// Forget a manifest's bytes.
@@ -137,7 +89,7 @@ mod tests {
         assert!(hot.get(&b.0).is_none(), "the least recently used made room");
         assert_eq!(hot.get(&a.0), Some((a.1.clone(), Version(2))));
         assert!(hot.get(&c.0).is_some());
-        assert!(hot.lock().bytes <= 800);
+        assert!(hot.lock().weight() <= 800);
     }
 
     #[test]
@@ -152,6 +104,6 @@ mod tests {
         hot.put_if(&d, bytes, Version(2), || true);
         hot.remove(&d);
         assert!(hot.get(&d).is_none());
-        assert_eq!(hot.lock().bytes, 0);
+        assert_eq!(hot.lock().weight(), 0);
     }
 }

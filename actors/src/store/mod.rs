@@ -1,9 +1,17 @@
 //! Bytes at rest, behind the storage trait.
 //!
-//! - `backend`: the `Storage` trait (and `ObjectReader`, `BlobWrite`): the operations any backend provides.
-//! - `fs`: the filesystem backend over `imagePath`, the embedded default.
-//! - `memory` (tests): an in-memory backend, the test double of the coalescer's unit tests.
-//! - `writer`: hashing on top of any backend's blob writes; only verified bytes can be committed.
+//! - `backend`: the seam, `Backend` (and `Upload`, `ObjectReader`): what a backend writes, shaped like an object
+//!   store (open for ranged reads, get, head, put, an appendable upload, delete, list) with a few optional hooks.
+//! - `storage`: the `Storage` trait the server uses, provided once for every backend on top of the seam, with
+//!   `keys` (the objects' names), `scan` (the start-up inventory), `type_check` (a manifest's `.type` judged against
+//!   its content) and `journal` (access times).
+//! - `fs`: the filesystem backend over `imagePath`, the embedded default; `s3`: a bucket shared by replicas, with a
+//!   local disk tier (an `fs` store) in front; `memory` (tests): an in-memory backend, the test double of the
+//!   coalescer's and the cache actor's unit tests.
+//! - `send` (`FileRange`) and `stamp`: a local file's range copied to a socket in the kernel, and the metadata stamp
+//!   that tells whether its bytes changed since it was opened; used by every backend that keeps local files.
+//! - `writer`: hashing, resume and validators on top of any backend's uploads; only verified bytes can be committed.
+//! - `lru`: the byte-bounded least-recently-used bookkeeping of the hot manifests and of the S3 disk tier.
 //! - `index`: the in-memory index every reader consults, written only by the cache actor; `hot`: the verified bytes
 //!   of recently served manifests, kept with it; `compact`: the compact forms of its keys and image graphs.
 //! - `records`: the values stored and handed back.
@@ -22,11 +30,19 @@ mod compact;
 mod fs;
 mod hot;
 mod index;
+mod journal;
+mod keys;
+mod lru;
 mod mediatype;
 #[cfg(test)]
 pub(crate) mod memory;
 mod records;
 mod s3;
+mod scan;
+mod send;
+mod stamp;
+mod storage;
+mod type_check;
 mod verify;
 mod writer;
 
@@ -34,8 +50,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use self::backend::{ObjectReader, OpenedBlob, Storage};
-pub use self::fs::{FileRange, FsStorage};
+pub use self::backend::{ObjectReader, OpenedBlob};
+pub use self::fs::FsStorage;
 pub use self::index::{BlobInfo, Index};
 pub(crate) use self::mediatype::{for_new_manifest, ManifestType};
 pub(crate) use self::records::{now_ms, now_unix};
@@ -43,6 +59,8 @@ pub use self::records::{
     AccessEntry, Capacity, Inventory, ManifestMeta, RebuildReport, RefKey, RefRecord, StoredObject, Version,
 };
 pub use self::s3::{S3Settings, S3Storage};
+pub use self::send::FileRange;
+pub use self::storage::Storage;
 pub use self::verify::Verdict;
 use self::verify::Verifications;
 pub use self::writer::{BlobWriter, CheckedBlob, FinishError, VerifiedBlob};
@@ -168,7 +186,7 @@ impl Store {
 
     /// Start writing a blob, resuming what an earlier attempt left (the leader of its fetch does this).
     pub async fn begin_blob(&self, digest: &Digest) -> Result<BlobWriter, StoreError> {
-        BlobWriter::new(digest.clone(), self.storage.begin_blob(digest).await?).await
+        BlobWriter::new(digest.clone(), self.storage.clone(), self.storage.begin_blob(digest).await?).await
     }
 
     /// Bytes left free on the volume (`minFreeSpace`).

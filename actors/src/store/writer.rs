@@ -1,9 +1,13 @@
-//! Writing one blob through any backend: the backend's `BlobWrite` plus the hashing that decides whether the bytes
-//! may ever be committed. A `BlobWriter` becomes a `CheckedBlob` only when the bytes hash to the digest (readers may
-//! then be told the bytes are good), that becomes a `VerifiedBlob` only once the bytes are durable, and only a
-//! `VerifiedBlob` can be committed, so an unverified or unsynced blob cannot reach its final name by construction.
+//! Writing one blob through any backend: the backend's `Upload`, the resume and validator handling every backend
+//! shares, and the hashing that decides whether the bytes may ever be committed. A `BlobWriter` becomes a
+//! `CheckedBlob` only when the bytes hash to the digest (readers may then be told the bytes are good), that becomes
+//! a `VerifiedBlob` only once the bytes are durable, and only a `VerifiedBlob` can be committed, so an unverified
+//! or unsynced blob cannot reach its final name by construction.
 //! A write that resumes the bytes of an earlier attempt hashes them first, so the digest covers the whole blob.
-//! Bytes that fail verification are discarded; bytes of a write that just stopped are kept for the next attempt.
+//! Bytes that fail verification are discarded; bytes of a write that just stopped are kept for the next attempt,
+//! with the upstream's validator (`ETag`) of the object they are part of, so that the next attempt asks for the rest
+//! only if the object is still the same (`If-Range`). The validator is stored beside the upload (`keys::validator`)
+//! and forgotten when the write ends.
 
 use std::sync::Arc;
 
@@ -11,8 +15,9 @@ use bytes::Bytes;
 
 use crate::digest::{Digest, Digester};
 use crate::error::StoreError;
-use crate::store::backend::{BlobWrite, ObjectReader};
+use crate::store::backend::{ObjectReader, Upload};
 use crate::store::records::Version;
+use crate::store::storage::{Begun, Storage};
 
 /// How much of a resumed write is read back at once to rebuild the hash state.
 const RESUME_CHUNK: usize = 1024 * 1024;
@@ -20,7 +25,10 @@ const RESUME_CHUNK: usize = 1024 * 1024;
 /// A blob being written and hashed. See the module documentation.
 pub struct BlobWriter {
     digest: Digest,
-    inner: Box<dyn BlobWrite>,
+    inner: Box<dyn Upload>,
+    storage: Arc<dyn Storage>,
+    /// The validator an earlier attempt recorded, or the one recorded by this one.
+    validator: Option<String>,
     /// `None` only if a hashing task died, which fails verification.
     hasher: Option<Digester>,
     written: u64,
@@ -39,12 +47,16 @@ pub enum FinishError {
 pub struct VerifiedBlob {
     digest: Digest,
     size: u64,
-    inner: Box<dyn BlobWrite>,
+    inner: Box<dyn Upload>,
+    storage: Arc<dyn Storage>,
+    /// A validator was recorded beside the bytes: forgotten once they are committed.
+    validator: bool,
 }
 
 impl BlobWriter {
     /// A writer over `inner`, with the bytes it resumes hashed already.
-    pub(crate) async fn new(digest: Digest, inner: Box<dyn BlobWrite>) -> Result<BlobWriter, StoreError> {
+    pub(crate) async fn new(digest: Digest, storage: Arc<dyn Storage>, begun: Begun) -> Result<BlobWriter, StoreError> {
+        let Begun { upload: inner, validator } = begun;
         let mut hasher = Digester::new(digest.algorithm());
         let resumed = inner.resumed();
         let reader = inner.reader();
@@ -65,7 +77,7 @@ impl BlobWriter {
             .await
             .map_err(|e| StoreError::Task { op: "hash resumed bytes", detail: e.to_string() })?;
         }
-        Ok(BlobWriter { digest, inner, hasher: Some(hasher), written: pos })
+        Ok(BlobWriter { digest, inner, storage, validator, hasher: Some(hasher), written: pos })
     }
 
     /// The bytes an earlier attempt left are the whole blob already: they hash to the digest (an attempt stopped
@@ -81,22 +93,26 @@ impl BlobWriter {
 
     /// The validator (`ETag`) of the object an earlier attempt was fetching, if it recorded one.
     pub fn validator(&self) -> Option<String> {
-        self.inner.validator()
+        self.validator.clone()
     }
 
     /// Record the upstream's validator of the object being fetched.
     pub async fn set_validator(&mut self, validator: &str) -> Result<(), StoreError> {
-        self.inner.set_validator(validator).await
+        self.validator = Some(validator.to_string());
+        self.storage.set_validator(&self.digest, validator).await
     }
 
     /// Delete the bytes written so far (the upstream no longer has the object).
     pub async fn discard(self) {
-        self.inner.discard().await;
+        self.inner.abort().await;
+        if self.validator.is_some() {
+            self.storage.clear_validator(&self.digest).await;
+        }
     }
 
     /// Start over from byte 0 (the upstream sent the whole object instead of the rest).
     pub async fn restart(&mut self) -> Result<(), StoreError> {
-        self.inner.restart().await?;
+        self.inner.truncate().await?;
         self.hasher = Some(Digester::new(self.digest.algorithm()));
         self.written = 0;
         Ok(())
@@ -144,10 +160,19 @@ impl BlobWriter {
             None => return Err(FinishError::Store(StoreError::Task { op: "hash", detail: "hashing failed".into() })),
         };
         if actual != self.digest {
-            self.inner.discard().await;
+            self.inner.abort().await;
+            if self.validator.is_some() {
+                self.storage.clear_validator(&self.digest).await;
+            }
             return Err(FinishError::Mismatch(actual));
         }
-        Ok(CheckedBlob { digest: self.digest, size: self.written, inner: self.inner })
+        Ok(CheckedBlob {
+            digest: self.digest,
+            size: self.written,
+            inner: self.inner,
+            storage: self.storage,
+            validator: self.validator.is_some(),
+        })
     }
 }
 
@@ -155,7 +180,10 @@ impl BlobWriter {
 pub struct CheckedBlob {
     digest: Digest,
     size: u64,
-    inner: Box<dyn BlobWrite>,
+    inner: Box<dyn Upload>,
+    storage: Arc<dyn Storage>,
+    /// A validator was recorded beside the bytes: forgotten once they are committed.
+    validator: bool,
 }
 
 impl CheckedBlob {
@@ -167,7 +195,8 @@ impl CheckedBlob {
     /// Make the bytes durable (an fsync on a disk), so the blob can be committed.
     pub async fn sync(mut self) -> Result<VerifiedBlob, StoreError> {
         self.inner.sync().await?;
-        Ok(VerifiedBlob { digest: self.digest, size: self.size, inner: self.inner })
+        let CheckedBlob { digest, size, inner, storage, validator } = self;
+        Ok(VerifiedBlob { digest, size, inner, storage, validator })
     }
 }
 
@@ -184,6 +213,10 @@ impl VerifiedBlob {
 
     /// Publish it under its digest (the cache actor's job).
     pub(crate) async fn commit(self) -> Result<Version, StoreError> {
-        self.inner.commit(&self.digest).await
+        let version = self.inner.complete().await?;
+        if self.validator {
+            self.storage.clear_validator(&self.digest).await;
+        }
+        Ok(version)
     }
 }

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
-use super::files::Stamp;
-use super::send::FileRange;
 use crate::store::backend::ObjectReader;
 use crate::store::records::Version;
+use crate::store::send::FileRange;
+use crate::store::stamp::Stamp;
 
 /// A buffer back from the chunk it was lent to, waiting for the next read.
 type Spare = Mutex<Option<Vec<u8>>>;
@@ -143,8 +143,8 @@ impl ObjectReader for FileReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::file_of;
     use super::*;
+    use crate::store::stamp::file_of;
 
     #[tokio::test]
     async fn chunks_read_the_right_bytes_and_reuse_the_buffer_given_back() {

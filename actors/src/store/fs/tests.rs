@@ -12,14 +12,6 @@ use crate::digest::Digest;
 use crate::reference::{ImageKey, Reference};
 use crate::store::{inventory, AccessEntry, FinishError, ManifestRead, RefRecord, Storage, Store, StoredObject};
 
-/// An open temporary file holding `bytes` (for the reader and file-range tests).
-pub(super) fn file_of(bytes: &[u8]) -> Arc<std::fs::File> {
-    use std::io::Write;
-    let mut file = tempfile::tempfile().expect("temp file");
-    file.write_all(bytes).expect("write");
-    Arc::new(file)
-}
-
 fn image() -> ImageKey {
     ImageKey::new("docker.io".parse().expect("ns"), "library/hello".parse().expect("repo"))
 }
@@ -119,10 +111,10 @@ async fn the_scan_removes_partials_and_quarantines_what_cannot_be_indexed() {
         let (_store, layout) = open(dir.path());
         fs::write(layout.tmp_dir().join("0001.blob"), b"half a blo").expect("partial");
         fs::write(layout.blob(&good_digest), good).expect("good blob");
-        fs::write(layout.blobs_dir().join("sha256").join("not-a-digest"), b"junk").expect("junk");
+        fs::write(layout.root().join("blobs/sha256").join("not-a-digest"), b"junk").expect("junk");
         fs::write(layout.manifest(&bad_manifest), b"tampered manifest").expect("bad manifest");
-        fs::create_dir_all(layout.refs_dir().join("ab")).expect("refs shard");
-        fs::write(layout.refs_dir().join("ab").join("broken.json"), b"{not json").expect("bad record");
+        fs::create_dir_all(layout.root().join("refs").join("ab")).expect("refs shard");
+        fs::write(layout.root().join("refs").join("ab").join("broken.json"), b"{not json").expect("bad record");
         let path = layout.reference(&orphan.key());
         fs::create_dir_all(path.parent().expect("shard")).expect("shard");
         fs::write(&path, serde_json::to_vec(&orphan).expect("json")).expect("orphan record");

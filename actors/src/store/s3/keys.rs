@@ -1,18 +1,6 @@
-//! The bucket's key names: the filesystem layout's, under a prefix.
+//! The bucket's key names: the store's keys (`store::keys`) under a prefix, and a replica's name as a key segment.
 
 use object_store::path::Path;
-
-use crate::digest::Digest;
-use crate::store::records::{RefKey, StoredObject};
-
-/// What a key in the bucket holds.
-pub(super) enum Kind {
-    Blob(Digest),
-    Manifest(Digest),
-    Record,
-    Access,
-    Other,
-}
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
@@ -37,93 +25,39 @@ impl Keys {
         Keys { prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") } }
     }
 
-    fn key(&self, rest: &str) -> Path {
-        Path::from(format!("{}{rest}", self.prefix))
+    /// The bucket path of the store's key `key`.
+    pub(super) fn path(&self, key: &str) -> Path {
+        Path::from(format!("{}{key}", self.prefix))
     }
 
+    /// The store's key of a bucket path (`None`: outside the prefix).
+    pub(super) fn key_of(&self, path: &Path) -> Option<String> {
+        path.as_ref().strip_prefix(self.prefix.as_str()).map(str::to_string)
+    }
+
+    /// The prefix itself.
     pub(super) fn root(&self) -> Path {
         Path::from(self.prefix.trim_end_matches('/'))
-    }
-
-    pub(super) fn blob(&self, d: &Digest) -> Path {
-        self.key(&format!("blobs/{}/{}", d.algorithm(), d.hex()))
-    }
-
-    pub(super) fn manifest(&self, d: &Digest) -> Path {
-        self.key(&format!("manifests/{}/{}", d.algorithm(), d.hex()))
-    }
-
-    pub(super) fn manifest_type(&self, d: &Digest) -> Path {
-        self.key(&format!("manifests/{}/{}.type", d.algorithm(), d.hex()))
-    }
-
-    pub(super) fn record(&self, k: &RefKey) -> Path {
-        let hashed = Digest::sha256_of(k.to_string().as_bytes());
-        let hex = hashed.hex();
-        self.key(&format!("refs/{}/{hex}.json", &hex[..2]))
-    }
-
-    pub(super) fn object(&self, object: &StoredObject) -> Path {
-        match object {
-            StoredObject::Blob(d) => self.blob(d),
-            StoredObject::Manifest(d) => self.manifest(d),
-            StoredObject::Record(k) => self.record(k),
-        }
-    }
-
-    pub(super) fn quarantine(&self, key: &Path) -> Path {
-        let name = key.as_ref().strip_prefix(self.prefix.as_str()).unwrap_or(key.as_ref()).replace('/', "_");
-        self.key(&format!("quarantine/{name}.{:08x}", rand::random::<u32>()))
-    }
-
-    pub(super) fn access_dir(&self, replica: &str) -> Path {
-        self.key(&format!("access/{replica}"))
-    }
-
-    pub(super) fn access(&self, replica: &str, name: &str) -> Path {
-        self.key(&format!("access/{replica}/{name}.log"))
-    }
-
-    pub(super) fn probe(&self, replica: &str) -> Path {
-        self.key(&format!("tmp/probe-{replica}"))
-    }
-
-    /// What `key` holds.
-    pub(super) fn classify(&self, key: &Path) -> Kind {
-        let rest = key.as_ref().strip_prefix(self.prefix.as_str()).unwrap_or(key.as_ref());
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            ["blobs", alg, hex] => format!("{alg}:{hex}").parse().map_or(Kind::Other, Kind::Blob),
-            ["manifests", _, name] if name.ends_with(".type") => Kind::Other,
-            ["manifests", alg, hex] => format!("{alg}:{hex}").parse().map_or(Kind::Other, Kind::Manifest),
-            ["refs", _, _] => Kind::Record,
-            ["access", _, _] => Kind::Access,
-            _ => Kind::Other,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::Reference;
+    use crate::digest::Digest;
+    use crate::store::keys;
 
     #[test]
-    fn keys_classify_back_to_what_they_hold() {
+    fn keys_map_to_paths_under_the_prefix_and_back() {
         let digest = Digest::sha256_of(b"blob");
-        for prefix in ["", "mirror", "/a/b/"] {
-            let keys = Keys::new(prefix);
-            assert!(matches!(keys.classify(&keys.blob(&digest)), Kind::Blob(d) if d == digest), "{prefix}");
-            assert!(matches!(keys.classify(&keys.manifest(&digest)), Kind::Manifest(d) if d == digest), "{prefix}");
-            assert!(matches!(keys.classify(&keys.manifest_type(&digest)), Kind::Other), "{prefix}");
-            let image =
-                crate::reference::ImageKey::new("docker.io".parse().expect("ns"), "library/x".parse().expect("repo"));
-            let key = RefKey { image, reference: Reference::Tag("1".parse().expect("tag")) };
-            assert!(matches!(keys.classify(&keys.record(&key)), Kind::Record), "{prefix}");
-            let replica = Keys::replica_segment("http://10.0.0.5:8080");
-            assert_eq!(replica, "http___10.0.0.5_8080");
-            assert!(matches!(keys.classify(&keys.access(&replica, "00000001")), Kind::Access), "{prefix}");
-            assert!(matches!(keys.classify(&keys.probe(&replica)), Kind::Other), "{prefix}");
+        for (prefix, path) in [("", ""), ("mirror", "mirror/"), ("/a/b/", "a/b/")] {
+            let k = Keys::new(prefix);
+            for key in [keys::blob(&digest), keys::manifest_type(&digest), "access/r/1.log".to_string()] {
+                assert_eq!(k.path(&key).as_ref(), format!("{path}{key}"), "{prefix}");
+                assert_eq!(k.key_of(&k.path(&key)).as_deref(), Some(key.as_str()), "{prefix}");
+            }
         }
+        assert_eq!(Keys::replica_segment("http://10.0.0.5:8080"), "http___10.0.0.5_8080");
+        assert_eq!(Keys::replica_segment(""), "replica");
     }
 }

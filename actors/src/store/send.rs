@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use rustix::io::{preadv2, ReadWriteFlags};
 
-use super::files::Stamp;
 use crate::store::records::Version;
+use crate::store::stamp::Stamp;
 
 /// At most this much is handed to one `sendfile` (nginx's `sendfile_max_chunk` default): one call never holds a
 /// worker for long, and the cold-page probe covers a bounded piece.
@@ -60,7 +60,7 @@ impl std::fmt::Debug for FileRange {
 impl FileRange {
     /// A range of `file`; with a `stamp` (a committed blob's file as opened), one that fails rather than send its
     /// last byte if the file changed since.
-    pub(super) fn new(file: Arc<File>, start: u64, end: u64, stamp: Option<Stamp>) -> Self {
+    pub(crate) fn new(file: Arc<File>, start: u64, end: u64, stamp: Option<Stamp>) -> Self {
         FileRange { file, pos: start, end: end.max(start), warmed_to: start, stamp, on_change: None }
     }
 
@@ -162,8 +162,8 @@ fn cached(file: &File, offset: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::file_of;
     use super::*;
+    use crate::store::stamp::file_of;
     use std::io::Read;
     use std::os::unix::net::UnixStream;
 
