@@ -1,13 +1,13 @@
 //! Files the configuration names: opened without blocking and only when they are regular files (a FIFO named as a
-//! token or certificate file would otherwise hang the start), and the cache directory, which must be a directory
-//! when it exists.
+//! token or certificate file would otherwise hang the start); the admin token file, read here only; and the cache
+//! directory, which must be a directory when it exists.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use super::error::ConfigError;
+use super::error::{io_reason, ConfigError};
 use super::Settings;
 use crate::cli::Cli;
 
@@ -23,6 +23,31 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file (a FIFO, socket or device)"));
     }
     Ok(file)
+}
+
+/// A token file larger than this is refused: it is not a token file (a certificate, a log, `/dev/zero`).
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token in `file`: a readable regular file (never a FIFO, which would block) of at most
+/// `MAX_TOKEN_FILE_BYTES` holding one token (surrounding white space, such as the newline `openssl rand -hex 32 >
+/// FILE` writes, does not count). The error says what is wrong, never what the file holds.
+pub fn read_token(file: &Path) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    let read = open_regular(file).and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes));
+    read.map_err(|err| format!("cannot read the admin token file: {}", io_reason(&err)))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "the admin token file is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold only the token"
+        ));
+    }
+    match std::str::from_utf8(&bytes).map(str::trim) {
+        Err(_) => Err("the admin token file is not text".to_string()),
+        Ok("") => Err("the admin token file is empty".to_string()),
+        Ok(token) if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err("the admin token file must hold one token: a single word, no spaces or line breaks".to_string())
+        }
+        Ok(token) => Ok(token.to_string()),
+    }
 }
 
 /// Fails unless the cache directory is a directory or does not exist yet (the server creates it). Names
@@ -54,7 +79,6 @@ pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::error::io_reason;
 
     #[test]
     fn only_regular_files_open() {
