@@ -229,9 +229,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
     let cluster = settings.cluster.as_ref().map(|c| cluster_settings(settings, c)).transpose()?;
     let storage = match &settings.storage {
         config::StorageSettings::Filesystem => StorageChoice::Filesystem,
-        config::StorageSettings::S3(s3) => {
-            StorageChoice::S3(Box::new(s3_settings(settings, s3, cluster.as_ref())?))
-        }
+        config::StorageSettings::S3(s3) => StorageChoice::S3(Box::new(s3_settings(settings, s3, cluster.as_ref())?)),
     };
     Ok(MirrorConfig {
         storage,

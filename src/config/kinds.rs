@@ -129,81 +129,81 @@ kind!(/// `true` or `false`.
 kind!(/// A TCP port, 1 to 65535.
     Port -> u16, |v| port(v).map(Some));
 kind!(/// A listener's port, where 0 and "" mean off (`Some(None)`).
-    OffPort -> Option<u16>, |v| match v {
-        Value::String(s) if s.is_empty() => Ok(Some(None)),
-        _ if v.as_u64() == Some(0) => Ok(Some(None)),
-        _ => port(v).map(|p| Some(Some(p))),
-    });
+OffPort -> Option<u16>, |v| match v {
+    Value::String(s) if s.is_empty() => Ok(Some(None)),
+    _ if v.as_u64() == Some(0) => Ok(Some(None)),
+    _ => port(v).map(|p| Some(Some(p))),
+});
 kind!(/// A duration greater than zero: whole milliseconds, or a string such as "10s".
     Millis -> Duration, |v| millis(v).map(Some).map_err(|e| e.to_string()));
 kind!(/// A duration, or "" for not set (`token.expiry` of the Go server's default config).
-    Expiry -> Duration, |v| match v {
-        Value::String(s) if s.is_empty() => Ok(None),
-        _ => Millis::read(v),
-    });
+Expiry -> Duration, |v| match v {
+    Value::String(s) if s.is_empty() => Ok(None),
+    _ => Millis::read(v),
+});
 kind!(/// A duration, or `never` (`Some(None)`).
-    Never -> Option<Duration>, |v| match v {
-        Value::String(s) if s.trim() == "never" => Ok(Some(None)),
-        _ => Ok(Some(Some(millis(v).map_err(|e| e.to_string())?))),
-    });
+Never -> Option<Duration>, |v| match v {
+    Value::String(s) if s.trim() == "never" => Ok(Some(None)),
+    _ => Ok(Some(Some(millis(v).map_err(|e| e.to_string())?))),
+});
 kind!(/// A tag TTL: `never`, or a duration that may be zero (`0s`: every pull).
     Ttl -> TagTtl, |v| ttl(v).map(Some).map_err(|err| format!("{err} (or \"never\")")));
 kind!(/// A byte size: whole bytes, or a number with a unit ("500Mi").
     Size -> u64, |v| size(v).map(Some));
 kind!(/// A size where 0 and "" mean no limit (`Some(None)`).
-    OffSize -> Option<u64>, |v| match v {
-        Value::String(s) if s.trim().is_empty() => Ok(Some(None)),
-        _ => size(v).map(|n| Some((n > 0).then_some(n))),
-    });
+OffSize -> Option<u64>, |v| match v {
+    Value::String(s) if s.trim().is_empty() => Ok(Some(None)),
+    _ => size(v).map(|n| Some((n > 0).then_some(n))),
+});
 kind!(/// A listen IP address.
-    Host -> String, |v| match text(v)? {
-        None => Ok(None),
-        Some(t) => parse_host(t).map(Some).map_err(|_| "expected an IP address such as 0.0.0.0 or ::".to_string()),
-    });
+Host -> String, |v| match text(v)? {
+    None => Ok(None),
+    Some(t) => parse_host(t).map(Some).map_err(|_| "expected an IP address such as 0.0.0.0 or ::".to_string()),
+});
 kind!(/// The cache directory; empty is refused rather than replaced by the default, maybe another file system.
-    ImagePath -> PathBuf, |v| match v {
-        Value::String(s) if s.trim().is_empty() => {
-            Err("the cache directory must not be empty; remove the key to use /var/lib/ociregistry".to_string())
-        }
-        _ => PathText::read(v),
-    });
+ImagePath -> PathBuf, |v| match v {
+    Value::String(s) if s.trim().is_empty() => {
+        Err("the cache directory must not be empty; remove the key to use /var/lib/ociregistry".to_string())
+    }
+    _ => PathText::read(v),
+});
 kind!(/// `maxConcurrent`.
-    Concurrency -> usize, |v| match v.as_u64() {
-        Some(n @ 1..=1024) => Ok(Some(n as usize)),
-        _ => Err("expected a whole number from 1 to 1024".to_string()),
-    });
+Concurrency -> usize, |v| match v.as_u64() {
+    Some(n @ 1..=1024) => Ok(Some(n as usize)),
+    _ => Err("expected a whole number from 1 to 1024".to_string()),
+});
 kind!(/// `pruneConfig.count`: -1 is no limit (`Some(None)`).
-    Count -> Option<usize>, |v| match v.as_i64() {
-        Some(-1) => Ok(Some(None)),
-        Some(n) if n > 0 => Ok(Some(Some(n as usize))),
-        _ => Err("expected -1 (no limit) or a positive number".to_string()),
-    });
+Count -> Option<usize>, |v| match v.as_i64() {
+    Some(-1) => Ok(Some(None)),
+    Some(n) if n > 0 => Ok(Some(Some(n as usize))),
+    _ => Err("expected -1 (no limit) or a positive number".to_string()),
+});
 kind!(/// A base URL (`endpoint`, `cluster.self`, `storage.s3.endpoint`).
     Url -> String, |v| text(v)?.map(|t| parse_endpoint(t).map_err(str::to_string)).transpose());
 kind!(/// One `cluster.peers` entry.
-    Peer -> String, |v| match v {
-        Value::String(t) => parse_endpoint(t).map(Some).map_err(str::to_string),
-        _ => Err("expected a base URL such as http://10.0.0.5:8080".to_string()),
-    });
+Peer -> String, |v| match v {
+    Value::String(t) => parse_endpoint(t).map(Some).map_err(str::to_string),
+    _ => Err("expected a base URL such as http://10.0.0.5:8080".to_string()),
+});
 kind!(/// One `pinned` pattern, checked.
-    Pattern -> String, |v| match v {
-        Value::String(t) => actors::Pins::new(&[t]).map(|_| Some(t.trim().to_string())).map_err(|e| e.to_string()),
-        _ => Err("expected an image pattern such as docker.io/library/*".to_string()),
-    });
+Pattern -> String, |v| match v {
+    Value::String(t) => actors::Pins::new(&[t]).map(|_| Some(t.trim().to_string())).map_err(|e| e.to_string()),
+    _ => Err("expected an image pattern such as docker.io/library/*".to_string()),
+});
 kind!(/// `pruneConfig.expr`: regular expressions, comma-separated, each checked to compile.
-    Exprs -> Vec<regex::Regex>, |v| {
-        let exprs = text(v)?.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty());
-        let exprs = exprs.map(regex::Regex::new).collect::<Result<Vec<_>, _>>();
-        let exprs = exprs.map_err(|err| format!("not a regular expression: {err}"))?;
-        Ok((!exprs.is_empty()).then_some(exprs))
-    });
+Exprs -> Vec<regex::Regex>, |v| {
+    let exprs = text(v)?.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty());
+    let exprs = exprs.map(regex::Regex::new).collect::<Result<Vec<_>, _>>();
+    let exprs = exprs.map_err(|err| format!("not a regular expression: {err}"))?;
+    Ok((!exprs.is_empty()).then_some(exprs))
+});
 kind!(/// A credential helper's name: it runs as `docker-credential-<name>`.
-    HelperName -> String, |v| match text(v)? {
-        Some(n) if !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => Err(
-            "expected a helper name such as ecr-login (letters, digits, '.', '_', '-'); the mirror runs \
-             docker-credential-<name>".to_string()),
-        n => Ok(n.map(str::to_string)),
-    });
+HelperName -> String, |v| match text(v)? {
+    Some(n) if !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => Err(
+        "expected a helper name such as ecr-login (letters, digits, '.', '_', '-'); the mirror runs \
+         docker-credential-<name>".to_string()),
+    n => Ok(n.map(str::to_string)),
+});
 kind!(/// `logLevel`.
     Level -> LogLevel, |v| text(v)?.map(|t| LogLevel::parse(t).ok_or("expected debug, info, warn or error".into())).transpose());
 kind!(/// `logFormat`.
@@ -219,29 +219,29 @@ named!(/// `pruneConfig.type`.
     PruneType -> PruneKind, "expected accessed, created or pattern",
     { "accessed" => PruneKind::Accessed, "created" => PruneKind::Created, "pattern" => PruneKind::Pattern });
 kind!(/// `storage.type`: true for s3.
-    StorageType -> bool, |v| match text(v)? {
-        None | Some("filesystem") => Ok(Some(false)),
-        Some("s3") => Ok(Some(true)),
-        Some(_) => Err("expected filesystem or s3".to_string()),
-    });
+StorageType -> bool, |v| match text(v)? {
+    None | Some("filesystem") => Ok(Some(false)),
+    Some("s3") => Ok(Some(true)),
+    Some(_) => Err("expected filesystem or s3".to_string()),
+});
 kind!(/// `cluster.scheme`.
-    PeerScheme -> String, |v| match text(v)? {
-        Some(s @ ("http" | "https")) => Ok(Some(s.to_string())),
-        None => Ok(None),
-        Some(_) => Err("expected http or https".to_string()),
-    });
+PeerScheme -> String, |v| match text(v)? {
+    Some(s @ ("http" | "https")) => Ok(Some(s.to_string())),
+    None => Ok(None),
+    Some(_) => Err("expected http or https".to_string()),
+});
 kind!(/// A password: never shown.
-    Password -> String, hidden true, |v| match v {
-        Value::String(s) => Ok((!s.is_empty()).then(|| s.clone())),
-        _ => Err("expected a string (put the value in quotes)".to_string()),
-    });
+Password -> String, hidden true, |v| match v {
+    Value::String(s) => Ok((!s.is_empty()).then(|| s.clone())),
+    _ => Err("expected a string (put the value in quotes)".to_string()),
+});
 kind!(/// A user name: never shown, as it may be a pasted `user:password`.
-    User -> String, hidden true, |v| match text(v)? {
-        Some(u) if u.contains(':') || u.chars().any(char::is_control) => {
-            Err("a user name must not contain ':' or control characters".to_string())
-        }
-        u => Ok(u.map(str::to_string)),
-    });
+User -> String, hidden true, |v| match text(v)? {
+    Some(u) if u.contains(':') || u.chars().any(char::is_control) => {
+        Err("a user name must not contain ':' or control characters".to_string())
+    }
+    u => Ok(u.map(str::to_string)),
+});
 
 fn port(value: &Value) -> Result<u16, String> {
     match value.as_u64().and_then(|n| u16::try_from(n).ok()) {
@@ -265,7 +265,9 @@ fn millis(value: &Value) -> Result<Duration, DurationError> {
 fn ttl(value: &Value) -> Result<TagTtl, DurationError> {
     match value {
         Value::String(s) if s.trim() == "never" => Ok(TagTtl::Never),
-        Value::Number(n) => n.as_u64().map(|ms| TagTtl::After(Duration::from_millis(ms))).ok_or(DurationError::NotPositive),
+        Value::Number(n) => {
+            n.as_u64().map(|ms| TagTtl::After(Duration::from_millis(ms))).ok_or(DurationError::NotPositive)
+        }
         Value::String(s) => match parse_duration(s) {
             Ok(d) => Ok(TagTtl::After(d)),
             Err(DurationError::NotPositive) if !s.trim().starts_with('-') => Ok(TagTtl::After(Duration::ZERO)),

@@ -86,7 +86,12 @@ struct HelperChoice {
 }
 
 /// A registry's `auth` at key path `path`.
-fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>, env: &EnvLookup) -> Result<Credentials, ConfigError> {
+fn auth(
+    check: &mut Check<'_>,
+    path: &str,
+    auth: Option<AuthFile>,
+    env: &EnvLookup,
+) -> Result<Credentials, ConfigError> {
     let Some(a) = auth else {
         return Ok(Credentials::Anonymous);
     };

@@ -53,7 +53,11 @@ impl Check<'_> {
     /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.
     pub fn readable(&self, key: &str, file: &Path, what: &str) -> Result<(), ConfigError> {
         open_regular(file).map(drop).map_err(|err| {
-            self.invalid(key, quoted(&file.display().to_string()), format!("cannot read the {what}: {}", io_reason(&err)))
+            self.invalid(
+                key,
+                quoted(&file.display().to_string()),
+                format!("cannot read the {what}: {}", io_reason(&err)),
+            )
         })
     }
 }
@@ -226,8 +230,9 @@ fn admin(check: &Check<'_>, a: AdminFile) -> Result<Option<AdminSettings>, Confi
         (Some(_), None) => Err(check.required_by("admin.tokenFile", "admin.port", "")),
         (None, Some(_)) => Err(check.required_by("admin.port", "admin.tokenFile", "")),
         (Some(port), Some(token_file)) => {
-            let token = read_token(&token_file)
-                .map_err(|reason| check.invalid("admin.tokenFile", quoted(&token_file.display().to_string()), reason))?;
+            let token = read_token(&token_file).map_err(|reason| {
+                check.invalid("admin.tokenFile", quoted(&token_file.display().to_string()), reason)
+            })?;
             Ok(Some(AdminSettings { port, token_file, token: Secret::new(token) }))
         }
     }

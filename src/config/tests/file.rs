@@ -179,11 +179,9 @@ fn each_unsupported_key_is_named() {
 
 #[test]
 fn freshness_keys() {
-    let (c, _) = parse(
-        "tagTtl: 0s\nalwaysPullLatest: true\nairGapped: true\nrevalidateTimeout: 250ms\nnegativeTtl: 1m\n",
-        "f",
-    )
-    .expect("loads");
+    let (c, _) =
+        parse("tagTtl: 0s\nalwaysPullLatest: true\nairGapped: true\nrevalidateTimeout: 250ms\nnegativeTtl: 1m\n", "f")
+            .expect("loads");
     assert_eq!(c.tag_ttl, TagTtl::After(Duration::ZERO));
     assert_eq!((c.always_pull_latest, c.air_gapped), (true, true));
     assert_eq!(c.revalidate_timeout, Duration::from_millis(250));
@@ -269,11 +267,7 @@ fn invalid_values_name_file_key_and_value() {
         ("admin: on", "admin", "\"on\""),
         ("registries: [{name: a.io, scheme: ftp}]", "registries[0].scheme", "\"ftp\""),
         ("registries: [{name: a.io}, {name: a.io}]", "registries[1].name", "\"a.io\""),
-        (
-            "registries: [{name: a.io, endpoint: 'http://a.io?x=1'}]",
-            "registries[0].endpoint",
-            "\"http://a.io?x=1\"",
-        ),
+        ("registries: [{name: a.io, endpoint: 'http://a.io?x=1'}]", "registries[0].endpoint", "\"http://a.io?x=1\""),
         ("serverTlsConfig: on", "serverTlsConfig", "\"on\""),
         ("upstreamPolicy: open", "upstreamPolicy", "\"open\""),
         ("upstreamPolicy: true", "upstreamPolicy", "true"),

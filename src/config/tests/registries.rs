@@ -10,7 +10,6 @@ use super::*;
 mod registry {
     use super::*;
 
-
     fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries", text), "cfg.yaml", &|_| None) {
             Ok((settings, warnings)) => (Ok(settings.registries), warnings),
@@ -175,7 +174,9 @@ mod auth {
     fn assert_auth(got: Credentials, expected: Credentials) {
         let same = match (&got, &expected) {
             (Credentials::Anonymous, Credentials::Anonymous) => true,
-            (Credentials::Basic { user, password }, Credentials::Basic { user: u, password: p }) => user == u && password == p,
+            (Credentials::Basic { user, password }, Credentials::Basic { user: u, password: p }) => {
+                user == u && password == p
+            }
             (Credentials::Helper { name, cache_time }, Credentials::Helper { name: n, cache_time: c }) => {
                 name == n && cache_time == c
             }
@@ -210,11 +211,12 @@ mod auth {
     fn anonymous_forms() {
         assert_auth(load("~"), Credentials::Anonymous);
         assert_auth(load("{}"), Credentials::Anonymous);
-        assert_auth(load(
+        assert_auth(
+            load(
                 "{user: '', password: '', passwordFromEnv: , helper: '', \
-                 token: {provider: '', providerOpts: '', expiry: ''}}"
+                 token: {provider: '', providerOpts: '', expiry: ''}}",
             ),
-            Credentials::Anonymous
+            Credentials::Anonymous,
         );
     }
 
@@ -277,11 +279,13 @@ mod auth {
 
     #[test]
     fn helper_with_default_and_given_cache_time() {
-        assert_auth(load("{helper: ecr-login}"),
-            Credentials::Helper { name: "ecr-login".to_string(), cache_time: DEFAULT_HELPER_CACHE_TIME }
+        assert_auth(
+            load("{helper: ecr-login}"),
+            Credentials::Helper { name: "ecr-login".to_string(), cache_time: DEFAULT_HELPER_CACHE_TIME },
         );
-        assert_auth(load("{helper: gcr, helperCacheTime: 30s, user: ''}"),
-            Credentials::Helper { name: "gcr".to_string(), cache_time: Duration::from_secs(30) }
+        assert_auth(
+            load("{helper: gcr, helperCacheTime: 30s, user: ''}"),
+            Credentials::Helper { name: "gcr".to_string(), cache_time: Duration::from_secs(30) },
         );
         let shown = |auth: &str| parse_with(&placed("registries[0].auth", auth), "cfg.yaml", &env).expect("valid").0;
         assert_eq!(shown("{helper: acr-env}").registries[0].to_string(), "a.io -> https://a.io (auth: helper acr-env)");
@@ -312,8 +316,9 @@ mod auth {
     #[test]
     fn ecr_token_maps_to_the_ecr_login_helper() {
         let (result, warnings) = parse("{token: {provider: ecr}}");
-        assert_auth(result.expect("valid"),
-            Credentials::Helper { name: "ecr-login".to_string(), cache_time: DEFAULT_HELPER_CACHE_TIME }
+        assert_auth(
+            result.expect("valid"),
+            Credentials::Helper { name: "ecr-login".to_string(), cache_time: DEFAULT_HELPER_CACHE_TIME },
         );
         assert_eq!(
             warnings,
@@ -323,16 +328,18 @@ mod auth {
 
         let (result, warnings) =
             parse("{token: {provider: ECR, providerOpts: 'profile=default,region=us-south-1', expiry: 6h}}");
-        assert_auth(result.expect("valid"),
-            Credentials::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(6 * 3600) }
+        assert_auth(
+            result.expect("valid"),
+            Credentials::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(6 * 3600) },
         );
         assert_eq!(warnings.len(), 2);
         assert!(warnings[1].starts_with("config key 'registries[0].auth.token.providerOpts' in cfg.yaml is ignored"));
         assert!(!warnings[1].contains("us-south-1"));
 
         let (result, _) = parse("{token: {provider: ecr, expiry: ''}, helperCacheTime: 1m}");
-        assert_auth(result.expect("valid"),
-            Credentials::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(60) }
+        assert_auth(
+            result.expect("valid"),
+            Credentials::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(60) },
         );
     }
 
@@ -360,9 +367,13 @@ mod auth {
 
     #[test]
     fn debug_hides_the_password() {
-        let settings = parse_with(&placed("registries[0].auth", &format!("{{user: theuser, password: '{PASSWORD}'}}")), "cfg.yaml", &env)
-            .expect("valid")
-            .0;
+        let settings = parse_with(
+            &placed("registries[0].auth", &format!("{{user: theuser, password: '{PASSWORD}'}}")),
+            "cfg.yaml",
+            &env,
+        )
+        .expect("valid")
+        .0;
         let text = format!("{:?} {:#?} {}", basic("theuser"), basic("theuser"), settings.registries[0]);
         assert!(!text.contains(PASSWORD) && text.contains("***"), "{text}");
     }

@@ -391,7 +391,6 @@ mod life {
 mod storage {
     use super::*;
 
-
     fn parse(text: &str) -> Result<(StorageSettings, Option<ClusterConfig>), String> {
         parse_with(text, "f.yaml", &|_| None).map(|(c, _)| (c.storage, c.cluster)).map_err(|e| e.to_string())
     }
