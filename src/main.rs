@@ -12,6 +12,7 @@ mod config;
 mod http;
 mod logging;
 mod server_tls;
+mod summary;
 mod values;
 
 use std::path::Path;

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::error::{io_reason, ConfigError};
-use super::Settings;
+use super::settings::Settings;
 use crate::cli::Cli;
 
 /// Open `path` for reading if it is a regular file. `O_NONBLOCK` makes opening a FIFO return at once instead of

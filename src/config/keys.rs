@@ -3,9 +3,7 @@
 //! element and every option with a value, and records the path of each value read as a leaf. `ociregistry
 //! config-keys` prints them; the chart test and the docs check read them from there.
 
-use std::fmt;
-
-use serde::de::value::StrDeserializer;
+use serde::de::value::{Error as Never, StrDeserializer};
 use serde::de::{self, Deserialize, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::schema::FileConfig;
@@ -22,24 +20,6 @@ pub fn config_keys() -> Vec<String> {
 struct Recorder<'a> {
     path: String,
     keys: &'a mut Vec<String>,
-}
-
-/// The recorder's error type (serde needs one; it never occurs).
-#[derive(Debug)]
-struct Never(String);
-
-impl fmt::Display for Never {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Never {}
-
-impl de::Error for Never {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Never(msg.to_string())
-    }
 }
 
 impl<'de> de::Deserializer<'de> for Recorder<'_> {

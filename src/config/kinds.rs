@@ -13,7 +13,7 @@ use actors::upstream::guard::UpstreamPolicy;
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde_yaml::Value;
 
-use super::forms::{parse_endpoint, parse_size, SizeError};
+use crate::values::forms::{parse_endpoint, parse_size, SizeError};
 use crate::values::{from_millis, parse_duration, parse_host, DurationError, LogFormat, LogLevel};
 
 /// Frames a kind's error (`MARK value MARK reason`) inside serde's error text.

@@ -1,27 +1,22 @@
 //! Runtime settings: `load` builds the `Settings` the server runs with from the command line, the config file (or
 //! the embedded default config) and the built-in defaults, in that order of precedence.
 //!
-//! The file's format is `schema.rs` (serde types, the one list of keys), its value forms `kinds.rs` (and
-//! `forms.rs`), the reading with key paths in messages `read.rs`; the command line is laid over the same structure
-//! (`flags.rs`); one validation step (`validate.rs`, `registry.rs`) builds `Settings` (`settings.rs`, summarised by
-//! `summary.rs`). `keys.rs` lists the keys for `ociregistry config-keys`.
+//! The file's format is `schema.rs` (serde types, the one list of keys), its value forms `kinds.rs` (over
+//! `crate::values`), the reading with key paths in messages `read.rs`; the command line is laid over the same
+//! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`) builds `Settings` (`settings.rs`; its
+//! summary for the startup log is `src/summary.rs`). `keys.rs` lists the keys for `ociregistry config-keys`.
 
 mod error;
 pub mod files;
 mod flags;
-mod forms;
 mod keys;
 mod kinds;
 mod ports;
 mod read;
 mod registry;
 mod schema;
-mod secret;
 mod settings;
-mod summary;
 mod validate;
-
-use std::time::Duration;
 
 use crate::cli::Cli;
 
@@ -29,12 +24,18 @@ pub use error::ConfigError;
 pub use keys::config_keys;
 pub use kinds::ClientAuth;
 pub use settings::{policy_name, ServerTls, Settings, StorageSettings};
+#[allow(unused_imports)]
+pub use settings::{
+    DEFAULT_ACTOR_IDLE_TIMEOUT, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_IMAGE_PATH, DEFAULT_MAX_BLOB_SIZE, DEFAULT_MIN_FREE_SPACE, DEFAULT_PORT,
+    DEFAULT_PULL_TIMEOUT, DEFAULT_SCRUB_INTERVAL, DEFAULT_SHUTDOWN_GRACE,
+};
 // Types and defaults of public `Settings` fields, named by the server modules and the tests.
 #[allow(unused_imports)]
 pub use {
+    crate::values::secret::Secret,
     kinds::Scheme,
     registry::{DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
-    secret::Secret,
     settings::{AdminSettings, ClusterConfig, LifeSettings, RegistrySettings, S3Config, DEFAULT_MAX_CONCURRENT},
 };
 
@@ -42,22 +43,6 @@ pub use {
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");
 /// `config_source` when the embedded config is used.
 pub const EMBEDDED_SOURCE: &str = "embedded default";
-
-pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
-pub const DEFAULT_HOST: &str = "0.0.0.0";
-pub const DEFAULT_PORT: u16 = 8080;
-pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
-/// Small, so that a small volume still caches; a full disk is handled per object anyway.
-pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
-/// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`): well above any real layer (the
-/// largest public ones, CUDA and model images, run to a few GiB), far below a volume an endless body could fill.
-pub const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
-pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds the settings: command line > config file (or the embedded default config) > built-in defaults. Returns
 /// warnings (unknown keys, options without effect) for the caller to log once logging is set up. Fails on
@@ -69,7 +54,7 @@ pub fn load(cli: &Cli) -> Result<(Settings, Vec<String>), ConfigError> {
 }
 
 /// `load` with `env` resolving `passwordFromEnv` (the process environment in `load`, a map in tests).
-fn load_with_env(cli: &Cli, env: &validate::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
+fn load_with_env(cli: &Cli, env: &error::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
     flags::check_supported(cli)?;
     let (text, source) = match &cli.config_file {
         None => (EMBEDDED_CONFIG.to_string(), EMBEDDED_SOURCE.to_string()),

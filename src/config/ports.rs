@@ -3,7 +3,7 @@
 //! flag is caught too; the message says which value came from which flag.
 
 use super::error::ConfigError;
-use super::Settings;
+use super::settings::Settings;
 use crate::cli::{Cli, Command};
 
 /// Fails naming the first two listeners (in the order port, health, metrics, admin.port) that share a port.

@@ -10,10 +10,10 @@ use actors::upstream::auth::Credentials;
 use actors::upstream::tls::TlsOptions;
 
 use super::error::ConfigError;
+use super::error::{quoted, Check, EnvLookup};
 use super::kinds::Scheme;
 use super::schema::{AuthFile, RegistryFile, TlsFile, TokenFile};
 use super::settings::{RegistrySettings, DEFAULT_MAX_CONCURRENT};
-use super::validate::{quoted, Check, EnvLookup};
 
 /// How long a credential helper's answer is reused when `helperCacheTime` is not set.
 pub const DEFAULT_HELPER_CACHE_TIME: Duration = Duration::from_secs(5 * 60);

@@ -12,7 +12,7 @@ use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
 
 use super::kinds::{ClientAuth, Scheme};
-use super::secret::Secret;
+use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
 
 /// Everything the server needs to know to run. Each field's key is named in `schema.rs`; its default in
@@ -76,6 +76,23 @@ pub struct RegistrySettings {
     pub auth: Credentials,
     pub tls: TlsOptions,
 }
+
+/// The built-in defaults.
+pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// Small, so that a small volume still caches; a full disk is handled per object anyway.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
+/// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`): well above any real layer (the
+/// largest public ones, CUDA and model images, run to a few GiB), far below a volume an endless body could fill.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
+pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
 pub const DEFAULT_MAX_CONCURRENT: usize = 32;

@@ -25,7 +25,7 @@ fn defaults(source: &str) -> Settings {
 }
 
 /// Reads and validates a config text named `file`, with `env` resolving `passwordFromEnv`.
-fn parse_with(text: &str, file: &str, env: &validate::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
+fn parse_with(text: &str, file: &str, env: &error::EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
     let (config, mut warnings) = read::parse_config(text, file)?;
     let (settings, more) = validate::settings(config, file, env)?;
     warnings.extend(more);

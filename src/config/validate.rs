@@ -3,64 +3,16 @@
 //! another one requires, keys that exclude each other), the files the config names checked readable, and the admin
 //! token read. Registries are checked in `registry.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{io_reason, ConfigError};
-use super::files::{open_regular, read_token};
+use super::error::{quoted, Check, ConfigError, EnvLookup};
+use super::files::read_token;
 use super::kinds::{ClientAuth, PruneKind};
 use super::registry::registries;
 use super::schema::{AdminFile, ClusterFile, FileConfig, PruneFile, ServerTlsFile, StorageFile};
-use super::secret::Secret;
 use super::settings::*;
-use super::*;
-
-/// Looks up an environment variable; `load` passes the process environment, tests a map.
-pub type EnvLookup = dyn Fn(&str) -> Option<String>;
-
-/// The document being checked (for messages) and the warnings so far.
-pub struct Check<'a> {
-    pub file: &'a str,
-    pub warnings: Vec<String>,
-}
-
-/// A string value as messages show it.
-pub fn quoted(text: &str) -> String {
-    format!("{text:?}")
-}
-
-impl Check<'_> {
-    pub fn invalid(&self, key: &str, value: String, reason: impl ToString) -> ConfigError {
-        let (key, file, reason) = (key.to_string(), self.file.to_string(), reason.to_string());
-        ConfigError::InvalidValue { key, file, value, reason }
-    }
-
-    pub fn missing(&self, key: &str) -> ConfigError {
-        ConfigError::MissingKey { key: key.to_string(), file: self.file.to_string() }
-    }
-
-    /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
-    pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
-        let (key, because, note) = (key.to_string(), because.to_string(), note.to_string());
-        ConfigError::RequiredBy { key, because, file: self.file.to_string(), note }
-    }
-
-    pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
-        let (key, other, reason) = (key.to_string(), other.to_string(), reason.to_string());
-        ConfigError::Conflict { key, other, file: self.file.to_string(), reason }
-    }
-
-    /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.
-    pub fn readable(&self, key: &str, file: &Path, what: &str) -> Result<(), ConfigError> {
-        open_regular(file).map(drop).map_err(|err| {
-            self.invalid(
-                key,
-                quoted(&file.display().to_string()),
-                format!("cannot read the {what}: {}", io_reason(&err)),
-            )
-        })
-    }
-}
+use crate::values::secret::Secret;
 
 /// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv`. Returns the warnings.
 pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {

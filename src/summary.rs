@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::settings::{policy_name, ServerTls, Settings, StorageSettings};
+use crate::config::{policy_name, ServerTls, Settings, StorageSettings};
 
 /// A multi-line summary for the startup banner. Never shows a password.
 impl fmt::Display for Settings {

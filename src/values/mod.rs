@@ -1,7 +1,11 @@
 //! Setting values shared by the command line and the config file, and nothing of either: the log level and format,
 //! the listen-host check, and durations. A duration is a whole number of milliseconds (as the Go server's
 //! `pullTimeout`), digits in a string (milliseconds again) or a humantime duration such as "10s", "2m" or "500ms";
-//! zero is never a valid timeout. `cli` and `config` both import this file; it imports neither.
+//! zero is never a valid timeout. `forms.rs`: sizes and base URLs; `secret.rs`: a string that never formats as
+//! itself. `cli` and `config` both import these files; they import neither.
+
+pub mod forms;
+pub mod secret;
 
 use std::fmt;
 use std::net::{AddrParseError, IpAddr};
