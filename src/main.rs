@@ -9,6 +9,7 @@ mod banner;
 mod cli;
 mod commands;
 mod config;
+mod files;
 mod http;
 mod logging;
 mod server_tls;

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use super::files::open_regular;
+use crate::files::{io_reason, open_regular};
 
 /// Why the settings could not be built. `Display` is the one-line message shown to the operator.
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +102,6 @@ impl Check<'_> {
                 format!("cannot read the {what}: {}", io_reason(&err)),
             )
         })
-    }
-}
-
-/// The text of an I/O error without its "(os error N)" suffix.
-pub fn io_reason(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
     }
 }
 

@@ -6,12 +6,11 @@
 //! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`) builds `Settings` (`settings.rs`; its
 //! summary for the startup log is `src/summary.rs`). `keys.rs` lists the keys for `ociregistry config-keys`.
 
+mod checks;
 mod error;
-pub mod files;
 mod flags;
 mod keys;
 mod kinds;
-mod ports;
 mod read;
 mod registry;
 mod schema;
@@ -68,8 +67,8 @@ fn load_with_env(cli: &Cli, env: &error::EnvLookup) -> Result<(Settings, Vec<Str
     flags::overlay(cli, &mut file);
     let (settings, more) = validate::settings(file, &source, env)?;
     warnings.extend(more);
-    ports::check_distinct(cli, &settings)?;
-    files::check_image_path(cli, &settings)?;
+    checks::check_distinct(cli, &settings)?;
+    checks::check_image_path(cli, &settings)?;
     Ok((settings, warnings))
 }
 

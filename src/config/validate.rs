@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::files::read_token;
 use super::kinds::{ClientAuth, PruneKind};
 use super::registry::registries;
 use super::schema::{AdminFile, ClusterFile, FileConfig, PruneFile, ServerTlsFile, StorageFile};
 use super::settings::*;
+use crate::files::read_token;
 use crate::values::secret::Secret;
 
 /// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv`. Returns the warnings.
