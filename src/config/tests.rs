@@ -521,3 +521,55 @@ fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
         assert!(err.starts_with("config key 'maxBlobSize'"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn config_keys_are_the_schema_keys() {
+    let keys = config_keys();
+    for key in ["imagePath", "registries[].auth.token.expiry", "cluster.peers[]", "cluster.self", "pinned[]"] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
+    // A document with every key (null values, lists of one) has no unknown key.
+    use serde_yaml::{Mapping, Value};
+    let mut document = Mapping::new();
+    for key in &keys {
+        let mut node = &mut document;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (n, part) in parts.iter().enumerate() {
+            let (name, list) = match part.strip_suffix("[]") {
+                Some(name) => (name, true),
+                None => (*part, false),
+            };
+            let last = n + 1 == parts.len();
+            let entry = node.entry(Value::from(name)).or_insert_with(|| match (last, list) {
+                (true, true) => Value::Sequence(vec![Value::Null]),
+                (true, false) => Value::Null,
+                (false, true) => Value::Sequence(vec![Value::Mapping(Mapping::new())]),
+                (false, false) => Value::Mapping(Mapping::new()),
+            });
+            if last {
+                break;
+            }
+            let entry = match entry {
+                Value::Sequence(items) => &mut items[0],
+                other => other,
+            };
+            node = entry.as_mapping_mut().expect("a section");
+        }
+    }
+    let text = serde_yaml::to_string(&document).expect("writes");
+    let (_, warnings) = read::parse_config(&text, "all.yaml").expect("every key reads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn the_docs_name_every_key() {
+    let docs = include_str!("../../docs/configuration.md");
+    for key in config_keys() {
+        for segment in key.split('.').map(|s| s.trim_end_matches("[]")) {
+            assert!(
+                docs.contains(&format!("`{segment}`")) || docs.contains(&format!("{segment}:")),
+                "docs/configuration.md does not name '{segment}' (of {key})"
+            );
+        }
+    }
+}
