@@ -25,6 +25,7 @@ pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>),
         }
     }
     let mut unknown = Vec::new();
+    drop_odd_keys(&mut document, "", &mut unknown);
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(key_path(&path));
     let deserializer = serde_ignored::Deserializer::new(document.clone(), &mut record);
     let config: FileConfig =
@@ -32,6 +33,30 @@ pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>),
     unknown.sort();
     let warnings = unknown.into_iter().map(|key| format!("unknown key '{key}' in {file}, ignored")).collect();
     Ok((config, warnings))
+}
+
+/// Removes the keys that are not strings (`1: x`), which no key path names, recording them as unknown.
+fn drop_odd_keys(value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match value {
+        Value::Mapping(map) => {
+            map.retain(|key, _| {
+                if !key.is_string() {
+                    unknown.push(join(&describe(key)));
+                }
+                key.is_string()
+            });
+            for (key, item) in map.iter_mut() {
+                drop_odd_keys(item, &join(key.as_str().unwrap_or_default()), unknown);
+            }
+        }
+        Value::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                drop_odd_keys(item, &format!("{path}[{index}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `registries[0].shceme`.

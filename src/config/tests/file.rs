@@ -372,3 +372,10 @@ fn zero_or_empty_port_can_mean_unset() {
     let err = parse("health: '8081'", "f").expect_err("a string").to_string();
     assert!(err.contains("'health'") && err.contains("\"8081\""), "{err}");
 }
+
+#[test]
+fn keys_that_are_not_strings_are_unknown() {
+    let (config, warnings) = parse("1: x\nport: 5000\nadmin: {true: 1}\n", "f.yaml").expect("loads");
+    assert_eq!(config.port, 5000);
+    assert_eq!(warnings, ["unknown key '1' in f.yaml, ignored", "unknown key 'admin.true' in f.yaml, ignored"]);
+}
