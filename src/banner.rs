@@ -2,7 +2,8 @@
 
 use std::time::SystemTime;
 
-use crate::config::{policy_name, Settings};
+use crate::config::Settings;
+use crate::summary::policy_name;
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::config::{policy_name, ServerTls, Settings, StorageSettings};
+use actors::upstream::guard::UpstreamPolicy;
+
+use crate::config::{ServerTls, Settings, StorageSettings};
 
 /// A multi-line summary for the startup banner. Never shows a password.
 impl fmt::Display for Settings {
@@ -102,5 +104,14 @@ fn rule_name(rule: &actors::PruneRule) -> &'static str {
         actors::PruneRule::NotPulledFor(_) => "Accessed",
         actors::PruneRule::CreatedMoreThan(_) => "Created",
         _ => "Pattern",
+    }
+}
+
+/// `public`, `listed` or `any`.
+pub fn policy_name(policy: UpstreamPolicy) -> &'static str {
+    match policy {
+        UpstreamPolicy::Public => "public",
+        UpstreamPolicy::Listed => "listed",
+        UpstreamPolicy::Any => "any",
     }
 }

@@ -22,7 +22,7 @@ use crate::cli::Cli;
 pub use error::ConfigError;
 pub use keys::config_keys;
 pub use kinds::ClientAuth;
-pub use settings::{policy_name, ServerTls, Settings, StorageSettings};
+pub use settings::{ServerTls, Settings, StorageSettings};
 #[allow(unused_imports)]
 pub use settings::{
     DEFAULT_ACTOR_IDLE_TIMEOUT, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST,

@@ -1,6 +1,6 @@
 //! `Settings`, what the server runs with once the config file and the command line are read and checked, in the
 //! actors' own types where they have one (`UpstreamPolicy`, `TagTtl`, `Credentials`, `TlsOptions`,
-//! `PruneSchedule`), and its multi-line summary for the startup log, which never shows a secret.
+//! `PruneSchedule`), and the built-in defaults. Its summary for the startup log is `src/summary.rs`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -216,13 +216,4 @@ pub struct ClusterConfig {
     pub port: Option<u16>,
     /// `http` or `https` toward peers.
     pub scheme: String,
-}
-
-/// `public`, `listed` or `any`.
-pub fn policy_name(policy: UpstreamPolicy) -> &'static str {
-    match policy {
-        UpstreamPolicy::Public => "public",
-        UpstreamPolicy::Listed => "listed",
-        UpstreamPolicy::Any => "any",
-    }
 }
