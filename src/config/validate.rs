@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::kinds::{ClientAuth, PruneKind};
+use super::kinds::{ClientAuth, Kind, PruneKind, Val};
 use super::registry::registries;
 use super::schema::{AdminFile, ClusterFile, FileConfig, PruneFile, ServerTlsFile, StorageFile};
 use super::settings::*;
@@ -21,7 +21,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         return Err(ConfigError::UnsupportedKey { key: "helloWorld".to_string(), file: source.to_string() });
     }
     let max_cache_size = file.max_cache_size.get().flatten();
-    let pinned = file.pinned.unwrap_or_default().into_iter().filter_map(|p| p.0).collect();
+    let pinned = list(&check, "pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
     let storage = storage(&check, file.storage)?;
     let cluster = file.cluster.map(|c| cluster(&check, c)).transpose()?;
@@ -84,6 +84,17 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     Ok((settings, check.warnings))
 }
 
+/// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
+fn list<K: Kind>(
+    check: &Check<'_>,
+    key: &str,
+    items: Option<Vec<Val<K>>>,
+    reason: &str,
+) -> Result<Vec<K::Out>, ConfigError> {
+    let items = items.unwrap_or_default().into_iter().enumerate();
+    items.map(|(i, item)| item.0.ok_or_else(|| check.invalid(&format!("{key}[{i}]"), "null".into(), reason))).collect()
+}
+
 /// `pruneConfig`: its values are checked even when it is off; `None` unless `enabled`.
 fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule>, ConfigError> {
     if p.enabled.get() != Some(true) {
@@ -123,7 +134,7 @@ fn storage(check: &Check<'_>, storage: Option<StorageFile>) -> Result<StorageSet
 }
 
 fn cluster(check: &Check<'_>, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
-    let peers: Vec<String> = c.peers.unwrap_or_default().into_iter().filter_map(|p| p.0).collect();
+    let peers = list(check, "cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
     let dns = c.dns.get();
     if peers.is_empty() && dns.is_none() {
         let note = " (or cluster.dns: how the replicas find each other)";

@@ -379,3 +379,17 @@ fn keys_that_are_not_strings_are_unknown() {
     assert_eq!(config.port, 5000);
     assert_eq!(warnings, ["unknown key '1' in f.yaml, ignored", "unknown key 'admin.true' in f.yaml, ignored"]);
 }
+
+#[test]
+fn empty_list_entries_are_refused() {
+    for (text, key) in [
+        ("pinned: [~]", "pinned[0]"),
+        (
+            "storage: {type: s3, s3: {endpoint: 'http://s:1', bucket: b}}\ncluster: {peers: ['http://a:1', ~]}",
+            "cluster.peers[1]",
+        ),
+    ] {
+        let msg = parse(text, "f").expect_err(text).to_string();
+        assert!(msg.starts_with(&format!("config key '{key}' (in f) has an invalid value null: expected ")), "{msg}");
+    }
+}
