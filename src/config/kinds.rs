@@ -118,6 +118,43 @@ macro_rules! named {
     };
 }
 
+/// Declares an enumeration named by a few words in any letter case: the enum, its `Display` (the word) and its kind,
+/// from one list.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident read by $kind:ident, $expected:literal,
+     { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($name::$variant => $text),+ })
+            }
+        }
+        named!(#[doc = concat!("`", stringify!($name), "`, by name.")] $kind -> $name, $expected,
+            { $($text => $name::$variant),+ });
+    };
+}
+
+choice!(/// The URL scheme used to reach an upstream registry (`scheme`).
+    Scheme read by SchemeKind, "expected http or https", { Http = "http", Https = "https" });
+choice!(/// Whether clients must present a certificate (`serverTlsConfig.clientAuth`).
+ClientAuth read by ClientAuthKind, "expected none or verify", {
+    /// No client certificate is requested.
+    None = "none",
+    /// A client certificate signed by `serverTlsConfig.ca` is required; a client without one fails the handshake.
+    Verify = "verify",
+});
+choice!(/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
+PruneKind read by PruneType, "expected accessed, created or pattern", {
+    /// Images not pulled for `duration`.
+    Accessed = "accessed",
+    /// Images first cached more than `duration` ago.
+    Created = "created",
+    /// Images whose name matches one of `expr`.
+    Pattern = "pattern",
+});
+
 kind!(/// A string.
     Text -> String, |v| Ok(text(v)?.map(str::to_string)));
 kind!(/// A path.
@@ -211,13 +248,6 @@ kind!(/// `logFormat`.
 named!(/// `upstreamPolicy`, the actors' own type.
     Policy -> UpstreamPolicy, "expected public, listed or any",
     { "public" => UpstreamPolicy::Public, "listed" => UpstreamPolicy::Listed, "any" => UpstreamPolicy::Any });
-named!(/// A registry's `scheme`.
-    SchemeKind -> Scheme, "expected http or https", { "http" => Scheme::Http, "https" => Scheme::Https });
-named!(/// `serverTlsConfig.clientAuth`.
-    ClientAuthKind -> ClientAuth, "expected none or verify", { "none" => ClientAuth::None, "verify" => ClientAuth::Verify });
-named!(/// `pruneConfig.type`.
-    PruneType -> PruneKind, "expected accessed, created or pattern",
-    { "accessed" => PruneKind::Accessed, "created" => PruneKind::Created, "pattern" => PruneKind::Pattern });
 kind!(/// `storage.type`: true for s3.
 StorageType -> bool, |v| match text(v)? {
     None | Some("filesystem") => Ok(Some(false)),
@@ -284,51 +314,4 @@ fn size(value: &Value) -> Result<u64, String> {
         _ => Err(SizeError::Unparsable),
     }
     .map_err(|e| e.to_string())
-}
-
-/// The URL scheme used to reach an upstream registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
-}
-
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        })
-    }
-}
-
-/// Whether clients must present a certificate (`serverTlsConfig.clientAuth`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// No client certificate is requested.
-    #[default]
-    None,
-    /// A client certificate signed by `serverTlsConfig.ca` is required; a client without one fails the handshake.
-    Verify,
-}
-
-impl fmt::Display for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClientAuth::None => "none",
-            ClientAuth::Verify => "verify",
-        })
-    }
-}
-
-/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it with its
-/// duration or patterns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PruneKind {
-    /// Images not pulled for `duration`.
-    Accessed,
-    /// Images first cached more than `duration` ago.
-    Created,
-    /// Images whose name matches one of `expr`.
-    Pattern,
 }

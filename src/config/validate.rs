@@ -150,7 +150,7 @@ fn cluster(check: &Check<'_>, c: ClusterFile) -> Result<ClusterConfig, ConfigErr
 /// `serverTlsConfig`: `None` (plain HTTP) when neither `cert` nor `key` is set.
 fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTls>, ConfigError> {
     let (cert, key, ca) = (s.cert.get(), s.key.get(), s.ca.get());
-    let client_auth = s.client_auth.get().unwrap_or_default();
+    let client_auth = s.client_auth.get().unwrap_or(ClientAuth::None);
     let k = |name: &str| format!("serverTlsConfig.{name}");
     match (&cert, &key) {
         (Some(_), None) => return Err(check.required_by(&k("key"), &k("cert"), "")),
