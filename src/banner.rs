@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use crate::config::Settings;
+use crate::summary::policy_name;
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -45,6 +46,6 @@ pub fn print(settings: &Settings) {
     eprintln!("Config: {}", settings.config_source);
     eprintln!("Cache: {} (its index loads in the background; served from meanwhile)", settings.image_path.display());
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
-    eprintln!("Upstream policy: {} (namespaces not listed above)", settings.upstream_policy);
+    eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.upstream_policy));
     eprintln!("{line}");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::builder::{NonEmptyStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{parse_duration, parse_host, LogFormat, LogLevel};
+use crate::values::{parse_duration, parse_host, LogFormat, LogLevel};
 
 /// Pull-only, pull-through, caching OCI Distribution server.
 #[derive(Debug, Clone, Parser)]
@@ -52,6 +52,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Print the version
     Version,
+    /// Print every key path the config file accepts, one a line (for the chart test and the docs check)
+    #[command(hide = true)]
+    ConfigKeys,
 }
 
 impl Command {
@@ -63,6 +66,7 @@ impl Command {
             Command::List(_) => "list",
             Command::Prune(_) => "prune",
             Command::Version => "version",
+            Command::ConfigKeys => "config-keys",
         }
     }
 }

@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogLevel;
+use crate::values::LogLevel;
 
 /// Install the global subscriber: text, or one JSON object per line (`logFormat: json`, fields at the top level).
 /// `RUST_LOG`, when set, overrides the filter (for debugging).

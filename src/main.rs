@@ -9,9 +9,12 @@ mod banner;
 mod cli;
 mod commands;
 mod config;
+mod files;
 mod http;
 mod logging;
 mod server_tls;
+mod summary;
+mod values;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,21 +22,23 @@ use std::sync::Arc;
 
 use actors::freshness::Freshness;
 use actors::reference::Namespace;
-use actors::upstream::auth::Credentials;
-use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::{TlsOptions, TlsSetupError};
 use actors::upstream::Timeouts;
 use actors::{ClusterSettings, DnsPeers, S3Settings};
 use actors::{Mirror, MirrorConfig, ScrubSettings, StartError, StorageChoice, UpstreamSpec};
 use clap::Parser;
 
-use crate::config::{AuthSettings, ConfigError, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::server_tls::TlsLoadError;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if let cli::Command::Version = cli.command {
-        println!("{}", cli::version_line());
+    match cli.command {
+        cli::Command::Version => println!("{}", cli::version_line()),
+        cli::Command::ConfigKeys => println!("{}", config::config_keys().join("\n")),
+        _ => {}
+    }
+    if matches!(cli.command, cli::Command::Version | cli::Command::ConfigKeys) {
         return ExitCode::SUCCESS;
     }
     let (settings, warnings) = match config::load(&cli) {
@@ -45,8 +50,8 @@ fn main() -> ExitCode {
     };
     if matches!(cli.command, cli::Command::Load(_) | cli::Command::List(_) | cli::Command::Prune(_)) {
         // Commands print their results on standard output; the log says only what went wrong unless asked for more.
-        let level = cli.log_level.unwrap_or(config::LogLevel::Warn);
-        let json = settings.log_format == config::LogFormat::Json;
+        let level = cli.log_level.unwrap_or(values::LogLevel::Warn);
+        let json = settings.log_format == values::LogFormat::Json;
         if let Err(err) = logging::init(level, cli.log_file.as_deref(), json) {
             eprintln!("ociregistry: {err}");
             return ExitCode::from(2);
@@ -77,24 +82,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let admin = match &settings.admin {
-        Some(admin) => match config::admin_token(&admin.token_file) {
-            Ok(token) => Some((admin.port, token)),
-            Err(reason) => {
-                let err = ConfigError::InvalidValue {
-                    key: "admin.tokenFile".to_string(),
-                    file: settings.config_source.clone(),
-                    value: format!("{:?}", admin.token_file.display().to_string()),
-                    reason,
-                };
-                eprintln!("ociregistry: {err}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
+    let admin = settings.admin.as_ref().map(|admin| (admin.port, admin.token.expose().to_string()));
     if let Err(err) =
-        logging::init(settings.log_level, settings.log_file.as_deref(), settings.log_format == config::LogFormat::Json)
+        logging::init(settings.log_level, settings.log_file.as_deref(), settings.log_format == values::LogFormat::Json)
     {
         eprintln!("ociregistry: {err}");
         return ExitCode::from(2);
@@ -225,12 +215,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
                 value: reg.name.clone(),
                 reason: e.to_string(),
             })?;
-        let tls = TlsOptions {
-            ca_file: reg.tls.ca.clone(),
-            ca_only: reg.tls.ca_only,
-            client_cert: reg.tls.cert.clone().zip(reg.tls.key.clone()),
-            insecure_skip_verify: reg.tls.insecure_skip_verify,
-        };
+        let tls = reg.tls.clone();
         let base_url = reg.base_url();
         let host = base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
         check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &tls)?;
@@ -238,25 +223,15 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             namespace,
             base_url,
             tls,
-            credentials: match &reg.auth {
-                AuthSettings::Anonymous => Credentials::Anonymous,
-                AuthSettings::Basic { user, password } => {
-                    Credentials::Basic { user: user.clone(), password: password.expose().to_string() }
-                }
-                AuthSettings::Helper { name, cache_time } => {
-                    Credentials::Helper { name: name.clone(), cache_time: *cache_time }
-                }
-            },
+            credentials: reg.auth.clone(),
             max_concurrent: reg.max_concurrent,
             tag_ttl: reg.tag_ttl,
         });
     }
     let cluster = settings.cluster.as_ref().map(|c| cluster_settings(settings, c)).transpose()?;
     let storage = match &settings.storage {
-        config::storage::StorageSettings::Filesystem => StorageChoice::Filesystem,
-        config::storage::StorageSettings::S3(s3) => {
-            StorageChoice::S3(Box::new(s3_settings(settings, s3, cluster.as_ref())?))
-        }
+        config::StorageSettings::Filesystem => StorageChoice::Filesystem,
+        config::StorageSettings::S3(s3) => StorageChoice::S3(Box::new(s3_settings(settings, s3, cluster.as_ref())?)),
     };
     Ok(MirrorConfig {
         storage,
@@ -268,11 +243,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
             head: settings.pull_timeout,
             idle: settings.idle_timeout,
         },
-        policy: match settings.upstream_policy {
-            config::UpstreamPolicy::Public => UpstreamPolicy::Public,
-            config::UpstreamPolicy::Listed => UpstreamPolicy::Listed,
-            config::UpstreamPolicy::Any => UpstreamPolicy::Any,
-        },
+        policy: settings.upstream_policy,
         min_free_space: settings.min_free_space,
         max_blob_size: settings.max_blob_size,
         actor_idle_timeout: settings.actor_idle_timeout,
@@ -292,7 +263,7 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
                 value: format!("{:?}", settings.life.pinned),
                 reason: e.to_string(),
             })?,
-            prune: settings.life.prune.as_ref().map(config::life::PruneConfig::schedule),
+            prune: settings.life.prune.clone(),
         },
     })
 }
@@ -322,7 +293,7 @@ fn s3_secret(settings: &Settings, file: Option<&Path>, file_key: &str, env: &str
 /// `storage.s3` with its credentials read.
 fn s3_settings(
     settings: &Settings,
-    s3: &config::storage::S3Config,
+    s3: &config::S3Config,
     cluster: Option<&ClusterSettings>,
 ) -> Result<S3Settings, ConfigError> {
     let access_key_id = s3_secret(settings, s3.access_key_id_file.as_deref(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
@@ -347,7 +318,7 @@ fn s3_settings(
 }
 
 /// `cluster`, with this replica's own URL: `cluster.self`, else `scheme://$POD_IP:port`.
-fn cluster_settings(settings: &Settings, c: &config::storage::ClusterConfig) -> Result<ClusterSettings, ConfigError> {
+fn cluster_settings(settings: &Settings, c: &config::ClusterConfig) -> Result<ClusterSettings, ConfigError> {
     let port = c.port.unwrap_or(settings.port);
     let me = match (&c.self_url, std::env::var("POD_IP")) {
         (Some(url), _) => url.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::config::{admin_token, Settings};
+use crate::config::Settings;
 
 /// A running server's admin API.
 pub struct AdminClient {
@@ -27,7 +27,7 @@ pub fn connect(settings: &Settings) -> Result<AdminClient, String> {
             settings.config_source
         ));
     };
-    let token = admin_token(&admin.token_file).map_err(|e| format!("admin.tokenFile: {e}"))?;
+    let token = admin.token.expose().to_string();
     let host = match settings.host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_string(),
         "::" => "[::1]".to_string(),

@@ -105,7 +105,7 @@ pub fn run(cli: &Cli, settings: Settings) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
-            Command::Serve(_) | Command::Version => ExitCode::SUCCESS,
+            Command::Serve(_) | Command::Version | Command::ConfigKeys => ExitCode::SUCCESS,
         };
         if let Target::Local(mirror) = &target {
             mirror.flush().await;

@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 use actors::{PruneReport, PruneRequest, PruneRule};
 use regex::Regex;
 
-use crate::config::parse_duration;
+use crate::values::parse_duration;
 
 /// Regular expressions separated by commas.
 pub fn patterns(text: &str) -> Result<Vec<Regex>, String> {

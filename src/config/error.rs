@@ -1,7 +1,10 @@
-//! The configuration error type: every way building the settings can fail, each rendered as one
-//! line that names the file, the key path and the offending value where there is one.
+//! The configuration error type: every way building the settings can fail, each rendered as one line that names
+//! the file, the key path and the offending value where there is one; and `Check`, which builds them for one file.
 
 use std::io;
+use std::path::Path;
+
+use crate::files::{io_reason, open_regular};
 
 /// Why the settings could not be built. `Display` is the one-line message shown to the operator.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +58,50 @@ impl ConfigError {
     }
 }
 
-/// The text of an I/O error without its "(os error N)" suffix.
-pub fn io_reason(err: &io::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
+/// Looks up an environment variable; `load` passes the process environment, tests a map.
+pub type EnvLookup = dyn Fn(&str) -> Option<String>;
+
+/// The document being checked (for messages) and the warnings so far.
+pub struct Check<'a> {
+    pub file: &'a str,
+    pub warnings: Vec<String>,
+}
+
+/// A string value as messages show it.
+pub fn quoted(text: &str) -> String {
+    format!("{text:?}")
+}
+
+impl Check<'_> {
+    pub fn invalid(&self, key: &str, value: String, reason: impl ToString) -> ConfigError {
+        let (key, file, reason) = (key.to_string(), self.file.to_string(), reason.to_string());
+        ConfigError::InvalidValue { key, file, value, reason }
+    }
+
+    pub fn missing(&self, key: &str) -> ConfigError {
+        ConfigError::MissingKey { key: key.to_string(), file: self.file.to_string() }
+    }
+
+    /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
+    pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
+        let (key, because, note) = (key.to_string(), because.to_string(), note.to_string());
+        ConfigError::RequiredBy { key, because, file: self.file.to_string(), note }
+    }
+
+    pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
+        let (key, other, reason) = (key.to_string(), other.to_string(), reason.to_string());
+        ConfigError::Conflict { key, other, file: self.file.to_string(), reason }
+    }
+
+    /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.
+    pub fn readable(&self, key: &str, file: &Path, what: &str) -> Result<(), ConfigError> {
+        open_regular(file).map(drop).map_err(|err| {
+            self.invalid(
+                key,
+                quoted(&file.display().to_string()),
+                format!("cannot read the {what}: {}", io_reason(&err)),
+            )
+        })
     }
 }
 

@@ -1,88 +1,52 @@
-//! The command line's part in the settings: rejects commands and options of the Go server
-//! that this build does not implement yet, and lays the given options over the file values.
+//! The command line's part in the settings: rejects options of the Go server that this build does not implement
+//! yet, and lays the given options over the file's values in the file's own structure, before the one validation
+//! step, so that a flag and its key have one meaning.
 
 use super::error::ConfigError;
-use super::Settings;
-use crate::cli::{Cli, Command, ServeArgs};
+use super::kinds::Val;
+use super::schema::FileConfig;
+use crate::cli::{Cli, Command};
 
-/// Fails for commands and options not implemented yet; returns warnings for options that are
-/// accepted but have no effect yet.
-pub fn check_supported(cli: &Cli) -> Result<Vec<String>, ConfigError> {
+/// Fails for options not implemented yet.
+pub fn check_supported(cli: &Cli) -> Result<(), ConfigError> {
     match &cli.command {
-        Command::Serve(serve) => check_serve(serve),
-        Command::Version | Command::Load(_) | Command::List(_) | Command::Prune(_) => Ok(Vec::new()),
+        Command::Serve(serve) if serve.hello_world == Some(true) => {
+            Err(ConfigError::UnsupportedFlag { flag: "--hello-world" })
+        }
+        _ => Ok(()),
     }
 }
 
-fn check_serve(serve: &ServeArgs) -> Result<Vec<String>, ConfigError> {
-    let unsupported = [("--hello-world", serve.hello_world == Some(true))];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
-        return Err(ConfigError::UnsupportedFlag { flag });
+/// Sets `slot` when the option was given.
+fn set<T: Clone, K: super::kinds::Kind<Out = T>>(slot: &mut Val<K>, given: &Option<T>) {
+    if given.is_some() {
+        *slot = Val(given.clone());
     }
-    Ok(Vec::new())
 }
 
 /// Overrides file values with the options given on the command line.
-pub fn apply(cli: &Cli, settings: &mut Settings) {
-    if let Some(path) = &cli.image_path {
-        settings.image_path = path.clone();
-    }
-    if let Some(level) = cli.log_level {
-        settings.log_level = level;
-    }
-    if let Some(format) = cli.log_format {
-        settings.log_format = format;
-    }
-    if let Some(path) = &cli.log_file {
-        settings.log_file = Some(path.clone());
-    }
+pub fn overlay(cli: &Cli, file: &mut FileConfig) {
+    set(&mut file.image_path, &cli.image_path);
+    set(&mut file.log_level, &cli.log_level);
+    set(&mut file.log_format, &cli.log_format);
+    set(&mut file.log_file, &cli.log_file);
     let Command::Serve(serve) = &cli.command else {
         return;
     };
-    if let Some(port) = serve.port {
-        settings.port = port;
-    }
-    if let Some(host) = &serve.host {
-        settings.host = host.clone();
-    }
-    if let Some(timeout) = serve.pull_timeout {
-        settings.pull_timeout = timeout;
-    }
-    if let Some(timeout) = serve.connect_timeout {
-        settings.connect_timeout = timeout;
-    }
-    if let Some(timeout) = serve.idle_timeout {
-        settings.idle_timeout = timeout;
-    }
-    if let Some(timeout) = serve.client_idle_timeout {
-        settings.client_idle_timeout = timeout;
-    }
-    if let Some(grace) = serve.shutdown_grace {
-        settings.shutdown_grace = grace;
-    }
+    set(&mut file.port, &serve.port);
+    set(&mut file.host, &serve.host);
+    set(&mut file.pull_timeout, &serve.pull_timeout);
+    set(&mut file.connect_timeout, &serve.connect_timeout);
+    set(&mut file.idle_timeout, &serve.idle_timeout);
+    set(&mut file.client_idle_timeout, &serve.client_idle_timeout);
+    set(&mut file.shutdown_grace, &serve.shutdown_grace);
     // 0 switches off a listener that the file turns on, as `health: 0` does in the file.
-    if let Some(port) = serve.health {
-        settings.health_port = (port != 0).then_some(port);
-    }
-    if let Some(port) = serve.metrics {
-        settings.metrics_port = (port != 0).then_some(port);
-    }
-    if let Some(ns) = &serve.default_ns {
-        settings.default_ns = Some(ns.clone());
-    }
-    if let Some(on) = serve.always_pull_latest {
-        settings.always_pull_latest = on;
-    }
-    if let Some(on) = serve.air_gapped {
-        settings.air_gapped = on;
-    }
-    if let Some(files) = serve.preload_images.as_ref().filter(|f| !f.is_empty()) {
-        settings.life.preload_images = Some(files.clone());
-    }
-    if let Some(os) = &serve.os {
-        settings.life.os = Some(os.clone());
-    }
-    if let Some(arch) = &serve.arch {
-        settings.life.arch = Some(arch.clone());
-    }
+    set(&mut file.health, &serve.health.map(|port| (port != 0).then_some(port)));
+    set(&mut file.metrics, &serve.metrics.map(|port| (port != 0).then_some(port)));
+    set(&mut file.default_ns, &serve.default_ns);
+    set(&mut file.always_pull_latest, &serve.always_pull_latest);
+    set(&mut file.air_gapped, &serve.air_gapped);
+    set(&mut file.preload_images, &serve.preload_images.clone().filter(|f| !f.is_empty()));
+    set(&mut file.os, &serve.os);
+    set(&mut file.arch, &serve.arch);
 }

@@ -1,9 +1,11 @@
-//! The listeners' ports: the main `port`, `health`, `metrics` and `admin.port` all bind `host`, so no two may be the
-//! same. Checked on the final settings, after the command line is laid over the file, so that a clash brought in by a
-//! flag is caught too; the message says which value came from which flag.
+//! The checks of the final settings, after the command line is laid over the file, so that a value a flag brings in
+//! is checked too, and the message says which value came from which flag: the listeners' ports (the main `port`,
+//! `health`, `metrics` and `admin.port` all bind `host`, so no two may be the same) and the cache directory.
+
+use std::io;
 
 use super::error::ConfigError;
-use super::Settings;
+use super::settings::Settings;
 use crate::cli::{Cli, Command};
 
 /// Fails naming the first two listeners (in the order port, health, metrics, admin.port) that share a port.
@@ -42,4 +44,30 @@ pub fn check_distinct(cli: &Cli, settings: &Settings) -> Result<(), ConfigError>
         });
     }
     Ok(())
+}
+
+/// Fails unless the cache directory is a directory or does not exist yet (the server creates it). Names
+/// `imagePath`, and `--image-path` when the value came from it.
+pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigError> {
+    let path = &settings.image_path;
+    let reason = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => "it is not a directory".to_string(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+            "a part of the path is not a directory".to_string()
+        }
+        // Anything else (no permission to look) is reported when the server opens the directory.
+        Err(_) => return Ok(()),
+    };
+    let reason = match cli.image_path {
+        Some(_) => format!("{reason} (set by --image-path)"),
+        None => reason,
+    };
+    Err(ConfigError::InvalidValue {
+        key: "imagePath".to_string(),
+        file: settings.config_source.clone(),
+        value: format!("{:?}", path.display().to_string()),
+        reason: format!("{reason}; imagePath must name the cache directory"),
+    })
 }

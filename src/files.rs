@@ -1,15 +1,11 @@
 //! Files the configuration names: opened without blocking and only when they are regular files (a FIFO named as a
-//! token or certificate file would otherwise hang the start), and the cache directory, which must be a directory
-//! when it exists.
+//! token or certificate file would otherwise hang the start), and the admin token file, read here only (by the
+//! config's validation). Imports nothing of the config.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-use super::error::ConfigError;
-use super::Settings;
-use crate::cli::Cli;
 
 /// Open `path` for reading if it is a regular file. `O_NONBLOCK` makes opening a FIFO return at once instead of
 /// waiting for a writer; the file type is then checked on the open file, so what is checked is what is read.
@@ -25,36 +21,43 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Fails unless the cache directory is a directory or does not exist yet (the server creates it). Names
-/// `imagePath`, and `--image-path` when the value came from it.
-pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigError> {
-    let path = &settings.image_path;
-    let reason = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => "it is not a directory".to_string(),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
-            "a part of the path is not a directory".to_string()
+/// The text of an I/O error without its "(os error N)" suffix.
+pub fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+/// A token file larger than this is refused: it is not a token file (a certificate, a log, `/dev/zero`).
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token in `file`: a readable regular file (never a FIFO, which would block) of at most
+/// `MAX_TOKEN_FILE_BYTES` holding one token (surrounding white space, such as the newline `openssl rand -hex 32 >
+/// FILE` writes, does not count). The error says what is wrong, never what the file holds.
+pub fn read_token(file: &Path) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    let read = open_regular(file).and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes));
+    read.map_err(|err| format!("cannot read the admin token file: {}", io_reason(&err)))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "the admin token file is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold only the token"
+        ));
+    }
+    match std::str::from_utf8(&bytes).map(str::trim) {
+        Err(_) => Err("the admin token file is not text".to_string()),
+        Ok("") => Err("the admin token file is empty".to_string()),
+        Ok(token) if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err("the admin token file must hold one token: a single word, no spaces or line breaks".to_string())
         }
-        // Anything else (no permission to look) is reported when the server opens the directory.
-        Err(_) => return Ok(()),
-    };
-    let reason = match cli.image_path {
-        Some(_) => format!("{reason} (set by --image-path)"),
-        None => reason,
-    };
-    Err(ConfigError::InvalidValue {
-        key: "imagePath".to_string(),
-        file: settings.config_source.clone(),
-        value: format!("{:?}", path.display().to_string()),
-        reason: format!("{reason}; imagePath must name the cache directory"),
-    })
+        Ok(token) => Ok(token.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::error::io_reason;
 
     #[test]
     fn only_regular_files_open() {

@@ -1,0 +1,117 @@
+//! The multi-line summary of the settings for the startup log. Never shows a password or a token.
+
+use std::fmt;
+
+use actors::upstream::guard::UpstreamPolicy;
+
+use crate::config::{ServerTls, Settings, StorageSettings};
+
+/// A multi-line summary for the startup banner. Never shows a password.
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        writeln!(f, "Config: {}", self.config_source)?;
+        writeln!(f, "Image path: {}", self.image_path.display())?;
+        match &self.storage {
+            StorageSettings::Filesystem => writeln!(f, "Storage: filesystem (image path)")?,
+            StorageSettings::S3(s3) => writeln!(
+                f,
+                "Storage: s3 bucket {} at {} (prefix '{}'), local tier up to {} bytes in the image path",
+                s3.bucket, s3.endpoint, s3.prefix, s3.local_cache_size
+            )?,
+        }
+        if let Some(cluster) = &self.cluster {
+            match &cluster.dns {
+                Some(name) => writeln!(f, "Cluster: replicas from DNS {name}")?,
+                None => writeln!(f, "Cluster: replicas {}", cluster.peers.join(", "))?,
+            }
+        }
+        writeln!(f, "Listen: {}:{}", self.host, self.port)?;
+        writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
+        writeln!(
+            f,
+            "Ports: health {}, metrics {}, admin {}",
+            dash(self.health_port.map(|p| p.to_string())),
+            dash(self.metrics_port.map(|p| p.to_string())),
+            dash(self.admin.as_ref().map(|admin| admin.port.to_string()))
+        )?;
+        writeln!(
+            f,
+            "Log: level {}, format {}, file {}",
+            self.log_level,
+            self.log_format,
+            dash(self.log_file.as_ref().map(|p| p.display().to_string()))
+        )?;
+        writeln!(
+            f,
+            "Upstream timeouts: connect {}, response {}, idle {}",
+            humantime::format_duration(self.connect_timeout),
+            humantime::format_duration(self.pull_timeout),
+            humantime::format_duration(self.idle_timeout)
+        )?;
+        writeln!(f, "Client idle timeout: {}", humantime::format_duration(self.client_idle_timeout))?;
+        writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
+        writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
+        writeln!(f, "Upstream policy: {}", policy_name(self.upstream_policy))?;
+        if self.air_gapped {
+            writeln!(f, "Air-gapped: no upstream is ever contacted")?;
+        } else {
+            writeln!(
+                f,
+                "Tags: checked after {}{}, check waits at most {}; missing manifests remembered {}",
+                self.tag_ttl,
+                if self.always_pull_latest { " (latest: every pull)" } else { "" },
+                humantime::format_duration(self.revalidate_timeout),
+                humantime::format_duration(self.negative_ttl)
+            )?;
+        }
+        writeln!(
+            f,
+            "Cache: keep {} free, blobs up to {}, scrub {}, idle actors retire after {}",
+            self.min_free_space,
+            self.max_blob_size.map_or_else(|| "the cache's size".to_string(), |n| format!("{n} bytes")),
+            self.scrub_interval
+                .map_or_else(|| "never".to_string(), |d| format!("every {}", humantime::format_duration(d))),
+            humantime::format_duration(self.actor_idle_timeout)
+        )?;
+        writeln!(
+            f,
+            "Cache life: cap {}, {} pinned, prune {}, preload {}",
+            self.life.max_cache_size.map_or_else(|| "none".to_string(), |n| format!("{n} bytes")),
+            self.life.pinned.len(),
+            self.life.prune.as_ref().map_or_else(
+                || "off".to_string(),
+                |p| format!(
+                    "{} every {}{}",
+                    p.request.rules.first().map_or("none", rule_name),
+                    humantime::format_duration(p.every),
+                    if p.request.dry_run { " (dry run)" } else { "" }
+                )
+            ),
+            self.life.preload_images.as_deref().unwrap_or("none")
+        )?;
+        write!(f, "Registries ({}):", self.registries.len())?;
+        for registry in &self.registries {
+            write!(f, "\n  {registry}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `pruneConfig.type` a rule comes from.
+fn rule_name(rule: &actors::PruneRule) -> &'static str {
+    match rule {
+        actors::PruneRule::NotPulledFor(_) => "Accessed",
+        actors::PruneRule::CreatedMoreThan(_) => "Created",
+        _ => "Pattern",
+    }
+}
+
+/// `public`, `listed` or `any`.
+pub fn policy_name(policy: UpstreamPolicy) -> &'static str {
+    match policy {
+        UpstreamPolicy::Public => "public",
+        UpstreamPolicy::Listed => "listed",
+        UpstreamPolicy::Any => "any",
+    }
+}
