@@ -60,7 +60,13 @@ fn after_storm(name: &str) -> AfterStorm {
     assert_eq!(before.sum_or_zero("ociregistry_upstream_fetches_total", &[("kind", "blob")]), 0.0);
 
     storm(&server.url(), &image, CLIENTS);
-    AfterStorm { image, metrics: Scrape::fetch(&metrics_url), server, _up: up }
+    // Clients are answered once a blob's digest matches; its fetch ends after the fsync and commit that follow.
+    // Scrape once every fetch has ended, so the figures below are the storm's whole effect.
+    let metrics = common::wait_for("the storm's fetches to end", std::time::Duration::from_secs(20), || {
+        let m = Scrape::fetch(&metrics_url);
+        (m.sum_or_zero("ociregistry_fetches_in_flight", &[("kind", "blob")]) == 0.0).then_some(m)
+    });
+    AfterStorm { image, metrics, server, _up: up }
 }
 
 #[test]
