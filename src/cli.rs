@@ -54,7 +54,7 @@ pub enum Command {
     Version,
     /// Print every key path the config file accepts, one a line (for the chart test and the docs check)
     #[command(hide = true)]
-    ConfigKeys,
+    ConfigKeys(ConfigKeysArgs),
 }
 
 impl Command {
@@ -66,9 +66,16 @@ impl Command {
             Command::List(_) => "list",
             Command::Prune(_) => "prune",
             Command::Version => "version",
-            Command::ConfigKeys => "config-keys",
+            Command::ConfigKeys(_) => "config-keys",
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigKeysArgs {
+    /// Print the Helm chart's key lists instead (charts/ociregistry/templates/_keys.tpl)
+    #[arg(long)]
+    pub helm: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -35,10 +35,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Version => println!("{}", cli::version_line()),
-        cli::Command::ConfigKeys => println!("{}", config::config_keys().join("\n")),
+        cli::Command::ConfigKeys(ref args) => print!("{}", commands::config_keys::render(args)),
         _ => {}
     }
-    if matches!(cli.command, cli::Command::Version | cli::Command::ConfigKeys) {
+    if matches!(cli.command, cli::Command::Version | cli::Command::ConfigKeys(_)) {
         return ExitCode::SUCCESS;
     }
     let (settings, warnings) = match config::load(&cli) {

@@ -15,6 +15,7 @@ from rules_more import *  # noqa: F401,F403
 start = time.monotonic()
 ci = sorted(os.path.join(CHART, "ci", f) for f in os.listdir(os.path.join(CHART, "ci")) if f.endswith(".yaml"))
 fails = sorted(os.path.join(CHART, "ci", "fail", f) for f in os.listdir(os.path.join(CHART, "ci", "fail")))
+check("chart: templates/_keys.tpl is what `ociregistry config-keys --helm` prints", check_keys_file)
 r = run([HELM, "lint", "--strict", "--quiet", CHART])
 check("chart: helm lint --strict (defaults)", expect, r.returncode == 0, r.stdout + r.stderr)
 with tempfile.TemporaryDirectory() as rendered:

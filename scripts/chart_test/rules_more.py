@@ -204,6 +204,18 @@ def kubernetes_validate(files):
           f"rc={r.returncode} " + "\n".join(stray))
 
 
+def check_keys_file():
+    """templates/_keys.tpl, the key lists ociregistry.checkKeys uses, is what the binary prints from its schema."""
+    path = os.path.join(CHART, "templates", "_keys.tpl")
+    r = run([BIN, "config-keys", "--helm"])
+    assert r.returncode == 0, f"ociregistry config-keys --helm failed: {r.stderr}"
+    with open(path) as f:
+        committed = f.read()
+    assert committed == r.stdout, (f"{os.path.relpath(path, REPO)} differs from `ociregistry config-keys --helm`; "
+                                   f"regenerate it with `cargo run --quiet -- config-keys --helm > "
+                                   f"charts/ociregistry/templates/_keys.tpl`")
+
+
 def check_fail_case(path):
     with open(path) as f:
         first = f.readline()

@@ -8,6 +8,7 @@
 
 pub mod admin_api;
 mod client;
+pub mod config_keys;
 pub mod list;
 pub mod load;
 pub mod preload;
@@ -105,7 +106,7 @@ pub fn run(cli: &Cli, settings: Settings) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
-            Command::Serve(_) | Command::Version | Command::ConfigKeys => ExitCode::SUCCESS,
+            Command::Serve(_) | Command::Version | Command::ConfigKeys(_) => ExitCode::SUCCESS,
         };
         if let Target::Local(mirror) = &target {
             mirror.flush().await;
