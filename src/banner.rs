@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::config::Settings;
-use crate::summary::policy_name;
+use crate::summary::{policy_name, upstream_line};
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -23,7 +23,7 @@ fn ids() -> String {
 pub fn print(settings: &Settings) {
     let line = "-".repeat(70);
     let args: Vec<String> = std::env::args().collect();
-    let upstreams: Vec<String> = settings.registries.iter().map(|r| r.to_string()).collect();
+    let upstreams: Vec<String> = settings.registries.iter().map(upstream_line).collect();
     eprintln!("{line}");
     eprintln!("OCI Registry: pull-only, pull-through, caching OCI Distribution Server");
     eprintln!("Version: {}", env!("CARGO_PKG_VERSION"));

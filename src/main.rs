@@ -20,12 +20,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actors::freshness::Freshness;
 use actors::reference::Namespace;
 use actors::upstream::tls::{TlsOptions, TlsSetupError};
-use actors::upstream::Timeouts;
 use actors::{ClusterSettings, DnsPeers, S3Settings};
-use actors::{Mirror, MirrorConfig, ScrubSettings, StartError, StorageChoice, UpstreamSpec};
+use actors::{Mirror, MirrorConfig, ScrubSettings, StartError, StorageChoice};
 use clap::Parser;
 
 use crate::config::{ConfigError, Settings};
@@ -105,11 +103,10 @@ fn main() -> ExitCode {
             Err(err) => return Err(err.to_string()),
         };
         banner::print(&settings);
-        let preload = settings.life.preload_images.clone().map(|spec| {
-            let platform =
-                actors::preload::PlatformFilter { os: settings.life.os.clone(), arch: settings.life.arch.clone() };
-            commands::preload::spawn(mirror.clone(), spec, platform)
-        });
+        let preload = settings
+            .preload_images
+            .clone()
+            .map(|spec| commands::preload::spawn(mirror.clone(), spec, settings.platform.clone()));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = http::AppState { mirror, default_ns };
         let options = http::ServeOptions {
@@ -203,30 +200,11 @@ fn check_registry_tls(settings: &Settings, i: usize, host: &str, opts: &TlsOptio
     }
 }
 
-/// The actors' configuration from the settings. Registry names were checked by `config::load`; a name that still
-/// is not a valid namespace is reported against its key.
+/// The actors' configuration from the settings, with each registry's TLS files checked to be usable.
 fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
-    let mut upstreams = Vec::new();
-    for (i, reg) in settings.registries.iter().enumerate() {
-        let namespace: Namespace =
-            reg.name.parse().map_err(|e: actors::reference::ReferenceError| ConfigError::InvalidValue {
-                key: format!("registries[{i}].name"),
-                file: settings.config_source.clone(),
-                value: reg.name.clone(),
-                reason: e.to_string(),
-            })?;
-        let tls = reg.tls.clone();
-        let base_url = reg.base_url();
-        let host = base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
-        check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &tls)?;
-        upstreams.push(UpstreamSpec {
-            namespace,
-            base_url,
-            tls,
-            credentials: reg.auth.clone(),
-            max_concurrent: reg.max_concurrent,
-            tag_ttl: reg.tag_ttl,
-        });
+    for (i, spec) in settings.registries.iter().enumerate() {
+        let host = spec.base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+        check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &spec.tls)?;
     }
     let cluster = settings.cluster.as_ref().map(|c| cluster_settings(settings, c)).transpose()?;
     let storage = match &settings.storage {
@@ -237,34 +215,16 @@ fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
         storage,
         cluster,
         image_path: settings.image_path.clone(),
-        upstreams,
-        timeouts: Timeouts {
-            connect: settings.connect_timeout,
-            head: settings.pull_timeout,
-            idle: settings.idle_timeout,
-        },
+        upstreams: settings.registries.clone(),
+        timeouts: settings.timeouts,
         policy: settings.upstream_policy,
         min_free_space: settings.min_free_space,
         max_blob_size: settings.max_blob_size,
         actor_idle_timeout: settings.actor_idle_timeout,
         scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
-        freshness: Freshness {
-            tag_ttl: settings.tag_ttl,
-            always_pull_latest: settings.always_pull_latest,
-            revalidate_timeout: settings.revalidate_timeout,
-            negative_ttl: settings.negative_ttl,
-        },
+        freshness: settings.freshness,
         air_gapped: settings.air_gapped,
-        lifecycle: actors::LifecycleSettings {
-            max_cache_size: settings.life.max_cache_size,
-            pins: actors::Pins::new(&settings.life.pinned).map_err(|e| ConfigError::InvalidValue {
-                key: "pinned".to_string(),
-                file: settings.config_source.clone(),
-                value: format!("{:?}", settings.life.pinned),
-                reason: e.to_string(),
-            })?,
-            prune: settings.life.prune.clone(),
-        },
+        lifecycle: settings.lifecycle.clone(),
     })
 }
 

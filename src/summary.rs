@@ -2,7 +2,10 @@
 
 use std::fmt;
 
+use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
+use actors::upstream::DEFAULT_MAX_CONCURRENT;
+use actors::UpstreamSpec;
 
 use crate::config::{ServerTls, Settings, StorageSettings};
 
@@ -45,9 +48,9 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "Upstream timeouts: connect {}, response {}, idle {}",
-            humantime::format_duration(self.connect_timeout),
-            humantime::format_duration(self.pull_timeout),
-            humantime::format_duration(self.idle_timeout)
+            humantime::format_duration(self.timeouts.connect),
+            humantime::format_duration(self.timeouts.head),
+            humantime::format_duration(self.timeouts.idle)
         )?;
         writeln!(f, "Client idle timeout: {}", humantime::format_duration(self.client_idle_timeout))?;
         writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
@@ -59,10 +62,10 @@ impl fmt::Display for Settings {
             writeln!(
                 f,
                 "Tags: checked after {}{}, check waits at most {}; missing manifests remembered {}",
-                self.tag_ttl,
-                if self.always_pull_latest { " (latest: every pull)" } else { "" },
-                humantime::format_duration(self.revalidate_timeout),
-                humantime::format_duration(self.negative_ttl)
+                self.freshness.tag_ttl,
+                if self.freshness.always_pull_latest { " (latest: every pull)" } else { "" },
+                humantime::format_duration(self.freshness.revalidate_timeout),
+                humantime::format_duration(self.freshness.negative_ttl)
             )?;
         }
         writeln!(
@@ -77,9 +80,9 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "Cache life: cap {}, {} pinned, prune {}, preload {}",
-            self.life.max_cache_size.map_or_else(|| "none".to_string(), |n| format!("{n} bytes")),
-            self.life.pinned.len(),
-            self.life.prune.as_ref().map_or_else(
+            self.lifecycle.max_cache_size.map_or_else(|| "none".to_string(), |n| format!("{n} bytes")),
+            self.lifecycle.pins.patterns().count(),
+            self.lifecycle.prune.as_ref().map_or_else(
                 || "off".to_string(),
                 |p| format!(
                     "{} every {}{}",
@@ -88,14 +91,41 @@ impl fmt::Display for Settings {
                     if p.request.dry_run { " (dry run)" } else { "" }
                 )
             ),
-            self.life.preload_images.as_deref().unwrap_or("none")
+            self.preload_images.as_deref().unwrap_or("none")
         )?;
         write!(f, "Registries ({}):", self.registries.len())?;
         for registry in &self.registries {
-            write!(f, "\n  {registry}")?;
+            write!(f, "\n  {}", upstream_line(registry))?;
         }
         Ok(())
     }
+}
+
+/// One registry: `name -> base URL`, and how it is reached when not the default way. Never shows a password.
+pub fn upstream_line(spec: &UpstreamSpec) -> String {
+    let mut line = format!("{} -> {}", spec.namespace, spec.base_url);
+    match &spec.credentials {
+        Credentials::Anonymous => {}
+        Credentials::Basic { user, .. } => line += &format!(" (auth: basic (user {user}))"),
+        Credentials::Helper { name, .. } => line += &format!(" (auth: helper {name})"),
+    }
+    let tls = &spec.tls;
+    if tls.client_cert.is_some() {
+        line += " (mTLS)";
+    }
+    if let Some(ca) = &tls.ca_file {
+        line += &format!(" (ca {})", ca.display());
+    }
+    if tls.ca_only {
+        line += " (caOnly)";
+    }
+    if spec.max_concurrent != DEFAULT_MAX_CONCURRENT {
+        line += &format!(" (maxConcurrent {})", spec.max_concurrent);
+    }
+    if tls.insecure_skip_verify {
+        line += " (TLS verification disabled)";
+    }
+    line
 }
 
 /// The `pruneConfig.type` a rule comes from.

@@ -23,19 +23,13 @@ pub use error::ConfigError;
 pub use keys::config_keys;
 pub use kinds::ClientAuth;
 pub use settings::{ServerTls, Settings, StorageSettings};
-#[allow(unused_imports)]
-pub use settings::{
-    DEFAULT_ACTOR_IDLE_TIMEOUT, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_IMAGE_PATH, DEFAULT_MAX_BLOB_SIZE, DEFAULT_MIN_FREE_SPACE, DEFAULT_PORT,
-    DEFAULT_PULL_TIMEOUT, DEFAULT_SCRUB_INTERVAL, DEFAULT_SHUTDOWN_GRACE,
-};
-// Types and defaults of public `Settings` fields, named by the server modules and the tests.
+// Types of public `Settings` fields, named by the server modules and the tests.
 #[allow(unused_imports)]
 pub use {
     crate::values::secret::Secret,
     kinds::Scheme,
     registry::{DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
-    settings::{AdminSettings, ClusterConfig, LifeSettings, RegistrySettings, S3Config, DEFAULT_MAX_CONCURRENT},
+    settings::{AdminSettings, ClusterConfig, S3Config},
 };
 
 /// The config used when no `--config-file` is given.

@@ -1,22 +1,23 @@
 //! `Settings`, what the server runs with once the config file and the command line are read and checked, in the
-//! actors' own types where they have one (`UpstreamPolicy`, `TagTtl`, `Credentials`, `TlsOptions`,
-//! `PruneSchedule`), and the built-in defaults. Its summary for the startup log is `src/summary.rs`.
+//! actors' own types where they have one (`UpstreamSpec` with its `Credentials` and `TlsOptions`, `Timeouts`,
+//! `Freshness`, `LifecycleSettings`, `UpstreamPolicy`, `PlatformFilter`). Each key's default is given where
+//! `validate.rs` reads it; the summary for the startup log is `src/summary.rs`.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actors::freshness::TagTtl;
-use actors::upstream::auth::Credentials;
+use actors::freshness::Freshness;
+use actors::preload::PlatformFilter;
 use actors::upstream::guard::UpstreamPolicy;
-use actors::upstream::tls::TlsOptions;
+use actors::upstream::Timeouts;
+use actors::{LifecycleSettings, UpstreamSpec};
 
-use super::kinds::{ClientAuth, Scheme};
+use super::kinds::ClientAuth;
 use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
 
-/// Everything the server needs to know to run. Each field's key is named in `schema.rs`; its default in
-/// `validate.rs`.
+/// Everything the server needs to know to run. Each field's key is named in `schema.rs`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub image_path: PathBuf,
@@ -25,11 +26,8 @@ pub struct Settings {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub log_file: Option<PathBuf>,
-    /// Time allowed for an upstream to send its response head (`pullTimeout`).
-    pub pull_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// An upstream body that sends no bytes this long fails (`idleTimeout`).
-    pub idle_timeout: Duration,
+    /// Toward upstreams: `connectTimeout`, `pullTimeout` (the response head), `idleTimeout` (a silent body).
+    pub timeouts: Timeouts,
     /// A client connection that takes no bytes of a response for this long is closed (`clientIdleTimeout`).
     pub client_idle_timeout: Duration,
     /// After SIGTERM or SIGINT, how long in-flight work may still run (`shutdownGrace`).
@@ -42,100 +40,30 @@ pub struct Settings {
     /// The admin API listener; `None` is off, the default: it can change the cache.
     pub admin: Option<AdminSettings>,
     pub default_ns: Option<String>,
-    pub registries: Vec<RegistrySettings>,
+    /// `registries`, checked, as the actors take them.
+    pub registries: Vec<UpstreamSpec>,
     pub upstream_policy: UpstreamPolicy,
     pub min_free_space: u64,
     /// The largest blob fetched (`maxBlobSize`); `None`: only the cache's own bound.
     pub max_blob_size: Option<u64>,
-    pub tag_ttl: TagTtl,
-    pub always_pull_latest: bool,
+    /// `tagTtl`, `alwaysPullLatest`, `revalidateTimeout`, `negativeTtl`.
+    pub freshness: Freshness,
     pub air_gapped: bool,
-    pub revalidate_timeout: Duration,
-    pub negative_ttl: Duration,
     pub actor_idle_timeout: Duration,
     /// Time between two background scrub passes; `None` is never.
     pub scrub_interval: Option<Duration>,
-    /// The cache's life: `maxCacheSize`, `pinned`, `pruneConfig`, `preloadImages`, `imageFile`, `os`, `arch`.
-    pub life: LifeSettings,
+    /// `maxCacheSize`, `pinned`, `pruneConfig` (when enabled).
+    pub lifecycle: LifecycleSettings,
+    /// Files (or globs), comma-separated, loaded in the background after start (`preloadImages`).
+    pub preload_images: Option<String>,
+    /// The file `load` uses when `--image-file` is not given.
+    pub image_file: Option<PathBuf>,
+    /// The platform preloads take from an index (`os`, `arch`; all when unset).
+    pub platform: PlatformFilter,
     pub storage: StorageSettings,
     pub cluster: Option<ClusterConfig>,
     /// "embedded default" or the config file path, for messages and the startup banner.
     pub config_source: String,
-}
-
-/// How to reach one upstream registry.
-#[derive(Debug, Clone)]
-pub struct RegistrySettings {
-    /// `host[:port]`, matched exactly against the namespace of a request.
-    pub name: String,
-    pub scheme: Scheme,
-    /// URL to dial instead of `scheme://name`; scheme lower-cased, no trailing slash.
-    pub endpoint: Option<String>,
-    pub max_concurrent: usize,
-    pub tag_ttl: Option<TagTtl>,
-    pub auth: Credentials,
-    pub tls: TlsOptions,
-}
-
-/// The built-in defaults.
-pub const DEFAULT_IMAGE_PATH: &str = "/var/lib/ociregistry";
-pub const DEFAULT_HOST: &str = "0.0.0.0";
-pub const DEFAULT_PORT: u16 = 8080;
-pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
-/// Small, so that a small volume still caches; a full disk is handled per object anyway.
-pub const DEFAULT_MIN_FREE_SPACE: u64 = 1 << 20;
-/// The largest blob fetched, and archive entry `load` decompresses (`maxBlobSize`): well above any real layer (the
-/// largest public ones, CUDA and model images, run to a few GiB), far below a volume an endless body could fill.
-pub const DEFAULT_MAX_BLOB_SIZE: u64 = 16 << 30;
-pub const DEFAULT_ACTOR_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_SCRUB_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Concurrent upstream fetches per registry when `maxConcurrent` is not set.
-pub const DEFAULT_MAX_CONCURRENT: usize = 32;
-
-impl RegistrySettings {
-    /// The base URL to dial, without a trailing slash: `endpoint`, else `scheme://name`.
-    pub fn base_url(&self) -> String {
-        match &self.endpoint {
-            Some(endpoint) => endpoint.clone(),
-            // Docker Hub's registry API lives at registry-1.docker.io, not at docker.io.
-            None if matches!(self.name.as_str(), "docker.io" | "index.docker.io") => {
-                format!("{}://registry-1.docker.io", self.scheme)
-            }
-            None => format!("{}://{}", self.scheme, self.name),
-        }
-    }
-}
-
-impl fmt::Display for RegistrySettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}", self.name, self.base_url())?;
-        match &self.auth {
-            Credentials::Anonymous => {}
-            Credentials::Basic { user, .. } => write!(f, " (auth: basic (user {user}))")?,
-            Credentials::Helper { name, .. } => write!(f, " (auth: helper {name})")?,
-        }
-        if self.tls.client_cert.is_some() {
-            f.write_str(" (mTLS)")?;
-        }
-        if let Some(ca) = &self.tls.ca_file {
-            write!(f, " (ca {})", ca.display())?;
-        }
-        if self.tls.ca_only {
-            f.write_str(" (caOnly)")?;
-        }
-        if self.max_concurrent != DEFAULT_MAX_CONCURRENT {
-            write!(f, " (maxConcurrent {})", self.max_concurrent)?;
-        }
-        if self.tls.insecure_skip_verify {
-            f.write_str(" (TLS verification disabled)")?;
-        }
-        Ok(())
-    }
 }
 
 /// HTTPS on the main port. Only paths: the server's TLS code loads the files, and again when they change.
@@ -160,24 +88,6 @@ pub struct AdminSettings {
     pub port: u16,
     pub token_file: PathBuf,
     pub token: Secret,
-}
-
-/// The cache's life.
-#[derive(Debug, Clone, Default)]
-pub struct LifeSettings {
-    /// `maxCacheSize` in bytes; `None`: no cap.
-    pub max_cache_size: Option<u64>,
-    /// `pinned` patterns, checked.
-    pub pinned: Vec<String>,
-    /// `pruneConfig` when enabled.
-    pub prune: Option<actors::PruneSchedule>,
-    /// Files (or globs), comma-separated, loaded in the background after start.
-    pub preload_images: Option<String>,
-    /// The file `load` uses when `--image-file` is not given.
-    pub image_file: Option<PathBuf>,
-    /// The platform preloads take from an index (all when unset).
-    pub os: Option<String>,
-    pub arch: Option<String>,
 }
 
 /// `storage`.

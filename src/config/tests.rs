@@ -12,7 +12,11 @@ use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
 
+use actors::upstream::DEFAULT_MAX_CONCURRENT;
+use actors::UpstreamSpec;
+
 use super::*;
+use crate::summary::upstream_line;
 use crate::values::{LogFormat, LogLevel};
 
 mod file;
@@ -74,7 +78,7 @@ fn path_arg(path: &Path) -> &str {
 fn embedded_default_lists_the_public_registries() {
     let (settings, warnings) = load(&cli(&["serve"])).expect("embedded default loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<&str> = settings.registries.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = settings.registries.iter().map(|r| r.namespace.as_str()).collect();
     assert_eq!(
         names,
         ["docker.io", "registry.k8s.io", "ghcr.io", "quay.io", "gcr.io", "mcr.microsoft.com", "public.ecr.aws"]
@@ -82,12 +86,12 @@ fn embedded_default_lists_the_public_registries() {
     assert!(settings
         .registries
         .iter()
-        .all(|r| r.scheme == Scheme::Https && r.endpoint.is_none() && same(&r.tls, &TlsOptions::default())));
+        .all(|r| r.base_url.starts_with("https://") && same(&r.tls, &TlsOptions::default())));
     let mut expected = defaults(EMBEDDED_SOURCE);
     expected.registries = settings.registries.clone();
     assert!(same(&settings, &expected), "{settings:?}");
     assert_eq!(settings.config_source, "embedded default");
-    assert_eq!(settings.registries[3].base_url(), "https://quay.io");
+    assert_eq!(settings.registries[3].base_url, "https://quay.io");
 }
 
 #[test]
@@ -96,9 +100,9 @@ fn a_config_file_replaces_the_embedded_one() {
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(settings.port, 5000);
     assert!(settings.registries.is_empty());
-    assert_eq!(settings.image_path, PathBuf::from(DEFAULT_IMAGE_PATH));
+    assert_eq!(settings.image_path, PathBuf::from("/var/lib/ociregistry"));
     assert_eq!(settings.log_level, LogLevel::Info);
-    assert_eq!(settings.pull_timeout, DEFAULT_PULL_TIMEOUT);
+    assert_eq!(settings.timeouts.head, Duration::from_secs(60));
     assert_eq!(settings.config_source, path.display().to_string());
 }
 
@@ -115,12 +119,12 @@ fn flags_override_file_values() {
     assert_eq!(from_file.log_file, Some(PathBuf::from("/file.log")));
     assert_eq!(from_file.port, 5000);
     assert_eq!(from_file.host, "127.0.0.1");
-    assert_eq!(from_file.pull_timeout, Duration::from_secs(1));
-    assert_eq!(from_file.connect_timeout, Duration::from_secs(1));
-    assert_eq!(from_file.idle_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.timeouts.head, Duration::from_secs(1));
+    assert_eq!(from_file.timeouts.connect, Duration::from_secs(1));
+    assert_eq!(from_file.timeouts.idle, Duration::from_secs(1));
     assert_eq!(from_file.client_idle_timeout, Duration::from_secs(5));
     assert_eq!(from_file.default_ns.as_deref(), Some("file.io"));
-    assert_eq!(from_file.registries[0].scheme, Scheme::Http);
+    assert!(from_file.registries[0].base_url.starts_with("http://"));
 
     let (settings, _) = load(&cli(&[
         "serve",
@@ -153,9 +157,9 @@ fn flags_override_file_values() {
     assert_eq!(settings.log_file, Some(PathBuf::from("/flag.log")));
     assert_eq!(settings.port, 6000);
     assert_eq!(settings.host, "::");
-    assert_eq!(settings.pull_timeout, Duration::from_millis(2500));
-    assert_eq!(settings.connect_timeout, Duration::from_secs(3));
-    assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.timeouts.head, Duration::from_millis(2500));
+    assert_eq!(settings.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(settings.timeouts.idle, Duration::from_secs(4));
     assert_eq!(settings.client_idle_timeout, Duration::from_secs(7));
     assert_eq!(settings.default_ns.as_deref(), Some("flag.io"));
     assert!(same(&settings.registries, &from_file.registries));
@@ -179,7 +183,7 @@ fn file_errors_and_warnings_name_the_path() {
     let (settings, warnings) =
         load(&cli(&["serve", "--arch", "arm64", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(warnings, vec![format!("unknown key 'imagepath' in {shown}, ignored")]);
-    assert_eq!((settings.life.os.as_deref(), settings.life.arch.as_deref()), (Some("linux"), Some("arm64")));
+    assert_eq!((settings.platform.os.as_deref(), settings.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
 }
 
 #[test]
@@ -188,13 +192,13 @@ fn unsupported_options_fail_and_the_go_commands_load() {
         load(&cli(command)).expect("the Go commands are supported");
     }
     let (settings, _) = load(&cli(&["serve", "--preload-images", "/imgs.txt,/more/*.txt"])).expect("preload");
-    assert_eq!(settings.life.preload_images.as_deref(), Some("/imgs.txt,/more/*.txt"));
+    assert_eq!(settings.preload_images.as_deref(), Some("/imgs.txt,/more/*.txt"));
     let err = load(&cli(&["serve", "--hello-world"])).expect_err("unsupported option");
     assert_eq!(err.to_string(), "`--hello-world` is not supported yet by this build");
     let (_, warnings) = load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
     assert!(warnings.is_empty(), "{warnings:?}");
     let (settings, _) = load(&cli(&["serve", "--air-gapped", "--always-pull-latest"])).expect("both are supported");
-    assert!(settings.air_gapped && settings.always_pull_latest);
+    assert!(settings.air_gapped && settings.freshness.always_pull_latest);
 }
 
 #[test]
@@ -233,7 +237,7 @@ fn password_from_env_is_read_at_load_time() {
     let (settings, warnings) =
         load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &fake_env).expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    match &settings.registries[0].auth {
+    match &settings.registries[0].credentials {
         Credentials::Basic { user, password } => {
             assert_eq!(user, "theuser");
             assert_eq!(password, "from-the-env-Pa55");
@@ -283,8 +287,8 @@ fn operations_defaults_are_off() {
     assert_eq!((settings.health_port, settings.metrics_port), (None, None));
     assert_eq!(settings.admin, None);
     assert_eq!(settings.log_format, LogFormat::Text);
-    assert_eq!(settings.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-    assert_eq!(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs(60));
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(Duration::from_secs(60), Duration::from_secs(60));
     let text = settings.to_string();
     for line in ["Tls: none", "Ports: health -, metrics -, admin -", "Log: level info, format text, file -"] {
         assert!(text.contains(line), "{line} missing from {text}");
@@ -500,7 +504,7 @@ fn unused_client_ca_warns() {
 #[test]
 fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.max_blob_size, Some(DEFAULT_MAX_BLOB_SIZE), "documented default");
+    assert_eq!(settings.max_blob_size, Some(16 << 30), "documented default");
     for (yaml, expected) in [
         ("maxBlobSize: 8Mi\n", Some(8 << 20)),
         ("maxBlobSize: 2G\n", Some(2_000_000_000)),
@@ -508,7 +512,7 @@ fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
         ("maxBlobSize: 1048576\n", Some(1 << 20)),
         ("maxBlobSize: 0\n", None),
         ("maxBlobSize: ''\n", None),
-        ("port: 5000\n", Some(DEFAULT_MAX_BLOB_SIZE)),
+        ("port: 5000\n", Some(16 << 30)),
     ] {
         let (_dir, path) = config_file(yaml);
         let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);

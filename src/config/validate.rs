@@ -13,6 +13,7 @@ use super::schema::{AdminFile, ClusterFile, FileConfig, PruneFile, ServerTlsFile
 use super::settings::*;
 use crate::files::read_token;
 use crate::values::secret::Secret;
+use actors::upstream::Timeouts;
 
 /// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv`. Returns the warnings.
 pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
@@ -40,18 +41,23 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     let registries = registries(&mut check, file.registries.unwrap_or_default(), env)?;
     let server_tls = file.server_tls_config.map(|s| server_tls(&mut check, s)).transpose()?.flatten();
     let admin = file.admin.map(|a| admin(&check, a)).transpose()?.flatten();
+    let pins = actors::Pins::new(&pinned).map_err(|e| check.invalid("pinned", format!("{pinned:?}"), e))?;
+    let freshness = &actors::freshness::Freshness::default();
+    // The built-in defaults, each beside its key.
     let settings = Settings {
-        image_path: file.image_path.get().unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_PATH)),
-        host: file.host.get().unwrap_or_else(|| DEFAULT_HOST.to_string()),
-        port: file.port.get().unwrap_or(DEFAULT_PORT),
+        image_path: file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry")),
+        host: file.host.get().unwrap_or_else(|| "0.0.0.0".to_string()),
+        port: file.port.get().unwrap_or(8080),
         log_level: file.log_level.get().unwrap_or(crate::values::LogLevel::Info),
         log_format: file.log_format.get().unwrap_or_default(),
         log_file: file.log_file.get(),
-        pull_timeout: file.pull_timeout.get().unwrap_or(DEFAULT_PULL_TIMEOUT),
-        connect_timeout: file.connect_timeout.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        idle_timeout: file.idle_timeout.get().unwrap_or(DEFAULT_IDLE_TIMEOUT),
-        client_idle_timeout: file.client_idle_timeout.get().unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT),
-        shutdown_grace: file.shutdown_grace.get().unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        timeouts: Timeouts {
+            connect: file.connect_timeout.get().unwrap_or(Duration::from_secs(10)),
+            head: file.pull_timeout.get().unwrap_or(Duration::from_secs(60)),
+            idle: file.idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        },
+        client_idle_timeout: file.client_idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        shutdown_grace: file.shutdown_grace.get().unwrap_or(Duration::from_secs(60)),
         server_tls,
         health_port: file.health.get().flatten(),
         metrics_port: file.metrics.get().flatten(),
@@ -59,24 +65,24 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         default_ns: file.default_ns.get(),
         registries,
         upstream_policy: file.upstream_policy.get().unwrap_or_default(),
-        min_free_space: file.min_free_space.get().unwrap_or(DEFAULT_MIN_FREE_SPACE),
-        max_blob_size: file.max_blob_size.get().unwrap_or(Some(DEFAULT_MAX_BLOB_SIZE)),
-        tag_ttl: file.tag_ttl.get().unwrap_or(actors::freshness::DEFAULT_TAG_TTL),
-        always_pull_latest: file.always_pull_latest.get().unwrap_or(false),
-        air_gapped: file.air_gapped.get().unwrap_or(false),
-        revalidate_timeout: file.revalidate_timeout.get().unwrap_or(actors::freshness::DEFAULT_REVALIDATE_TIMEOUT),
-        negative_ttl: file.negative_ttl.get().unwrap_or(actors::freshness::DEFAULT_NEGATIVE_TTL),
-        actor_idle_timeout: file.actor_idle_timeout.get().unwrap_or(DEFAULT_ACTOR_IDLE_TIMEOUT),
-        scrub_interval: file.scrub_interval.get().unwrap_or(Some(DEFAULT_SCRUB_INTERVAL)),
-        life: LifeSettings {
-            max_cache_size,
-            pinned,
-            prune,
-            preload_images: file.preload_images.get(),
-            image_file: file.image_file.get(),
-            os: file.os.get(),
-            arch: file.arch.get(),
+        // Small, so that a small volume still caches; a full disk is handled per object anyway.
+        min_free_space: file.min_free_space.get().unwrap_or(1 << 20),
+        // Well above any real layer (the largest public ones, CUDA and model images, run to a few GiB), far below a
+        // volume an endless body could fill; it also bounds an archive entry `load` decompresses.
+        max_blob_size: file.max_blob_size.get().unwrap_or(Some(16 << 30)),
+        freshness: actors::freshness::Freshness {
+            tag_ttl: file.tag_ttl.get().unwrap_or(freshness.tag_ttl),
+            always_pull_latest: file.always_pull_latest.get().unwrap_or(false),
+            revalidate_timeout: file.revalidate_timeout.get().unwrap_or(freshness.revalidate_timeout),
+            negative_ttl: file.negative_ttl.get().unwrap_or(freshness.negative_ttl),
         },
+        air_gapped: file.air_gapped.get().unwrap_or(false),
+        actor_idle_timeout: file.actor_idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        scrub_interval: file.scrub_interval.get().unwrap_or(actors::ScrubSettings::default().interval),
+        lifecycle: actors::LifecycleSettings { max_cache_size, pins, prune },
+        preload_images: file.preload_images.get(),
+        image_file: file.image_file.get(),
+        platform: actors::preload::PlatformFilter { os: file.os.get(), arch: file.arch.get() },
         storage,
         cluster,
         config_source: source.to_string(),

@@ -86,20 +86,20 @@ fn go_file_with_default_values_loads_silently() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.port, 8080);
     assert_eq!(config.log_level, LogLevel::Error);
-    assert_eq!(config.pull_timeout, Duration::from_secs(60));
+    assert_eq!(config.timeouts.head, Duration::from_secs(60));
     assert_eq!(config.log_file, None);
     assert_eq!(config.default_ns, None);
     assert_eq!(config.registries.len(), 1);
-    assert_eq!(config.registries[0].name, "my-upstream:5000");
-    assert_eq!(config.registries[0].scheme, Scheme::Https);
-    assert!(matches!(config.registries[0].auth, Credentials::Anonymous));
+    assert_eq!(config.registries[0].namespace.as_str(), "my-upstream:5000");
+    assert_eq!(config.registries[0].base_url, "https://my-upstream:5000");
+    assert!(matches!(config.registries[0].credentials, Credentials::Anonymous));
     assert!(same(&config.registries[0].tls, &TlsOptions::default()));
     assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
     assert_eq!(config.upstream_policy, UpstreamPolicy::Public);
     assert_eq!(config.server_tls, None);
     assert_eq!((config.health_port, config.metrics_port), (None, None));
     assert_eq!(config.admin, None);
-    assert_eq!((config.log_format, config.shutdown_grace), (LogFormat::Text, DEFAULT_SHUTDOWN_GRACE));
+    assert_eq!((config.log_format, config.shutdown_grace), (LogFormat::Text, Duration::from_secs(60)));
 }
 
 #[test]
@@ -182,12 +182,12 @@ fn freshness_keys() {
     let (c, _) =
         parse("tagTtl: 0s\nalwaysPullLatest: true\nairGapped: true\nrevalidateTimeout: 250ms\nnegativeTtl: 1m\n", "f")
             .expect("loads");
-    assert_eq!(c.tag_ttl, TagTtl::After(Duration::ZERO));
-    assert_eq!((c.always_pull_latest, c.air_gapped), (true, true));
-    assert_eq!(c.revalidate_timeout, Duration::from_millis(250));
-    assert_eq!(c.negative_ttl, Duration::from_secs(60));
-    assert_eq!(parse("tagTtl: never\n", "f").expect("never").0.tag_ttl, TagTtl::Never);
-    assert_eq!(parse("tagTtl: 90000\n", "f").expect("ms").0.tag_ttl, TagTtl::After(Duration::from_secs(90)));
+    assert_eq!(c.freshness.tag_ttl, TagTtl::After(Duration::ZERO));
+    assert_eq!((c.freshness.always_pull_latest, c.air_gapped), (true, true));
+    assert_eq!(c.freshness.revalidate_timeout, Duration::from_millis(250));
+    assert_eq!(c.freshness.negative_ttl, Duration::from_secs(60));
+    assert_eq!(parse("tagTtl: never\n", "f").expect("never").0.freshness.tag_ttl, TagTtl::Never);
+    assert_eq!(parse("tagTtl: 90000\n", "f").expect("ms").0.freshness.tag_ttl, TagTtl::After(Duration::from_secs(90)));
     for bad in ["tagTtl: soon", "tagTtl: -5s", "revalidateTimeout: 0s"] {
         assert!(error(bad).contains(bad.split(':').next().unwrap_or_default()), "{bad}");
     }
@@ -199,7 +199,7 @@ fn freshness_keys() {
 fn os_and_arch_choose_the_preloaded_platform() {
     let (config, warnings) = parse("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!((config.life.os.as_deref(), config.life.arch.as_deref()), (Some("linux"), Some("arm64")));
+    assert_eq!((config.platform.os.as_deref(), config.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn unknown_keys_warn_with_their_path() {
         "/path/cfg.yaml",
     )
     .expect("loads");
-    assert_eq!(config.image_path, PathBuf::from(DEFAULT_IMAGE_PATH));
+    assert_eq!(config.image_path, PathBuf::from("/var/lib/ociregistry"));
     assert_eq!(
         warnings,
         vec![
@@ -226,12 +226,12 @@ fn duration_forms() {
     let (config, _) =
         parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\nclientIdleTimeout: 90s\n", "f")
             .expect("loads");
-    assert_eq!(config.pull_timeout, Duration::from_millis(1500));
-    assert_eq!(config.connect_timeout, Duration::from_secs(10));
-    assert_eq!(config.idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.timeouts.head, Duration::from_millis(1500));
+    assert_eq!(config.timeouts.connect, Duration::from_secs(10));
+    assert_eq!(config.timeouts.idle, Duration::from_secs(120));
     assert_eq!(config.client_idle_timeout, Duration::from_secs(90));
     let (config, _) = parse("pullTimeout: 500ms\n", "f").expect("loads");
-    assert_eq!(config.pull_timeout, Duration::from_millis(500));
+    assert_eq!(config.timeouts.head, Duration::from_millis(500));
 }
 
 #[test]
@@ -307,10 +307,10 @@ fn go_file_with_upstream_auth_and_tls_loads() {
     );
     let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
     assert_eq!(
-        config.registries[0].to_string(),
+        upstream_line(&config.registries[0]),
         format!("my-upstream:5000 -> https://my-upstream:5000 (auth: basic (user theuser)) (mTLS) (ca {d}/ca.crt)")
     );
-    assert_eq!(config.registries[1].to_string(), "ecr.example -> https://ecr.example (auth: helper ecr-login)");
+    assert_eq!(upstream_line(&config.registries[1]), "ecr.example -> https://ecr.example (auth: helper ecr-login)");
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("'registries[1].auth.token'") && warnings[0].contains("ecr-login"));
     assert!(warnings[1].contains("'registries[1].auth.token.providerOpts'"));

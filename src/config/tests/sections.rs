@@ -326,8 +326,8 @@ mod admin {
 mod life {
     use super::*;
 
-    fn parse(yaml: &str) -> Result<(LifeSettings, Vec<String>), ConfigError> {
-        parse_with(yaml, "cfg.yaml", &|_| None).map(|(settings, warnings)| (settings.life, warnings))
+    fn parse(yaml: &str) -> Result<(Settings, Vec<String>), ConfigError> {
+        parse_with(yaml, "cfg.yaml", &|_| None)
     }
 
     /// A schedule's rule, limit, dry run, and frequency.
@@ -344,13 +344,17 @@ mod life {
         )
         .expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(life.max_cache_size, Some(50 << 30));
-        assert_eq!(life.pinned.len(), 2);
-        let prune = life.prune.expect("enabled");
+        assert_eq!(life.lifecycle.max_cache_size, Some(50 << 30));
+        assert_eq!(
+            life.lifecycle.pins.patterns().collect::<Vec<_>>(),
+            ["docker.io/library/*", "registry.k8s.io/pause:*"]
+        );
+        let prune = life.lifecycle.prune.expect("enabled");
         let rules = format!("{:?}", [actors::PruneRule::CreatedMoreThan(Duration::from_secs(7 * 86400))]);
         assert_eq!(prune_parts(&prune), (rules, Some(5), true, Duration::from_secs(3600)));
         assert_eq!(life.preload_images.as_deref(), Some("/p/images.txt"));
-        assert_eq!((life.os.as_deref(), life.arch.as_deref()), (Some("linux"), Some("arm64")));
+        assert_eq!(life.image_file, Some(PathBuf::from("/p/x.tar")));
+        assert_eq!((life.platform.os.as_deref(), life.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
     }
 
     #[test]
@@ -360,10 +364,11 @@ mod life {
              expr: '', dryRun: false}\n",
         )
         .expect("valid");
-        assert!(same(&life, &LifeSettings::default()));
+        assert!(same(&life.lifecycle, &actors::LifecycleSettings::default()));
+        assert_eq!((life.preload_images, life.image_file, life.platform), (None, None, Default::default()));
         let (life, _) = parse("maxCacheSize: 0\npruneConfig: {enabled: true}\n").expect("valid");
-        assert_eq!(life.max_cache_size, None);
-        let prune = life.prune.expect("on");
+        assert_eq!(life.lifecycle.max_cache_size, None);
+        let prune = life.lifecycle.prune.expect("on");
         let rules = format!("{:?}", [actors::PruneRule::NotPulledFor(Duration::from_secs(30 * 24 * 3600))]);
         assert_eq!(prune_parts(&prune), (rules, None, false, Duration::from_secs(24 * 3600)));
     }
