@@ -23,7 +23,7 @@ fn ids() -> String {
 pub fn print(settings: &Settings) {
     let line = "-".repeat(70);
     let args: Vec<String> = std::env::args().collect();
-    let upstreams: Vec<String> = settings.registries.iter().map(upstream_line).collect();
+    let upstreams: Vec<String> = settings.mirror.upstreams.iter().map(upstream_line).collect();
     eprintln!("{line}");
     eprintln!("OCI Registry: pull-only, pull-through, caching OCI Distribution Server");
     eprintln!("Version: {}", env!("CARGO_PKG_VERSION"));
@@ -44,8 +44,11 @@ pub fn print(settings: &Settings) {
     );
     eprintln!("Command line: {}", args.join(" "));
     eprintln!("Config: {}", settings.config_source);
-    eprintln!("Cache: {} (its index loads in the background; served from meanwhile)", settings.image_path.display());
+    eprintln!(
+        "Cache: {} (its index loads in the background; served from meanwhile)",
+        settings.mirror.image_path.display()
+    );
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
-    eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.upstream_policy));
+    eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.mirror.policy));
     eprintln!("{line}");
 }

@@ -40,7 +40,7 @@ async fn open(settings: &Settings) -> Result<Target, String> {
             Ok(Target::Local(mirror))
         }
         Err(StartError::Store(StoreError::Locked(_))) => client::connect(settings).map(Target::Remote),
-        Err(e) => Err(format!("imagePath {}: {e}", settings.image_path.display())),
+        Err(e) => Err(format!("imagePath {}: {e}", settings.mirror.image_path.display())),
     }
 }
 

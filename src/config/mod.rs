@@ -15,6 +15,7 @@ mod read;
 mod registry;
 mod schema;
 mod settings;
+mod storage;
 mod validate;
 
 use crate::cli::Cli;
@@ -22,14 +23,14 @@ use crate::cli::Cli;
 pub use error::ConfigError;
 pub use keys::config_keys;
 pub use kinds::ClientAuth;
-pub use settings::{ServerTls, Settings, StorageSettings};
+pub use settings::{ServerTls, Settings};
 // Types of public `Settings` fields, named by the server modules and the tests.
 #[allow(unused_imports)]
 pub use {
     crate::values::secret::Secret,
     kinds::Scheme,
     registry::{DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
-    settings::{AdminSettings, ClusterConfig, S3Config},
+    settings::AdminSettings,
 };
 
 /// The config used when no `--config-file` is given.

@@ -78,20 +78,21 @@ fn path_arg(path: &Path) -> &str {
 fn embedded_default_lists_the_public_registries() {
     let (settings, warnings) = load(&cli(&["serve"])).expect("embedded default loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<&str> = settings.registries.iter().map(|r| r.namespace.as_str()).collect();
+    let names: Vec<&str> = settings.mirror.upstreams.iter().map(|r| r.namespace.as_str()).collect();
     assert_eq!(
         names,
         ["docker.io", "registry.k8s.io", "ghcr.io", "quay.io", "gcr.io", "mcr.microsoft.com", "public.ecr.aws"]
     );
     assert!(settings
-        .registries
+        .mirror
+        .upstreams
         .iter()
         .all(|r| r.base_url.starts_with("https://") && same(&r.tls, &TlsOptions::default())));
     let mut expected = defaults(EMBEDDED_SOURCE);
-    expected.registries = settings.registries.clone();
+    expected.mirror.upstreams = settings.mirror.upstreams.clone();
     assert!(same(&settings, &expected), "{settings:?}");
     assert_eq!(settings.config_source, "embedded default");
-    assert_eq!(settings.registries[3].base_url, "https://quay.io");
+    assert_eq!(settings.mirror.upstreams[3].base_url, "https://quay.io");
 }
 
 #[test]
@@ -99,10 +100,10 @@ fn a_config_file_replaces_the_embedded_one() {
     let (_dir, path) = config_file("port: 5000\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(settings.port, 5000);
-    assert!(settings.registries.is_empty());
-    assert_eq!(settings.image_path, PathBuf::from("/var/lib/ociregistry"));
+    assert!(settings.mirror.upstreams.is_empty());
+    assert_eq!(settings.mirror.image_path, PathBuf::from("/var/lib/ociregistry"));
     assert_eq!(settings.log_level, LogLevel::Info);
-    assert_eq!(settings.timeouts.head, Duration::from_secs(60));
+    assert_eq!(settings.mirror.timeouts.head, Duration::from_secs(60));
     assert_eq!(settings.config_source, path.display().to_string());
 }
 
@@ -114,17 +115,17 @@ fn flags_override_file_values() {
          defaultNs: file.io\nregistries: [{name: file.io, scheme: http}]\n",
     );
     let (from_file, _) = load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
-    assert_eq!(from_file.image_path, PathBuf::from("/file/images"));
+    assert_eq!(from_file.mirror.image_path, PathBuf::from("/file/images"));
     assert_eq!(from_file.log_level, LogLevel::Error);
     assert_eq!(from_file.log_file, Some(PathBuf::from("/file.log")));
     assert_eq!(from_file.port, 5000);
     assert_eq!(from_file.host, "127.0.0.1");
-    assert_eq!(from_file.timeouts.head, Duration::from_secs(1));
-    assert_eq!(from_file.timeouts.connect, Duration::from_secs(1));
-    assert_eq!(from_file.timeouts.idle, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.head, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.connect, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.idle, Duration::from_secs(1));
     assert_eq!(from_file.client_idle_timeout, Duration::from_secs(5));
     assert_eq!(from_file.default_ns.as_deref(), Some("file.io"));
-    assert!(from_file.registries[0].base_url.starts_with("http://"));
+    assert!(from_file.mirror.upstreams[0].base_url.starts_with("http://"));
 
     let (settings, _) = load(&cli(&[
         "serve",
@@ -152,17 +153,17 @@ fn flags_override_file_values() {
         "flag.io",
     ]))
     .expect("flags");
-    assert_eq!(settings.image_path, PathBuf::from("/flag/images"));
+    assert_eq!(settings.mirror.image_path, PathBuf::from("/flag/images"));
     assert_eq!(settings.log_level, LogLevel::Debug);
     assert_eq!(settings.log_file, Some(PathBuf::from("/flag.log")));
     assert_eq!(settings.port, 6000);
     assert_eq!(settings.host, "::");
-    assert_eq!(settings.timeouts.head, Duration::from_millis(2500));
-    assert_eq!(settings.timeouts.connect, Duration::from_secs(3));
-    assert_eq!(settings.timeouts.idle, Duration::from_secs(4));
+    assert_eq!(settings.mirror.timeouts.head, Duration::from_millis(2500));
+    assert_eq!(settings.mirror.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(settings.mirror.timeouts.idle, Duration::from_secs(4));
     assert_eq!(settings.client_idle_timeout, Duration::from_secs(7));
     assert_eq!(settings.default_ns.as_deref(), Some("flag.io"));
-    assert!(same(&settings.registries, &from_file.registries));
+    assert!(same(&settings.mirror.upstreams, &from_file.mirror.upstreams));
 }
 
 #[test]
@@ -198,7 +199,7 @@ fn unsupported_options_fail_and_the_go_commands_load() {
     let (_, warnings) = load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
     assert!(warnings.is_empty(), "{warnings:?}");
     let (settings, _) = load(&cli(&["serve", "--air-gapped", "--always-pull-latest"])).expect("both are supported");
-    assert!(settings.air_gapped && settings.freshness.always_pull_latest);
+    assert!(settings.mirror.air_gapped && settings.mirror.freshness.always_pull_latest);
 }
 
 #[test]
@@ -218,14 +219,14 @@ fn fake_env(name: &str) -> Option<String> {
 #[test]
 fn upstream_policy_defaults_to_public_and_is_read_from_the_file() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Public);
     assert!(settings.to_string().contains("Upstream policy: public"));
     let (_dir, path) = config_file("upstreamPolicy: Listed\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Listed);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Listed);
     let (_dir, path) = config_file("port: 5000\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Public);
 }
 
 #[test]
@@ -237,7 +238,7 @@ fn password_from_env_is_read_at_load_time() {
     let (settings, warnings) =
         load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &fake_env).expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    match &settings.registries[0].credentials {
+    match &settings.mirror.upstreams[0].credentials {
         Credentials::Basic { user, password } => {
             assert_eq!(user, "theuser");
             assert_eq!(password, "from-the-env-Pa55");
@@ -504,7 +505,7 @@ fn unused_client_ca_warns() {
 #[test]
 fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.max_blob_size, Some(16 << 30), "documented default");
+    assert_eq!(settings.mirror.max_blob_size, Some(16 << 30), "documented default");
     for (yaml, expected) in [
         ("maxBlobSize: 8Mi\n", Some(8 << 20)),
         ("maxBlobSize: 2G\n", Some(2_000_000_000)),
@@ -517,7 +518,7 @@ fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
         let (_dir, path) = config_file(yaml);
         let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);
         assert!(warnings.is_empty(), "{yaml}: {warnings:?}");
-        assert_eq!(settings.max_blob_size, expected, "{yaml}");
+        assert_eq!(settings.mirror.max_blob_size, expected, "{yaml}");
     }
     for bad in ["maxBlobSize: lots\n", "maxBlobSize: -1\n", "maxBlobSize: [1]\n", "maxBlobSize: 99999999Ti\n"] {
         let (_dir, path) = config_file(bad);

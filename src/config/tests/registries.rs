@@ -12,7 +12,7 @@ mod registry {
 
     fn parse(text: &str) -> (Result<Vec<UpstreamSpec>, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries", text), "cfg.yaml", &|_| None) {
-            Ok((settings, warnings)) => (Ok(settings.registries), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }
@@ -161,7 +161,7 @@ mod auth {
 
     fn parse(yaml: &str) -> (Result<Credentials, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries[0].auth", yaml), "cfg.yaml", &env) {
-            Ok((settings, warnings)) => (Ok(settings.registries[0].credentials.clone()), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams[0].credentials.clone()), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }
@@ -286,11 +286,11 @@ mod auth {
         );
         let shown = |auth: &str| parse_with(&placed("registries[0].auth", auth), "cfg.yaml", &env).expect("valid").0;
         assert_eq!(
-            upstream_line(&shown("{helper: acr-env}").registries[0]),
+            upstream_line(&shown("{helper: acr-env}").mirror.upstreams[0]),
             "a.io -> https://a.io (auth: helper acr-env)"
         );
         let basic_text = format!("{{user: theuser, password: '{PASSWORD}'}}");
-        assert!(upstream_line(&shown(&basic_text).registries[0]).ends_with("(auth: basic (user theuser))"));
+        assert!(upstream_line(&shown(&basic_text).mirror.upstreams[0]).ends_with("(auth: basic (user theuser))"));
     }
 
     #[test]
@@ -374,7 +374,8 @@ mod auth {
         )
         .expect("valid")
         .0;
-        let text = format!("{:?} {:#?} {}", basic("theuser"), basic("theuser"), upstream_line(&settings.registries[0]));
+        let text =
+            format!("{:?} {:#?} {}", basic("theuser"), basic("theuser"), upstream_line(&settings.mirror.upstreams[0]));
         assert!(!text.contains(PASSWORD) && text.contains("***"), "{text}");
     }
 }
@@ -394,7 +395,7 @@ mod tls {
 
     fn parse(yaml: &str) -> (Result<TlsOptions, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries[0].tls", yaml), "cfg.yaml", &|_| None) {
-            Ok((settings, warnings)) => (Ok(settings.registries[0].tls.clone()), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams[0].tls.clone()), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }

@@ -344,12 +344,12 @@ mod life {
         )
         .expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(life.lifecycle.max_cache_size, Some(50 << 30));
+        assert_eq!(life.mirror.lifecycle.max_cache_size, Some(50 << 30));
         assert_eq!(
-            life.lifecycle.pins.patterns().collect::<Vec<_>>(),
+            life.mirror.lifecycle.pins.patterns().collect::<Vec<_>>(),
             ["docker.io/library/*", "registry.k8s.io/pause:*"]
         );
-        let prune = life.lifecycle.prune.expect("enabled");
+        let prune = life.mirror.lifecycle.prune.expect("enabled");
         let rules = format!("{:?}", [actors::PruneRule::CreatedMoreThan(Duration::from_secs(7 * 86400))]);
         assert_eq!(prune_parts(&prune), (rules, Some(5), true, Duration::from_secs(3600)));
         assert_eq!(life.preload_images.as_deref(), Some("/p/images.txt"));
@@ -364,11 +364,11 @@ mod life {
              expr: '', dryRun: false}\n",
         )
         .expect("valid");
-        assert!(same(&life.lifecycle, &actors::LifecycleSettings::default()));
+        assert!(same(&life.mirror.lifecycle, &actors::LifecycleSettings::default()));
         assert_eq!((life.preload_images, life.image_file, life.platform), (None, None, Default::default()));
         let (life, _) = parse("maxCacheSize: 0\npruneConfig: {enabled: true}\n").expect("valid");
-        assert_eq!(life.lifecycle.max_cache_size, None);
-        let prune = life.lifecycle.prune.expect("on");
+        assert_eq!(life.mirror.lifecycle.max_cache_size, None);
+        let prune = life.mirror.lifecycle.prune.expect("on");
         let rules = format!("{:?}", [actors::PruneRule::NotPulledFor(Duration::from_secs(30 * 24 * 3600))]);
         assert_eq!(prune_parts(&prune), (rules, None, false, Duration::from_secs(24 * 3600)));
     }
@@ -396,26 +396,76 @@ mod life {
 mod storage {
     use super::*;
 
-    fn parse(text: &str) -> Result<(StorageSettings, Option<ClusterConfig>), String> {
-        parse_with(text, "f.yaml", &|_| None).map(|(c, _)| (c.storage, c.cluster)).map_err(|e| e.to_string())
+    use actors::{ClusterSettings, StorageChoice};
+
+    /// The environment of a replica: credentials, a pod address, a host name.
+    fn env(name: &str) -> Option<String> {
+        let value = match name {
+            "AWS_ACCESS_KEY_ID" => "the-key-id",
+            "AWS_SECRET_ACCESS_KEY" => "the-secret",
+            "POD_IP" => "10.0.0.9",
+            "HOSTNAME" => "pod-a",
+            _ => return None,
+        };
+        Some(value.to_string())
     }
+
+    fn parse_in(text: &str, env: &error::EnvLookup) -> Result<(StorageChoice, Option<ClusterSettings>), String> {
+        let settings = parse_with(text, "f.yaml", env).map_err(|e| e.to_string())?.0;
+        Ok((settings.mirror.storage, settings.mirror.cluster))
+    }
+
+    fn parse(text: &str) -> Result<(StorageChoice, Option<ClusterSettings>), String> {
+        parse_in(text, &env)
+    }
+
+    const S3: &str = "storage:\n  type: s3\n  s3:\n    endpoint: http://127.0.0.1:3900/\n    bucket: b\n";
 
     #[test]
     fn storage_and_cluster() {
-        assert_eq!(parse("port: 1\n").expect("default"), (StorageSettings::Filesystem, None));
+        let (storage, cluster) = parse("port: 1\n").expect("default");
+        assert!(matches!(storage, StorageChoice::Filesystem) && cluster.is_none());
         let (storage, cluster) = parse(
             "storage:\n  type: s3\n  s3:\n    endpoint: http://127.0.0.1:3900/\n    bucket: b\n    region: garage\n    \
              prefix: /m/\n    pathStyle: true\n    localCacheSize: 2Gi\n\
              cluster:\n  peers: [http://10.0.0.1:8080, http://10.0.0.2:8080]\n  self: http://10.0.0.1:8080\n",
         )
         .expect("s3 and peers");
-        let StorageSettings::S3(s3) = storage else { panic!("s3") };
+        let StorageChoice::S3(s3) = storage else { panic!("s3") };
         assert_eq!((s3.endpoint.as_str(), s3.bucket.as_str(), s3.prefix.as_str()), ("http://127.0.0.1:3900", "b", "m"));
         assert!(s3.path_style);
         assert_eq!(s3.local_cache_size, 2 << 30);
         let cluster = cluster.expect("cluster");
         assert_eq!(cluster.peers.len(), 2);
-        assert_eq!(cluster.self_url.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(cluster.me, "http://10.0.0.1:8080");
+        assert_eq!(s3.replica, cluster.me, "a replica is named by its URL in a cluster");
+    }
+
+    #[test]
+    fn credentials_replica_and_own_url() {
+        let (storage, _) = parse(S3).expect("credentials from the environment");
+        let StorageChoice::S3(s3) = storage else { panic!("s3") };
+        assert_eq!((s3.access_key_id.as_str(), s3.secret_access_key.as_str()), ("the-key-id", "the-secret"));
+        assert_eq!((s3.region.as_str(), s3.local_cache_size, s3.replica.as_str()), ("us-east-1", 10 << 30, "pod-a"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let id = dir.path().join("id");
+        std::fs::write(&id, "file-id\n").expect("write");
+        let text = format!("{S3}    accessKeyIdFile: {}\n", id.display());
+        let (StorageChoice::S3(s3), _) = parse(&text).expect("from the file") else { panic!("s3") };
+        assert_eq!((s3.access_key_id.as_str(), s3.secret_access_key.as_str()), ("file-id", "the-secret"));
+        let text = format!("{S3}    secretAccessKeyFile: {}\n", dir.path().join("none").display());
+        assert!(parse(&text).expect_err("unreadable").starts_with("config key 'storage.s3.secretAccessKeyFile'"));
+        let err = parse_in(S3, &|_| None).expect_err("no credentials");
+        assert!(err.contains("'storage.s3.accessKeyIdFile'") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+        let peers = format!("{S3}cluster:\n  dns: replicas\n  port: 9000\n  scheme: https\n");
+        let cluster = parse(&peers).expect("POD_IP").1.expect("cluster");
+        assert_eq!(cluster.me, "https://10.0.0.9:9000");
+        let dns = cluster.dns.expect("dns");
+        assert_eq!((dns.name.as_str(), dns.scheme.as_str(), dns.port), ("replicas", "https", 9000));
+        let err = parse_in(&format!("{S3}cluster:\n  dns: replicas\n"), &|name| env(name).filter(|_| name != "POD_IP"))
+            .expect_err("no own URL");
+        assert!(err.contains("'cluster.self'") && err.contains("POD_IP"), "{err}");
     }
 
     #[test]
