@@ -24,14 +24,6 @@ pub use error::ConfigError;
 pub use keys::config_keys;
 pub use kinds::ClientAuth;
 pub use settings::{ServerTls, Settings};
-// Types of public `Settings` fields, named by the server modules and the tests.
-#[allow(unused_imports)]
-pub use {
-    crate::values::secret::Secret,
-    kinds::Scheme,
-    registry::{DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
-    settings::AdminSettings,
-};
 
 /// The config used when no `--config-file` is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");

@@ -15,8 +15,11 @@ use actors::upstream::tls::TlsOptions;
 use actors::upstream::DEFAULT_MAX_CONCURRENT;
 use actors::UpstreamSpec;
 
+use super::registry::DEFAULT_HELPER_CACHE_TIME;
+use super::settings::AdminSettings;
 use super::*;
 use crate::summary::upstream_line;
+use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
 
 mod file;
