@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::config::Settings;
-use crate::summary::{policy_name, upstream_line};
+use crate::summary::{policy_name, tls_line, upstream_line};
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -30,10 +30,7 @@ pub fn print(settings: &Settings) {
     eprintln!("Started: {} (port {})", humantime::format_rfc3339_seconds(SystemTime::now()), settings.port);
     eprintln!("Running as (uid:gid) {}", ids());
     eprintln!("Process id: {}", std::process::id());
-    match &settings.server_tls {
-        Some(tls) => eprintln!("Tls: {tls}"),
-        None => eprintln!("Tls: none"),
-    }
+    eprintln!("Tls: {}", settings.server_tls.as_ref().map_or_else(|| "none".to_string(), tls_line));
     let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     eprintln!(
         "Ports: registry {}, health {}, metrics {}, admin {}",

@@ -138,20 +138,17 @@ fn main() -> ExitCode {
 
 /// Load the main port's certificate, key and client CA: a file that is not usable PEM is an invalid value of its
 /// key (exit 2), like a missing one.
-fn load_server_tls(settings: &Settings, conf: &config::ServerTls) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
-    let files = server_tls::TlsFiles {
-        cert: conf.cert.clone(),
-        key: conf.key.clone(),
-        client_ca: conf.client_ca.clone(),
-        require_client_cert: conf.client_auth == config::ClientAuth::Verify,
-    };
+fn load_server_tls(
+    settings: &Settings,
+    files: &server_tls::TlsFiles,
+) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
     let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
         key: format!("serverTlsConfig.{key}"),
         file: settings.config_source.clone(),
         value: format!("{:?}", path.display().to_string()),
         reason,
     };
-    server_tls::ServerTls::load(files).map(Arc::new).map_err(|err| match err {
+    server_tls::ServerTls::load(files.clone()).map(Arc::new).map_err(|err| match err {
         TlsLoadError::Cert { path, detail } => {
             invalid("cert", &path, format!("not a usable PEM certificate: {detail}"))
         }

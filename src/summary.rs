@@ -7,7 +7,8 @@ use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::DEFAULT_MAX_CONCURRENT;
 use actors::{StorageChoice, UpstreamSpec};
 
-use crate::config::{ServerTls, Settings};
+use crate::config::Settings;
+use crate::server_tls::TlsFiles;
 
 /// A multi-line summary for the startup banner. Never shows a password.
 impl fmt::Display for Settings {
@@ -30,7 +31,7 @@ impl fmt::Display for Settings {
             }
         }
         writeln!(f, "Listen: {}:{}", self.host, self.port)?;
-        writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), ServerTls::to_string))?;
+        writeln!(f, "Tls: {}", self.server_tls.as_ref().map_or_else(|| "none".to_string(), tls_line))?;
         writeln!(
             f,
             "Ports: health {}, metrics {}, admin {}",
@@ -101,6 +102,11 @@ impl fmt::Display for Settings {
         }
         Ok(())
     }
+}
+
+/// `https`, and whether clients must present a certificate (`serverTlsConfig.clientAuth`).
+pub fn tls_line(tls: &TlsFiles) -> String {
+    format!("https (client certificates: {})", if tls.require_client_cert { "verify" } else { "none" })
 }
 
 /// One registry: `name -> base URL`, and how it is reached when not the default way. Never shows a password.

@@ -22,8 +22,7 @@ use crate::cli::Cli;
 
 pub use error::ConfigError;
 pub use keys::config_keys;
-pub use kinds::ClientAuth;
-pub use settings::{ServerTls, Settings};
+pub use settings::Settings;
 
 /// The config used when no `--config-file` is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");

@@ -1,16 +1,15 @@
 //! `Settings`, what the server runs with once the config file and the command line are read and checked, in the
 //! actors' own types where they have one (`MirrorConfig` with its `UpstreamSpec`s, `StorageChoice` and
-//! `ClusterSettings`, `PlatformFilter`). Each key's default is given where
+//! `ClusterSettings`, `PlatformFilter`, the server's `TlsFiles`). Each key's default is given where
 //! `validate.rs` reads it; the summary for the startup log is `src/summary.rs`.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use actors::preload::PlatformFilter;
 use actors::MirrorConfig;
 
-use super::kinds::ClientAuth;
+use crate::server_tls::TlsFiles;
 use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
 
@@ -30,8 +29,9 @@ pub struct Settings {
     pub client_idle_timeout: Duration,
     /// After SIGTERM or SIGINT, how long in-flight work may still run (`shutdownGrace`).
     pub shutdown_grace: Duration,
-    /// HTTPS on the main port (`serverTlsConfig`); `None` is plain HTTP.
-    pub server_tls: Option<ServerTls>,
+    /// HTTPS on the main port (`serverTlsConfig`), only the paths: the server's TLS code loads the files, and again
+    /// when they change. `None` is plain HTTP.
+    pub server_tls: Option<TlsFiles>,
     /// Ports of the health and metrics listeners; `None` is off.
     pub health_port: Option<u16>,
     pub metrics_port: Option<u16>,
@@ -46,22 +46,6 @@ pub struct Settings {
     pub platform: PlatformFilter,
     /// "embedded default" or the config file path, for messages and the startup banner.
     pub config_source: String,
-}
-
-/// HTTPS on the main port. Only paths: the server's TLS code loads the files, and again when they change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// CA certificates client certificates must chain to; set exactly when `client_auth` is `Verify`.
-    pub client_ca: Option<PathBuf>,
-    pub client_auth: ClientAuth,
-}
-
-impl fmt::Display for ServerTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "https (client certificates: {})", self.client_auth)
-    }
 }
 
 /// The admin API listener, with the token every admin request must present, read once from `tokenFile`.

@@ -18,6 +18,7 @@ use actors::UpstreamSpec;
 use super::registry::DEFAULT_HELPER_CACHE_TIME;
 use super::settings::AdminSettings;
 use super::*;
+use crate::server_tls::TlsFiles;
 use crate::summary::upstream_line;
 use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
@@ -287,7 +288,7 @@ fn operations_files() -> tempfile::TempDir {
 #[test]
 fn operations_defaults_are_off() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.server_tls, None);
+    assert!(settings.server_tls.is_none());
     assert_eq!((settings.health_port, settings.metrics_port), (None, None));
     assert_eq!(settings.admin, None);
     assert_eq!(settings.log_format, LogFormat::Text);
@@ -324,7 +325,7 @@ fn operations_keys_reach_the_settings_and_the_summary() {
     assert_eq!(tls.cert, dir.path().join("server.crt"));
     assert_eq!(tls.key, dir.path().join("server.key"));
     assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
-    assert_eq!(tls.client_auth, ClientAuth::Verify);
+    assert!(tls.require_client_cert);
     assert_eq!((settings.health_port, settings.metrics_port), (Some(8081), Some(9090)));
     let admin = AdminSettings { port: 8082, token_file: dir.path().join("token"), token: Secret::new("admin-Tok3n") };
     assert_eq!(settings.admin, Some(admin));
@@ -491,8 +492,8 @@ fn unused_client_ca_warns() {
         config_file(&format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt}}\n"));
     let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(
-        settings.server_tls.as_ref().map(|tls| (tls.client_auth, tls.client_ca.clone())),
-        Some((ClientAuth::None, None))
+        settings.server_tls.as_ref().map(|tls| (tls.require_client_cert, tls.client_ca.clone())),
+        Some((false, None))
     );
     assert_eq!(
         warnings,

@@ -18,6 +18,7 @@ use super::schema::{AdminFile, FileConfig, PruneFile, ServerTlsFile};
 use super::settings::*;
 use super::storage::{cluster, storage};
 use crate::files::read_token;
+use crate::server_tls::TlsFiles;
 use crate::values::secret::Secret;
 
 /// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv` and the variables `storage` and
@@ -141,7 +142,7 @@ fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule
 }
 
 /// `serverTlsConfig`: `None` (plain HTTP) when neither `cert` nor `key` is set.
-fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTls>, ConfigError> {
+fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles>, ConfigError> {
     let (cert, key, ca) = (s.cert.get(), s.key.get(), s.ca.get());
     let client_auth = s.client_auth.get().unwrap_or(ClientAuth::None);
     let k = |name: &str| format!("serverTlsConfig.{name}");
@@ -172,11 +173,12 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTl
     };
     check.readable(&k("cert"), &cert, "server certificate file")?;
     check.readable(&k("key"), &key, "server key file")?;
-    let client_ca = ca.filter(|_| client_auth == ClientAuth::Verify);
+    let require_client_cert = client_auth == ClientAuth::Verify;
+    let client_ca = ca.filter(|_| require_client_cert);
     if let Some(ca) = &client_ca {
         check.readable(&k("ca"), ca, "client CA file")?;
     }
-    Ok(Some(ServerTls { cert, key, client_ca, client_auth }))
+    Ok(Some(TlsFiles { cert, key, client_ca, require_client_cert }))
 }
 
 /// `admin`: `None` (no admin listener) when neither key is set; the token is read here, the one time.

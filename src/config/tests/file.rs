@@ -96,7 +96,7 @@ fn go_file_with_default_values_loads_silently() {
     assert!(same(&config.mirror.upstreams[0].tls, &TlsOptions::default()));
     assert_eq!(config.mirror.upstreams[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
     assert_eq!(config.mirror.policy, UpstreamPolicy::Public);
-    assert_eq!(config.server_tls, None);
+    assert!(config.server_tls.is_none());
     assert_eq!((config.health_port, config.metrics_port), (None, None));
     assert_eq!(config.admin, None);
     assert_eq!((config.log_format, config.shutdown_grace), (LogFormat::Text, Duration::from_secs(60)));
@@ -129,15 +129,13 @@ fn operations_keys_load() {
     );
     let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(
-        config.server_tls,
-        Some(ServerTls {
-            cert: dir.path().join("server.crt"),
-            key: dir.path().join("server.key"),
-            client_ca: Some(dir.path().join("ca.crt")),
-            client_auth: ClientAuth::Verify,
-        })
-    );
+    let tls = TlsFiles {
+        cert: dir.path().join("server.crt"),
+        key: dir.path().join("server.key"),
+        client_ca: Some(dir.path().join("ca.crt")),
+        require_client_cert: true,
+    };
+    assert!(same(&config.server_tls, &Some(tls)));
     assert_eq!((config.health_port, config.metrics_port), (Some(8081), Some(9090)));
     let token = Secret::new("abc123");
     assert_eq!(config.admin, Some(AdminSettings { port: 8082, token_file: dir.path().join("token"), token }));

@@ -19,7 +19,7 @@ mod server_tls {
         dir
     }
 
-    fn parse(yaml: &str) -> (Result<Option<ServerTls>, ConfigError>, Vec<String>) {
+    fn parse(yaml: &str) -> (Result<Option<TlsFiles>, ConfigError>, Vec<String>) {
         match parse_with(&placed("serverTlsConfig", yaml), "cfg.yaml", &|_| None) {
             Ok((settings, warnings)) => (Ok(settings.server_tls), warnings),
             Err(err) => (Err(err), Vec::new()),
@@ -27,7 +27,7 @@ mod server_tls {
     }
 
     /// Parses a valid section that produces no warning.
-    fn load(yaml: &str) -> Option<ServerTls> {
+    fn load(yaml: &str) -> Option<TlsFiles> {
         let (result, warnings) = parse(yaml);
         assert!(warnings.is_empty(), "{warnings:?}");
         result.expect("valid")
@@ -42,10 +42,10 @@ mod server_tls {
 
     #[test]
     fn go_default_values_are_plain_http() {
-        assert_eq!(load("{cert: '', key: '', ca: '', clientAuth: none}"), None);
-        assert_eq!(load("{cert: , key: , ca: , clientAuth: }"), None);
-        assert_eq!(load("{}"), None);
-        assert_eq!(load("~"), None);
+        assert!(load("{cert: '', key: '', ca: '', clientAuth: none}").is_none());
+        assert!(load("{cert: , key: , ca: , clientAuth: }").is_none());
+        assert!(load("{}").is_none());
+        assert!(load("~").is_none());
     }
 
     #[test]
@@ -60,8 +60,8 @@ mod server_tls {
             assert_eq!(tls.cert, dir.path().join("server.crt"));
             assert_eq!(tls.key, dir.path().join("server.key"));
             assert_eq!(tls.client_ca, None);
-            assert_eq!(tls.client_auth, ClientAuth::None);
-            assert_eq!(tls.to_string(), "https (client certificates: none)");
+            assert!(!tls.require_client_cert);
+            assert_eq!(crate::summary::tls_line(&tls), "https (client certificates: none)");
         }
     }
 
@@ -72,8 +72,8 @@ mod server_tls {
         let tls = load(&format!("{{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: Verify}}"))
             .expect("https");
         assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
-        assert_eq!(tls.client_auth, ClientAuth::Verify);
-        assert_eq!(tls.to_string(), "https (client certificates: verify)");
+        assert!(tls.require_client_cert);
+        assert_eq!(crate::summary::tls_line(&tls), "https (client certificates: verify)");
     }
 
     #[test]
@@ -138,11 +138,11 @@ mod server_tls {
         let (result, warnings) =
             parse(&format!("{{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: none}}"));
         let tls = result.expect("valid").expect("https");
-        assert_eq!((tls.client_auth, tls.client_ca), (ClientAuth::None, None));
+        assert_eq!((tls.require_client_cert, tls.client_ca), (false, None));
         assert_eq!(warnings, [warning]);
         // An unused CA is not read, and without a certificate there is no HTTPS at all.
         let (result, warnings) = parse(&format!("{{ca: {d}/nope.crt}}"));
-        assert_eq!(result.expect("valid"), None);
+        assert!(result.expect("valid").is_none());
         assert_eq!(warnings, [warning]);
     }
 
@@ -180,7 +180,7 @@ mod server_tls {
     #[test]
     fn unknown_keys_warn_and_wrong_types_fail() {
         let (result, warnings) = parse("{cert: '', clientauth: verify}");
-        assert_eq!(result.expect("valid"), None);
+        assert!(result.expect("valid").is_none());
         assert_eq!(warnings, ["unknown key 'serverTlsConfig.clientauth' in cfg.yaml, ignored"]);
         let msg = error("{cert: [a]}");
         assert!(msg.starts_with("config key 'serverTlsConfig.cert' (in cfg.yaml) has an invalid value (a list)"));
