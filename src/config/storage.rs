@@ -27,30 +27,43 @@ pub fn storage(
     };
     let endpoint = s3.endpoint.get().ok_or_else(|| check.missing("storage.s3.endpoint"))?;
     let bucket = s3.bucket.get().ok_or_else(|| check.missing("storage.s3.bucket"))?;
-    let secret = |file: Option<PathBuf>, key: &str, variable: &str| match file {
-        Some(path) => std::fs::read_to_string(&path).map(|text| text.trim().to_string()).map_err(|err| {
-            check.invalid(&format!("storage.s3.{key}"), path.display().to_string(), format!("cannot read it: {err}"))
-        }),
-        None => {
-            env(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty()).ok_or_else(|| {
-                let note = format!(" (or set the {variable} environment variable)");
-                check.required_by(&format!("storage.s3.{key}"), "storage.type: s3", &note)
-            })
-        }
-    };
+    let access_key_id = credential(check, env, s3.access_key_id_file.get(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
+    let secret = s3.secret_access_key_file.get();
+    let secret_access_key = credential(check, env, secret, "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?;
     Ok(StorageChoice::S3(Box::new(S3Settings {
         endpoint,
         bucket,
         region: s3.region.get().unwrap_or_else(|| "us-east-1".into()),
         prefix: s3.prefix.get().unwrap_or_default().trim_matches('/').to_string(),
         path_style: s3.path_style.get().unwrap_or(false),
-        access_key_id: secret(s3.access_key_id_file.get(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?,
-        secret_access_key: secret(s3.secret_access_key_file.get(), "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?,
+        access_key_id,
+        secret_access_key,
         local_dir: image_path.to_path_buf(),
         // The local disk tier in front of the bucket.
         local_cache_size: s3.local_cache_size.get().unwrap_or(10 << 30),
         replica: env("HOSTNAME").unwrap_or_else(|| "ociregistry".to_string()),
     })))
+}
+
+/// One credential of the bucket: the text of the file `key` names, else the value of the environment `variable`.
+fn credential(
+    check: &Check<'_>,
+    env: &EnvLookup,
+    file: Option<PathBuf>,
+    key: &str,
+    variable: &str,
+) -> Result<String, ConfigError> {
+    let key = format!("storage.s3.{key}");
+    match file {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|text| text.trim().to_string())
+            .map_err(|err| check.invalid(&key, path.display().to_string(), format!("cannot read it: {err}"))),
+        None => {
+            env(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty()).ok_or_else(|| {
+                check.required_by(&key, "storage.type: s3", &format!(" (or set the {variable} environment variable)"))
+            })
+        }
+    }
 }
 
 /// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise.
