@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 
+use super::kinds::{Kind, Val};
 use crate::files::{io_reason, open_regular};
 
 /// Why the settings could not be built. `Display` is the one-line message shown to the operator.
@@ -91,6 +92,19 @@ impl Check<'_> {
     pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
         let (key, other, reason) = (key.to_string(), other.to_string(), reason.to_string());
         ConfigError::Conflict { key, other, file: self.file.to_string(), reason }
+    }
+
+    /// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
+    pub fn list<K: Kind>(
+        &self,
+        key: &str,
+        items: Option<Vec<Val<K>>>,
+        reason: &str,
+    ) -> Result<Vec<K::Out>, ConfigError> {
+        let items = items.unwrap_or_default().into_iter().enumerate();
+        items
+            .map(|(i, item)| item.0.ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "null".into(), reason)))
+            .collect()
     }
 
     /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.

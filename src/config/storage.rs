@@ -9,7 +9,6 @@ use actors::{ClusterSettings, DnsPeers, S3Settings, StorageChoice};
 
 use super::error::{Check, ConfigError, EnvLookup};
 use super::schema::{ClusterFile, StorageFile};
-use super::validate::list;
 
 /// `storage`; `image_path` holds the local tier of a bucket. The bucket's replica name is the host name here, this
 /// replica's URL in a cluster (set by `settings`).
@@ -68,7 +67,7 @@ fn credential(
 
 /// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise.
 pub fn cluster(check: &Check<'_>, c: ClusterFile, port: u16, env: &EnvLookup) -> Result<ClusterSettings, ConfigError> {
-    let peers = list(check, "cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
+    let peers = check.list("cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
     let dns = c.dns.get();
     if peers.is_empty() && dns.is_none() {
         let note = " (or cluster.dns: how the replicas find each other)";

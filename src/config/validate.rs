@@ -12,7 +12,7 @@ use actors::upstream::Timeouts;
 use actors::{LifecycleSettings, MirrorConfig, ScrubSettings, StorageChoice};
 
 use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::kinds::{ClientAuth, Kind, PruneKind, Val};
+use super::kinds::{ClientAuth, PruneKind};
 use super::registry::registries;
 use super::schema::{AdminFile, FileConfig, PruneFile, ServerTlsFile};
 use super::settings::*;
@@ -29,7 +29,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         return Err(ConfigError::UnsupportedKey { key: "helloWorld".to_string(), file: source.to_string() });
     }
     let max_cache_size = file.max_cache_size.get().flatten();
-    let pinned = list(&check, "pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
+    let pinned = check.list("pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
     let pins = actors::Pins::new(&pinned).map_err(|e| check.invalid("pinned", format!("{pinned:?}"), e))?;
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
     let image_path = file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry"));
@@ -108,17 +108,6 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         config_source: source.to_string(),
     };
     Ok((settings, check.warnings))
-}
-
-/// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
-pub fn list<K: Kind>(
-    check: &Check<'_>,
-    key: &str,
-    items: Option<Vec<Val<K>>>,
-    reason: &str,
-) -> Result<Vec<K::Out>, ConfigError> {
-    let items = items.unwrap_or_default().into_iter().enumerate();
-    items.map(|(i, item)| item.0.ok_or_else(|| check.invalid(&format!("{key}[{i}]"), "null".into(), reason))).collect()
 }
 
 /// `pruneConfig`: its values are checked even when it is off; `None` unless `enabled`.
