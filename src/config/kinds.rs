@@ -4,7 +4,6 @@
 //! `never` and `0s` TTLs, and "0 or empty means off". The error travels through serde as one marked string that
 //! `read.rs` turns back into a `ConfigError` with the key path.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub const HIDDEN: &str = "(not shown)";
 /// How one form reads a YAML value (never null: null is "not set"). `Ok(None)` is "not set" too (an empty string
 /// for most forms); `Err` is the reason the value is refused.
 pub trait Kind {
-    type Out: fmt::Debug + Clone;
+    type Out: Clone;
     /// The value is never shown in messages.
     const HIDDEN: bool = false;
     fn read(value: &Value) -> Result<Option<Self::Out>, String>;
@@ -113,42 +112,25 @@ macro_rules! named {
     };
 }
 
-/// Declares an enumeration named by a few words in any letter case: the enum, its `Display` (the word) and its kind,
-/// from one list.
-macro_rules! choice {
-    ($(#[$doc:meta])* $name:ident read by $kind:ident, $expected:literal,
-     { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(match self { $($name::$variant => $text),+ })
-            }
-        }
-        named!(#[doc = concat!("`", stringify!($name), "`, by name.")] $kind -> $name, $expected,
-            { $($text => $name::$variant),+ });
-    };
-}
+named!(/// `scheme`, the URL scheme used to reach an upstream registry: true for https.
+    SchemeKind -> bool, "expected http or https", { "http" => false, "https" => true });
+named!(/// `serverTlsConfig.clientAuth`: true for verify (a client certificate signed by `serverTlsConfig.ca` is
+    /// required; a client without one fails the handshake), false for none (no certificate is requested).
+    ClientAuthKind -> bool, "expected none or verify", { "none" => false, "verify" => true });
 
-choice!(/// The URL scheme used to reach an upstream registry (`scheme`).
-    Scheme read by SchemeKind, "expected http or https", { Http = "http", Https = "https" });
-choice!(/// Whether clients must present a certificate (`serverTlsConfig.clientAuth`).
-ClientAuth read by ClientAuthKind, "expected none or verify", {
-    /// No client certificate is requested.
-    None = "none",
-    /// A client certificate signed by `serverTlsConfig.ca` is required; a client without one fails the handshake.
-    Verify = "verify",
-});
-choice!(/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
-PruneKind read by PruneType, "expected accessed, created or pattern", {
+/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
+#[derive(Clone, Copy)]
+pub enum PruneKind {
     /// Images not pulled for `duration`.
-    Accessed = "accessed",
+    Accessed,
     /// Images first cached more than `duration` ago.
-    Created = "created",
+    Created,
     /// Images whose name matches one of `expr`.
-    Pattern = "pattern",
-});
+    Pattern,
+}
+named!(/// `pruneConfig.type`.
+    PruneType -> PruneKind, "expected accessed, created or pattern",
+    { "accessed" => PruneKind::Accessed, "created" => PruneKind::Created, "pattern" => PruneKind::Pattern });
 
 kind!(/// A string.
     Text -> String, text |t| Ok(t.to_string()));

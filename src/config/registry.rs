@@ -15,7 +15,6 @@ use actors::UpstreamSpec;
 
 use super::error::ConfigError;
 use super::error::{quoted, Check, EnvLookup};
-use super::kinds::Scheme;
 use super::schema::{AuthFile, RegistryFile, TlsFile, TokenFile};
 
 /// How long a credential helper's answer is reused when `helperCacheTime` is not set.
@@ -62,8 +61,8 @@ fn registry(
         return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
     }
     let endpoint = entry.endpoint.get();
-    if let (Some(scheme), Some(url)) = (entry.scheme.get(), &endpoint) {
-        if !url.starts_with(&format!("{scheme}://")) {
+    if let (Some(https), Some(url)) = (entry.scheme.get(), &endpoint) {
+        if !url.starts_with(if https { "https://" } else { "http://" }) {
             let reason = "its scheme contradicts the 'scheme' key of this registry";
             return Err(check.invalid(&format!("{path}.endpoint"), quoted(url), reason));
         }
@@ -71,7 +70,7 @@ fn registry(
     let credentials = auth(check, &format!("{path}.auth"), entry.auth, env)?;
     let tls = tls(check, &format!("{path}.tls"), entry.tls, &name)?;
     let namespace = name.parse::<Namespace>().map_err(|e| check.invalid(&format!("{path}.name"), name.clone(), e))?;
-    let https = entry.scheme.get().unwrap_or(Scheme::Https) == Scheme::Https;
+    let https = entry.scheme.get().unwrap_or(true);
     let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
     let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
     Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl: entry.tag_ttl.get() }))

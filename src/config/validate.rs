@@ -12,7 +12,7 @@ use actors::upstream::Timeouts;
 use actors::{LifecycleSettings, MirrorConfig, ScrubSettings, StorageChoice};
 
 use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::kinds::{ClientAuth, PruneKind};
+use super::kinds::PruneKind;
 use super::registry::registries;
 use super::schema::{AdminFile, FileConfig, PruneFile, ServerTlsFile};
 use super::settings::*;
@@ -133,14 +133,14 @@ fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule
 /// `serverTlsConfig`: `None` (plain HTTP) when neither `cert` nor `key` is set.
 fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles>, ConfigError> {
     let (cert, key, ca) = (s.cert.get(), s.key.get(), s.ca.get());
-    let client_auth = s.client_auth.get().unwrap_or(ClientAuth::None);
+    let verify = s.client_auth.get().unwrap_or(false);
     let k = |name: &str| format!("serverTlsConfig.{name}");
     match (&cert, &key) {
         (Some(_), None) => return Err(check.required_by(&k("key"), &k("cert"), "")),
         (None, Some(_)) => return Err(check.required_by(&k("cert"), &k("key"), "")),
         _ => {}
     }
-    if client_auth == ClientAuth::Verify {
+    if verify {
         if ca.is_none() {
             return Err(check.required_by(&k("ca"), &k("clientAuth"), " to verify"));
         }
@@ -149,7 +149,7 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles
             return Err(check.required_by(&k("cert"), &k("clientAuth"), " to verify"));
         }
     }
-    if client_auth == ClientAuth::None && ca.is_some() {
+    if !verify && ca.is_some() {
         check.warnings.push(format!(
             "config key '{}' in {} has no effect while '{}' is none (client certificates are not requested), ignored",
             k("ca"),
@@ -162,12 +162,11 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles
     };
     check.readable(&k("cert"), &cert, "server certificate file")?;
     check.readable(&k("key"), &key, "server key file")?;
-    let require_client_cert = client_auth == ClientAuth::Verify;
-    let client_ca = ca.filter(|_| require_client_cert);
+    let client_ca = ca.filter(|_| verify);
     if let Some(ca) = &client_ca {
         check.readable(&k("ca"), ca, "client CA file")?;
     }
-    Ok(Some(TlsFiles { cert, key, client_ca, require_client_cert }))
+    Ok(Some(TlsFiles { cert, key, client_ca, require_client_cert: verify }))
 }
 
 /// `admin`: `None` (no admin listener) when neither key is set; the token is read here, the one time.
