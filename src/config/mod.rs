@@ -3,8 +3,9 @@
 //!
 //! The file's format is `schema.rs` (serde types, the one list of keys), its value forms `kinds.rs` (over
 //! `crate::values`), the reading with key paths in messages `read.rs`; the command line is laid over the same
-//! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`) builds `Settings` (`settings.rs`; its
-//! summary for the startup log is `src/summary.rs`). `keys.rs` lists the keys for `ociregistry config-keys`.
+//! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`, `storage.rs`) builds `Settings`
+//! (`settings.rs`; its summary for the startup log is `src/summary.rs`), and `checks.rs` checks the listeners' ports
+//! and the cache directory on it. `keys.rs` lists the keys for `ociregistry config-keys`.
 
 mod checks;
 mod error;

@@ -1,7 +1,7 @@
 //! `Settings`, what the server runs with once the config file and the command line are read and checked, in the
-//! actors' own types where they have one (`MirrorConfig` with its `UpstreamSpec`s, `StorageChoice` and
-//! `ClusterSettings`, `PlatformFilter`, the server's `TlsFiles`). Each key's default is given where
-//! `validate.rs` reads it; the summary for the startup log is `src/summary.rs`.
+//! types of the code that uses each setting (the actors' `MirrorConfig` and `PlatformFilter`, the server's
+//! `TlsFiles`), so nothing maps one type onto another. Each key's default is written where `validate.rs` reads it;
+//! the summary for the startup log is `src/summary.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -10,12 +10,13 @@ use actors::{ClusterSettings, DnsPeers, S3Settings, StorageChoice};
 use super::error::{Check, ConfigError, EnvLookup};
 use super::schema::{ClusterFile, StorageFile};
 
-/// `storage`; `image_path` holds the local tier of a bucket. The bucket's replica name is the host name here, this
-/// replica's URL in a cluster (set by `settings`).
+/// `storage`; `image_path` holds the local tier of a bucket, `capped` says whether `maxCacheSize` is set. The
+/// bucket's replica name is the host name here, this replica's URL in a cluster (set by `settings`).
 pub fn storage(
     check: &Check<'_>,
     storage: Option<StorageFile>,
     image_path: &Path,
+    capped: bool,
     env: &EnvLookup,
 ) -> Result<StorageChoice, ConfigError> {
     let Some(storage) = storage.filter(|s| s.s3_type.get() == Some(true)) else {
@@ -26,6 +27,14 @@ pub fn storage(
     };
     let endpoint = s3.endpoint.get().ok_or_else(|| check.missing("storage.s3.endpoint"))?;
     let bucket = s3.bucket.get().ok_or_else(|| check.missing("storage.s3.bucket"))?;
+    if capped {
+        return Err(check.conflict(
+            "maxCacheSize",
+            "storage.type",
+            "the cap applies to a filesystem cache; with s3 the local tier is capped by storage.s3.localCacheSize \
+             and the bucket's size by the bucket's own lifecycle rules",
+        ));
+    }
     let access_key_id = credential(check, env, s3.access_key_id_file.get(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
     let secret = s3.secret_access_key_file.get();
     let secret_access_key = credential(check, env, secret, "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?;
@@ -65,8 +74,15 @@ fn credential(
     }
 }
 
-/// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise.
-pub fn cluster(check: &Check<'_>, c: ClusterFile, port: u16, env: &EnvLookup) -> Result<ClusterSettings, ConfigError> {
+/// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise; `shared` says
+/// whether `storage` is a bucket, which replicas need.
+pub fn cluster(
+    check: &Check<'_>,
+    c: ClusterFile,
+    port: u16,
+    shared: bool,
+    env: &EnvLookup,
+) -> Result<ClusterSettings, ConfigError> {
     let peers = check.list("cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
     let dns = c.dns.get();
     if peers.is_empty() && dns.is_none() {
@@ -75,6 +91,10 @@ pub fn cluster(check: &Check<'_>, c: ClusterFile, port: u16, env: &EnvLookup) ->
     }
     if !peers.is_empty() && dns.is_some() {
         return Err(check.conflict("cluster.peers", "cluster.dns", "the replica set comes from one of them"));
+    }
+    if !shared {
+        let note = " (replicas share their cache through storage.type: s3)";
+        return Err(check.required_by("storage.type", "cluster", note));
     }
     let scheme = c.scheme.get().unwrap_or_else(|| "http".into());
     let port = c.port.get().flatten().unwrap_or(port);

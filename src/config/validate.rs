@@ -34,24 +34,12 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
     let image_path = file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry"));
     let port = file.port.get().unwrap_or(8080);
-    let mut storage = storage(&check, file.storage, &image_path, env)?;
-    let cluster = file.cluster.map(|c| cluster(&check, c, port, env)).transpose()?;
-    match (&mut storage, &cluster) {
-        (StorageChoice::Filesystem, Some(_)) => {
-            let note = " (replicas share their cache through storage.type: s3)";
-            return Err(check.required_by("storage.type", "cluster", note));
-        }
-        (StorageChoice::S3(_), _) if max_cache_size.is_some() => {
-            return Err(check.conflict(
-                "maxCacheSize",
-                "storage.type",
-                "the cap applies to a filesystem cache; with s3 the local tier is capped by \
-                 storage.s3.localCacheSize and the bucket's size by the bucket's own lifecycle rules",
-            ));
-        }
+    let mut storage = storage(&check, file.storage, &image_path, max_cache_size.is_some(), env)?;
+    let shared = matches!(storage, StorageChoice::S3(_));
+    let cluster = file.cluster.map(|c| cluster(&check, c, port, shared, env)).transpose()?;
+    if let (StorageChoice::S3(s3), Some(cluster)) = (&mut storage, &cluster) {
         // A replica is named in the bucket's access journal by its URL.
-        (StorageChoice::S3(s3), Some(cluster)) => s3.replica = cluster.me.clone(),
-        _ => {}
+        s3.replica = cluster.me.clone();
     }
     let registries = registries(&mut check, file.registries.unwrap_or_default(), env)?;
     let server_tls = file.server_tls_config.map(|s| server_tls(&mut check, s)).transpose()?.flatten();

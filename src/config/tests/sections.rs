@@ -478,6 +478,9 @@ mod storage {
             ("cluster:\n  self: http://a:1\n", "cluster.peers"),
             ("cluster:\n  peers: [http://a:1]\n  dns: x\n", "cluster.peers"),
             ("cluster:\n  peers: [nonsense]\n", "cluster.peers[0]"),
+            // Replicas need a shared bucket, even when nothing else is missing; a bucket has no maxCacheSize.
+            ("cluster:\n  peers: [http://a:1]\n  self: http://a:1\n", "'storage.type' (in f.yaml) is required when"),
+            (&format!("maxCacheSize: 1Gi\n{S3}"), "'maxCacheSize' and 'storage.type'"),
         ] {
             let err = parse(yaml).expect_err(yaml);
             assert!(err.contains(key), "{yaml}: {err}");
