@@ -62,9 +62,10 @@ impl ConfigError {
 /// Looks up an environment variable; `load` passes the process environment, tests a map.
 pub type EnvLookup = dyn Fn(&str) -> Option<String>;
 
-/// The document being checked (for messages) and the warnings so far.
+/// The document being checked (for messages), the environment it may name variables of, and the warnings so far.
 pub struct Check<'a> {
     pub file: &'a str,
+    pub env: &'a EnvLookup,
     pub warnings: Vec<String>,
 }
 

@@ -14,7 +14,7 @@ use actors::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
 use actors::UpstreamSpec;
 
 use super::error::ConfigError;
-use super::error::{quoted, Check, EnvLookup};
+use super::error::{quoted, Check};
 use super::schema::{AuthFile, RegistryFile, TlsFile, TokenFile};
 
 /// How long a credential helper's answer is reused when `helperCacheTime` is not set.
@@ -23,16 +23,12 @@ pub const DEFAULT_HELPER_CACHE_TIME: Duration = Duration::from_secs(5 * 60);
 pub const ECR_HELPER: &str = "ecr-login";
 
 /// Checks every entry, and that no name is listed twice.
-pub fn registries(
-    check: &mut Check<'_>,
-    list: Vec<RegistryFile>,
-    env: &EnvLookup,
-) -> Result<Vec<UpstreamSpec>, ConfigError> {
+pub fn registries(check: &mut Check<'_>, list: Vec<RegistryFile>) -> Result<Vec<UpstreamSpec>, ConfigError> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(list.len());
     for (index, entry) in list.into_iter().enumerate() {
         let path = format!("registries[{index}]");
-        let (name, registry) = registry(check, &path, entry, env)?;
+        let (name, registry) = registry(check, &path, entry)?;
         if let Some(first) = seen.insert(name.clone(), index) {
             let reason = format!("duplicate registry name (first used by registries[{first}])");
             return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
@@ -43,12 +39,7 @@ pub fn registries(
 }
 
 /// One entry, with its name as written (for the check that no name is listed twice).
-fn registry(
-    check: &mut Check<'_>,
-    path: &str,
-    entry: RegistryFile,
-    env: &EnvLookup,
-) -> Result<(String, UpstreamSpec), ConfigError> {
+fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(String, UpstreamSpec), ConfigError> {
     let name = entry.name.get().ok_or_else(|| check.missing(&format!("{path}.name")))?;
     let bad_name = if name.contains("://") {
         Some("expected host[:port] without a scheme (use 'scheme' or 'endpoint')")
@@ -67,7 +58,7 @@ fn registry(
             return Err(check.invalid(&format!("{path}.endpoint"), quoted(url), reason));
         }
     }
-    let credentials = auth(check, &format!("{path}.auth"), entry.auth, env)?;
+    let credentials = auth(check, &format!("{path}.auth"), entry.auth)?;
     let tls = tls(check, &format!("{path}.tls"), entry.tls, &name)?;
     let namespace = name.parse::<Namespace>().map_err(|e| check.invalid(&format!("{path}.name"), name.clone(), e))?;
     let https = entry.scheme.get().unwrap_or(true);
@@ -85,12 +76,7 @@ struct HelperChoice {
 }
 
 /// A registry's `auth` at key path `path`.
-fn auth(
-    check: &mut Check<'_>,
-    path: &str,
-    auth: Option<AuthFile>,
-    env: &EnvLookup,
-) -> Result<Credentials, ConfigError> {
+fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>) -> Result<Credentials, ConfigError> {
     let Some(a) = auth else {
         return Ok(Credentials::Anonymous);
     };
@@ -131,7 +117,7 @@ fn auth(
         (None, None, None) => Ok(Credentials::Anonymous),
         (None, _, _) => Err(check.required_by(&k("user"), &k(password_key), "")),
         (Some(user), Some(password), _) => Ok(Credentials::Basic { user, password }),
-        (Some(user), None, Some(variable)) => match env(&variable) {
+        (Some(user), None, Some(variable)) => match (check.env)(&variable) {
             Some(password) if !password.is_empty() => Ok(Credentials::Basic { user, password }),
             _ => Err(check.invalid(
                 &k("passwordFromEnv"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use actors::{ClusterSettings, DnsPeers, S3Settings, StorageChoice};
 
-use super::error::{Check, ConfigError, EnvLookup};
+use super::error::{Check, ConfigError};
 use super::schema::{ClusterFile, StorageFile};
 
 /// `storage`; `image_path` holds the local tier of a bucket, `capped` says whether `maxCacheSize` is set. The
@@ -17,7 +17,6 @@ pub fn storage(
     storage: Option<StorageFile>,
     image_path: &Path,
     capped: bool,
-    env: &EnvLookup,
 ) -> Result<StorageChoice, ConfigError> {
     let Some(storage) = storage.filter(|s| s.s3_type.get() == Some(true)) else {
         return Ok(StorageChoice::Filesystem);
@@ -35,9 +34,9 @@ pub fn storage(
              and the bucket's size by the bucket's own lifecycle rules",
         ));
     }
-    let access_key_id = credential(check, env, s3.access_key_id_file.get(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
+    let access_key_id = credential(check, s3.access_key_id_file.get(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
     let secret = s3.secret_access_key_file.get();
-    let secret_access_key = credential(check, env, secret, "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?;
+    let secret_access_key = credential(check, secret, "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?;
     Ok(StorageChoice::S3(Box::new(S3Settings {
         endpoint,
         bucket,
@@ -49,40 +48,29 @@ pub fn storage(
         local_dir: image_path.to_path_buf(),
         // The local disk tier in front of the bucket.
         local_cache_size: s3.local_cache_size.get().unwrap_or(10 << 30),
-        replica: env("HOSTNAME").unwrap_or_else(|| "ociregistry".to_string()),
+        replica: (check.env)("HOSTNAME").unwrap_or_else(|| "ociregistry".to_string()),
     })))
 }
 
 /// One credential of the bucket: the text of the file `key` names, else the value of the environment `variable`.
-fn credential(
-    check: &Check<'_>,
-    env: &EnvLookup,
-    file: Option<PathBuf>,
-    key: &str,
-    variable: &str,
-) -> Result<String, ConfigError> {
+fn credential(check: &Check<'_>, file: Option<PathBuf>, key: &str, variable: &str) -> Result<String, ConfigError> {
     let key = format!("storage.s3.{key}");
     match file {
         Some(path) => std::fs::read_to_string(&path)
             .map(|text| text.trim().to_string())
             .map_err(|err| check.invalid(&key, path.display().to_string(), format!("cannot read it: {err}"))),
-        None => {
-            env(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty()).ok_or_else(|| {
+        None => (check.env)(variable)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| {
                 check.required_by(&key, "storage.type: s3", &format!(" (or set the {variable} environment variable)"))
-            })
-        }
+            }),
     }
 }
 
 /// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise; `shared` says
 /// whether `storage` is a bucket, which replicas need.
-pub fn cluster(
-    check: &Check<'_>,
-    c: ClusterFile,
-    port: u16,
-    shared: bool,
-    env: &EnvLookup,
-) -> Result<ClusterSettings, ConfigError> {
+pub fn cluster(check: &Check<'_>, c: ClusterFile, port: u16, shared: bool) -> Result<ClusterSettings, ConfigError> {
     let peers = check.list("cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
     let dns = c.dns.get();
     if peers.is_empty() && dns.is_none() {
@@ -98,7 +86,7 @@ pub fn cluster(
     }
     let scheme = c.scheme.get().unwrap_or_else(|| "http".into());
     let port = c.port.get().flatten().unwrap_or(port);
-    let me = match (c.self_url.get(), env("POD_IP")) {
+    let me = match (c.self_url.get(), (check.env)("POD_IP")) {
         (Some(url), _) => url,
         (None, Some(ip)) if ip.parse::<std::net::IpAddr>().is_ok() => {
             let host = if ip.contains(':') { format!("[{ip}]") } else { ip };

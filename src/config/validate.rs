@@ -24,7 +24,7 @@ use crate::values::secret::Secret;
 /// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv` and the variables `storage` and
 /// `cluster` fall back on. Returns the warnings.
 pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut check = Check { file: source, warnings: Vec::new() };
+    let mut check = Check { file: source, env, warnings: Vec::new() };
     if file.hello_world.get() == Some(true) {
         return Err(ConfigError::UnsupportedKey { key: "helloWorld".to_string(), file: source.to_string() });
     }
@@ -34,14 +34,14 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
     let image_path = file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry"));
     let port = file.port.get().unwrap_or(8080);
-    let mut storage = storage(&check, file.storage, &image_path, max_cache_size.is_some(), env)?;
+    let mut storage = storage(&check, file.storage, &image_path, max_cache_size.is_some())?;
     let shared = matches!(storage, StorageChoice::S3(_));
-    let cluster = file.cluster.map(|c| cluster(&check, c, port, shared, env)).transpose()?;
+    let cluster = file.cluster.map(|c| cluster(&check, c, port, shared)).transpose()?;
     if let (StorageChoice::S3(s3), Some(cluster)) = (&mut storage, &cluster) {
         // A replica is named in the bucket's access journal by its URL.
         s3.replica = cluster.me.clone();
     }
-    let registries = registries(&mut check, file.registries.unwrap_or_default(), env)?;
+    let registries = registries(&mut check, file.registries.unwrap_or_default())?;
     let server_tls = file.server_tls_config.map(|s| server_tls(&mut check, s)).transpose()?.flatten();
     let admin = file.admin.map(|a| admin(&check, a)).transpose()?.flatten();
     let freshness = &actors::freshness::Freshness::default();
