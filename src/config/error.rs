@@ -76,8 +76,7 @@ pub fn quoted(text: &str) -> String {
 
 impl Check<'_> {
     pub fn invalid(&self, key: &str, value: String, reason: impl ToString) -> ConfigError {
-        let (key, file, reason) = (key.to_string(), self.file.to_string(), reason.to_string());
-        ConfigError::InvalidValue { key, file, value, reason }
+        ConfigError::InvalidValue { key: key.into(), file: self.file.into(), value, reason: reason.to_string() }
     }
 
     pub fn missing(&self, key: &str) -> ConfigError {
@@ -86,8 +85,7 @@ impl Check<'_> {
 
     /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
     pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
-        let (key, because, note) = (key.to_string(), because.to_string(), note.to_string());
-        ConfigError::RequiredBy { key, because, file: self.file.to_string(), note }
+        ConfigError::RequiredBy { key: key.into(), because: because.into(), file: self.file.into(), note: note.into() }
     }
 
     pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
