@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::config::Settings;
-use crate::summary::policy_name;
+use crate::summary::{policy_name, tls_line, upstream_line};
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -23,17 +23,14 @@ fn ids() -> String {
 pub fn print(settings: &Settings) {
     let line = "-".repeat(70);
     let args: Vec<String> = std::env::args().collect();
-    let upstreams: Vec<String> = settings.registries.iter().map(|r| r.to_string()).collect();
+    let upstreams: Vec<String> = settings.mirror.upstreams.iter().map(upstream_line).collect();
     eprintln!("{line}");
     eprintln!("OCI Registry: pull-only, pull-through, caching OCI Distribution Server");
     eprintln!("Version: {}", env!("CARGO_PKG_VERSION"));
     eprintln!("Started: {} (port {})", humantime::format_rfc3339_seconds(SystemTime::now()), settings.port);
     eprintln!("Running as (uid:gid) {}", ids());
     eprintln!("Process id: {}", std::process::id());
-    match &settings.server_tls {
-        Some(tls) => eprintln!("Tls: {tls}"),
-        None => eprintln!("Tls: none"),
-    }
+    eprintln!("Tls: {}", settings.server_tls.as_ref().map_or_else(|| "none".to_string(), tls_line));
     let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     eprintln!(
         "Ports: registry {}, health {}, metrics {}, admin {}",
@@ -44,8 +41,11 @@ pub fn print(settings: &Settings) {
     );
     eprintln!("Command line: {}", args.join(" "));
     eprintln!("Config: {}", settings.config_source);
-    eprintln!("Cache: {} (its index loads in the background; served from meanwhile)", settings.image_path.display());
+    eprintln!(
+        "Cache: {} (its index loads in the background; served from meanwhile)",
+        settings.mirror.image_path.display()
+    );
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
-    eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.upstream_policy));
+    eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.mirror.policy));
     eprintln!("{line}");
 }

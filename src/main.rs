@@ -20,12 +20,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actors::freshness::Freshness;
 use actors::reference::Namespace;
 use actors::upstream::tls::{TlsOptions, TlsSetupError};
-use actors::upstream::Timeouts;
-use actors::{ClusterSettings, DnsPeers, S3Settings};
-use actors::{Mirror, MirrorConfig, ScrubSettings, StartError, StorageChoice, UpstreamSpec};
+use actors::{Mirror, MirrorConfig, StartError};
 use clap::Parser;
 
 use crate::config::{ConfigError, Settings};
@@ -94,7 +91,7 @@ fn main() -> ExitCode {
     }
     // A start error is printed once on standard error; when the log goes to a file, it is logged there too.
     let log_to_file = settings.log_file.is_some();
-    let image_path = settings.image_path.clone();
+    let image_path = settings.mirror.image_path.clone();
     // Before the cache is opened: the index load and every connection count against the limit.
     let fd_limit = http::limits::raise_fd_limit();
     let system = actix_web::rt::System::new();
@@ -105,11 +102,10 @@ fn main() -> ExitCode {
             Err(err) => return Err(err.to_string()),
         };
         banner::print(&settings);
-        let preload = settings.life.preload_images.clone().map(|spec| {
-            let platform =
-                actors::preload::PlatformFilter { os: settings.life.os.clone(), arch: settings.life.arch.clone() };
-            commands::preload::spawn(mirror.clone(), spec, platform)
-        });
+        let preload = settings
+            .preload_images
+            .clone()
+            .map(|spec| commands::preload::spawn(mirror.clone(), spec, settings.platform.clone()));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let state = http::AppState { mirror, default_ns };
         let options = http::ServeOptions {
@@ -142,20 +138,17 @@ fn main() -> ExitCode {
 
 /// Load the main port's certificate, key and client CA: a file that is not usable PEM is an invalid value of its
 /// key (exit 2), like a missing one.
-fn load_server_tls(settings: &Settings, conf: &config::ServerTls) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
-    let files = server_tls::TlsFiles {
-        cert: conf.cert.clone(),
-        key: conf.key.clone(),
-        client_ca: conf.client_ca.clone(),
-        require_client_cert: conf.client_auth == config::ClientAuth::Verify,
-    };
+fn load_server_tls(
+    settings: &Settings,
+    files: &server_tls::TlsFiles,
+) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
     let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
         key: format!("serverTlsConfig.{key}"),
         file: settings.config_source.clone(),
         value: format!("{:?}", path.display().to_string()),
         reason,
     };
-    server_tls::ServerTls::load(files).map(Arc::new).map_err(|err| match err {
+    server_tls::ServerTls::load(files.clone()).map(Arc::new).map_err(|err| match err {
         TlsLoadError::Cert { path, detail } => {
             invalid("cert", &path, format!("not a usable PEM certificate: {detail}"))
         }
@@ -203,141 +196,11 @@ fn check_registry_tls(settings: &Settings, i: usize, host: &str, opts: &TlsOptio
     }
 }
 
-/// The actors' configuration from the settings. Registry names were checked by `config::load`; a name that still
-/// is not a valid namespace is reported against its key.
+/// The actors' configuration from the settings, with each registry's TLS files checked to be usable.
 fn mirror_config(settings: &Settings) -> Result<MirrorConfig, ConfigError> {
-    let mut upstreams = Vec::new();
-    for (i, reg) in settings.registries.iter().enumerate() {
-        let namespace: Namespace =
-            reg.name.parse().map_err(|e: actors::reference::ReferenceError| ConfigError::InvalidValue {
-                key: format!("registries[{i}].name"),
-                file: settings.config_source.clone(),
-                value: reg.name.clone(),
-                reason: e.to_string(),
-            })?;
-        let tls = reg.tls.clone();
-        let base_url = reg.base_url();
-        let host = base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
-        check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &tls)?;
-        upstreams.push(UpstreamSpec {
-            namespace,
-            base_url,
-            tls,
-            credentials: reg.auth.clone(),
-            max_concurrent: reg.max_concurrent,
-            tag_ttl: reg.tag_ttl,
-        });
+    for (i, spec) in settings.mirror.upstreams.iter().enumerate() {
+        let host = spec.base_url.parse::<actix_web::http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+        check_registry_tls(settings, i, host.as_deref().unwrap_or(""), &spec.tls)?;
     }
-    let cluster = settings.cluster.as_ref().map(|c| cluster_settings(settings, c)).transpose()?;
-    let storage = match &settings.storage {
-        config::StorageSettings::Filesystem => StorageChoice::Filesystem,
-        config::StorageSettings::S3(s3) => StorageChoice::S3(Box::new(s3_settings(settings, s3, cluster.as_ref())?)),
-    };
-    Ok(MirrorConfig {
-        storage,
-        cluster,
-        image_path: settings.image_path.clone(),
-        upstreams,
-        timeouts: Timeouts {
-            connect: settings.connect_timeout,
-            head: settings.pull_timeout,
-            idle: settings.idle_timeout,
-        },
-        policy: settings.upstream_policy,
-        min_free_space: settings.min_free_space,
-        max_blob_size: settings.max_blob_size,
-        actor_idle_timeout: settings.actor_idle_timeout,
-        scrub: ScrubSettings { interval: settings.scrub_interval, ..ScrubSettings::default() },
-        freshness: Freshness {
-            tag_ttl: settings.tag_ttl,
-            always_pull_latest: settings.always_pull_latest,
-            revalidate_timeout: settings.revalidate_timeout,
-            negative_ttl: settings.negative_ttl,
-        },
-        air_gapped: settings.air_gapped,
-        lifecycle: actors::LifecycleSettings {
-            max_cache_size: settings.life.max_cache_size,
-            pins: actors::Pins::new(&settings.life.pinned).map_err(|e| ConfigError::InvalidValue {
-                key: "pinned".to_string(),
-                file: settings.config_source.clone(),
-                value: format!("{:?}", settings.life.pinned),
-                reason: e.to_string(),
-            })?,
-            prune: settings.life.prune.clone(),
-        },
-    })
-}
-
-/// One credential: from its file when `file_key` is set, else from the environment variable.
-fn s3_secret(settings: &Settings, file: Option<&Path>, file_key: &str, env: &str) -> Result<String, ConfigError> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::InvalidValue {
-            key: format!("storage.s3.{file_key}"),
-            file: settings.config_source.clone(),
-            value: path.display().to_string(),
-            reason: format!("cannot read it: {err}"),
-        })?;
-        return Ok(text.trim().to_string());
-    }
-    match std::env::var(env) {
-        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
-        _ => Err(ConfigError::RequiredBy {
-            key: format!("storage.s3.{file_key}"),
-            because: "storage.type: s3".to_string(),
-            file: settings.config_source.clone(),
-            note: format!(" (or set the {env} environment variable)"),
-        }),
-    }
-}
-
-/// `storage.s3` with its credentials read.
-fn s3_settings(
-    settings: &Settings,
-    s3: &config::S3Config,
-    cluster: Option<&ClusterSettings>,
-) -> Result<S3Settings, ConfigError> {
-    let access_key_id = s3_secret(settings, s3.access_key_id_file.as_deref(), "accessKeyIdFile", "AWS_ACCESS_KEY_ID")?;
-    let secret_access_key =
-        s3_secret(settings, s3.secret_access_key_file.as_deref(), "secretAccessKeyFile", "AWS_SECRET_ACCESS_KEY")?;
-    let replica = match cluster {
-        Some(c) => c.me.clone(),
-        None => std::env::var("HOSTNAME").unwrap_or_else(|_| "ociregistry".to_string()),
-    };
-    Ok(S3Settings {
-        endpoint: s3.endpoint.clone(),
-        bucket: s3.bucket.clone(),
-        region: s3.region.clone(),
-        prefix: s3.prefix.clone(),
-        path_style: s3.path_style,
-        access_key_id,
-        secret_access_key,
-        local_dir: settings.image_path.clone(),
-        local_cache_size: s3.local_cache_size,
-        replica,
-    })
-}
-
-/// `cluster`, with this replica's own URL: `cluster.self`, else `scheme://$POD_IP:port`.
-fn cluster_settings(settings: &Settings, c: &config::ClusterConfig) -> Result<ClusterSettings, ConfigError> {
-    let port = c.port.unwrap_or(settings.port);
-    let me = match (&c.self_url, std::env::var("POD_IP")) {
-        (Some(url), _) => url.clone(),
-        (None, Ok(ip)) if ip.parse::<std::net::IpAddr>().is_ok() => {
-            let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-            format!("{}://{host}:{port}", c.scheme)
-        }
-        _ => {
-            return Err(ConfigError::RequiredBy {
-                key: "cluster.self".to_string(),
-                because: "cluster".to_string(),
-                file: settings.config_source.clone(),
-                note: " (or set the POD_IP environment variable to this replica's address)".to_string(),
-            })
-        }
-    };
-    Ok(ClusterSettings {
-        me,
-        peers: c.peers.clone(),
-        dns: c.dns.as_ref().map(|name| DnsPeers { name: name.clone(), scheme: c.scheme.clone(), port }),
-    })
+    Ok(settings.mirror.clone())
 }

@@ -17,13 +17,13 @@ pub struct AdminClient {
     client: awc::Client,
 }
 
-/// The admin API of the server that holds `settings.image_path`, or why it cannot be reached.
+/// The admin API of the server that holds `settings.mirror.image_path`, or why it cannot be reached.
 pub fn connect(settings: &Settings) -> Result<AdminClient, String> {
     let Some(admin) = &settings.admin else {
         return Err(format!(
             "the cache directory {} is in use by a running server, and the config ({}) has no admin section to reach \
              it through: add `admin: {{port, tokenFile}}` (docs/configuration.md), or stop the server",
-            settings.image_path.display(),
+            settings.mirror.image_path.display(),
             settings.config_source
         ));
     };

@@ -41,7 +41,7 @@ async fn open(settings: &Settings) -> Result<Target, String> {
             Ok(Target::Local(mirror))
         }
         Err(StartError::Store(StoreError::Locked(_))) => client::connect(settings).map(Target::Remote),
-        Err(e) => Err(format!("imagePath {}: {e}", settings.image_path.display())),
+        Err(e) => Err(format!("imagePath {}: {e}", settings.mirror.image_path.display())),
     }
 }
 
@@ -84,12 +84,12 @@ pub fn run(cli: &Cli, settings: Settings) -> ExitCode {
             }
             Command::Load(args) => {
                 let file =
-                    args.image_file.clone().or_else(|| settings.life.image_file.clone()).ok_or(
+                    args.image_file.clone().or_else(|| settings.image_file.clone()).ok_or(
                         "load needs --image-file FILE (or imageFile in the config): an image list or an archive",
                     )?;
                 let platform = PlatformFilter {
-                    os: args.os.clone().or_else(|| settings.life.os.clone()),
-                    arch: args.arch.clone().or_else(|| settings.life.arch.clone()),
+                    os: args.os.clone().or_else(|| settings.platform.os.clone()),
+                    arch: args.arch.clone().or_else(|| settings.platform.arch.clone()),
                 };
                 let request = load::LoadRequest { file, resolve_ref: args.resolve_ref.clone(), platform };
                 let display = load::Display::new();

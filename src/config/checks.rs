@@ -49,7 +49,7 @@ pub fn check_distinct(cli: &Cli, settings: &Settings) -> Result<(), ConfigError>
 /// Fails unless the cache directory is a directory or does not exist yet (the server creates it). Names
 /// `imagePath`, and `--image-path` when the value came from it.
 pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigError> {
-    let path = &settings.image_path;
+    let path = &settings.mirror.image_path;
     let reason = match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => return Ok(()),
         Ok(_) => "it is not a directory".to_string(),

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 
+use super::kinds::{Kind, Val};
 use crate::files::{io_reason, open_regular};
 
 /// Why the settings could not be built. `Display` is the one-line message shown to the operator.
@@ -61,9 +62,10 @@ impl ConfigError {
 /// Looks up an environment variable; `load` passes the process environment, tests a map.
 pub type EnvLookup = dyn Fn(&str) -> Option<String>;
 
-/// The document being checked (for messages) and the warnings so far.
+/// The document being checked (for messages), the environment it may name variables of, and the warnings so far.
 pub struct Check<'a> {
     pub file: &'a str,
+    pub env: &'a EnvLookup,
     pub warnings: Vec<String>,
 }
 
@@ -74,8 +76,7 @@ pub fn quoted(text: &str) -> String {
 
 impl Check<'_> {
     pub fn invalid(&self, key: &str, value: String, reason: impl ToString) -> ConfigError {
-        let (key, file, reason) = (key.to_string(), self.file.to_string(), reason.to_string());
-        ConfigError::InvalidValue { key, file, value, reason }
+        ConfigError::InvalidValue { key: key.into(), file: self.file.into(), value, reason: reason.to_string() }
     }
 
     pub fn missing(&self, key: &str) -> ConfigError {
@@ -84,13 +85,25 @@ impl Check<'_> {
 
     /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
     pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
-        let (key, because, note) = (key.to_string(), because.to_string(), note.to_string());
-        ConfigError::RequiredBy { key, because, file: self.file.to_string(), note }
+        ConfigError::RequiredBy { key: key.into(), because: because.into(), file: self.file.into(), note: note.into() }
     }
 
     pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
         let (key, other, reason) = (key.to_string(), other.to_string(), reason.to_string());
         ConfigError::Conflict { key, other, file: self.file.to_string(), reason }
+    }
+
+    /// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
+    pub fn list<K: Kind>(
+        &self,
+        key: &str,
+        items: Option<Vec<Val<K>>>,
+        reason: &str,
+    ) -> Result<Vec<K::Out>, ConfigError> {
+        let items = items.unwrap_or_default().into_iter().enumerate();
+        items
+            .map(|(i, item)| item.0.ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "null".into(), reason)))
+            .collect()
     }
 
     /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.

@@ -4,7 +4,6 @@
 //! `never` and `0s` TTLs, and "0 or empty means off". The error travels through serde as one marked string that
 //! `read.rs` turns back into a `ConfigError` with the key path.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub const HIDDEN: &str = "(not shown)";
 /// How one form reads a YAML value (never null: null is "not set"). `Ok(None)` is "not set" too (an empty string
 /// for most forms); `Err` is the reason the value is refused.
 pub trait Kind {
-    type Out: fmt::Debug + Clone;
+    type Out: Clone;
     /// The value is never shown in messages.
     const HIDDEN: bool = false;
     fn read(value: &Value) -> Result<Option<Self::Out>, String>;
@@ -42,15 +41,6 @@ impl<K: Kind> Val<K> {
 impl<K: Kind> Default for Val<K> {
     fn default() -> Self {
         Val(None)
-    }
-}
-
-impl<K: Kind> fmt::Debug for Val<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(_) if K::HIDDEN => f.write_str("Some(***)"),
-            other => write!(f, "{other:?}"),
-        }
     }
 }
 
@@ -89,8 +79,12 @@ fn text(value: &Value) -> Result<Option<&str>, String> {
     }
 }
 
-/// Declares a kind: `kind!(Name -> Out, |value| body)`, `body` giving `Result<Option<Out>, String>`.
+/// Declares a kind: `kind!(Name -> Out, |value| body)`, `body` giving `Result<Option<Out>, String>`; or, for a
+/// string where empty is "not set", `kind!(Name -> Out, text |str| body)`, `body` giving `Result<Out, String>`.
 macro_rules! kind {
+    ($(#[$doc:meta])* $name:ident -> $out:ty, $(hidden $hidden:literal,)? text |$t:ident| $body:expr) => {
+        kind!($(#[$doc])* $name -> $out, $(hidden $hidden,)? |v| text(v)?.map(|$t| $body).transpose());
+    };
     ($(#[$doc:meta])* $name:ident -> $out:ty, |$v:ident| $body:expr) => {
         kind!($(#[$doc])* $name -> $out, hidden false, |$v| $body);
     };
@@ -118,47 +112,30 @@ macro_rules! named {
     };
 }
 
-/// Declares an enumeration named by a few words in any letter case: the enum, its `Display` (the word) and its kind,
-/// from one list.
-macro_rules! choice {
-    ($(#[$doc:meta])* $name:ident read by $kind:ident, $expected:literal,
-     { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(match self { $($name::$variant => $text),+ })
-            }
-        }
-        named!(#[doc = concat!("`", stringify!($name), "`, by name.")] $kind -> $name, $expected,
-            { $($text => $name::$variant),+ });
-    };
-}
+named!(/// `scheme`, the URL scheme used to reach an upstream registry: true for https.
+    SchemeKind -> bool, "expected http or https", { "http" => false, "https" => true });
+named!(/// `serverTlsConfig.clientAuth`: true for verify (a client certificate signed by `serverTlsConfig.ca` is
+    /// required; a client without one fails the handshake), false for none (no certificate is requested).
+    ClientAuthKind -> bool, "expected none or verify", { "none" => false, "verify" => true });
 
-choice!(/// The URL scheme used to reach an upstream registry (`scheme`).
-    Scheme read by SchemeKind, "expected http or https", { Http = "http", Https = "https" });
-choice!(/// Whether clients must present a certificate (`serverTlsConfig.clientAuth`).
-ClientAuth read by ClientAuthKind, "expected none or verify", {
-    /// No client certificate is requested.
-    None = "none",
-    /// A client certificate signed by `serverTlsConfig.ca` is required; a client without one fails the handshake.
-    Verify = "verify",
-});
-choice!(/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
-PruneKind read by PruneType, "expected accessed, created or pattern", {
+/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
+#[derive(Clone, Copy)]
+pub enum PruneKind {
     /// Images not pulled for `duration`.
-    Accessed = "accessed",
+    Accessed,
     /// Images first cached more than `duration` ago.
-    Created = "created",
+    Created,
     /// Images whose name matches one of `expr`.
-    Pattern = "pattern",
-});
+    Pattern,
+}
+named!(/// `pruneConfig.type`.
+    PruneType -> PruneKind, "expected accessed, created or pattern",
+    { "accessed" => PruneKind::Accessed, "created" => PruneKind::Created, "pattern" => PruneKind::Pattern });
 
 kind!(/// A string.
-    Text -> String, |v| Ok(text(v)?.map(str::to_string)));
+    Text -> String, text |t| Ok(t.to_string()));
 kind!(/// A path.
-    PathText -> PathBuf, |v| Ok(text(v)?.map(PathBuf::from)));
+    PathText -> PathBuf, text |t| Ok(PathBuf::from(t)));
 kind!(/// Any value (keys of the Go server that have no effect here).
     Any -> (), |_v| Ok(Some(())));
 kind!(/// `true` or `false`.
@@ -193,10 +170,7 @@ OffSize -> Option<u64>, |v| match v {
     _ => size(v).map(|n| Some((n > 0).then_some(n))),
 });
 kind!(/// A listen IP address.
-Host -> String, |v| match text(v)? {
-    None => Ok(None),
-    Some(t) => parse_host(t).map(Some).map_err(|_| "expected an IP address such as 0.0.0.0 or ::".to_string()),
-});
+    Host -> String, text |t| parse_host(t).map_err(|_| "expected an IP address such as 0.0.0.0 or ::".to_string()));
 kind!(/// The cache directory; empty is refused rather than replaced by the default, maybe another file system.
 ImagePath -> PathBuf, |v| match v {
     Value::String(s) if s.trim().is_empty() => {
@@ -216,7 +190,7 @@ Count -> Option<usize>, |v| match v.as_i64() {
     _ => Err("expected -1 (no limit) or a positive number".to_string()),
 });
 kind!(/// A base URL (`endpoint`, `cluster.self`, `storage.s3.endpoint`).
-    Url -> String, |v| text(v)?.map(|t| parse_endpoint(t).map_err(str::to_string)).transpose());
+    Url -> String, text |t| parse_endpoint(t).map_err(str::to_string));
 kind!(/// One `cluster.peers` entry.
 Peer -> String, |v| match v {
     Value::String(t) => parse_endpoint(t).map(Some).map_err(str::to_string),
@@ -235,30 +209,27 @@ Exprs -> Vec<regex::Regex>, |v| {
     Ok((!exprs.is_empty()).then_some(exprs))
 });
 kind!(/// A credential helper's name: it runs as `docker-credential-<name>`.
-HelperName -> String, |v| match text(v)? {
-    Some(n) if !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => Err(
-        "expected a helper name such as ecr-login (letters, digits, '.', '_', '-'); the mirror runs \
+HelperName -> String, text |n| match n.chars().find(|c| !c.is_ascii_alphanumeric() && !matches!(c, '.' | '_' | '-')) {
+    None => Ok(n.to_string()),
+    Some(_) => Err("expected a helper name such as ecr-login (letters, digits, '.', '_', '-'); the mirror runs \
          docker-credential-<name>".to_string()),
-    n => Ok(n.map(str::to_string)),
 });
 kind!(/// `logLevel`.
-    Level -> LogLevel, |v| text(v)?.map(|t| LogLevel::parse(t).ok_or("expected debug, info, warn or error".into())).transpose());
+    Level -> LogLevel, text |t| LogLevel::parse(t).ok_or("expected debug, info, warn or error".into()));
 kind!(/// `logFormat`.
-    Format -> LogFormat, |v| text(v)?.map(|t| LogFormat::parse(t).ok_or("expected text or json".into())).transpose());
+    Format -> LogFormat, text |t| LogFormat::parse(t).ok_or("expected text or json".into()));
 named!(/// `upstreamPolicy`, the actors' own type.
     Policy -> UpstreamPolicy, "expected public, listed or any",
     { "public" => UpstreamPolicy::Public, "listed" => UpstreamPolicy::Listed, "any" => UpstreamPolicy::Any });
 kind!(/// `storage.type`: true for s3.
-StorageType -> bool, |v| match text(v)? {
-    None | Some("filesystem") => Ok(Some(false)),
-    Some("s3") => Ok(Some(true)),
-    Some(_) => Err("expected filesystem or s3".to_string()),
+StorageType -> bool, text |t| match t {
+    "filesystem" | "s3" => Ok(t == "s3"),
+    _ => Err("expected filesystem or s3".to_string()),
 });
 kind!(/// `cluster.scheme`.
-PeerScheme -> String, |v| match text(v)? {
-    Some(s @ ("http" | "https")) => Ok(Some(s.to_string())),
-    None => Ok(None),
-    Some(_) => Err("expected http or https".to_string()),
+PeerScheme -> String, text |t| match t {
+    "http" | "https" => Ok(t.to_string()),
+    _ => Err("expected http or https".to_string()),
 });
 kind!(/// A password: never shown.
 Password -> String, hidden true, |v| match v {
@@ -266,11 +237,9 @@ Password -> String, hidden true, |v| match v {
     _ => Err("expected a string (put the value in quotes)".to_string()),
 });
 kind!(/// A user name: never shown, as it may be a pasted `user:password`.
-User -> String, hidden true, |v| match text(v)? {
-    Some(u) if u.contains(':') || u.chars().any(char::is_control) => {
-        Err("a user name must not contain ':' or control characters".to_string())
-    }
-    u => Ok(u.map(str::to_string)),
+User -> String, hidden true, text |u| match u.chars().find(|&c| c == ':' || c.is_control()) {
+    Some(_) => Err("a user name must not contain ':' or control characters".to_string()),
+    None => Ok(u.to_string()),
 });
 
 fn port(value: &Value) -> Result<u16, String> {

@@ -3,8 +3,9 @@
 //!
 //! The file's format is `schema.rs` (serde types, the one list of keys), its value forms `kinds.rs` (over
 //! `crate::values`), the reading with key paths in messages `read.rs`; the command line is laid over the same
-//! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`) builds `Settings` (`settings.rs`; its
-//! summary for the startup log is `src/summary.rs`). `keys.rs` lists the keys for `ociregistry config-keys`.
+//! structure (`flags.rs`); one validation step (`validate.rs`, `registry.rs`, `storage.rs`) builds `Settings`
+//! (`settings.rs`; its summary for the startup log is `src/summary.rs`), and `checks.rs` checks the listeners' ports
+//! and the cache directory on it. `keys.rs` lists the keys for `ociregistry config-keys`.
 
 mod checks;
 mod error;
@@ -15,28 +16,14 @@ mod read;
 mod registry;
 mod schema;
 mod settings;
+mod storage;
 mod validate;
 
 use crate::cli::Cli;
 
 pub use error::ConfigError;
 pub use keys::config_keys;
-pub use kinds::ClientAuth;
-pub use settings::{ServerTls, Settings, StorageSettings};
-#[allow(unused_imports)]
-pub use settings::{
-    DEFAULT_ACTOR_IDLE_TIMEOUT, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HOST,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_IMAGE_PATH, DEFAULT_MAX_BLOB_SIZE, DEFAULT_MIN_FREE_SPACE, DEFAULT_PORT,
-    DEFAULT_PULL_TIMEOUT, DEFAULT_SCRUB_INTERVAL, DEFAULT_SHUTDOWN_GRACE,
-};
-// Types and defaults of public `Settings` fields, named by the server modules and the tests.
-#[allow(unused_imports)]
-pub use {
-    crate::values::secret::Secret,
-    kinds::Scheme,
-    registry::{DEFAULT_HELPER_CACHE_TIME, ECR_HELPER},
-    settings::{AdminSettings, ClusterConfig, LifeSettings, RegistrySettings, S3Config, DEFAULT_MAX_CONCURRENT},
-};
+pub use settings::Settings;
 
 /// The config used when no `--config-file` is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("default-config.yaml");

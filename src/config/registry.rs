@@ -1,19 +1,21 @@
 //! The checks of the `registries` list: names (`host[:port]`, each once), scheme against `endpoint`, the
 //! credentials (anonymous, basic with the password inline or from an environment variable read now, or a docker
 //! credential helper; the Go server's `token: {provider: ecr}` becomes the `ecr-login` helper) and the TLS files.
-//! They become the actors' `Credentials` and `TlsOptions`. Passwords never appear in messages.
+//! They become the actors' `UpstreamSpec`, with its `Credentials` and `TlsOptions`. Passwords never appear in
+//! messages.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use actors::reference::Namespace;
 use actors::upstream::auth::Credentials;
 use actors::upstream::tls::TlsOptions;
+use actors::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
+use actors::UpstreamSpec;
 
 use super::error::ConfigError;
-use super::error::{quoted, Check, EnvLookup};
-use super::kinds::Scheme;
+use super::error::{quoted, Check};
 use super::schema::{AuthFile, RegistryFile, TlsFile, TokenFile};
-use super::settings::{RegistrySettings, DEFAULT_MAX_CONCURRENT};
 
 /// How long a credential helper's answer is reused when `helperCacheTime` is not set.
 pub const DEFAULT_HELPER_CACHE_TIME: Duration = Duration::from_secs(5 * 60);
@@ -21,31 +23,23 @@ pub const DEFAULT_HELPER_CACHE_TIME: Duration = Duration::from_secs(5 * 60);
 pub const ECR_HELPER: &str = "ecr-login";
 
 /// Checks every entry, and that no name is listed twice.
-pub fn registries(
-    check: &mut Check<'_>,
-    list: Vec<RegistryFile>,
-    env: &EnvLookup,
-) -> Result<Vec<RegistrySettings>, ConfigError> {
+pub fn registries(check: &mut Check<'_>, list: Vec<RegistryFile>) -> Result<Vec<UpstreamSpec>, ConfigError> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(list.len());
     for (index, entry) in list.into_iter().enumerate() {
         let path = format!("registries[{index}]");
-        let registry = registry(check, &path, entry, env)?;
-        if let Some(first) = seen.insert(registry.name.clone(), index) {
+        let (name, registry) = registry(check, &path, entry)?;
+        if let Some(first) = seen.insert(name.clone(), index) {
             let reason = format!("duplicate registry name (first used by registries[{first}])");
-            return Err(check.invalid(&format!("{path}.name"), quoted(&registry.name), reason));
+            return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
         }
         out.push(registry);
     }
     Ok(out)
 }
 
-fn registry(
-    check: &mut Check<'_>,
-    path: &str,
-    entry: RegistryFile,
-    env: &EnvLookup,
-) -> Result<RegistrySettings, ConfigError> {
+/// One entry, with its name as written (for the check that no name is listed twice).
+fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(String, UpstreamSpec), ConfigError> {
     let name = entry.name.get().ok_or_else(|| check.missing(&format!("{path}.name")))?;
     let bad_name = if name.contains("://") {
         Some("expected host[:port] without a scheme (use 'scheme' or 'endpoint')")
@@ -58,23 +52,19 @@ fn registry(
         return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
     }
     let endpoint = entry.endpoint.get();
-    if let (Some(scheme), Some(url)) = (entry.scheme.get(), &endpoint) {
-        if !url.starts_with(&format!("{scheme}://")) {
+    if let (Some(https), Some(url)) = (entry.scheme.get(), &endpoint) {
+        if !url.starts_with(if https { "https://" } else { "http://" }) {
             let reason = "its scheme contradicts the 'scheme' key of this registry";
             return Err(check.invalid(&format!("{path}.endpoint"), quoted(url), reason));
         }
     }
-    let auth = auth(check, &format!("{path}.auth"), entry.auth, env)?;
+    let credentials = auth(check, &format!("{path}.auth"), entry.auth)?;
     let tls = tls(check, &format!("{path}.tls"), entry.tls, &name)?;
-    Ok(RegistrySettings {
-        name,
-        scheme: entry.scheme.get().unwrap_or(Scheme::Https),
-        endpoint,
-        max_concurrent: entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT),
-        tag_ttl: entry.tag_ttl.get(),
-        auth,
-        tls,
-    })
+    let namespace = name.parse::<Namespace>().map_err(|e| check.invalid(&format!("{path}.name"), name.clone(), e))?;
+    let https = entry.scheme.get().unwrap_or(true);
+    let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
+    let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
+    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl: entry.tag_ttl.get() }))
 }
 
 /// A helper chosen by `helper` or mapped from `token`, with the key path to name in messages.
@@ -86,12 +76,7 @@ struct HelperChoice {
 }
 
 /// A registry's `auth` at key path `path`.
-fn auth(
-    check: &mut Check<'_>,
-    path: &str,
-    auth: Option<AuthFile>,
-    env: &EnvLookup,
-) -> Result<Credentials, ConfigError> {
+fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>) -> Result<Credentials, ConfigError> {
     let Some(a) = auth else {
         return Ok(Credentials::Anonymous);
     };
@@ -132,7 +117,7 @@ fn auth(
         (None, None, None) => Ok(Credentials::Anonymous),
         (None, _, _) => Err(check.required_by(&k("user"), &k(password_key), "")),
         (Some(user), Some(password), _) => Ok(Credentials::Basic { user, password }),
-        (Some(user), None, Some(variable)) => match env(&variable) {
+        (Some(user), None, Some(variable)) => match (check.env)(&variable) {
             Some(password) if !password.is_empty() => Ok(Credentials::Basic { user, password }),
             _ => Err(check.invalid(
                 &k("passwordFromEnv"),

@@ -1,14 +1,15 @@
 //! The config file's format (the Go server's `registry-config.yaml`, camelCase keys, and ours) as serde types: the
 //! one list of keys there is. Every field is optional (`Val` or `Option`): what a file leaves out takes its default
 //! in `validate.rs`, and the command line's options are laid over the same structure (`flags.rs`). Keys the Go
-//! server has and this build ignores are here as `Val<Any>`, so they are not reported as unknown.
+//! server has and this build ignores are here as `Val<Any>`, so they are not reported as unknown. No `Debug`: the
+//! values include passwords.
 
 use serde::Deserialize;
 
 use super::kinds::*;
 
 /// A config file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of config keys")]
 pub struct FileConfig {
     pub image_path: Val<ImagePath>,
@@ -54,7 +55,7 @@ pub struct FileConfig {
 }
 
 /// One `registries` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct RegistryFile {
     pub name: Val<Text>,
@@ -68,7 +69,7 @@ pub struct RegistryFile {
 }
 
 /// `registries[].auth`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys such as 'user' and 'passwordFromEnv'")]
 pub struct AuthFile {
     pub user: Val<User>,
@@ -80,7 +81,7 @@ pub struct AuthFile {
 }
 
 /// `registries[].auth.token`, the Go server's: only the `ecr` provider, mapped to the `ecr-login` helper.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping such as {provider: ecr}; or use 'auth.helper'")]
 pub struct TokenFile {
     pub provider: Val<Text>,
@@ -89,7 +90,7 @@ pub struct TokenFile {
 }
 
 /// `registries[].tls`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct TlsFile {
     pub ca: Val<PathText>,
@@ -100,7 +101,7 @@ pub struct TlsFile {
 }
 
 /// `serverTlsConfig`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct ServerTlsFile {
     pub cert: Val<PathText>,
@@ -110,7 +111,7 @@ pub struct ServerTlsFile {
 }
 
 /// `admin`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct AdminFile {
     pub port: Val<Port>,
@@ -118,7 +119,7 @@ pub struct AdminFile {
 }
 
 /// `pruneConfig` (`dryRun` also spelled `dryrun`, as the Go server reads it).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct PruneFile {
     pub enabled: Val<Flag>,
@@ -133,7 +134,7 @@ pub struct PruneFile {
 }
 
 /// `listConfig`, the Go server's `list` options: no effect here.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, expecting = "a mapping of keys")]
 pub struct ListFile {
     pub header: Val<Any>,
@@ -141,7 +142,7 @@ pub struct ListFile {
 }
 
 /// `storage`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, expecting = "a mapping of keys")]
 pub struct StorageFile {
     #[serde(rename = "type")]
@@ -150,7 +151,7 @@ pub struct StorageFile {
 }
 
 /// `storage.s3`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct S3File {
     pub endpoint: Val<Url>,
@@ -164,7 +165,7 @@ pub struct S3File {
 }
 
 /// `cluster`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default, expecting = "a mapping of keys")]
 pub struct ClusterFile {
     pub peers: Option<Vec<Val<Peer>>>,

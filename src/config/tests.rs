@@ -12,7 +12,15 @@ use actors::upstream::auth::Credentials;
 use actors::upstream::guard::UpstreamPolicy;
 use actors::upstream::tls::TlsOptions;
 
+use actors::upstream::DEFAULT_MAX_CONCURRENT;
+use actors::UpstreamSpec;
+
+use super::registry::DEFAULT_HELPER_CACHE_TIME;
+use super::settings::AdminSettings;
 use super::*;
+use crate::server_tls::TlsFiles;
+use crate::summary::upstream_line;
+use crate::values::secret::Secret;
 use crate::values::{LogFormat, LogLevel};
 
 mod file;
@@ -74,20 +82,21 @@ fn path_arg(path: &Path) -> &str {
 fn embedded_default_lists_the_public_registries() {
     let (settings, warnings) = load(&cli(&["serve"])).expect("embedded default loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<&str> = settings.registries.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = settings.mirror.upstreams.iter().map(|r| r.namespace.as_str()).collect();
     assert_eq!(
         names,
         ["docker.io", "registry.k8s.io", "ghcr.io", "quay.io", "gcr.io", "mcr.microsoft.com", "public.ecr.aws"]
     );
     assert!(settings
-        .registries
+        .mirror
+        .upstreams
         .iter()
-        .all(|r| r.scheme == Scheme::Https && r.endpoint.is_none() && same(&r.tls, &TlsOptions::default())));
+        .all(|r| r.base_url.starts_with("https://") && same(&r.tls, &TlsOptions::default())));
     let mut expected = defaults(EMBEDDED_SOURCE);
-    expected.registries = settings.registries.clone();
+    expected.mirror.upstreams = settings.mirror.upstreams.clone();
     assert!(same(&settings, &expected), "{settings:?}");
     assert_eq!(settings.config_source, "embedded default");
-    assert_eq!(settings.registries[3].base_url(), "https://quay.io");
+    assert_eq!(settings.mirror.upstreams[3].base_url, "https://quay.io");
 }
 
 #[test]
@@ -95,10 +104,10 @@ fn a_config_file_replaces_the_embedded_one() {
     let (_dir, path) = config_file("port: 5000\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(settings.port, 5000);
-    assert!(settings.registries.is_empty());
-    assert_eq!(settings.image_path, PathBuf::from(DEFAULT_IMAGE_PATH));
+    assert!(settings.mirror.upstreams.is_empty());
+    assert_eq!(settings.mirror.image_path, PathBuf::from("/var/lib/ociregistry"));
     assert_eq!(settings.log_level, LogLevel::Info);
-    assert_eq!(settings.pull_timeout, DEFAULT_PULL_TIMEOUT);
+    assert_eq!(settings.mirror.timeouts.head, Duration::from_secs(60));
     assert_eq!(settings.config_source, path.display().to_string());
 }
 
@@ -110,17 +119,17 @@ fn flags_override_file_values() {
          defaultNs: file.io\nregistries: [{name: file.io, scheme: http}]\n",
     );
     let (from_file, _) = load(&cli(&["--config-file", path_arg(&path), "serve"])).expect("file only");
-    assert_eq!(from_file.image_path, PathBuf::from("/file/images"));
+    assert_eq!(from_file.mirror.image_path, PathBuf::from("/file/images"));
     assert_eq!(from_file.log_level, LogLevel::Error);
     assert_eq!(from_file.log_file, Some(PathBuf::from("/file.log")));
     assert_eq!(from_file.port, 5000);
     assert_eq!(from_file.host, "127.0.0.1");
-    assert_eq!(from_file.pull_timeout, Duration::from_secs(1));
-    assert_eq!(from_file.connect_timeout, Duration::from_secs(1));
-    assert_eq!(from_file.idle_timeout, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.head, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.connect, Duration::from_secs(1));
+    assert_eq!(from_file.mirror.timeouts.idle, Duration::from_secs(1));
     assert_eq!(from_file.client_idle_timeout, Duration::from_secs(5));
     assert_eq!(from_file.default_ns.as_deref(), Some("file.io"));
-    assert_eq!(from_file.registries[0].scheme, Scheme::Http);
+    assert!(from_file.mirror.upstreams[0].base_url.starts_with("http://"));
 
     let (settings, _) = load(&cli(&[
         "serve",
@@ -148,17 +157,17 @@ fn flags_override_file_values() {
         "flag.io",
     ]))
     .expect("flags");
-    assert_eq!(settings.image_path, PathBuf::from("/flag/images"));
+    assert_eq!(settings.mirror.image_path, PathBuf::from("/flag/images"));
     assert_eq!(settings.log_level, LogLevel::Debug);
     assert_eq!(settings.log_file, Some(PathBuf::from("/flag.log")));
     assert_eq!(settings.port, 6000);
     assert_eq!(settings.host, "::");
-    assert_eq!(settings.pull_timeout, Duration::from_millis(2500));
-    assert_eq!(settings.connect_timeout, Duration::from_secs(3));
-    assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.mirror.timeouts.head, Duration::from_millis(2500));
+    assert_eq!(settings.mirror.timeouts.connect, Duration::from_secs(3));
+    assert_eq!(settings.mirror.timeouts.idle, Duration::from_secs(4));
     assert_eq!(settings.client_idle_timeout, Duration::from_secs(7));
     assert_eq!(settings.default_ns.as_deref(), Some("flag.io"));
-    assert!(same(&settings.registries, &from_file.registries));
+    assert!(same(&settings.mirror.upstreams, &from_file.mirror.upstreams));
 }
 
 #[test]
@@ -179,7 +188,7 @@ fn file_errors_and_warnings_name_the_path() {
     let (settings, warnings) =
         load(&cli(&["serve", "--arch", "arm64", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(warnings, vec![format!("unknown key 'imagepath' in {shown}, ignored")]);
-    assert_eq!((settings.life.os.as_deref(), settings.life.arch.as_deref()), (Some("linux"), Some("arm64")));
+    assert_eq!((settings.platform.os.as_deref(), settings.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
 }
 
 #[test]
@@ -188,13 +197,13 @@ fn unsupported_options_fail_and_the_go_commands_load() {
         load(&cli(command)).expect("the Go commands are supported");
     }
     let (settings, _) = load(&cli(&["serve", "--preload-images", "/imgs.txt,/more/*.txt"])).expect("preload");
-    assert_eq!(settings.life.preload_images.as_deref(), Some("/imgs.txt,/more/*.txt"));
+    assert_eq!(settings.preload_images.as_deref(), Some("/imgs.txt,/more/*.txt"));
     let err = load(&cli(&["serve", "--hello-world"])).expect_err("unsupported option");
     assert_eq!(err.to_string(), "`--hello-world` is not supported yet by this build");
     let (_, warnings) = load(&cli(&["serve", "--air-gapped=false", "--arch", "arm64"])).expect("false is fine");
     assert!(warnings.is_empty(), "{warnings:?}");
     let (settings, _) = load(&cli(&["serve", "--air-gapped", "--always-pull-latest"])).expect("both are supported");
-    assert!(settings.air_gapped && settings.always_pull_latest);
+    assert!(settings.mirror.air_gapped && settings.mirror.freshness.always_pull_latest);
 }
 
 #[test]
@@ -214,14 +223,14 @@ fn fake_env(name: &str) -> Option<String> {
 #[test]
 fn upstream_policy_defaults_to_public_and_is_read_from_the_file() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Public);
     assert!(settings.to_string().contains("Upstream policy: public"));
     let (_dir, path) = config_file("upstreamPolicy: Listed\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Listed);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Listed);
     let (_dir, path) = config_file("port: 5000\n");
     let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
-    assert_eq!(settings.upstream_policy, UpstreamPolicy::Public);
+    assert_eq!(settings.mirror.policy, UpstreamPolicy::Public);
 }
 
 #[test]
@@ -233,7 +242,7 @@ fn password_from_env_is_read_at_load_time() {
     let (settings, warnings) =
         load_with_env(&cli(&["serve", "--config-file", path_arg(&path)]), &fake_env).expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    match &settings.registries[0].auth {
+    match &settings.mirror.upstreams[0].credentials {
         Credentials::Basic { user, password } => {
             assert_eq!(user, "theuser");
             assert_eq!(password, "from-the-env-Pa55");
@@ -279,12 +288,12 @@ fn operations_files() -> tempfile::TempDir {
 #[test]
 fn operations_defaults_are_off() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.server_tls, None);
+    assert!(settings.server_tls.is_none());
     assert_eq!((settings.health_port, settings.metrics_port), (None, None));
     assert_eq!(settings.admin, None);
     assert_eq!(settings.log_format, LogFormat::Text);
-    assert_eq!(settings.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-    assert_eq!(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs(60));
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(Duration::from_secs(60), Duration::from_secs(60));
     let text = settings.to_string();
     for line in ["Tls: none", "Ports: health -, metrics -, admin -", "Log: level info, format text, file -"] {
         assert!(text.contains(line), "{line} missing from {text}");
@@ -316,7 +325,7 @@ fn operations_keys_reach_the_settings_and_the_summary() {
     assert_eq!(tls.cert, dir.path().join("server.crt"));
     assert_eq!(tls.key, dir.path().join("server.key"));
     assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
-    assert_eq!(tls.client_auth, ClientAuth::Verify);
+    assert!(tls.require_client_cert);
     assert_eq!((settings.health_port, settings.metrics_port), (Some(8081), Some(9090)));
     let admin = AdminSettings { port: 8082, token_file: dir.path().join("token"), token: Secret::new("admin-Tok3n") };
     assert_eq!(settings.admin, Some(admin));
@@ -483,8 +492,8 @@ fn unused_client_ca_warns() {
         config_file(&format!("serverTlsConfig: {{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt}}\n"));
     let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
     assert_eq!(
-        settings.server_tls.as_ref().map(|tls| (tls.client_auth, tls.client_ca.clone())),
-        Some((ClientAuth::None, None))
+        settings.server_tls.as_ref().map(|tls| (tls.require_client_cert, tls.client_ca.clone())),
+        Some((false, None))
     );
     assert_eq!(
         warnings,
@@ -500,7 +509,7 @@ fn unused_client_ca_warns() {
 #[test]
 fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
-    assert_eq!(settings.max_blob_size, Some(DEFAULT_MAX_BLOB_SIZE), "documented default");
+    assert_eq!(settings.mirror.max_blob_size, Some(16 << 30), "documented default");
     for (yaml, expected) in [
         ("maxBlobSize: 8Mi\n", Some(8 << 20)),
         ("maxBlobSize: 2G\n", Some(2_000_000_000)),
@@ -508,12 +517,12 @@ fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
         ("maxBlobSize: 1048576\n", Some(1 << 20)),
         ("maxBlobSize: 0\n", None),
         ("maxBlobSize: ''\n", None),
-        ("port: 5000\n", Some(DEFAULT_MAX_BLOB_SIZE)),
+        ("port: 5000\n", Some(16 << 30)),
     ] {
         let (_dir, path) = config_file(yaml);
         let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);
         assert!(warnings.is_empty(), "{yaml}: {warnings:?}");
-        assert_eq!(settings.max_blob_size, expected, "{yaml}");
+        assert_eq!(settings.mirror.max_blob_size, expected, "{yaml}");
     }
     for bad in ["maxBlobSize: lots\n", "maxBlobSize: -1\n", "maxBlobSize: [1]\n", "maxBlobSize: 99999999Ti\n"] {
         let (_dir, path) = config_file(bad);

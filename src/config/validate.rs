@@ -1,98 +1,101 @@
 //! The one validation step: a `FileConfig` (the file's values with the command line's laid over them) becomes
 //! `Settings`, with the defaults of every key that is not set, the checks that involve more than one key (a key
 //! another one requires, keys that exclude each other), the files the config names checked readable, and the admin
-//! token read. Registries are checked in `registry.rs`.
+//! token read. Registries are checked in `registry.rs`, `storage` and `cluster` in `storage.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use actors::freshness::Freshness;
+use actors::preload::PlatformFilter;
+use actors::upstream::Timeouts;
+use actors::{LifecycleSettings, MirrorConfig, ScrubSettings, StorageChoice};
+
 use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::kinds::{ClientAuth, Kind, PruneKind, Val};
+use super::kinds::PruneKind;
 use super::registry::registries;
-use super::schema::{AdminFile, ClusterFile, FileConfig, PruneFile, ServerTlsFile, StorageFile};
+use super::schema::{AdminFile, FileConfig, PruneFile, ServerTlsFile};
 use super::settings::*;
+use super::storage::{cluster, storage};
 use crate::files::read_token;
+use crate::server_tls::TlsFiles;
 use crate::values::secret::Secret;
 
-/// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv`. Returns the warnings.
+/// The settings from `file`, read from `source`; `env` resolves `passwordFromEnv` and the variables `storage` and
+/// `cluster` fall back on. Returns the warnings.
 pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut check = Check { file: source, warnings: Vec::new() };
+    let mut check = Check { file: source, env, warnings: Vec::new() };
     if file.hello_world.get() == Some(true) {
         return Err(ConfigError::UnsupportedKey { key: "helloWorld".to_string(), file: source.to_string() });
     }
     let max_cache_size = file.max_cache_size.get().flatten();
-    let pinned = list(&check, "pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
+    let pinned = check.list("pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
+    let pins = actors::Pins::new(&pinned).map_err(|e| check.invalid("pinned", format!("{pinned:?}"), e))?;
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
-    let storage = storage(&check, file.storage)?;
-    let cluster = file.cluster.map(|c| cluster(&check, c)).transpose()?;
-    if cluster.is_some() && storage == StorageSettings::Filesystem {
-        let note = " (replicas share their cache through storage.type: s3)";
-        return Err(check.required_by("storage.type", "cluster", note));
+    let image_path = file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry"));
+    let port = file.port.get().unwrap_or(8080);
+    let mut storage = storage(&check, file.storage, &image_path, max_cache_size.is_some())?;
+    let shared = matches!(storage, StorageChoice::S3(_));
+    let cluster = file.cluster.map(|c| cluster(&check, c, port, shared)).transpose()?;
+    if let (StorageChoice::S3(s3), Some(cluster)) = (&mut storage, &cluster) {
+        // A replica is named in the bucket's access journal by its URL.
+        s3.replica = cluster.me.clone();
     }
-    if max_cache_size.is_some() && storage != StorageSettings::Filesystem {
-        return Err(check.conflict(
-            "maxCacheSize",
-            "storage.type",
-            "the cap applies to a filesystem cache; with s3 the local tier is capped by storage.s3.localCacheSize \
-             and the bucket's size by the bucket's own lifecycle rules",
-        ));
-    }
-    let registries = registries(&mut check, file.registries.unwrap_or_default(), env)?;
+    let registries = registries(&mut check, file.registries.unwrap_or_default())?;
     let server_tls = file.server_tls_config.map(|s| server_tls(&mut check, s)).transpose()?.flatten();
     let admin = file.admin.map(|a| admin(&check, a)).transpose()?.flatten();
+    let freshness = &actors::freshness::Freshness::default();
+    // The built-in defaults, each beside its key.
+    let mirror = MirrorConfig {
+        image_path,
+        upstreams: registries,
+        timeouts: Timeouts {
+            connect: file.connect_timeout.get().unwrap_or(Duration::from_secs(10)),
+            head: file.pull_timeout.get().unwrap_or(Duration::from_secs(60)),
+            idle: file.idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        },
+        policy: file.upstream_policy.get().unwrap_or_default(),
+        // Small, so that a small volume still caches; a full disk is handled per object anyway.
+        min_free_space: file.min_free_space.get().unwrap_or(1 << 20),
+        // Well above any real layer (the largest public ones, CUDA and model images, run to a few GiB), far below a
+        // volume an endless body could fill; it also bounds an archive entry `load` decompresses.
+        max_blob_size: file.max_blob_size.get().unwrap_or(Some(16 << 30)),
+        actor_idle_timeout: file.actor_idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        scrub: match file.scrub_interval.get() {
+            Some(interval) => ScrubSettings { interval, ..ScrubSettings::default() },
+            None => ScrubSettings::default(),
+        },
+        freshness: Freshness {
+            tag_ttl: file.tag_ttl.get().unwrap_or(freshness.tag_ttl),
+            always_pull_latest: file.always_pull_latest.get().unwrap_or(false),
+            revalidate_timeout: file.revalidate_timeout.get().unwrap_or(freshness.revalidate_timeout),
+            negative_ttl: file.negative_ttl.get().unwrap_or(freshness.negative_ttl),
+        },
+        air_gapped: file.air_gapped.get().unwrap_or(false),
+        lifecycle: LifecycleSettings { max_cache_size, pins, prune },
+        storage,
+        cluster,
+    };
     let settings = Settings {
-        image_path: file.image_path.get().unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_PATH)),
-        host: file.host.get().unwrap_or_else(|| DEFAULT_HOST.to_string()),
-        port: file.port.get().unwrap_or(DEFAULT_PORT),
+        mirror,
+        host: file.host.get().unwrap_or_else(|| "0.0.0.0".to_string()),
+        port,
         log_level: file.log_level.get().unwrap_or(crate::values::LogLevel::Info),
         log_format: file.log_format.get().unwrap_or_default(),
         log_file: file.log_file.get(),
-        pull_timeout: file.pull_timeout.get().unwrap_or(DEFAULT_PULL_TIMEOUT),
-        connect_timeout: file.connect_timeout.get().unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        idle_timeout: file.idle_timeout.get().unwrap_or(DEFAULT_IDLE_TIMEOUT),
-        client_idle_timeout: file.client_idle_timeout.get().unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT),
-        shutdown_grace: file.shutdown_grace.get().unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        client_idle_timeout: file.client_idle_timeout.get().unwrap_or(Duration::from_secs(60)),
+        shutdown_grace: file.shutdown_grace.get().unwrap_or(Duration::from_secs(60)),
         server_tls,
         health_port: file.health.get().flatten(),
         metrics_port: file.metrics.get().flatten(),
         admin,
         default_ns: file.default_ns.get(),
-        registries,
-        upstream_policy: file.upstream_policy.get().unwrap_or_default(),
-        min_free_space: file.min_free_space.get().unwrap_or(DEFAULT_MIN_FREE_SPACE),
-        max_blob_size: file.max_blob_size.get().unwrap_or(Some(DEFAULT_MAX_BLOB_SIZE)),
-        tag_ttl: file.tag_ttl.get().unwrap_or(actors::freshness::DEFAULT_TAG_TTL),
-        always_pull_latest: file.always_pull_latest.get().unwrap_or(false),
-        air_gapped: file.air_gapped.get().unwrap_or(false),
-        revalidate_timeout: file.revalidate_timeout.get().unwrap_or(actors::freshness::DEFAULT_REVALIDATE_TIMEOUT),
-        negative_ttl: file.negative_ttl.get().unwrap_or(actors::freshness::DEFAULT_NEGATIVE_TTL),
-        actor_idle_timeout: file.actor_idle_timeout.get().unwrap_or(DEFAULT_ACTOR_IDLE_TIMEOUT),
-        scrub_interval: file.scrub_interval.get().unwrap_or(Some(DEFAULT_SCRUB_INTERVAL)),
-        life: LifeSettings {
-            max_cache_size,
-            pinned,
-            prune,
-            preload_images: file.preload_images.get(),
-            image_file: file.image_file.get(),
-            os: file.os.get(),
-            arch: file.arch.get(),
-        },
-        storage,
-        cluster,
+        preload_images: file.preload_images.get(),
+        image_file: file.image_file.get(),
+        platform: PlatformFilter { os: file.os.get(), arch: file.arch.get() },
         config_source: source.to_string(),
     };
     Ok((settings, check.warnings))
-}
-
-/// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
-fn list<K: Kind>(
-    check: &Check<'_>,
-    key: &str,
-    items: Option<Vec<Val<K>>>,
-    reason: &str,
-) -> Result<Vec<K::Out>, ConfigError> {
-    let items = items.unwrap_or_default().into_iter().enumerate();
-    items.map(|(i, item)| item.0.ok_or_else(|| check.invalid(&format!("{key}[{i}]"), "null".into(), reason))).collect()
 }
 
 /// `pruneConfig`: its values are checked even when it is off; `None` unless `enabled`.
@@ -100,7 +103,8 @@ fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule
     if p.enabled.get() != Some(true) {
         return Ok(None);
     }
-    let duration = p.duration.get().unwrap_or(DEFAULT_PRUNE_DURATION);
+    // The Go server's defaults: 30 days, once a day.
+    let duration = p.duration.get().unwrap_or(Duration::from_secs(30 * 24 * 3600));
     let rule = match p.kind.get().unwrap_or(PruneKind::Accessed) {
         PruneKind::Accessed => actors::PruneRule::NotPulledFor(duration),
         PruneKind::Created => actors::PruneRule::CreatedMoreThan(duration),
@@ -111,53 +115,20 @@ fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule
     };
     let dry_run = p.dry_run.get().unwrap_or(false) || p.dryrun.get().unwrap_or(false);
     let request = actors::PruneRequest { rules: vec![rule], limit: p.count.get().flatten(), dry_run };
-    Ok(Some(actors::PruneSchedule { request, every: p.frequency.get().unwrap_or(DEFAULT_PRUNE_FREQUENCY) }))
-}
-
-fn storage(check: &Check<'_>, storage: Option<StorageFile>) -> Result<StorageSettings, ConfigError> {
-    let Some(storage) = storage.filter(|s| s.s3_type.get() == Some(true)) else {
-        return Ok(StorageSettings::Filesystem);
-    };
-    let Some(s3) = storage.s3 else {
-        return Err(check.required_by("storage.s3", "storage.type: s3", " (it names the bucket)"));
-    };
-    Ok(StorageSettings::S3(S3Config {
-        endpoint: s3.endpoint.get().ok_or_else(|| check.missing("storage.s3.endpoint"))?,
-        bucket: s3.bucket.get().ok_or_else(|| check.missing("storage.s3.bucket"))?,
-        region: s3.region.get().unwrap_or_else(|| "us-east-1".into()),
-        prefix: s3.prefix.get().unwrap_or_default().trim_matches('/').to_string(),
-        path_style: s3.path_style.get().unwrap_or(false),
-        access_key_id_file: s3.access_key_id_file.get(),
-        secret_access_key_file: s3.secret_access_key_file.get(),
-        local_cache_size: s3.local_cache_size.get().unwrap_or(DEFAULT_LOCAL_CACHE_SIZE),
-    }))
-}
-
-fn cluster(check: &Check<'_>, c: ClusterFile) -> Result<ClusterConfig, ConfigError> {
-    let peers = list(check, "cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
-    let dns = c.dns.get();
-    if peers.is_empty() && dns.is_none() {
-        let note = " (or cluster.dns: how the replicas find each other)";
-        return Err(check.required_by("cluster.peers", "cluster", note));
-    }
-    if !peers.is_empty() && dns.is_some() {
-        return Err(check.conflict("cluster.peers", "cluster.dns", "the replica set comes from one of them"));
-    }
-    let scheme = c.scheme.get().unwrap_or_else(|| "http".into());
-    Ok(ClusterConfig { peers, self_url: c.self_url.get(), dns, port: c.port.get().flatten(), scheme })
+    Ok(Some(actors::PruneSchedule { request, every: p.frequency.get().unwrap_or(Duration::from_secs(24 * 3600)) }))
 }
 
 /// `serverTlsConfig`: `None` (plain HTTP) when neither `cert` nor `key` is set.
-fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTls>, ConfigError> {
+fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles>, ConfigError> {
     let (cert, key, ca) = (s.cert.get(), s.key.get(), s.ca.get());
-    let client_auth = s.client_auth.get().unwrap_or(ClientAuth::None);
+    let verify = s.client_auth.get().unwrap_or(false);
     let k = |name: &str| format!("serverTlsConfig.{name}");
     match (&cert, &key) {
         (Some(_), None) => return Err(check.required_by(&k("key"), &k("cert"), "")),
         (None, Some(_)) => return Err(check.required_by(&k("cert"), &k("key"), "")),
         _ => {}
     }
-    if client_auth == ClientAuth::Verify {
+    if verify {
         if ca.is_none() {
             return Err(check.required_by(&k("ca"), &k("clientAuth"), " to verify"));
         }
@@ -166,7 +137,7 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTl
             return Err(check.required_by(&k("cert"), &k("clientAuth"), " to verify"));
         }
     }
-    if client_auth == ClientAuth::None && ca.is_some() {
+    if !verify && ca.is_some() {
         check.warnings.push(format!(
             "config key '{}' in {} has no effect while '{}' is none (client certificates are not requested), ignored",
             k("ca"),
@@ -179,11 +150,11 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<ServerTl
     };
     check.readable(&k("cert"), &cert, "server certificate file")?;
     check.readable(&k("key"), &key, "server key file")?;
-    let client_ca = ca.filter(|_| client_auth == ClientAuth::Verify);
+    let client_ca = ca.filter(|_| verify);
     if let Some(ca) = &client_ca {
         check.readable(&k("ca"), ca, "client CA file")?;
     }
-    Ok(Some(ServerTls { cert, key, client_ca, client_auth }))
+    Ok(Some(TlsFiles { cert, key, client_ca, require_client_cert: verify }))
 }
 
 /// `admin`: `None` (no admin listener) when neither key is set; the token is read here, the one time.
@@ -200,9 +171,3 @@ fn admin(check: &Check<'_>, a: AdminFile) -> Result<Option<AdminSettings>, Confi
         }
     }
 }
-
-/// The Go server's prune defaults.
-const DEFAULT_PRUNE_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-const DEFAULT_PRUNE_FREQUENCY: Duration = Duration::from_secs(24 * 3600);
-/// The local disk tier in front of a bucket when `localCacheSize` is not set.
-const DEFAULT_LOCAL_CACHE_SIZE: u64 = 10 << 30;

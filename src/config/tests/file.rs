@@ -86,20 +86,20 @@ fn go_file_with_default_values_loads_silently() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.port, 8080);
     assert_eq!(config.log_level, LogLevel::Error);
-    assert_eq!(config.pull_timeout, Duration::from_secs(60));
+    assert_eq!(config.mirror.timeouts.head, Duration::from_secs(60));
     assert_eq!(config.log_file, None);
     assert_eq!(config.default_ns, None);
-    assert_eq!(config.registries.len(), 1);
-    assert_eq!(config.registries[0].name, "my-upstream:5000");
-    assert_eq!(config.registries[0].scheme, Scheme::Https);
-    assert!(matches!(config.registries[0].auth, Credentials::Anonymous));
-    assert!(same(&config.registries[0].tls, &TlsOptions::default()));
-    assert_eq!(config.registries[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
-    assert_eq!(config.upstream_policy, UpstreamPolicy::Public);
-    assert_eq!(config.server_tls, None);
+    assert_eq!(config.mirror.upstreams.len(), 1);
+    assert_eq!(config.mirror.upstreams[0].namespace.as_str(), "my-upstream:5000");
+    assert_eq!(config.mirror.upstreams[0].base_url, "https://my-upstream:5000");
+    assert!(matches!(config.mirror.upstreams[0].credentials, Credentials::Anonymous));
+    assert!(same(&config.mirror.upstreams[0].tls, &TlsOptions::default()));
+    assert_eq!(config.mirror.upstreams[0].max_concurrent, DEFAULT_MAX_CONCURRENT);
+    assert_eq!(config.mirror.policy, UpstreamPolicy::Public);
+    assert!(config.server_tls.is_none());
     assert_eq!((config.health_port, config.metrics_port), (None, None));
     assert_eq!(config.admin, None);
-    assert_eq!((config.log_format, config.shutdown_grace), (LogFormat::Text, DEFAULT_SHUTDOWN_GRACE));
+    assert_eq!((config.log_format, config.shutdown_grace), (LogFormat::Text, Duration::from_secs(60)));
 }
 
 #[test]
@@ -129,15 +129,13 @@ fn operations_keys_load() {
     );
     let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(
-        config.server_tls,
-        Some(ServerTls {
-            cert: dir.path().join("server.crt"),
-            key: dir.path().join("server.key"),
-            client_ca: Some(dir.path().join("ca.crt")),
-            client_auth: ClientAuth::Verify,
-        })
-    );
+    let tls = TlsFiles {
+        cert: dir.path().join("server.crt"),
+        key: dir.path().join("server.key"),
+        client_ca: Some(dir.path().join("ca.crt")),
+        require_client_cert: true,
+    };
+    assert!(same(&config.server_tls, &Some(tls)));
     assert_eq!((config.health_port, config.metrics_port), (Some(8081), Some(9090)));
     let token = Secret::new("abc123");
     assert_eq!(config.admin, Some(AdminSettings { port: 8082, token_file: dir.path().join("token"), token }));
@@ -182,24 +180,27 @@ fn freshness_keys() {
     let (c, _) =
         parse("tagTtl: 0s\nalwaysPullLatest: true\nairGapped: true\nrevalidateTimeout: 250ms\nnegativeTtl: 1m\n", "f")
             .expect("loads");
-    assert_eq!(c.tag_ttl, TagTtl::After(Duration::ZERO));
-    assert_eq!((c.always_pull_latest, c.air_gapped), (true, true));
-    assert_eq!(c.revalidate_timeout, Duration::from_millis(250));
-    assert_eq!(c.negative_ttl, Duration::from_secs(60));
-    assert_eq!(parse("tagTtl: never\n", "f").expect("never").0.tag_ttl, TagTtl::Never);
-    assert_eq!(parse("tagTtl: 90000\n", "f").expect("ms").0.tag_ttl, TagTtl::After(Duration::from_secs(90)));
+    assert_eq!(c.mirror.freshness.tag_ttl, TagTtl::After(Duration::ZERO));
+    assert_eq!((c.mirror.freshness.always_pull_latest, c.mirror.air_gapped), (true, true));
+    assert_eq!(c.mirror.freshness.revalidate_timeout, Duration::from_millis(250));
+    assert_eq!(c.mirror.freshness.negative_ttl, Duration::from_secs(60));
+    assert_eq!(parse("tagTtl: never\n", "f").expect("never").0.mirror.freshness.tag_ttl, TagTtl::Never);
+    assert_eq!(
+        parse("tagTtl: 90000\n", "f").expect("ms").0.mirror.freshness.tag_ttl,
+        TagTtl::After(Duration::from_secs(90))
+    );
     for bad in ["tagTtl: soon", "tagTtl: -5s", "revalidateTimeout: 0s"] {
         assert!(error(bad).contains(bad.split(':').next().unwrap_or_default()), "{bad}");
     }
     let registry = "registries:\n  - name: docker.io\n    tagTtl: never\n";
-    assert_eq!(parse(registry, "f").expect("loads").0.registries[0].tag_ttl, Some(TagTtl::Never));
+    assert_eq!(parse(registry, "f").expect("loads").0.mirror.upstreams[0].tag_ttl, Some(TagTtl::Never));
 }
 
 #[test]
 fn os_and_arch_choose_the_preloaded_platform() {
     let (config, warnings) = parse("os: linux\narch: arm64\n", "/etc/cfg.yaml").expect("ok");
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!((config.life.os.as_deref(), config.life.arch.as_deref()), (Some("linux"), Some("arm64")));
+    assert_eq!((config.platform.os.as_deref(), config.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
 }
 
 #[test]
@@ -210,7 +211,7 @@ fn unknown_keys_warn_with_their_path() {
         "/path/cfg.yaml",
     )
     .expect("loads");
-    assert_eq!(config.image_path, PathBuf::from(DEFAULT_IMAGE_PATH));
+    assert_eq!(config.mirror.image_path, PathBuf::from("/var/lib/ociregistry"));
     assert_eq!(
         warnings,
         vec![
@@ -226,12 +227,12 @@ fn duration_forms() {
     let (config, _) =
         parse("pullTimeout: 1500\nconnectTimeout: 10s\nidleTimeout: \"2m\"\nclientIdleTimeout: 90s\n", "f")
             .expect("loads");
-    assert_eq!(config.pull_timeout, Duration::from_millis(1500));
-    assert_eq!(config.connect_timeout, Duration::from_secs(10));
-    assert_eq!(config.idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.mirror.timeouts.head, Duration::from_millis(1500));
+    assert_eq!(config.mirror.timeouts.connect, Duration::from_secs(10));
+    assert_eq!(config.mirror.timeouts.idle, Duration::from_secs(120));
     assert_eq!(config.client_idle_timeout, Duration::from_secs(90));
     let (config, _) = parse("pullTimeout: 500ms\n", "f").expect("loads");
-    assert_eq!(config.pull_timeout, Duration::from_millis(500));
+    assert_eq!(config.mirror.timeouts.head, Duration::from_millis(500));
 }
 
 #[test]
@@ -285,11 +286,11 @@ fn upstream_policy_is_case_insensitive_and_optional() {
         [("public", UpstreamPolicy::Public), ("Listed", UpstreamPolicy::Listed), ("ANY", UpstreamPolicy::Any)]
     {
         let (config, warnings) = parse(&format!("upstreamPolicy: {text}\n"), "f").expect("ok");
-        assert_eq!(config.upstream_policy, policy);
+        assert_eq!(config.mirror.policy, policy);
         assert!(warnings.is_empty());
     }
     let (config, _) = parse("upstreamPolicy: ''\n", "f").expect("ok");
-    assert_eq!(config.upstream_policy, UpstreamPolicy::Public);
+    assert_eq!(config.mirror.policy, UpstreamPolicy::Public);
 }
 
 #[test]
@@ -307,10 +308,13 @@ fn go_file_with_upstream_auth_and_tls_loads() {
     );
     let (config, warnings) = parse(&text, "/etc/cfg.yaml").expect("loads");
     assert_eq!(
-        config.registries[0].to_string(),
+        upstream_line(&config.mirror.upstreams[0]),
         format!("my-upstream:5000 -> https://my-upstream:5000 (auth: basic (user theuser)) (mTLS) (ca {d}/ca.crt)")
     );
-    assert_eq!(config.registries[1].to_string(), "ecr.example -> https://ecr.example (auth: helper ecr-login)");
+    assert_eq!(
+        upstream_line(&config.mirror.upstreams[1]),
+        "ecr.example -> https://ecr.example (auth: helper ecr-login)"
+    );
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].contains("'registries[1].auth.token'") && warnings[0].contains("ecr-login"));
     assert!(warnings[1].contains("'registries[1].auth.token.providerOpts'"));
@@ -352,7 +356,7 @@ fn typed_reads_name_key_and_value() {
     assert!(msg("pullTimeout: 0").contains("greater than zero"));
     assert!(msg("defaultNs: 5").contains("expected a string"));
     let registry = |n: &str| format!("registries: [{{name: a.io, maxConcurrent: {n}}}]");
-    assert_eq!(parse(&registry("1024"), "f.yaml").expect("in range").0.registries[0].max_concurrent, 1024);
+    assert_eq!(parse(&registry("1024"), "f.yaml").expect("in range").0.mirror.upstreams[0].max_concurrent, 1024);
     assert_eq!(
         msg(&registry("1025")),
         "config key 'registries[0].maxConcurrent' (in f.yaml) has an invalid value 1025: expected a whole number \
@@ -389,7 +393,9 @@ fn empty_list_entries_are_refused() {
             "cluster.peers[1]",
         ),
     ] {
-        let msg = parse(text, "f").expect_err(text).to_string();
+        // The bucket's credentials come from the environment (they are read where `storage` is checked).
+        let env = |name: &str| name.starts_with("AWS_").then(|| "x".to_string());
+        let msg = parse_with(text, "f", &env).expect_err(text).to_string();
         assert!(msg.starts_with(&format!("config key '{key}' (in f) has an invalid value null: expected ")), "{msg}");
     }
 }

@@ -10,9 +10,9 @@ use super::*;
 mod registry {
     use super::*;
 
-    fn parse(text: &str) -> (Result<Vec<RegistrySettings>, ConfigError>, Vec<String>) {
+    fn parse(text: &str) -> (Result<Vec<UpstreamSpec>, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries", text), "cfg.yaml", &|_| None) {
-            Ok((settings, warnings)) => (Ok(settings.registries), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }
@@ -32,9 +32,7 @@ mod registry {
         );
         let list = result.expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(list[0].scheme, Scheme::Http);
-        assert_eq!(list[0].endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(list[0].base_url(), "http://127.0.0.1:5000");
+        assert_eq!(list[0].base_url, "http://127.0.0.1:5000");
     }
 
     #[test]
@@ -71,7 +69,7 @@ mod registry {
         let (result, _) = parse("- name: a.io\n");
         let registry = &result.expect("valid")[0];
         assert_eq!(registry.max_concurrent, DEFAULT_MAX_CONCURRENT);
-        assert!(matches!(registry.auth, Credentials::Anonymous));
+        assert!(matches!(registry.credentials, Credentials::Anonymous));
         assert!(same(&registry.tls, &TlsOptions::default()));
     }
 
@@ -101,17 +99,16 @@ mod registry {
 
     #[test]
     fn display_shows_auth_and_tls_but_no_secret() {
-        let base = |auth, tls| RegistrySettings {
-            name: "my-registry:5000".to_string(),
-            scheme: Scheme::Https,
-            endpoint: Some("https://10.0.0.5:5000".to_string()),
+        let base = |credentials, tls| UpstreamSpec {
+            namespace: "my-registry:5000".parse().expect("a namespace"),
+            base_url: "https://10.0.0.5:5000".to_string(),
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             tag_ttl: None,
-            auth,
+            credentials,
             tls,
         };
         let anonymous = base(Credentials::Anonymous, TlsOptions::default());
-        assert_eq!(anonymous.to_string(), "my-registry:5000 -> https://10.0.0.5:5000");
+        assert_eq!(upstream_line(&anonymous), "my-registry:5000 -> https://10.0.0.5:5000");
         let mutual = TlsOptions {
             ca_file: Some(PathBuf::from("/my/ca.crt")),
             ca_only: true,
@@ -122,14 +119,14 @@ mod registry {
         let mut basic = base(Credentials::Basic { user: "theuser".to_string(), password }, mutual);
         basic.max_concurrent = 8;
         assert_eq!(
-            basic.to_string(),
+            upstream_line(&basic),
             "my-registry:5000 -> https://10.0.0.5:5000 (auth: basic (user theuser)) (mTLS) (ca /my/ca.crt) (caOnly) \
              (maxConcurrent 8)"
         );
         assert!(!format!("{basic:?}").contains("thepass"));
         let helper = Credentials::Helper { name: "ecr-login".to_string(), cache_time: Duration::from_secs(300) };
         assert_eq!(
-            base(helper, TlsOptions::default()).to_string(),
+            upstream_line(&base(helper, TlsOptions::default())),
             "my-registry:5000 -> https://10.0.0.5:5000 (auth: helper ecr-login)"
         );
     }
@@ -143,7 +140,7 @@ mod registry {
         );
         let registry = &result.expect("accepted")[0];
         assert!(same(&registry.tls, &TlsOptions::default()));
-        assert!(matches!(registry.auth, Credentials::Anonymous));
+        assert!(matches!(registry.credentials, Credentials::Anonymous));
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 }
@@ -164,7 +161,7 @@ mod auth {
 
     fn parse(yaml: &str) -> (Result<Credentials, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries[0].auth", yaml), "cfg.yaml", &env) {
-            Ok((settings, warnings)) => (Ok(settings.registries[0].auth.clone()), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams[0].credentials.clone()), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }
@@ -288,9 +285,12 @@ mod auth {
             Credentials::Helper { name: "gcr".to_string(), cache_time: Duration::from_secs(30) },
         );
         let shown = |auth: &str| parse_with(&placed("registries[0].auth", auth), "cfg.yaml", &env).expect("valid").0;
-        assert_eq!(shown("{helper: acr-env}").registries[0].to_string(), "a.io -> https://a.io (auth: helper acr-env)");
+        assert_eq!(
+            upstream_line(&shown("{helper: acr-env}").mirror.upstreams[0]),
+            "a.io -> https://a.io (auth: helper acr-env)"
+        );
         let basic_text = format!("{{user: theuser, password: '{PASSWORD}'}}");
-        assert!(shown(&basic_text).registries[0].to_string().ends_with("(auth: basic (user theuser))"));
+        assert!(upstream_line(&shown(&basic_text).mirror.upstreams[0]).ends_with("(auth: basic (user theuser))"));
     }
 
     #[test]
@@ -374,7 +374,8 @@ mod auth {
         )
         .expect("valid")
         .0;
-        let text = format!("{:?} {:#?} {}", basic("theuser"), basic("theuser"), settings.registries[0]);
+        let text =
+            format!("{:?} {:#?} {}", basic("theuser"), basic("theuser"), upstream_line(&settings.mirror.upstreams[0]));
         assert!(!text.contains(PASSWORD) && text.contains("***"), "{text}");
     }
 }
@@ -394,7 +395,7 @@ mod tls {
 
     fn parse(yaml: &str) -> (Result<TlsOptions, ConfigError>, Vec<String>) {
         match parse_with(&placed("registries[0].tls", yaml), "cfg.yaml", &|_| None) {
-            Ok((settings, warnings)) => (Ok(settings.registries[0].tls.clone()), warnings),
+            Ok((settings, warnings)) => (Ok(settings.mirror.upstreams[0].tls.clone()), warnings),
             Err(err) => (Err(err), Vec::new()),
         }
     }

@@ -19,7 +19,7 @@ mod server_tls {
         dir
     }
 
-    fn parse(yaml: &str) -> (Result<Option<ServerTls>, ConfigError>, Vec<String>) {
+    fn parse(yaml: &str) -> (Result<Option<TlsFiles>, ConfigError>, Vec<String>) {
         match parse_with(&placed("serverTlsConfig", yaml), "cfg.yaml", &|_| None) {
             Ok((settings, warnings)) => (Ok(settings.server_tls), warnings),
             Err(err) => (Err(err), Vec::new()),
@@ -27,7 +27,7 @@ mod server_tls {
     }
 
     /// Parses a valid section that produces no warning.
-    fn load(yaml: &str) -> Option<ServerTls> {
+    fn load(yaml: &str) -> Option<TlsFiles> {
         let (result, warnings) = parse(yaml);
         assert!(warnings.is_empty(), "{warnings:?}");
         result.expect("valid")
@@ -42,10 +42,10 @@ mod server_tls {
 
     #[test]
     fn go_default_values_are_plain_http() {
-        assert_eq!(load("{cert: '', key: '', ca: '', clientAuth: none}"), None);
-        assert_eq!(load("{cert: , key: , ca: , clientAuth: }"), None);
-        assert_eq!(load("{}"), None);
-        assert_eq!(load("~"), None);
+        assert!(load("{cert: '', key: '', ca: '', clientAuth: none}").is_none());
+        assert!(load("{cert: , key: , ca: , clientAuth: }").is_none());
+        assert!(load("{}").is_none());
+        assert!(load("~").is_none());
     }
 
     #[test]
@@ -60,8 +60,8 @@ mod server_tls {
             assert_eq!(tls.cert, dir.path().join("server.crt"));
             assert_eq!(tls.key, dir.path().join("server.key"));
             assert_eq!(tls.client_ca, None);
-            assert_eq!(tls.client_auth, ClientAuth::None);
-            assert_eq!(tls.to_string(), "https (client certificates: none)");
+            assert!(!tls.require_client_cert);
+            assert_eq!(crate::summary::tls_line(&tls), "https (client certificates: none)");
         }
     }
 
@@ -72,8 +72,8 @@ mod server_tls {
         let tls = load(&format!("{{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: Verify}}"))
             .expect("https");
         assert_eq!(tls.client_ca, Some(dir.path().join("ca.crt")));
-        assert_eq!(tls.client_auth, ClientAuth::Verify);
-        assert_eq!(tls.to_string(), "https (client certificates: verify)");
+        assert!(tls.require_client_cert);
+        assert_eq!(crate::summary::tls_line(&tls), "https (client certificates: verify)");
     }
 
     #[test]
@@ -138,11 +138,11 @@ mod server_tls {
         let (result, warnings) =
             parse(&format!("{{cert: {d}/server.crt, key: {d}/server.key, ca: {d}/ca.crt, clientAuth: none}}"));
         let tls = result.expect("valid").expect("https");
-        assert_eq!((tls.client_auth, tls.client_ca), (ClientAuth::None, None));
+        assert_eq!((tls.require_client_cert, tls.client_ca), (false, None));
         assert_eq!(warnings, [warning]);
         // An unused CA is not read, and without a certificate there is no HTTPS at all.
         let (result, warnings) = parse(&format!("{{ca: {d}/nope.crt}}"));
-        assert_eq!(result.expect("valid"), None);
+        assert!(result.expect("valid").is_none());
         assert_eq!(warnings, [warning]);
     }
 
@@ -180,7 +180,7 @@ mod server_tls {
     #[test]
     fn unknown_keys_warn_and_wrong_types_fail() {
         let (result, warnings) = parse("{cert: '', clientauth: verify}");
-        assert_eq!(result.expect("valid"), None);
+        assert!(result.expect("valid").is_none());
         assert_eq!(warnings, ["unknown key 'serverTlsConfig.clientauth' in cfg.yaml, ignored"]);
         let msg = error("{cert: [a]}");
         assert!(msg.starts_with("config key 'serverTlsConfig.cert' (in cfg.yaml) has an invalid value (a list)"));
@@ -326,8 +326,8 @@ mod admin {
 mod life {
     use super::*;
 
-    fn parse(yaml: &str) -> Result<(LifeSettings, Vec<String>), ConfigError> {
-        parse_with(yaml, "cfg.yaml", &|_| None).map(|(settings, warnings)| (settings.life, warnings))
+    fn parse(yaml: &str) -> Result<(Settings, Vec<String>), ConfigError> {
+        parse_with(yaml, "cfg.yaml", &|_| None)
     }
 
     /// A schedule's rule, limit, dry run, and frequency.
@@ -344,13 +344,17 @@ mod life {
         )
         .expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(life.max_cache_size, Some(50 << 30));
-        assert_eq!(life.pinned.len(), 2);
-        let prune = life.prune.expect("enabled");
+        assert_eq!(life.mirror.lifecycle.max_cache_size, Some(50 << 30));
+        assert_eq!(
+            life.mirror.lifecycle.pins.patterns().collect::<Vec<_>>(),
+            ["docker.io/library/*", "registry.k8s.io/pause:*"]
+        );
+        let prune = life.mirror.lifecycle.prune.expect("enabled");
         let rules = format!("{:?}", [actors::PruneRule::CreatedMoreThan(Duration::from_secs(7 * 86400))]);
         assert_eq!(prune_parts(&prune), (rules, Some(5), true, Duration::from_secs(3600)));
         assert_eq!(life.preload_images.as_deref(), Some("/p/images.txt"));
-        assert_eq!((life.os.as_deref(), life.arch.as_deref()), (Some("linux"), Some("arm64")));
+        assert_eq!(life.image_file, Some(PathBuf::from("/p/x.tar")));
+        assert_eq!((life.platform.os.as_deref(), life.platform.arch.as_deref()), (Some("linux"), Some("arm64")));
     }
 
     #[test]
@@ -360,10 +364,11 @@ mod life {
              expr: '', dryRun: false}\n",
         )
         .expect("valid");
-        assert!(same(&life, &LifeSettings::default()));
+        assert!(same(&life.mirror.lifecycle, &actors::LifecycleSettings::default()));
+        assert_eq!((life.preload_images, life.image_file, life.platform), (None, None, Default::default()));
         let (life, _) = parse("maxCacheSize: 0\npruneConfig: {enabled: true}\n").expect("valid");
-        assert_eq!(life.max_cache_size, None);
-        let prune = life.prune.expect("on");
+        assert_eq!(life.mirror.lifecycle.max_cache_size, None);
+        let prune = life.mirror.lifecycle.prune.expect("on");
         let rules = format!("{:?}", [actors::PruneRule::NotPulledFor(Duration::from_secs(30 * 24 * 3600))]);
         assert_eq!(prune_parts(&prune), (rules, None, false, Duration::from_secs(24 * 3600)));
     }
@@ -391,26 +396,76 @@ mod life {
 mod storage {
     use super::*;
 
-    fn parse(text: &str) -> Result<(StorageSettings, Option<ClusterConfig>), String> {
-        parse_with(text, "f.yaml", &|_| None).map(|(c, _)| (c.storage, c.cluster)).map_err(|e| e.to_string())
+    use actors::{ClusterSettings, StorageChoice};
+
+    /// The environment of a replica: credentials, a pod address, a host name.
+    fn env(name: &str) -> Option<String> {
+        let value = match name {
+            "AWS_ACCESS_KEY_ID" => "the-key-id",
+            "AWS_SECRET_ACCESS_KEY" => "the-secret",
+            "POD_IP" => "10.0.0.9",
+            "HOSTNAME" => "pod-a",
+            _ => return None,
+        };
+        Some(value.to_string())
     }
+
+    fn parse_in(text: &str, env: &error::EnvLookup) -> Result<(StorageChoice, Option<ClusterSettings>), String> {
+        let settings = parse_with(text, "f.yaml", env).map_err(|e| e.to_string())?.0;
+        Ok((settings.mirror.storage, settings.mirror.cluster))
+    }
+
+    fn parse(text: &str) -> Result<(StorageChoice, Option<ClusterSettings>), String> {
+        parse_in(text, &env)
+    }
+
+    const S3: &str = "storage:\n  type: s3\n  s3:\n    endpoint: http://127.0.0.1:3900/\n    bucket: b\n";
 
     #[test]
     fn storage_and_cluster() {
-        assert_eq!(parse("port: 1\n").expect("default"), (StorageSettings::Filesystem, None));
+        let (storage, cluster) = parse("port: 1\n").expect("default");
+        assert!(matches!(storage, StorageChoice::Filesystem) && cluster.is_none());
         let (storage, cluster) = parse(
             "storage:\n  type: s3\n  s3:\n    endpoint: http://127.0.0.1:3900/\n    bucket: b\n    region: garage\n    \
              prefix: /m/\n    pathStyle: true\n    localCacheSize: 2Gi\n\
              cluster:\n  peers: [http://10.0.0.1:8080, http://10.0.0.2:8080]\n  self: http://10.0.0.1:8080\n",
         )
         .expect("s3 and peers");
-        let StorageSettings::S3(s3) = storage else { panic!("s3") };
+        let StorageChoice::S3(s3) = storage else { panic!("s3") };
         assert_eq!((s3.endpoint.as_str(), s3.bucket.as_str(), s3.prefix.as_str()), ("http://127.0.0.1:3900", "b", "m"));
         assert!(s3.path_style);
         assert_eq!(s3.local_cache_size, 2 << 30);
         let cluster = cluster.expect("cluster");
         assert_eq!(cluster.peers.len(), 2);
-        assert_eq!(cluster.self_url.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(cluster.me, "http://10.0.0.1:8080");
+        assert_eq!(s3.replica, cluster.me, "a replica is named by its URL in a cluster");
+    }
+
+    #[test]
+    fn credentials_replica_and_own_url() {
+        let (storage, _) = parse(S3).expect("credentials from the environment");
+        let StorageChoice::S3(s3) = storage else { panic!("s3") };
+        assert_eq!((s3.access_key_id.as_str(), s3.secret_access_key.as_str()), ("the-key-id", "the-secret"));
+        assert_eq!((s3.region.as_str(), s3.local_cache_size, s3.replica.as_str()), ("us-east-1", 10 << 30, "pod-a"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let id = dir.path().join("id");
+        std::fs::write(&id, "file-id\n").expect("write");
+        let text = format!("{S3}    accessKeyIdFile: {}\n", id.display());
+        let (StorageChoice::S3(s3), _) = parse(&text).expect("from the file") else { panic!("s3") };
+        assert_eq!((s3.access_key_id.as_str(), s3.secret_access_key.as_str()), ("file-id", "the-secret"));
+        let text = format!("{S3}    secretAccessKeyFile: {}\n", dir.path().join("none").display());
+        assert!(parse(&text).expect_err("unreadable").starts_with("config key 'storage.s3.secretAccessKeyFile'"));
+        let err = parse_in(S3, &|_| None).expect_err("no credentials");
+        assert!(err.contains("'storage.s3.accessKeyIdFile'") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+        let peers = format!("{S3}cluster:\n  dns: replicas\n  port: 9000\n  scheme: https\n");
+        let cluster = parse(&peers).expect("POD_IP").1.expect("cluster");
+        assert_eq!(cluster.me, "https://10.0.0.9:9000");
+        let dns = cluster.dns.expect("dns");
+        assert_eq!((dns.name.as_str(), dns.scheme.as_str(), dns.port), ("replicas", "https", 9000));
+        let err = parse_in(&format!("{S3}cluster:\n  dns: replicas\n"), &|name| env(name).filter(|_| name != "POD_IP"))
+            .expect_err("no own URL");
+        assert!(err.contains("'cluster.self'") && err.contains("POD_IP"), "{err}");
     }
 
     #[test]
@@ -423,6 +478,9 @@ mod storage {
             ("cluster:\n  self: http://a:1\n", "cluster.peers"),
             ("cluster:\n  peers: [http://a:1]\n  dns: x\n", "cluster.peers"),
             ("cluster:\n  peers: [nonsense]\n", "cluster.peers[0]"),
+            // Replicas need a shared bucket, even when nothing else is missing; a bucket has no maxCacheSize.
+            ("cluster:\n  peers: [http://a:1]\n  self: http://a:1\n", "'storage.type' (in f.yaml) is required when"),
+            (&format!("maxCacheSize: 1Gi\n{S3}"), "'maxCacheSize' and 'storage.type'"),
         ] {
             let err = parse(yaml).expect_err(yaml);
             assert!(err.contains(key), "{yaml}: {err}");
