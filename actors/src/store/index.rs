@@ -379,18 +379,11 @@ fn record_of(key: &RefKey, entry: &RefEntry) -> RefRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{ImageKey, Reference};
+    use crate::reference::ImageKey;
 
     fn record(tag: &str, manifest: &Digest) -> RefRecord {
         let image = ImageKey::new("docker.io".parse().expect("ns"), "library/app".parse().expect("repo"));
-        RefRecord {
-            namespace: image.ns().clone(),
-            repository: image.repo().clone(),
-            reference: tag.parse::<Reference>().expect("tag"),
-            digest: manifest.clone(),
-            created: 1,
-            pulled: 2,
-        }
+        RefRecord { pulled: 2, ..RefRecord::of_tag(&image, tag, manifest) }
     }
 
     fn meta(digest: &Digest) -> ManifestMeta {

@@ -61,6 +61,14 @@ impl RefRecord {
             reference: self.reference.clone(),
         }
     }
+
+    /// A record of `image:tag` resolving to `digest`, created and pulled at second 1 (tests).
+    #[cfg(test)]
+    pub(crate) fn of_tag(image: &ImageKey, tag: &str, digest: &Digest) -> RefRecord {
+        let reference = tag.parse::<Reference>().expect("tag");
+        let (namespace, repository) = (image.ns().clone(), image.repo().clone());
+        RefRecord { namespace, repository, reference, digest: digest.clone(), created: 1, pulled: 1 }
+    }
 }
 
 /// One stored object, as the store names it for removal, quarantine and access times.

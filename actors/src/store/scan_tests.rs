@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::reference::{ImageKey, Reference};
+use crate::reference::ImageKey;
 use crate::store::memory::SharedMemory;
 use crate::store::{inventory, AccessEntry, RefKey, Storage, StoredObject};
 
@@ -18,14 +18,7 @@ fn manifest() -> Bytes {
 
 fn record(tag: &str, digest: &Digest) -> RefRecord {
     let image = ImageKey::new("docker.io".parse().expect("ns"), "library/x".parse().expect("repo"));
-    RefRecord {
-        namespace: image.ns().clone(),
-        repository: image.repo().clone(),
-        reference: tag.parse::<Reference>().expect("tag"),
-        digest: digest.clone(),
-        created: 1,
-        pulled: 1,
-    }
+    RefRecord::of_tag(&image, tag, digest)
 }
 
 /// A store holding one good object of each kind, and one unfit object of each kind.

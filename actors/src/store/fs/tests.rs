@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::layout::Layout;
 use super::FsStorage;
 use crate::digest::Digest;
-use crate::reference::{ImageKey, Reference};
+use crate::reference::ImageKey;
 use crate::store::{inventory, AccessEntry, FinishError, ManifestRead, RefRecord, Storage, Store, StoredObject};
 
 fn image() -> ImageKey {
@@ -17,14 +17,7 @@ fn image() -> ImageKey {
 }
 
 fn record(image: &ImageKey, tag: &str, digest: &Digest) -> RefRecord {
-    RefRecord {
-        namespace: image.ns().clone(),
-        repository: image.repo().clone(),
-        reference: tag.parse::<Reference>().expect("tag"),
-        digest: digest.clone(),
-        created: 1,
-        pulled: 1,
-    }
+    RefRecord::of_tag(image, tag, digest)
 }
 
 fn open(dir: &std::path::Path) -> (Store, Layout) {
