@@ -41,9 +41,10 @@ impl ConfigError {
         ConfigError::Read { path: path.to_string(), reason: io_reason(err) }
     }
 
-    /// A parse failure, flattened to one line.
+    /// A parse failure, its line breaks collapsed so that the message stays on one line.
     pub fn parse(file: &str, reason: impl ToString) -> Self {
-        ConfigError::Parse { file: file.to_string(), reason: one_line(&reason.to_string()) }
+        let reason = reason.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        ConfigError::Parse { file: file.to_string(), reason }
     }
 
     /// `key` (in `file`) holds `value`, as messages show it, which is refused for `reason`.
@@ -117,11 +118,6 @@ impl Check<'_> {
             self.invalid(key, format!("{:?}", file.display().to_string()), reason)
         })
     }
-}
-
-/// Collapses line breaks so that a message stays on one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
