@@ -1,8 +1,8 @@
-//! The checks of the `registries` list: names (`host[:port]`, each once), scheme against `endpoint`, the
-//! credentials (anonymous, basic with the password inline or from an environment variable read now, or a docker
-//! credential helper; the Go server's `token: {provider: ecr}` becomes the `ecr-login` helper) and the TLS files.
-//! They become the actors' `UpstreamSpec`, with its `Credentials` and `TlsOptions`. Passwords never appear in
-//! messages.
+//! The checks of the `registries` list: names (each once; their `host[:port]` form is a kind), scheme against
+//! `endpoint`, the credentials (anonymous, basic with the password inline or from an environment variable read now,
+//! or a docker credential helper; the Go server's `token: {provider: ecr}` becomes the `ecr-login` helper) and the
+//! TLS files. They become the actors' `UpstreamSpec`, with its `Credentials` and `TlsOptions`. Passwords never
+//! appear in messages.
 
 use std::collections::HashMap;
 use std::time::Duration;
