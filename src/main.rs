@@ -142,11 +142,9 @@ fn load_server_tls(
     settings: &Settings,
     files: &server_tls::TlsFiles,
 ) -> Result<Arc<server_tls::ServerTls>, ConfigError> {
-    let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
-        key: format!("serverTlsConfig.{key}"),
-        file: settings.config_source.clone(),
-        value: format!("{:?}", path.display().to_string()),
-        reason,
+    let invalid = |key: &str, path: &Path, reason: String| {
+        let value = format!("{:?}", path.display().to_string());
+        ConfigError::invalid(&settings.config_source, &format!("serverTlsConfig.{key}"), &value, reason)
     };
     server_tls::ServerTls::load(files.clone()).map(Arc::new).map_err(|err| match err {
         TlsLoadError::Cert { path, detail } => {
@@ -161,23 +159,18 @@ fn load_server_tls(
         TlsLoadError::ClientCa { path, detail } => {
             invalid("ca", &path, format!("not a usable PEM CA certificate: {detail}"))
         }
-        TlsLoadError::Config(detail) => ConfigError::InvalidValue {
-            key: "serverTlsConfig".to_string(),
-            file: settings.config_source.clone(),
-            value: "(section)".to_string(),
-            reason: detail,
-        },
+        TlsLoadError::Config(detail) => {
+            ConfigError::invalid(&settings.config_source, "serverTlsConfig", "(section)", detail)
+        }
     })
 }
 
 /// Build each registry's TLS client configuration now, so that a CA, certificate or key file that is not usable
 /// PEM stops the server as an invalid value of its key (exit 2) rather than as a start failure.
 fn check_registry_tls(settings: &Settings, i: usize, host: &str, opts: &TlsOptions) -> Result<(), ConfigError> {
-    let invalid = |key: &str, path: &Path, reason: String| ConfigError::InvalidValue {
-        key: format!("registries[{i}].tls.{key}"),
-        file: settings.config_source.clone(),
-        value: format!("{:?}", path.display().to_string()),
-        reason,
+    let invalid = |key: &str, path: &Path, reason: String| {
+        let value = format!("{:?}", path.display().to_string());
+        ConfigError::invalid(&settings.config_source, &format!("registries[{i}].tls.{key}"), &value, reason)
     };
     match actors::upstream::tls::client_config(host, opts) {
         Ok(_) => Ok(()),
@@ -187,12 +180,9 @@ fn check_registry_tls(settings: &Settings, i: usize, host: &str, opts: &TlsOptio
         Err(TlsSetupError::ClientCert { cert, key, detail }) => {
             Err(invalid("cert", &cert, format!("not usable with registries[{i}].tls.key {}: {detail}", key.display())))
         }
-        Err(TlsSetupError::Config { detail, .. }) => Err(ConfigError::InvalidValue {
-            key: format!("registries[{i}].tls"),
-            file: settings.config_source.clone(),
-            value: "(section)".to_string(),
-            reason: detail,
-        }),
+        Err(TlsSetupError::Config { detail, .. }) => {
+            Err(ConfigError::invalid(&settings.config_source, &format!("registries[{i}].tls"), "(section)", detail))
+        }
     }
 }
 

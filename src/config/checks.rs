@@ -10,22 +10,19 @@ use crate::cli::{Cli, Command};
 
 /// Fails naming the first two listeners (in the order port, health, metrics, admin.port) that share a port.
 pub fn check_distinct(cli: &Cli, settings: &Settings) -> Result<(), ConfigError> {
-    let serve = match &cli.command {
-        Command::Serve(serve) => Some(serve),
-        _ => None,
+    let (port_flag, health_flag, metrics_flag) = match &cli.command {
+        Command::Serve(serve) => (serve.port.is_some(), serve.health.is_some(), serve.metrics.is_some()),
+        _ => (false, false, false),
     };
-    let flag = |given: bool, name: &'static str| given.then_some(name);
     let listeners = [
-        ("port", Some(settings.port), flag(serve.is_some_and(|s| s.port.is_some()), "--port")),
-        ("health", settings.health_port, flag(serve.is_some_and(|s| s.health.is_some()), "--health")),
-        ("metrics", settings.metrics_port, flag(serve.is_some_and(|s| s.metrics.is_some()), "--metrics")),
+        ("port", Some(settings.port), port_flag.then_some("--port")),
+        ("health", settings.health_port, health_flag.then_some("--health")),
+        ("metrics", settings.metrics_port, metrics_flag.then_some("--metrics")),
         ("admin.port", settings.admin.as_ref().map(|admin| admin.port), None),
     ];
-    for (index, &(key, port, key_flag)) in listeners.iter().enumerate() {
-        let Some(port) = port else {
-            continue;
-        };
-        let Some(&(other, _, other_flag)) = listeners[index + 1..].iter().find(|(_, p, _)| *p == Some(port)) else {
+    let on: Vec<_> = listeners.into_iter().filter_map(|(key, port, flag)| Some((key, port?, flag))).collect();
+    for (index, &(key, port, key_flag)) in on.iter().enumerate() {
+        let Some(&(other, _, other_flag)) = on[index + 1..].iter().find(|(_, p, _)| *p == port) else {
             continue;
         };
         let from: Vec<String> = [(key, key_flag), (other, other_flag)]
@@ -33,15 +30,10 @@ pub fn check_distinct(cli: &Cli, settings: &Settings) -> Result<(), ConfigError>
             .filter_map(|(name, flag)| flag.map(|flag| format!("{name} from {flag}")))
             .collect();
         let from = if from.is_empty() { String::new() } else { format!(" ({})", from.join(", ")) };
-        return Err(ConfigError::Conflict {
-            key: key.to_string(),
-            other: other.to_string(),
-            file: settings.config_source.clone(),
-            reason: format!(
-                "both are port {port}{from}; every listener binds {} and needs a port of its own",
-                settings.host
-            ),
-        });
+        let host = &settings.host;
+        let reason = format!("both are port {port}{from}; every listener binds {host} and needs a port of its own");
+        let (key, other, file) = (key.to_string(), other.to_string(), settings.config_source.clone());
+        return Err(ConfigError::Conflict { key, other, file, reason });
     }
     Ok(())
 }
@@ -52,22 +44,16 @@ pub fn check_image_path(cli: &Cli, settings: &Settings) -> Result<(), ConfigErro
     let path = &settings.mirror.image_path;
     let reason = match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => "it is not a directory".to_string(),
+        Ok(_) => "it is not a directory",
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
-            "a part of the path is not a directory".to_string()
+            "a part of the path is not a directory"
         }
         // Anything else (no permission to look) is reported when the server opens the directory.
         Err(_) => return Ok(()),
     };
-    let reason = match cli.image_path {
-        Some(_) => format!("{reason} (set by --image-path)"),
-        None => reason,
-    };
-    Err(ConfigError::InvalidValue {
-        key: "imagePath".to_string(),
-        file: settings.config_source.clone(),
-        value: format!("{:?}", path.display().to_string()),
-        reason: format!("{reason}; imagePath must name the cache directory"),
-    })
+    let flag = if cli.image_path.is_some() { " (set by --image-path)" } else { "" };
+    let reason = format!("{reason}{flag}; imagePath must name the cache directory");
+    let shown = format!("{:?}", path.display().to_string());
+    Err(ConfigError::invalid(&settings.config_source, "imagePath", &shown, reason))
 }

@@ -1,8 +1,11 @@
 //! The configuration error type: every way building the settings can fail, each rendered as one line that names
 //! the file, the key path and the offending value where there is one; and `Check`, which builds them for one file.
 
+use std::fmt::Display;
 use std::io;
 use std::path::Path;
+
+use serde_yaml::Value;
 
 use super::kinds::{Kind, Val};
 use crate::files::{io_reason, open_regular};
@@ -18,25 +21,10 @@ pub enum ConfigError {
     #[error("cannot parse config file {file}: {reason}")]
     Parse { file: String, reason: String },
 
-    /// A Go server key this build does not implement is set to a non-default value.
-    #[error(
-        "config key '{key}' (in {file}) is not supported yet by this build; \
-         remove it or set it to its default"
-    )]
-    UnsupportedKey { key: String, file: String },
-
-    /// A key holds a value of the wrong type or outside its allowed set.
-    #[error("config key '{key}' (in {file}) has an invalid value {value}: {reason}")]
-    InvalidValue { key: String, file: String, value: String, reason: String },
-
-    /// A required key is absent.
-    #[error("config key '{key}' (in {file}) is required")]
-    MissingKey { key: String, file: String },
-
-    /// A key is absent that another key, which is set, needs (`tls.key` for `tls.cert`). `note` is empty or starts
-    /// with a separator, e.g. " (or set 'passwordFromEnv')".
-    #[error("config key '{key}' (in {file}) is required when '{because}' is set{note}")]
-    RequiredBy { key: String, because: String, file: String, note: String },
+    /// One key is refused: `problem` ends the sentence, e.g. "is required", "has an invalid value 0: expected a
+    /// port number from 1 to 65535", "is required when 'tls.cert' is set".
+    #[error("config key '{key}' (in {file}) {problem}")]
+    Key { key: String, file: String, problem: String },
 
     /// Two keys that exclude each other are both set.
     #[error("config keys '{key}' and '{other}' (in {file}) cannot be used together: {reason}")]
@@ -53,9 +41,16 @@ impl ConfigError {
         ConfigError::Read { path: path.to_string(), reason: io_reason(err) }
     }
 
-    /// A parse failure, flattened to one line.
+    /// A parse failure, its line breaks collapsed so that the message stays on one line.
     pub fn parse(file: &str, reason: impl ToString) -> Self {
-        ConfigError::Parse { file: file.to_string(), reason: one_line(&reason.to_string()) }
+        let reason = reason.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        ConfigError::Parse { file: file.to_string(), reason }
+    }
+
+    /// `key` (in `file`) holds `value`, as messages show it, which is refused for `reason`.
+    pub fn invalid(file: &str, key: &str, value: &str, reason: impl Display) -> Self {
+        let problem = format!("has an invalid value {value}: {reason}");
+        ConfigError::Key { key: key.to_string(), file: file.to_string(), problem }
     }
 }
 
@@ -69,23 +64,33 @@ pub struct Check<'a> {
     pub warnings: Vec<String>,
 }
 
-/// A string value as messages show it.
-pub fn quoted(text: &str) -> String {
-    format!("{text:?}")
-}
-
 impl Check<'_> {
-    pub fn invalid(&self, key: &str, value: String, reason: impl ToString) -> ConfigError {
-        ConfigError::InvalidValue { key: key.into(), file: self.file.into(), value, reason: reason.to_string() }
+    pub fn invalid(&self, key: &str, value: String, reason: impl Display) -> ConfigError {
+        ConfigError::invalid(self.file, key, &value, reason)
+    }
+
+    /// `key` is refused: `problem` ends the message (after "config key 'K' (in F) ").
+    pub fn refuse(&self, key: &str, problem: impl ToString) -> ConfigError {
+        ConfigError::Key { key: key.to_string(), file: self.file.to_string(), problem: problem.to_string() }
     }
 
     pub fn missing(&self, key: &str) -> ConfigError {
-        ConfigError::MissingKey { key: key.to_string(), file: self.file.to_string() }
+        self.refuse(key, "is required")
     }
 
-    /// `key` is absent but `because` is set and needs it; `note` is appended to the message.
+    /// `key` is absent but `because` is set and needs it; `note` is appended to the message, e.g. " (or set
+    /// 'passwordFromEnv')".
     pub fn required_by(&self, key: &str, because: &str, note: &str) -> ConfigError {
-        ConfigError::RequiredBy { key: key.into(), because: because.into(), file: self.file.into(), note: note.into() }
+        self.refuse(key, format!("is required when '{because}' is set{note}"))
+    }
+
+    /// Fails when one of two keys that go together is set without the other: `(key, whether it is set)` each.
+    pub fn together(&self, (a, a_set): (&str, bool), (b, b_set): (&str, bool)) -> Result<(), ConfigError> {
+        match (a_set, b_set) {
+            (true, false) => Err(self.required_by(b, a, "")),
+            (false, true) => Err(self.required_by(a, b, "")),
+            _ => Ok(()),
+        }
     }
 
     pub fn conflict(&self, key: &str, other: &str, reason: impl ToString) -> ConfigError {
@@ -93,34 +98,26 @@ impl Check<'_> {
         ConfigError::Conflict { key, other, file: self.file.to_string(), reason }
     }
 
-    /// The values of a list (absent: none); an empty entry (`- ~`) is refused with `reason`.
-    pub fn list<K: Kind>(
-        &self,
-        key: &str,
-        items: Option<Vec<Val<K>>>,
-        reason: &str,
-    ) -> Result<Vec<K::Out>, ConfigError> {
+    /// The values of a list (absent: none); an empty entry (`- ~`) is refused for the reason `K` refuses null.
+    pub fn list<K: Kind>(&self, key: &str, items: Option<Vec<Val<K>>>) -> Result<Vec<K::Out>, ConfigError> {
+        let reason = K::read(&Value::Null).err().unwrap_or_else(|| "expected a value".to_string());
         let items = items.unwrap_or_default().into_iter().enumerate();
         items
-            .map(|(i, item)| item.0.ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "null".into(), reason)))
+            .map(|(i, item)| item.0.ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "null".into(), &reason)))
             .collect()
     }
 
-    /// Fails unless `file` (the value of `key`) is a regular file that can be opened for reading; `what` names it.
-    pub fn readable(&self, key: &str, file: &Path, what: &str) -> Result<(), ConfigError> {
+    /// Fails unless `file`, the value of `key` if it is set, is a regular file that can be opened for reading;
+    /// `what` names it.
+    pub fn readable(&self, key: &str, file: Option<&Path>, what: &str) -> Result<(), ConfigError> {
+        let Some(file) = file else {
+            return Ok(());
+        };
         open_regular(file).map(drop).map_err(|err| {
-            self.invalid(
-                key,
-                quoted(&file.display().to_string()),
-                format!("cannot read the {what}: {}", io_reason(&err)),
-            )
+            let reason = format!("cannot read the {what}: {}", io_reason(&err));
+            self.invalid(key, format!("{:?}", file.display().to_string()), reason)
         })
     }
-}
-
-/// Collapses line breaks so that a message stays on one line.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -9,12 +9,10 @@ use crate::cli::{Cli, Command};
 
 /// Fails for options not implemented yet.
 pub fn check_supported(cli: &Cli) -> Result<(), ConfigError> {
-    match &cli.command {
-        Command::Serve(serve) if serve.hello_world == Some(true) => {
-            Err(ConfigError::UnsupportedFlag { flag: "--hello-world" })
-        }
-        _ => Ok(()),
+    if matches!(&cli.command, Command::Serve(serve) if serve.hello_world == Some(true)) {
+        return Err(ConfigError::UnsupportedFlag { flag: "--hello-world" });
     }
+    Ok(())
 }
 
 /// Sets `slot` when the option was given.

@@ -3,30 +3,34 @@
 //! element and every option with a value, and records the path of each value read as a leaf. `ociregistry
 //! config-keys` prints them; the chart test and the docs check read them from there.
 
-use serde::de::value::{Error as Never, StrDeserializer};
-use serde::de::{self, Deserialize, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
 
+use serde::de::value::{Error as Never, MapDeserializer, SeqDeserializer};
+use serde::de::{self, Deserialize, IntoDeserializer, Visitor};
+
+use super::read::join;
 use super::schema::FileConfig;
 
 /// The key paths, in schema order: `port`, `registries[].auth.user`, `pinned[]` (a list of values).
 pub fn config_keys() -> Vec<String> {
-    let mut keys = Vec::new();
+    let keys = RefCell::new(Vec::new());
     // Cannot fail: the recorder never refuses, and every field has a default.
-    let _ = FileConfig::deserialize(Recorder { path: String::new(), keys: &mut keys });
-    keys
+    let _ = FileConfig::deserialize(Recorder { path: String::new(), keys: &keys });
+    keys.into_inner()
 }
 
-/// Records the key path of every leaf it is asked for.
+/// Records the key path of every leaf it is asked for; a struct's fields and a list's one element are recorders
+/// one level down.
 struct Recorder<'a> {
     path: String,
-    keys: &'a mut Vec<String>,
+    keys: &'a RefCell<Vec<String>>,
 }
 
 impl<'de> de::Deserializer<'de> for Recorder<'_> {
     type Error = Never;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Never> {
-        self.keys.push(self.path);
+        self.keys.borrow_mut().push(self.path);
         visitor.visit_unit()
     }
 
@@ -35,7 +39,8 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Never> {
-        visitor.visit_seq(OneElement(Some(Recorder { path: format!("{}[]", self.path), keys: self.keys })))
+        let element = Recorder { path: format!("{}[]", self.path), keys: self.keys };
+        visitor.visit_seq(SeqDeserializer::new(std::iter::once(element)))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -44,7 +49,8 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Never> {
-        visitor.visit_map(Fields { parent: self.path, fields: fields.iter(), current: "", keys: self.keys })
+        let field = |name: &&'static str| (*name, Recorder { path: join(&self.path, name), keys: self.keys });
+        visitor.visit_map(MapDeserializer::new(fields.iter().map(field)))
     }
 
     serde::forward_to_deserialize_any! {
@@ -53,41 +59,10 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
     }
 }
 
-/// A list: one element, recorded under `list[]`.
-struct OneElement<'a>(Option<Recorder<'a>>);
+impl<'de, 'a> IntoDeserializer<'de, Never> for Recorder<'a> {
+    type Deserializer = Self;
 
-impl<'de> SeqAccess<'de> for OneElement<'_> {
-    type Error = Never;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Never> {
-        self.0.take().map(|recorder| seed.deserialize(recorder)).transpose()
-    }
-}
-
-/// A struct: each of its fields, recorded under `parent.field`.
-struct Fields<'a> {
-    parent: String,
-    fields: std::slice::Iter<'static, &'static str>,
-    current: &'static str,
-    keys: &'a mut Vec<String>,
-}
-
-impl<'de> MapAccess<'de> for Fields<'_> {
-    type Error = Never;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Never> {
-        let Some(field) = self.fields.next() else {
-            return Ok(None);
-        };
-        self.current = field;
-        seed.deserialize(StrDeserializer::<Never>::new(field)).map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Never> {
-        let path = match self.parent.as_str() {
-            "" => self.current.to_string(),
-            parent => format!("{parent}.{}", self.current),
-        };
-        seed.deserialize(Recorder { path, keys: self.keys })
+    fn into_deserializer(self) -> Self {
+        self
     }
 }

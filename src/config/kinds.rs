@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actors::freshness::TagTtl;
 use actors::upstream::guard::UpstreamPolicy;
+use actors::PruneRule;
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde_yaml::Value;
 
@@ -20,8 +21,8 @@ pub const MARK: char = '\u{1f}';
 /// Shown in place of a value that must not be echoed (a password, or what may be one).
 pub const HIDDEN: &str = "(not shown)";
 
-/// How one form reads a YAML value (never null: null is "not set"). `Ok(None)` is "not set" too (an empty string
-/// for most forms); `Err` is the reason the value is refused.
+/// How one form reads a YAML value (null only for an entry of a list, to be refused: elsewhere null is "not set").
+/// `Ok(None)` is "not set" too (an empty string for most forms); `Err` is the reason the value is refused.
 pub trait Kind {
     type Out: Clone;
     /// The value is never shown in messages.
@@ -81,19 +82,17 @@ fn text(value: &Value) -> Result<Option<&str>, String> {
 
 /// Declares a kind: `kind!(Name -> Out, |value| body)`, `body` giving `Result<Option<Out>, String>`; or, for a
 /// string where empty is "not set", `kind!(Name -> Out, text |str| body)`, `body` giving `Result<Out, String>`.
+/// `hidden true,` before the body keeps the value out of messages.
 macro_rules! kind {
     ($(#[$doc:meta])* $name:ident -> $out:ty, $(hidden $hidden:literal,)? text |$t:ident| $body:expr) => {
         kind!($(#[$doc])* $name -> $out, $(hidden $hidden,)? |v| text(v)?.map(|$t| $body).transpose());
     };
-    ($(#[$doc:meta])* $name:ident -> $out:ty, |$v:ident| $body:expr) => {
-        kind!($(#[$doc])* $name -> $out, hidden false, |$v| $body);
-    };
-    ($(#[$doc:meta])* $name:ident -> $out:ty, hidden $hidden:literal, |$v:ident| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident -> $out:ty, $(hidden $hidden:literal,)? |$v:ident| $body:expr) => {
         $(#[$doc])*
         pub struct $name;
         impl Kind for $name {
             type Out = $out;
-            const HIDDEN: bool = $hidden;
+            $(const HIDDEN: bool = $hidden;)?
             fn read($v: &Value) -> Result<Option<$out>, String> {
                 $body
             }
@@ -118,19 +117,11 @@ named!(/// `serverTlsConfig.clientAuth`: true for verify (a client certificate s
     /// required; a client without one fails the handshake), false for none (no certificate is requested).
     ClientAuthKind -> bool, "expected none or verify", { "none" => false, "verify" => true });
 
-/// What the background pruning removes (`pruneConfig.type`); the actors' `PruneRule` is built from it.
-#[derive(Clone, Copy)]
-pub enum PruneKind {
-    /// Images not pulled for `duration`.
-    Accessed,
-    /// Images first cached more than `duration` ago.
-    Created,
-    /// Images whose name matches one of `expr`.
-    Pattern,
-}
-named!(/// `pruneConfig.type`.
-    PruneType -> PruneKind, "expected accessed, created or pattern",
-    { "accessed" => PruneKind::Accessed, "created" => PruneKind::Created, "pattern" => PruneKind::Pattern });
+named!(/// `pruneConfig.type`, what the background pruning removes, as the actors' `PruneRule` made from
+    /// `pruneConfig.duration` (images not pulled for it, or first cached more than it ago); `None` for `pattern`,
+    /// whose rule is made from `pruneConfig.expr` (images whose name matches one of them).
+    PruneType -> Option<fn(Duration) -> PruneRule>, "expected accessed, created or pattern",
+    { "accessed" => Some(PruneRule::NotPulledFor), "created" => Some(PruneRule::CreatedMoreThan), "pattern" => None });
 
 kind!(/// A string.
     Text -> String, text |t| Ok(t.to_string()));
@@ -144,8 +135,7 @@ kind!(/// A TCP port, 1 to 65535.
     Port -> u16, |v| port(v).map(Some));
 kind!(/// A listener's port, where 0 and "" mean off (`Some(None)`).
 OffPort -> Option<u16>, |v| match v {
-    Value::String(s) if s.is_empty() => Ok(Some(None)),
-    _ if v.as_u64() == Some(0) => Ok(Some(None)),
+    _ if v.as_str() == Some("") || v.as_u64() == Some(0) => Ok(Some(None)),
     _ => port(v).map(|p| Some(Some(p))),
 });
 kind!(/// A duration greater than zero: whole milliseconds, or a string such as "10s".
@@ -191,6 +181,14 @@ Count -> Option<usize>, |v| match v.as_i64() {
 });
 kind!(/// A base URL (`endpoint`, `cluster.self`, `storage.s3.endpoint`).
     Url -> String, text |t| parse_endpoint(t).map_err(str::to_string));
+kind!(/// A registry's `name`, `host[:port]`.
+RegistryName -> String, text |n| match n {
+    _ if n.contains("://") => Err("expected host[:port] without a scheme (use 'scheme' or 'endpoint')".to_string()),
+    _ if n.contains(['/', '@', '?', '#']) || n.chars().any(char::is_whitespace) => {
+        Err("expected host[:port] without path, credentials or spaces".to_string())
+    }
+    _ => Ok(n.to_string()),
+});
 kind!(/// One `cluster.peers` entry.
 Peer -> String, |v| match v {
     Value::String(t) => parse_endpoint(t).map(Some).map_err(str::to_string),
@@ -261,18 +259,17 @@ fn millis(value: &Value) -> Result<Duration, DurationError> {
     }
 }
 
+/// A duration as `millis` reads it, where zero (`0`, `0s`) is allowed, or `never`.
 fn ttl(value: &Value) -> Result<TagTtl, DurationError> {
-    match value {
-        Value::String(s) if s.trim() == "never" => Ok(TagTtl::Never),
-        Value::Number(n) => {
-            n.as_u64().map(|ms| TagTtl::After(Duration::from_millis(ms))).ok_or(DurationError::NotPositive)
+    match (value, millis(value)) {
+        (Value::String(s), _) if s.trim() == "never" => Ok(TagTtl::Never),
+        (_, Ok(d)) => Ok(TagTtl::After(d)),
+        (Value::Number(n), _) if n.as_u64() == Some(0) => Ok(TagTtl::After(Duration::ZERO)),
+        (Value::String(s), Err(DurationError::NotPositive)) if !s.trim().starts_with('-') => {
+            Ok(TagTtl::After(Duration::ZERO))
         }
-        Value::String(s) => match parse_duration(s) {
-            Ok(d) => Ok(TagTtl::After(d)),
-            Err(DurationError::NotPositive) if !s.trim().starts_with('-') => Ok(TagTtl::After(Duration::ZERO)),
-            Err(e) => Err(e),
-        },
-        _ => Err(DurationError::Unparsable),
+        (Value::Number(_), _) => Err(DurationError::NotPositive),
+        (_, Err(e)) => Err(e),
     }
 }
 

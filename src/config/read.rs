@@ -14,15 +14,12 @@ use super::schema::FileConfig;
 pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>), ConfigError> {
     let mut document: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::parse(file, e))?;
     document.apply_merge().map_err(|e| ConfigError::parse(file, e))?;
-    match document {
-        Value::Null => document = Value::Mapping(Default::default()),
-        Value::Mapping(_) => {}
-        _ => {
-            return Err(ConfigError::parse(
-                file,
-                "the top level must be a mapping of config keys such as 'port' and 'registries'",
-            ))
-        }
+    if document.is_null() {
+        document = Value::Mapping(Default::default());
+    }
+    if !document.is_mapping() {
+        let reason = "the top level must be a mapping of config keys such as 'port' and 'registries'";
+        return Err(ConfigError::parse(file, reason));
     }
     let mut unknown = Vec::new();
     drop_odd_keys(&mut document, "", &mut unknown);
@@ -37,17 +34,16 @@ pub fn parse_config(text: &str, file: &str) -> Result<(FileConfig, Vec<String>),
 
 /// Removes the keys that are not strings (`1: x`), which no key path names, recording them as unknown.
 fn drop_odd_keys(value: &mut Value, path: &str, unknown: &mut Vec<String>) {
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
     match value {
         Value::Mapping(map) => {
             map.retain(|key, _| {
                 if !key.is_string() {
-                    unknown.push(join(&describe(key)));
+                    unknown.push(join(path, &describe(key)));
                 }
                 key.is_string()
             });
             for (key, item) in map.iter_mut() {
-                drop_odd_keys(item, &join(key.as_str().unwrap_or_default()), unknown);
+                drop_odd_keys(item, &join(path, key.as_str().unwrap_or_default()), unknown);
             }
         }
         Value::Sequence(items) => {
@@ -59,16 +55,22 @@ fn drop_odd_keys(value: &mut Value, path: &str, unknown: &mut Vec<String>) {
     }
 }
 
+/// `key` under `parent` (none at the top level): `registries[0].scheme`.
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
 /// `registries[0].shceme`.
 fn key_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),
         Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Map { parent, key } => match key_path(parent) {
-            parent if parent.is_empty() => key.clone(),
-            parent => format!("{parent}.{key}"),
-        },
+        Path::Map { parent, key } => join(&key_path(parent), key),
         Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }
@@ -81,8 +83,7 @@ fn refused(file: &str, document: &Value, err: &serde_path_to_error::Error<serde_
     let (value, reason) = match message.split_once(MARK).and_then(|(_, rest)| rest.split_once(MARK)) {
         Some((value, reason)) => (value.to_string(), reason.to_string()),
         None => {
-            let mut at = Some(document);
-            let mut hidden = false;
+            let (mut at, mut hidden) = (Some(document), false);
             for segment in err.path().iter() {
                 (at, hidden) = match segment {
                     Segment::Seq { index } => (at.and_then(|v| v.get(index)), false),
@@ -102,5 +103,5 @@ fn refused(file: &str, document: &Value, err: &serde_path_to_error::Error<serde_
             (value, reason)
         }
     };
-    ConfigError::InvalidValue { key, file: file.to_string(), value, reason }
+    ConfigError::invalid(file, &key, &value, reason)
 }

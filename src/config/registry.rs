@@ -1,8 +1,8 @@
-//! The checks of the `registries` list: names (`host[:port]`, each once), scheme against `endpoint`, the
-//! credentials (anonymous, basic with the password inline or from an environment variable read now, or a docker
-//! credential helper; the Go server's `token: {provider: ecr}` becomes the `ecr-login` helper) and the TLS files.
-//! They become the actors' `UpstreamSpec`, with its `Credentials` and `TlsOptions`. Passwords never appear in
-//! messages.
+//! The checks of the `registries` list: names (each once; their `host[:port]` form is a kind), scheme against
+//! `endpoint`, the credentials (anonymous, basic with the password inline or from an environment variable read now,
+//! or a docker credential helper; the Go server's `token: {provider: ecr}` becomes the `ecr-login` helper) and the
+//! TLS files. They become the actors' `UpstreamSpec`, with its `Credentials` and `TlsOptions`. Passwords never
+//! appear in messages.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,8 +13,7 @@ use actors::upstream::tls::TlsOptions;
 use actors::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
 use actors::UpstreamSpec;
 
-use super::error::ConfigError;
-use super::error::{quoted, Check};
+use super::error::{Check, ConfigError};
 use super::schema::{AuthFile, RegistryFile, TlsFile, TokenFile};
 
 /// How long a credential helper's answer is reused when `helperCacheTime` is not set.
@@ -31,7 +30,7 @@ pub fn registries(check: &mut Check<'_>, list: Vec<RegistryFile>) -> Result<Vec<
         let (name, registry) = registry(check, &path, entry)?;
         if let Some(first) = seen.insert(name.clone(), index) {
             let reason = format!("duplicate registry name (first used by registries[{first}])");
-            return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
+            return Err(check.invalid(&format!("{path}.name"), format!("{name:?}"), reason));
         }
         out.push(registry);
     }
@@ -41,21 +40,11 @@ pub fn registries(check: &mut Check<'_>, list: Vec<RegistryFile>) -> Result<Vec<
 /// One entry, with its name as written (for the check that no name is listed twice).
 fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(String, UpstreamSpec), ConfigError> {
     let name = entry.name.get().ok_or_else(|| check.missing(&format!("{path}.name")))?;
-    let bad_name = if name.contains("://") {
-        Some("expected host[:port] without a scheme (use 'scheme' or 'endpoint')")
-    } else if name.contains(['/', '@', '?', '#']) || name.chars().any(char::is_whitespace) {
-        Some("expected host[:port] without path, credentials or spaces")
-    } else {
-        None
-    };
-    if let Some(reason) = bad_name {
-        return Err(check.invalid(&format!("{path}.name"), quoted(&name), reason));
-    }
     let endpoint = entry.endpoint.get();
     if let (Some(https), Some(url)) = (entry.scheme.get(), &endpoint) {
         if !url.starts_with(if https { "https://" } else { "http://" }) {
             let reason = "its scheme contradicts the 'scheme' key of this registry";
-            return Err(check.invalid(&format!("{path}.endpoint"), quoted(url), reason));
+            return Err(check.invalid(&format!("{path}.endpoint"), format!("{url:?}"), reason));
         }
     }
     let credentials = auth(check, &format!("{path}.auth"), entry.auth)?;
@@ -67,44 +56,33 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl: entry.tag_ttl.get() }))
 }
 
-/// A helper chosen by `helper` or mapped from `token`, with the key path to name in messages.
-struct HelperChoice {
-    name: String,
-    key: String,
-    /// `token.expiry`, with its key path.
-    expiry: Option<(Duration, String)>,
-}
-
 /// A registry's `auth` at key path `path`.
 fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>) -> Result<Credentials, ConfigError> {
-    let Some(a) = auth else {
-        return Ok(Credentials::Anonymous);
-    };
+    let a = auth.unwrap_or_default();
     let k = |name: &str| format!("{path}.{name}");
     let (user, password, from_env) = (a.user.get(), a.password.get(), a.password_from_env.get());
-    let helper = a.helper.get().map(|name| HelperChoice { name, key: k("helper"), expiry: None });
     let cache_time = a.helper_cache_time.get();
-    let helper = match (helper, token(check, &k("token"), a.token)?) {
-        (Some(helper), Some(token)) => {
+    // The helper, the key that chose it, and the Go server's `token.expiry` when that key is `token`.
+    let helper = match (a.helper.get(), token(check, &k("token"), a.token)?) {
+        (Some(_), Some(_)) => {
             let reason = "keep only 'helper' (the ecr token provider is mapped to the ecr-login helper)";
-            return Err(check.conflict(&helper.key, &token.key, reason));
+            return Err(check.conflict(&k("helper"), &k("token"), reason));
         }
-        (helper, token) => helper.or(token),
+        (Some(name), None) => Some((name, k("helper"), None)),
+        (None, Some(expiry)) => Some((ECR_HELPER.to_string(), k("token"), expiry)),
+        (None, None) => None,
     };
     let basic = [("user", user.is_some()), ("password", password.is_some()), ("passwordFromEnv", from_env.is_some())];
-    if let Some(helper) = helper {
-        if let Some((name, _)) = basic.iter().find(|(_, set)| *set) {
-            return Err(check.conflict(&helper.key, &k(name), "use either a credential helper or basic credentials"));
+    if let Some((name, key, expiry)) = helper {
+        if let Some((basic_key, _)) = basic.iter().find(|(_, set)| *set) {
+            return Err(check.conflict(&key, &k(basic_key), "use either a credential helper or basic credentials"));
         }
-        let cache_time = match (cache_time, helper.expiry) {
-            (Some(_), Some((_, expiry_key))) => {
-                let reason = "both set how long the helper's answer is reused; keep one";
-                return Err(check.conflict(&k("helperCacheTime"), &expiry_key, reason));
-            }
-            (Some(time), None) | (None, Some((time, _))) => time,
-            (None, None) => DEFAULT_HELPER_CACHE_TIME,
-        };
-        return Ok(Credentials::Helper { name: helper.name, cache_time });
+        if let (Some(_), Some(_)) = (cache_time, expiry) {
+            let reason = "both set how long the helper's answer is reused; keep one";
+            return Err(check.conflict(&k("helperCacheTime"), &k("token.expiry"), reason));
+        }
+        let cache_time = cache_time.or(expiry).unwrap_or(DEFAULT_HELPER_CACHE_TIME);
+        return Ok(Credentials::Helper { name, cache_time });
     }
     if cache_time.is_some() {
         return Err(check.required_by(&k("helper"), &k("helperCacheTime"), ""));
@@ -119,11 +97,10 @@ fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>) -> Result<Cre
         (Some(user), Some(password), _) => Ok(Credentials::Basic { user, password }),
         (Some(user), None, Some(variable)) => match (check.env)(&variable) {
             Some(password) if !password.is_empty() => Ok(Credentials::Basic { user, password }),
-            _ => Err(check.invalid(
-                &k("passwordFromEnv"),
-                quoted(&variable),
-                format!("the environment variable {variable} is unset or empty"),
-            )),
+            _ => {
+                let reason = format!("the environment variable {variable} is unset or empty");
+                Err(check.invalid(&k("passwordFromEnv"), format!("{variable:?}"), reason))
+            }
         },
         (Some(_), None, None) => {
             let note = format!(" (or set '{}')", k("passwordFromEnv"));
@@ -132,36 +109,31 @@ fn auth(check: &mut Check<'_>, path: &str, auth: Option<AuthFile>) -> Result<Cre
     }
 }
 
-/// The Go server's `token` at key path `key`: `{provider: ecr}` becomes the `ecr-login` helper (with a warning); a
-/// section whose values are all empty is nothing.
-fn token(check: &mut Check<'_>, key: &str, token: Option<TokenFile>) -> Result<Option<HelperChoice>, ConfigError> {
+/// The Go server's `token` at key path `key`: `{provider: ecr}` becomes the `ecr-login` helper (with a warning),
+/// returned as `Some` with the `expiry` to use as its cache time; a section whose values are all empty is nothing.
+fn token(check: &mut Check<'_>, key: &str, token: Option<TokenFile>) -> Result<Option<Option<Duration>>, ConfigError> {
     let Some(t) = token.filter(|t| t.provider.0.is_some() || t.provider_opts.0.is_some() || t.expiry.0.is_some())
     else {
         return Ok(None);
     };
     let provider = t.provider.get().ok_or_else(|| check.missing(&format!("{key}.provider")))?;
     if !provider.trim().eq_ignore_ascii_case("ecr") {
-        return Err(check.invalid(
-            &format!("{key}.provider"),
-            quoted(&provider),
-            "the only token provider is 'ecr' (mapped to the ecr-login helper); \
-             for other registries use 'auth.helper' with a docker credential helper",
-        ));
+        let reason = "the only token provider is 'ecr' (mapped to the ecr-login helper); \
+                      for other registries use 'auth.helper' with a docker credential helper";
+        return Err(check.invalid(&format!("{key}.provider"), format!("{provider:?}"), reason));
     }
+    let file = check.file;
     check.warnings.push(format!(
-        "config key '{key}' in {} (provider ecr) is mapped to helper '{ECR_HELPER}': \
-         install docker-credential-{ECR_HELPER} in the image (see docs/configuration.md)",
-        check.file
+        "config key '{key}' in {file} (provider ecr) is mapped to helper '{ECR_HELPER}': \
+         install docker-credential-{ECR_HELPER} in the image (see docs/configuration.md)"
     ));
     if t.provider_opts.0.is_some() {
         check.warnings.push(format!(
-            "config key '{key}.providerOpts' in {} is ignored: the {ECR_HELPER} helper reads its AWS settings \
-             (region, profile, credentials) from its environment (see docs/configuration.md)",
-            check.file
+            "config key '{key}.providerOpts' in {file} is ignored: the {ECR_HELPER} helper reads its AWS settings \
+             (region, profile, credentials) from its environment (see docs/configuration.md)"
         ));
     }
-    let expiry = t.expiry.get().map(|time| (time, format!("{key}.expiry")));
-    Ok(Some(HelperChoice { name: ECR_HELPER.to_string(), key: key.to_string(), expiry }))
+    Ok(Some(t.expiry.get()))
 }
 
 /// A registry's `tls` at key path `path`; `registry` names it in the warning for `insecureSkipVerify`. The files
@@ -175,24 +147,14 @@ fn tls(check: &mut Check<'_>, path: &str, tls: Option<TlsFile>, registry: &str) 
     if ca_only && ca.is_none() {
         return Err(check.required_by(&k("ca"), &k("caOnly"), ""));
     }
-    match (&cert, &key) {
-        (Some(_), None) => return Err(check.required_by(&k("key"), &k("cert"), "")),
-        (None, Some(_)) => return Err(check.required_by(&k("cert"), &k("key"), "")),
-        _ => {}
-    }
-    for (name, file, what) in
-        [("ca", &ca, "CA file"), ("cert", &cert, "client certificate file"), ("key", &key, "client key file")]
-    {
-        if let Some(file) = file {
-            check.readable(&k(name), file, what)?;
-        }
-    }
+    check.together((&k("cert"), cert.is_some()), (&k("key"), key.is_some()))?;
+    check.readable(&k("ca"), ca.as_deref(), "CA file")?;
+    check.readable(&k("cert"), cert.as_deref(), "client certificate file")?;
+    check.readable(&k("key"), key.as_deref(), "client key file")?;
     if insecure_skip_verify {
-        check.warnings.push(format!(
-            "TLS certificate verification is disabled for registry '{registry}' ({} in {})",
-            k("insecureSkipVerify"),
-            check.file
-        ));
+        let (key, file) = (k("insecureSkipVerify"), check.file);
+        let warning = format!("TLS certificate verification is disabled for registry '{registry}' ({key} in {file})");
+        check.warnings.push(warning);
     }
     Ok(TlsOptions { ca_file: ca, ca_only, client_cert: cert.zip(key), insecure_skip_verify })
 }

@@ -58,7 +58,7 @@ pub struct FileConfig {
 #[derive(Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping of keys")]
 pub struct RegistryFile {
-    pub name: Val<Text>,
+    pub name: Val<RegistryName>,
     pub description: Val<Any>,
     pub scheme: Val<SchemeKind>,
     pub endpoint: Val<Url>,

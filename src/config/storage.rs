@@ -59,19 +59,18 @@ fn credential(check: &Check<'_>, file: Option<PathBuf>, key: &str, variable: &st
         Some(path) => std::fs::read_to_string(&path)
             .map(|text| text.trim().to_string())
             .map_err(|err| check.invalid(&key, path.display().to_string(), format!("cannot read it: {err}"))),
-        None => (check.env)(variable)
-            .map(|value| value.trim().to_string())
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| {
-                check.required_by(&key, "storage.type: s3", &format!(" (or set the {variable} environment variable)"))
-            }),
+        None => {
+            let value = (check.env)(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+            let note = format!(" (or set the {variable} environment variable)");
+            value.ok_or_else(|| check.required_by(&key, "storage.type: s3", &note))
+        }
     }
 }
 
 /// `cluster`; `port` is the server's, where replicas listen unless `cluster.port` says otherwise; `shared` says
 /// whether `storage` is a bucket, which replicas need.
 pub fn cluster(check: &Check<'_>, c: ClusterFile, port: u16, shared: bool) -> Result<ClusterSettings, ConfigError> {
-    let peers = check.list("cluster.peers", c.peers, "expected a base URL such as http://10.0.0.5:8080")?;
+    let peers = check.list("cluster.peers", c.peers)?;
     let dns = c.dns.get();
     if peers.is_empty() && dns.is_none() {
         let note = " (or cluster.dns: how the replicas find each other)";

@@ -9,10 +9,9 @@ use std::time::Duration;
 use actors::freshness::Freshness;
 use actors::preload::PlatformFilter;
 use actors::upstream::Timeouts;
-use actors::{LifecycleSettings, MirrorConfig, ScrubSettings, StorageChoice};
+use actors::{LifecycleSettings, MirrorConfig, PruneRule, ScrubSettings, StorageChoice};
 
-use super::error::{quoted, Check, ConfigError, EnvLookup};
-use super::kinds::PruneKind;
+use super::error::{Check, ConfigError, EnvLookup};
 use super::registry::registries;
 use super::schema::{AdminFile, FileConfig, PruneFile, ServerTlsFile};
 use super::settings::*;
@@ -26,10 +25,11 @@ use crate::values::secret::Secret;
 pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Settings, Vec<String>), ConfigError> {
     let mut check = Check { file: source, env, warnings: Vec::new() };
     if file.hello_world.get() == Some(true) {
-        return Err(ConfigError::UnsupportedKey { key: "helloWorld".to_string(), file: source.to_string() });
+        let problem = "is not supported yet by this build; remove it or set it to its default";
+        return Err(check.refuse("helloWorld", problem));
     }
     let max_cache_size = file.max_cache_size.get().flatten();
-    let pinned = check.list("pinned", file.pinned, "expected an image pattern such as docker.io/library/*")?;
+    let pinned = check.list("pinned", file.pinned)?;
     let pins = actors::Pins::new(&pinned).map_err(|e| check.invalid("pinned", format!("{pinned:?}"), e))?;
     let prune = file.prune_config.map(|p| prune(&check, p)).transpose()?.flatten();
     let image_path = file.image_path.get().unwrap_or_else(|| PathBuf::from("/var/lib/ociregistry"));
@@ -44,7 +44,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     let registries = registries(&mut check, file.registries.unwrap_or_default())?;
     let server_tls = file.server_tls_config.map(|s| server_tls(&mut check, s)).transpose()?.flatten();
     let admin = file.admin.map(|a| admin(&check, a)).transpose()?.flatten();
-    let freshness = &actors::freshness::Freshness::default();
+    let (freshness, scrub) = (Freshness::default(), ScrubSettings::default());
     // The built-in defaults, each beside its key.
     let mirror = MirrorConfig {
         image_path,
@@ -61,10 +61,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         // volume an endless body could fill; it also bounds an archive entry `load` decompresses.
         max_blob_size: file.max_blob_size.get().unwrap_or(Some(16 << 30)),
         actor_idle_timeout: file.actor_idle_timeout.get().unwrap_or(Duration::from_secs(60)),
-        scrub: match file.scrub_interval.get() {
-            Some(interval) => ScrubSettings { interval, ..ScrubSettings::default() },
-            None => ScrubSettings::default(),
-        },
+        scrub: ScrubSettings { interval: file.scrub_interval.get().unwrap_or(scrub.interval), ..scrub },
         freshness: Freshness {
             tag_ttl: file.tag_ttl.get().unwrap_or(freshness.tag_ttl),
             always_pull_latest: file.always_pull_latest.get().unwrap_or(false),
@@ -105,13 +102,10 @@ fn prune(check: &Check<'_>, p: PruneFile) -> Result<Option<actors::PruneSchedule
     }
     // The Go server's defaults: 30 days, once a day.
     let duration = p.duration.get().unwrap_or(Duration::from_secs(30 * 24 * 3600));
-    let rule = match p.kind.get().unwrap_or(PruneKind::Accessed) {
-        PruneKind::Accessed => actors::PruneRule::NotPulledFor(duration),
-        PruneKind::Created => actors::PruneRule::CreatedMoreThan(duration),
-        PruneKind::Pattern => match p.expr.get() {
-            Some(exprs) => actors::PruneRule::Matches(exprs),
-            None => return Err(check.required_by("pruneConfig.expr", "pruneConfig.type", " (type: pattern)")),
-        },
+    let rule = match (p.kind.get().unwrap_or(Some(PruneRule::NotPulledFor)), p.expr.get()) {
+        (Some(rule), _) => rule(duration),
+        (None, Some(exprs)) => PruneRule::Matches(exprs),
+        (None, None) => return Err(check.required_by("pruneConfig.expr", "pruneConfig.type", " (type: pattern)")),
     };
     let dry_run = p.dry_run.get().unwrap_or(false) || p.dryrun.get().unwrap_or(false);
     let request = actors::PruneRequest { rules: vec![rule], limit: p.count.get().flatten(), dry_run };
@@ -123,51 +117,38 @@ fn server_tls(check: &mut Check<'_>, s: ServerTlsFile) -> Result<Option<TlsFiles
     let (cert, key, ca) = (s.cert.get(), s.key.get(), s.ca.get());
     let verify = s.client_auth.get().unwrap_or(false);
     let k = |name: &str| format!("serverTlsConfig.{name}");
-    match (&cert, &key) {
-        (Some(_), None) => return Err(check.required_by(&k("key"), &k("cert"), "")),
-        (None, Some(_)) => return Err(check.required_by(&k("cert"), &k("key"), "")),
-        _ => {}
-    }
-    if verify {
-        if ca.is_none() {
-            return Err(check.required_by(&k("ca"), &k("clientAuth"), " to verify"));
-        }
-        // Client certificates are requested in the TLS handshake: no HTTPS, no client certificates.
-        if cert.is_none() {
-            return Err(check.required_by(&k("cert"), &k("clientAuth"), " to verify"));
+    check.together((&k("cert"), cert.is_some()), (&k("key"), key.is_some()))?;
+    // Verifying needs the CA, and HTTPS: client certificates are requested in the TLS handshake.
+    for (name, set) in [("ca", ca.is_some()), ("cert", cert.is_some())] {
+        if verify && !set {
+            return Err(check.required_by(&k(name), &k("clientAuth"), " to verify"));
         }
     }
     if !verify && ca.is_some() {
+        let file = check.file;
         check.warnings.push(format!(
-            "config key '{}' in {} has no effect while '{}' is none (client certificates are not requested), ignored",
-            k("ca"),
-            check.file,
-            k("clientAuth")
+            "config key 'serverTlsConfig.ca' in {file} has no effect while 'serverTlsConfig.clientAuth' is none \
+             (client certificates are not requested), ignored"
         ));
     }
+    let client_ca = ca.filter(|_| verify);
+    check.readable(&k("cert"), cert.as_deref(), "server certificate file")?;
+    check.readable(&k("key"), key.as_deref(), "server key file")?;
+    check.readable(&k("ca"), client_ca.as_deref(), "client CA file")?;
     let (Some(cert), Some(key)) = (cert, key) else {
         return Ok(None);
     };
-    check.readable(&k("cert"), &cert, "server certificate file")?;
-    check.readable(&k("key"), &key, "server key file")?;
-    let client_ca = ca.filter(|_| verify);
-    if let Some(ca) = &client_ca {
-        check.readable(&k("ca"), ca, "client CA file")?;
-    }
     Ok(Some(TlsFiles { cert, key, client_ca, require_client_cert: verify }))
 }
 
 /// `admin`: `None` (no admin listener) when neither key is set; the token is read here, the one time.
 fn admin(check: &Check<'_>, a: AdminFile) -> Result<Option<AdminSettings>, ConfigError> {
-    match (a.port.get(), a.token_file.get()) {
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(check.required_by("admin.tokenFile", "admin.port", "")),
-        (None, Some(_)) => Err(check.required_by("admin.port", "admin.tokenFile", "")),
-        (Some(port), Some(token_file)) => {
-            let token = read_token(&token_file).map_err(|reason| {
-                check.invalid("admin.tokenFile", quoted(&token_file.display().to_string()), reason)
-            })?;
-            Ok(Some(AdminSettings { port, token_file, token: Secret::new(token) }))
-        }
-    }
+    let (port, token_file) = (a.port.get(), a.token_file.get());
+    check.together(("admin.port", port.is_some()), ("admin.tokenFile", token_file.is_some()))?;
+    let (Some(port), Some(token_file)) = (port, token_file) else {
+        return Ok(None);
+    };
+    let shown = format!("{:?}", token_file.display().to_string());
+    let token = read_token(&token_file).map_err(|reason| check.invalid("admin.tokenFile", shown, reason))?;
+    Ok(Some(AdminSettings { port, token_file, token: Secret::new(token) }))
 }
