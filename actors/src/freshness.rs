@@ -3,7 +3,8 @@
 //! A tag is served from the cache without asking the upstream for `tagTtl` after the upstream last confirmed it; then
 //! the next pull revalidates it with a HEAD (one per tag at a time, however many clients ask), bounded by
 //! `revalidateTimeout`. If that check fails for any reason the cached digest is served at once (stale-if-error) and
-//! the serve is counted and logged. Digests never expire. A manifest the upstream says does not exist is remembered
+//! the serve is counted and logged; a tag the upstream no longer has (404, `gone`) is then not asked about again before
+//! its `tagTtl` runs out again. Digests never expire. A manifest the upstream says does not exist is remembered
 //! for `negativeTtl`, so a storm for a missing tag costs one upstream request.
 
 use std::fmt;
@@ -100,8 +101,10 @@ pub enum StaleReason {
     ServerError,
     /// 401/403 (expired or refused credentials, a failing token endpoint).
     Auth,
-    /// The upstream says the tag no longer exists; the cached image is still served.
-    NotFound,
+    /// The upstream says the tag no longer exists (404): the cached image is still served, and unlike the other
+    /// reasons the tag's `tagTtl` starts again, since the upstream answered (its breaker stays closed, so nothing else
+    /// would spare the next pulls the same check).
+    Gone,
     /// The tag moved, but the new manifest could not be fetched.
     FetchFailed,
     /// The circuit breaker of the upstream is open: no check was attempted.
@@ -117,7 +120,7 @@ impl StaleReason {
             StaleReason::RateLimited => "429",
             StaleReason::ServerError => "5xx",
             StaleReason::Auth => "auth",
-            StaleReason::NotFound => "not_found",
+            StaleReason::Gone => "gone",
             StaleReason::FetchFailed => "fetch_failed",
             StaleReason::BreakerOpen => "breaker_open",
         }

@@ -133,7 +133,7 @@ impl Metrics {
             cache_requests: counter_vec(&r, "ociregistry_cache_requests_total", "Manifests and blobs served, by kind and by where they came from: hit (the cache) or miss (an upstream fetch).", &["kind", "result"]),
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
             image_actors: gauge(&r, "ociregistry_image_actors", "Image actors alive: repositories with requests within actorIdleTimeout or fetches running."),
-            stale_serves: counter_vec(&r, "ociregistry_stale_serves_total", "Cached tags served without the upstream's confirmation because checking failed, by namespace and reason (timeout, unreachable, 429, 5xx, auth, not_found, fetch_failed, breaker_open).", &["ns", "reason"]),
+            stale_serves: counter_vec(&r, "ociregistry_stale_serves_total", "Cached tags served without the upstream's confirmation because checking failed, by namespace and reason (timeout, unreachable, 429, 5xx, auth, gone, fetch_failed, breaker_open).", &["ns", "reason"]),
             breaker_state: gauge_vec(&r, "ociregistry_upstream_breaker_state", "Circuit breaker of each upstream: 0 closed, 1 open (requests fail at once, cached tags are not checked), 2 half-open (one probe in flight).", &["ns"]),
             store_faults: counter_vec(&r, "ociregistry_store_faults_total", "Damaged objects found in the cache store and fetched again, by kind (blob, manifest) and fault (missing, corrupt, size, unreadable, changed).", &["kind", "fault"]),
             evictions: counter_vec(&r, "ociregistry_evictions_total", "Images removed from the cache, by reason: cap (maxCacheSize), disk (a full volume), prune.", &["reason"]),

@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::graph::ManifestLinks;
 use crate::messages::{
     Adopt, AwaitBlob, BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, ImportError, ImportManifest, Invalidate,
-    LinkReference, PutManifest, Release, ReleaseBlob, ReportDamage,
+    KeepGoneTag, LinkReference, PutManifest, Release, ReleaseBlob, ReportDamage,
 };
 use crate::outcome::PassReason;
 use crate::reference::{ImageKey, Reference};
@@ -259,6 +259,21 @@ impl Handler<LinkReference> for CacheActor {
             let _ = tx.send(r);
         });
         reply
+    }
+}
+
+impl Handler<KeepGoneTag> for CacheActor {
+    type Result = ();
+
+    /// Start a gone tag's TTL again, in mailbox order with every link: only while it still names the manifest that
+    /// was served (a tag relinked since keeps its own confirmation time), and with no store write (the time is kept
+    /// in memory, as for a confirmed tag).
+    fn handle(&mut self, msg: KeepGoneTag, _ctx: &mut Self::Context) {
+        let key = RefKey { image: msg.image, reference: msg.reference };
+        let index = self.store.index();
+        if index.ref_digest(&key).as_ref() == Some(&msg.digest) {
+            index.set_checked(&key);
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! | `PutManifest` | `handlers` | stores a fetched manifest (once) and the reference that named it |
 //! | `ImportManifest` | `handlers` | checks an archive's manifest against its digest, then stores it as `PutManifest` |
 //! | `LinkReference` | `handlers` | records a tag for a manifest already cached |
+//! | `KeepGoneTag` | `handlers` | restarts the TTL of a tag the upstream no longer has (same manifest only) |
 //! | `Invalidate` | `handlers` | forgets one reference, so its next pull asks the upstream |
 //! | `ReportDamage` | `handlers` | un-indexes a damaged object and moves that version aside |
 //! | `BlobVerified` | `handlers` | remembers that a blob's stored version matches its digest |

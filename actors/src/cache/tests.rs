@@ -10,7 +10,7 @@ use super::{CacheActor, ScrubSettings, Touches};
 use crate::claim::{BlobClaim, ClaimReply};
 use crate::digest::Digest;
 use crate::messages::{
-    AwaitBlob, ClaimBlob, CommitBlob, Flush, Invalidate, LinkReference, PutManifest, Release, ReleaseBlob,
+    AwaitBlob, ClaimBlob, CommitBlob, Flush, Invalidate, KeepGoneTag, LinkReference, PutManifest, Release, ReleaseBlob,
 };
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
@@ -93,6 +93,29 @@ async fn a_relinked_or_invalidated_tag_is_stored_as_the_last_decision_left_it() 
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].digest, b, "the relinked tag names the new manifest in the store");
     assert_eq!(r.store.index().resolve(&key).map(|m| m.digest), Some(b));
+}
+
+#[actix_rt::test]
+async fn a_gone_tag_starts_its_ttl_again_only_while_it_names_the_manifest_served() {
+    let r = rig(no_scrub());
+    let a = put(&r, "t", 1).await;
+    let b = put(&r, "other", 2).await;
+    let key = RefKey { image: image(), reference: tag("t") };
+    let checked = || r.store.index().resolve_checked(&key).map(|(meta, at)| (meta.digest, at)).expect("cached");
+    let (_, first) = checked();
+    let keep = |d: &Digest| KeepGoneTag { image: image(), reference: tag("t"), digest: d.clone() };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    r.cache.send(keep(&a)).await.expect("mailbox");
+    let (digest, again) = checked();
+    assert_eq!(digest, a, "the tag still names what it named");
+    assert!(again > first, "its confirmation time starts again: {first} -> {again}");
+    // A tag relinked since the stale serve keeps its own digest and time.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    r.cache.send(keep(&b)).await.expect("mailbox");
+    assert_eq!(checked(), (a.clone(), again), "a different digest changes nothing");
+    let stored: Vec<_> = r.memory.records().into_iter().filter(|rec| rec.key() == key).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].digest, a, "the store's record is untouched");
 }
 
 #[actix_rt::test]

@@ -1,12 +1,13 @@
 //! The revalidation of a cached tag whose `tagTtl` ran out: a HEAD within `revalidateTimeout`, then the cached
 //! manifest (confirmed), the new one (the tag moved), or the cached one served stale when the check failed for any
-//! reason (`stale_reason` names which).
+//! reason (`stale_reason` names which). A tag the upstream no longer has (`gone`) starts its TTL again when served
+//! stale; the other failures leave it run out, so the next pull checks again (the breaker spares an outage that).
 
 use super::context::FetchContext;
 use super::manifest::{from_owner, get_manifest, head_tag, link_cached, read_cached, TagHead};
 use crate::error::{MirrorError, UpstreamError};
 use crate::freshness::StaleReason;
-use crate::messages::{ManifestOrigin, ManifestReply};
+use crate::messages::{KeepGoneTag, ManifestOrigin, ManifestReply};
 use crate::reference::{Named, Reference};
 use crate::store::{ManifestMeta, RefKey};
 
@@ -29,7 +30,7 @@ pub(super) fn stale_reason(err: &MirrorError) -> StaleReason {
             | UpstreamError::DigestMismatch { .. }
             | UpstreamError::LengthMismatch { .. } => StaleReason::FetchFailed,
         },
-        MirrorError::ManifestUnknown(_) => StaleReason::NotFound,
+        MirrorError::ManifestUnknown(_) => StaleReason::Gone,
         _ => StaleReason::FetchFailed,
     }
 }
@@ -52,7 +53,7 @@ pub(super) async fn revalidate(
             return serve_stale(cx, reference, cached, StaleReason::Timeout).await;
         }
         Ok(Err(e)) => return serve_stale(cx, reference, cached, stale_reason(&e)).await,
-        Ok(Ok(TagHead::Missing)) => return serve_stale(cx, reference, cached, StaleReason::NotFound).await,
+        Ok(Ok(TagHead::Missing)) => return serve_stale(cx, reference, cached, StaleReason::Gone).await,
         Ok(Ok(TagHead::Names(digest))) => {
             if let Some(reply) = link_cached(cx, reference, &digest).await? {
                 return Ok(reply);
@@ -75,7 +76,9 @@ pub(super) async fn revalidate(
     }
 }
 
-/// Serve the cached manifest of a tag the upstream could not confirm.
+/// Serve the cached manifest of a tag the upstream could not confirm; one it no longer has is not asked about again
+/// before its TTL runs out again (a 404 is an answer, so the breaker would not spare the next pulls the check), while
+/// it keeps naming the cached manifest.
 pub(super) async fn serve_stale(
     cx: &FetchContext,
     reference: &Reference,
@@ -87,5 +90,11 @@ pub(super) async fn serve_stale(
         return Err(MirrorError::Unavailable(Named(&cx.image, reference).to_string()));
     };
     cx.stale.serve(&key, cx.upstream.namespace.as_str(), reason, &cx.metrics);
+    if reason == StaleReason::Gone {
+        let keep = KeepGoneTag { image: cx.image.clone(), reference: reference.clone(), digest: cached.digest.clone() };
+        if let Err(e) = cx.cache.send(keep).await {
+            tracing::warn!(error = %e, "cannot restart the TTL of {}", Named(&cx.image, reference));
+        }
+    }
     Ok(ManifestReply { meta: cached, bytes, origin: ManifestOrigin::Stale(reason) })
 }

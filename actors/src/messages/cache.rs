@@ -103,6 +103,20 @@ pub struct LinkReference {
     pub digest: Digest,
 }
 
+/// Manifest fetch -> `CacheActor`: the upstream says a cached tag no longer exists, and its cached manifest was served
+/// stale; start the tag's `tagTtl` again (its confirmation time only) if it still names `digest`, so the next pulls
+/// do not ask again before the TTL runs out. Never changes what the tag names. Replies when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeepGoneTag {
+    /// The repository.
+    pub image: ImageKey,
+    /// The tag.
+    pub reference: Reference,
+    /// The cached manifest that was served for it.
+    pub digest: Digest,
+}
+
 /// Blob leader -> `CacheActor`: the upstream answered with this blob's size; make room for it (evicting under
 /// `maxCacheSize`, or on a full volume) before a byte is written. Replies whether to write it or pass it through.
 #[derive(Message)]

@@ -16,7 +16,7 @@ mod upstream;
 
 pub use self::cache::{
     Adopt, AwaitBlob, BlobVerified, ClaimBlob, CommitBlob, Fault, Flush, ImportError, ImportManifest, Invalidate,
-    LinkReference, MakeRoom, Prune, PutManifest, Release, ReleaseBlob, ReportDamage, Room,
+    KeepGoneTag, LinkReference, MakeRoom, Prune, PutManifest, Release, ReleaseBlob, ReportDamage, Room,
 };
 pub(crate) use self::cache::{LoadDone, Loaded};
 pub(crate) use self::image::{BlobClaimed, BlobSettled, ManifestFetched, Retire, TagsFetched};
