@@ -3,6 +3,7 @@
 //! circuit breaker is open; uncached content fails fast with a clear error (while the breaker is open, within
 //! `revalidateTimeout`: it probes the upstream); air-gapped, nothing is ever dialled; a storm for a missing tag costs
 //! one upstream request.
+
 mod common;
 
 use std::time::{Duration, Instant};

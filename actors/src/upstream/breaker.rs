@@ -11,6 +11,9 @@
 //! answer, open again (with a doubled wait) on its failure, or open as before when it learnt nothing (`release`).
 //! Shared by the pool (which records every request's result) and the front door (which skips revalidation while it
 //! is open); the closed path is lock-free.
+//!
+//! A peer replica's breaker (`for_peer`) keeps the older rule, since another source can be asked instead: while it is
+//! open (a fixed `COOLDOWN`) requests skip that peer at once, then one request is let through as the probe.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -81,6 +84,8 @@ pub struct Breaker {
     probe_failures: AtomicU64,
     /// Woken when a probe ends, however it ends.
     settled: Notify,
+    /// A peer's breaker: skipped at once while open, for a fixed `COOLDOWN` (see the module documentation).
+    skipped_while_open: bool,
 }
 
 impl Default for Breaker {
@@ -93,11 +98,17 @@ impl Default for Breaker {
             failed_probes: AtomicU32::new(0),
             probe_failures: AtomicU64::new(0),
             settled: Notify::new(),
+            skipped_while_open: false,
         }
     }
 }
 
 impl Breaker {
+    /// The breaker of a peer replica: skipped at once while open, for a fixed `COOLDOWN`.
+    pub fn for_peer() -> Breaker {
+        Breaker { skipped_while_open: true, ..Breaker::default() }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -126,7 +137,8 @@ impl Breaker {
     }
 
     /// Ask to send a request: at once when closed; as the probe when open and no probe is in flight; else after the
-    /// probe in flight has ended (go on if it closed the breaker, refused if it failed).
+    /// probe in flight has ended (go on if it closed the breaker, refused if it failed). A peer's breaker never
+    /// waits: refused while open and its cooldown runs, or while a probe is in flight.
     pub async fn admit(&self) -> Admit {
         // The probe failures counted when this request started waiting, if it did.
         let mut waited_at: Option<u64> = None;
@@ -140,13 +152,15 @@ impl Breaker {
             match self.state.load(Ordering::Acquire) {
                 CLOSED => return Admit::Go,
                 OPEN => {
-                    if waited_at.is_some_and(|at| at != probe_failures) {
+                    let skip = self.skipped_while_open && self.retry_in() > Duration::ZERO;
+                    if skip || waited_at.is_some_and(|at| at != probe_failures) {
                         return Admit::Refuse(self.retry_in());
                     }
                     if self.state.compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                         return Admit::Probe;
                     }
                 }
+                _ if self.skipped_while_open => return Admit::Refuse(Duration::from_secs(1)),
                 _ => {
                     waited_at.get_or_insert(probe_failures);
                     settled.await;
@@ -181,6 +195,7 @@ impl Breaker {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         let state = self.state.load(Ordering::Acquire);
         let wait = match state {
+            HALF_OPEN | CLOSED if self.skipped_while_open && (state == HALF_OPEN || failures >= FAILURES) => COOLDOWN,
             HALF_OPEN => {
                 self.probe_failures.fetch_add(1, Ordering::AcqRel);
                 wait_after(self.failed_probes.fetch_add(1, Ordering::AcqRel).saturating_add(1))

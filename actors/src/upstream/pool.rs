@@ -162,6 +162,8 @@ impl Handler<Fetch> for UpstreamPool {
         let reached_here = reached.clone();
         // `probe`: this request is the breaker's probe, so its answer must come within `probe_within`.
         let probe_within = self.probe_within;
+        // A peer's probe keeps its own deadline and error: the next source is asked after it anyway.
+        let peer = msg.peer;
         let request = move |probe: bool| async move {
             let name = session.name();
             let permit = limit
@@ -288,7 +290,7 @@ impl Handler<Fetch> for UpstreamPool {
             let result = match admitted {
                 Admit::Refuse(retry_in) => Err(UpstreamError::CircuitOpen { upstream: ns.clone(), retry_in }),
                 Admit::Go | Admit::Probe => {
-                    let probe = admitted == Admit::Probe;
+                    let probe = admitted == Admit::Probe && !peer;
                     let result = request(probe).await;
                     match result {
                         Err(e) if e.is_outage() => {

@@ -133,3 +133,20 @@ fn failures_while_open_change_nothing() {
     assert!(!b.failure(), "a late failure of a request sent before it opened");
     assert_eq!((b.state(), b.open_until.load(Ordering::Acquire)), (BreakerState::Open, until));
 }
+
+#[test]
+fn a_peer_is_skipped_at_once_while_open_for_the_whole_cooldown_then_probed() {
+    let b = Breaker::for_peer();
+    open(&b);
+    assert_wait(&b, COOLDOWN);
+    assert!(matches!(admit_now(&b), Admit::Refuse(_)), "skipped at once: another source is asked");
+    end_wait(&b);
+    assert_eq!(admit_now(&b), Admit::Probe, "one probe after the cooldown");
+    assert!(matches!(admit_now(&b), Admit::Refuse(_)), "only one, and nobody waits for it");
+    assert!(b.failure(), "a failed probe opens it again");
+    assert_wait(&b, COOLDOWN);
+    end_wait(&b);
+    assert_eq!(admit_now(&b), Admit::Probe);
+    b.success();
+    assert_eq!(admit_now(&b), Admit::Go);
+}
