@@ -148,7 +148,7 @@ impl Cluster {
                     guard: self.guard.clone(),
                     listed: true,
                     tag_ttl: None,
-                    breaker: Default::default(),
+                    breaker: crate::upstream::breaker::Breaker::for_peer(),
                 })
             })
             .clone()

@@ -95,12 +95,12 @@ pub enum UpstreamError {
         /// What went wrong.
         detail: String,
     },
-    /// The upstream's circuit breaker is open after failures in a row: nothing was sent.
+    /// The upstream's circuit breaker is open after failures in a row: nothing was sent, or the one probe sent failed.
     #[error("upstream {upstream} is failing; not asking it again for {}s", retry_in.as_secs().max(1))]
     CircuitOpen {
         /// The upstream's namespace.
         upstream: String,
-        /// How long until the breaker lets a probe through.
+        /// How long until cached tags are checked again (a peer: until it is asked again).
         retry_in: Duration,
     },
     /// The upstream's token endpoint (the realm its 401 named) could not give a bearer token: unreachable, an

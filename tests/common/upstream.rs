@@ -59,6 +59,9 @@ pub struct Upstream {
     https: bool,
     /// The plain registry on the same storage, beside a secured upstream.
     push: Option<(ChildGuard, u16)>,
+    /// Its storage and security config, to start it again after `stop`.
+    data: PathBuf,
+    security: String,
     _dir: TestDir,
 }
 
@@ -97,7 +100,7 @@ impl Upstream {
         let (guard, port) = spawn_registry(&dir, "docker-registry", &data, &security, opts.tls.is_some());
         let push =
             if opts.is_plain() { None } else { Some(spawn_registry(&dir, "docker-registry-push", &data, "", false)) };
-        Upstream { guard, port, https: opts.tls.is_some(), push, _dir: dir }
+        Upstream { guard, port, https: opts.tls.is_some(), push, data, security, _dir: dir }
     }
 
     pub fn port(&self) -> u16 {
@@ -134,6 +137,19 @@ impl Upstream {
     /// Stop the registry (for "upstream gone" tests).
     pub fn stop(&mut self) {
         self.guard.stop(Duration::from_secs(5));
+    }
+
+    /// Start the registry again after `stop`, on the same port and storage (for "upstream back" tests).
+    pub fn start_again(&mut self) {
+        let config = self._dir.path().join("docker-registry-config-again.yml");
+        std::fs::write(&config, config_yaml(&self.data, self.port, &self.security)).expect("write registry config");
+        let cmd = &mut Command::new("docker-registry");
+        self.guard = ChildGuard::spawn("docker-registry-again", cmd.arg("serve").arg(&config), self._dir.path());
+        assert!(
+            wait_ready(&mut self.guard, self.port, self.https),
+            "registry did not start again:\n{}",
+            self.log_tail()
+        );
     }
 
     /// Every request the registry has logged so far (the push registry's

@@ -195,8 +195,9 @@ impl Mirror {
         let cluster = config.cluster.as_ref().map(|c| Cluster::new(c, default_tls.clone()));
         let timeouts = config.timeouts;
         let pool_metrics = metrics.clone();
+        let probe_within = config.freshness.revalidate_timeout;
         let pool = UpstreamPool::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            UpstreamPool::new(timeouts, pool_metrics)
+            UpstreamPool::new(timeouts, pool_metrics).probing_within(probe_within)
         });
         let inner = Inner {
             store,

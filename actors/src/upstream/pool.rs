@@ -57,6 +57,8 @@ pub struct UpstreamPool {
     unlisted: HashMap<String, Instant>,
     auth: Rc<RefCell<AuthBook>>,
     metrics: Arc<Metrics>,
+    /// How long a breaker's probe may take (`revalidateTimeout`).
+    probe_within: Duration,
 }
 
 impl UpstreamPool {
@@ -69,7 +71,14 @@ impl UpstreamPool {
             unlisted: HashMap::new(),
             auth: Rc::default(),
             metrics,
+            probe_within: crate::freshness::DEFAULT_REVALIDATE_TIMEOUT,
         }
+    }
+
+    /// Bound every breaker probe by `within` (`revalidateTimeout`): a pull while the upstream is still down gets its
+    /// answer within it.
+    pub fn probing_within(self, within: Duration) -> UpstreamPool {
+        UpstreamPool { probe_within: within, ..self }
     }
 
     /// The client for one upstream and purpose: registry requests, or token requests (whose connector also trusts
@@ -151,7 +160,11 @@ impl Handler<Fetch> for UpstreamPool {
         // connection) tells the breaker nothing.
         let reached = Rc::new(Cell::new(false));
         let reached_here = reached.clone();
-        let request = async move {
+        // `probe`: this request is the breaker's probe, so its answer must come within `probe_within`.
+        let probe_within = self.probe_within;
+        // A peer's probe keeps its own deadline and error: the next source is asked after it anyway.
+        let peer = msg.peer;
+        let request = move |probe: bool| async move {
             let name = session.name();
             let permit = limit
                 .acquire_owned()
@@ -159,6 +172,7 @@ impl Handler<Fetch> for UpstreamPool {
                 .map_err(|_| UpstreamError::Broken { upstream: name.clone(), detail: "pool closed".into() })?;
             // The response head must arrive within `pullTimeout` of getting a slot, retries and waits included.
             let head_timeout = msg.deadline.unwrap_or(session.timeouts.head);
+            let head_timeout = if probe { head_timeout.min(probe_within) } else { head_timeout };
             let deadline = tokio::time::Instant::now() + head_timeout;
             let token_deadline = Deadline { at: deadline, after: head_timeout };
             let url = format!("{}{}", session.upstream.base_url, msg.path);
@@ -271,20 +285,37 @@ impl Handler<Fetch> for UpstreamPool {
         };
         Box::pin(async move {
             let breaker = &upstream.breaker;
-            let result = match breaker.admit() {
+            let admitted = breaker.admit().await;
+            metrics.breaker_state.with_label_values(&[&ns]).set(breaker.state().gauge());
+            let result = match admitted {
                 Admit::Refuse(retry_in) => Err(UpstreamError::CircuitOpen { upstream: ns.clone(), retry_in }),
                 Admit::Go | Admit::Probe => {
-                    let result = request.await;
-                    match &result {
+                    let probe = admitted == Admit::Probe && !peer;
+                    let result = request(probe).await;
+                    match result {
                         Err(e) if e.is_outage() => {
-                            if breaker.failure() {
-                                tracing::warn!(upstream = %ns, error = %e, "upstream failing: circuit breaker open for {}s; cached content is served without asking it", super::breaker::COOLDOWN.as_secs());
+                            let opened = breaker.failure();
+                            let retry_in = breaker.retry_in();
+                            if probe {
+                                // The upstream is still down: the breaker's answer, within the probe's bound.
+                                tracing::info!(upstream = %ns, error = %e, "upstream still failing: circuit breaker stays open; cached tags checked again in {}s", retry_in.as_secs_f32());
+                                Err(UpstreamError::CircuitOpen { upstream: ns.clone(), retry_in })
+                            } else {
+                                if opened {
+                                    tracing::warn!(upstream = %ns, error = %e, "upstream failing: circuit breaker open; cached content is served without asking it, the next request that needs it probes it");
+                                }
+                                Err(e)
                             }
                         }
-                        Err(_) if !reached.get() => breaker.release(),
-                        _ => breaker.success(),
+                        Err(e) if !reached.get() => {
+                            breaker.release();
+                            Err(e)
+                        }
+                        other => {
+                            breaker.success();
+                            other
+                        }
                     }
-                    result
                 }
             };
             metrics.breaker_state.with_label_values(&[&ns]).set(breaker.state().gauge());
