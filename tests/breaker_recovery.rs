@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::http::{self, StatusCode};
 use common::images;
@@ -23,13 +23,7 @@ const SLACK: Duration = Duration::from_millis(1500);
 /// GET a manifest of `docker.io/library/<name>` through the server; the status, the digest header and how long it
 /// took.
 fn timed_get(server: &Server, name: &str, reference: &str) -> (StatusCode, String, Duration) {
-    let url = format!("{}/v2/docker.io/library/{name}/manifests/{reference}", server.url());
-    let start = Instant::now();
-    let resp = http::client().get(&url).header("Accept", http::ACCEPT_ALL_MANIFESTS).send().expect("GET manifest");
-    let status = resp.status();
-    let digest = http::header(&resp, "Docker-Content-Digest");
-    let _ = resp.bytes();
-    (status, digest, start.elapsed())
+    http::timed_manifest_get(&format!("{}/v2/docker.io/library/{name}/manifests/{reference}", server.url()))
 }
 
 fn breaker_state(metrics_port: u16) -> f64 {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::fault_proxy::{FaultProxy, Mode};
 use common::http::{self, StatusCode};
@@ -22,13 +22,7 @@ const REPO: &str = "docker.io/library/app";
 
 /// GET a manifest through the server; the status, the digest header and how long it took.
 fn timed_get(server: &Server, reference: &str) -> (StatusCode, String, Duration) {
-    let url = format!("{}/v2/{REPO}/manifests/{reference}", server.url());
-    let start = Instant::now();
-    let resp = http::client().get(&url).header("Accept", http::ACCEPT_ALL_MANIFESTS).send().expect("GET manifest");
-    let status = resp.status();
-    let digest = http::header(&resp, "Docker-Content-Digest");
-    let _ = resp.bytes();
-    (status, digest, start.elapsed())
+    http::timed_manifest_get(&format!("{}/v2/{REPO}/manifests/{reference}", server.url()))
 }
 
 fn metrics(port: u16) -> Scrape {

@@ -22,6 +22,17 @@ pub fn client() -> Client {
 }
 
 /// The value of a response header as a string ("" if absent).
+/// GET a manifest at `url` accepting every manifest type: the status, the digest header and how long it took.
+#[allow(dead_code)]
+pub fn timed_manifest_get(url: &str) -> (StatusCode, String, Duration) {
+    let start = std::time::Instant::now();
+    let resp = client().get(url).header("Accept", ACCEPT_ALL_MANIFESTS).send().expect("GET manifest");
+    let status = resp.status();
+    let digest = header(&resp, "Docker-Content-Digest");
+    let _ = resp.bytes();
+    (status, digest, start.elapsed())
+}
+
 pub fn header(resp: &Response, name: &str) -> String {
     resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
