@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use actors::digest::Digest;
 use actors::reference::{ImageKey, Namespace, Reference};
-use actors::{BlobResponse, ByteStream, Mirror, Stretch, StretchStream};
+use actors::{BlobResponse, ByteStream, Mirror};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use prometheus::IntCounter;
@@ -186,17 +186,6 @@ fn counted(stream: ByteStream, served: IntCounter) -> ByteStream {
         .boxed()
 }
 
-/// `stretches`, adding the bytes of each byte stretch to `served` (the connection reports what it sends from files).
-fn counted_stretches(stretches: StretchStream, served: IntCounter) -> StretchStream {
-    stretches
-        .inspect(move |stretch| {
-            if let Ok(Stretch::Bytes(bytes)) = stretch {
-                served.inc_by(bytes.len() as u64);
-            }
-        })
-        .boxed()
-}
-
 /// The response body of the bytes `start..end` of `blob`, by the cheapest way there is:
 /// - a small blob held in memory leaves with the response head in one write;
 /// - on a plain-HTTP connection (`kernel_copy`), a verified blob in a local file is sent from the file, and the large
@@ -220,14 +209,7 @@ fn blob_body(
         return builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served)));
     };
     match blob.stretches(start, end) {
-        Ok(stretches) => {
-            let done = {
-                let served = served.clone();
-                move |sent| served.inc_by(sent)
-            };
-            let body = conn.body(len, counted_stretches(stretches, served), done);
-            builder.no_chunking(len).body(BodyStream::new(body))
-        }
+        Ok(stretches) => builder.no_chunking(len).body(BodyStream::new(conn.body(len, stretches, served))),
         Err(blob) => builder.body(SizedStream::new(len, counted(blob.stream(start, Some(end)), served))),
     }
 }

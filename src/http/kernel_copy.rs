@@ -44,6 +44,7 @@ use actix_web::rt::net::TcpStream;
 use actors::{FileRange, Stretch, StretchStream};
 use bytes::Bytes;
 use futures_util::Stream;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 type Warming = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
@@ -81,11 +82,12 @@ pub struct KernelCopy(Rc<RefCell<Slot>>);
 
 impl KernelCopy {
     /// A body of `len` bytes, made of `stretches`, that this connection sends: bytes through actix-http, file ranges
-    /// from their files in their place; `done` learns how many bytes left from files.
-    pub fn body(&self, len: u64, stretches: StretchStream, done: impl FnOnce(u64) + 'static) -> FileBody {
+    /// from their files in their place; `served` counts every byte that leaves (byte stretches as they are yielded,
+    /// file ranges once sent).
+    pub fn body(&self, len: u64, stretches: StretchStream, served: IntCounter) -> FileBody {
         let slot = self.0.clone();
         let stretches = Some(stretches);
-        FileBody { slot, len, yielded: 0, sent: 0, stretches, registered: false, done: Some(Box::new(done)) }
+        FileBody { slot, len, yielded: 0, sent: 0, stretches, registered: false, served: Some(served) }
     }
 }
 
@@ -103,14 +105,15 @@ pub struct FileBody {
     stretches: Option<StretchStream>,
     /// A range of this body is the connection's job now.
     registered: bool,
-    done: Option<Box<dyn FnOnce(u64)>>,
+    /// Counts the bytes served; taken when the bytes sent from files are reported.
+    served: Option<IntCounter>,
 }
 
 impl FileBody {
     /// Report the bytes sent from files (once).
     fn report(&mut self) {
-        if let Some(done) = self.done.take() {
-            done(self.sent);
+        if let Some(served) = self.served.take() {
+            served.inc_by(self.sent);
         }
     }
 
@@ -151,6 +154,9 @@ impl Stream for FileBody {
             match ready!(stretches.as_mut().poll_next(cx)) {
                 Some(Ok(Stretch::Bytes(chunk))) => {
                     this.yielded += chunk.len() as u64;
+                    if let Some(served) = &this.served {
+                        served.inc_by(chunk.len() as u64);
+                    }
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 Some(Ok(Stretch::File(range))) => {
