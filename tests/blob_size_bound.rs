@@ -286,6 +286,20 @@ enum BodyEnd {
     Endless,
 }
 
+/// GET the blob the endless upstream announces over `maxBlobSize`: answered 502 (an upstream error), and the
+/// upstream connection closed; the status.
+fn get_huge_refused(server: &Server, upstream: &EndlessUpstream) -> u16 {
+    let url = format!("{}/v2/library/huge/blobs/{HUGE}?ns=docker.io", server.url());
+    let mut resp = common::http::client().get(&url).send().expect("the response head");
+    let status = resp.status().as_u16();
+    let (read, end) = read_capped(&mut resp, 8 * BOUND);
+    assert_eq!(status, 502, "refused with an upstream error ({read} bytes, {end:?}): {}", server.log_tail());
+    common::wait_for("the upstream connection to close", Duration::from_secs(10), || {
+        (upstream.counters.open.load(Ordering::SeqCst) == 0).then_some(())
+    });
+    status
+}
+
 /// Read a response body to its end, or to `cap` bytes; the bytes read and how it ended.
 fn read_capped(resp: &mut impl Read, cap: u64) -> (u64, BodyEnd) {
     let mut buf = vec![0u8; 256 * 1024];
@@ -439,14 +453,7 @@ fn a_blob_announced_over_max_blob_size_is_refused_before_its_body_is_read() {
     let metrics = common::ports::free_port();
     let config = ServerConfig::for_upstream(&upstream.url()).extra(&format!("maxBlobSize: 8Mi\nmetrics: {metrics}"));
     let server = Server::start_with(config);
-    let url = format!("{}/v2/library/huge/blobs/{HUGE}?ns=docker.io", server.url());
-    let mut resp = common::http::client().get(&url).send().expect("the response head");
-    let status = resp.status().as_u16();
-    let (read, end) = read_capped(&mut resp, 8 * BOUND);
-    assert_eq!(status, 502, "refused with an upstream error ({read} bytes, {end:?}): {}", server.log_tail());
-    common::wait_for("the upstream connection to close", Duration::from_secs(10), || {
-        (upstream.counters.open.load(Ordering::SeqCst) == 0).then_some(())
-    });
+    let status = get_huge_refused(&server, &upstream);
     assert!(upstream.counters.cut.load(Ordering::SeqCst) >= 1, "the upstream connection was closed");
     let scrape = Scrape::fetch(&format!("http://127.0.0.1:{metrics}/metrics"));
     let received = scrape.sum_or_zero("ociregistry_upstream_bytes_total", &[("ns", "docker.io"), ("kind", "blob")]);
@@ -657,14 +664,7 @@ fn a_blob_passed_through_uncached_is_cut_at_max_blob_size_and_one_announced_over
 
     // Announced over maxBlobSize: refused before its body is read.
     let sent_before = upstream.sent();
-    let url = format!("{}/v2/library/huge/blobs/{HUGE}?ns=docker.io", server.url());
-    let mut resp = common::http::client().get(&url).send().expect("the response head");
-    let status = resp.status().as_u16();
-    let (read, end) = read_capped(&mut resp, 8 * BOUND);
-    assert_eq!(status, 502, "refused with an upstream error ({read} bytes, {end:?}): {}", server.log_tail());
-    common::wait_for("the upstream connection to close", Duration::from_secs(10), || {
-        (upstream.counters.open.load(Ordering::SeqCst) == 0).then_some(())
-    });
+    let status = get_huge_refused(&server, &upstream);
     let sent = upstream.sent() - sent_before;
     eprintln!("announced 1 GiB, uncached: HTTP {status}; {sent} bytes sent upstream");
     assert!(sent < BOUND + (32 << 20), "{sent} body bytes left the upstream");
