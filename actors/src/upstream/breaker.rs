@@ -142,6 +142,10 @@ impl Breaker {
     pub async fn admit(&self) -> Admit {
         // The probe failures counted when this request started waiting, if it did.
         let mut waited_at: Option<u64> = None;
+        // The common case, with no waiter registered (that takes the `Notify`'s lock).
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return Admit::Go;
+        }
         loop {
             // Registered before the state is read, so a probe that ends in between still wakes this request.
             let settled = self.settled.notified();
