@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 /// Blobs announced smaller than this take the priority lane.
 pub const PRIORITY_BELOW: u64 = 1 << 20;
 
+/// The socket receive buffer of a capped upstream's connections, in time at the tightest cap (and at least
+/// `MIN_RECEIVE_BUFFER`): what the upstream can send ahead of the budget. Left to itself the kernel grows it to
+/// hundreds of KB for a slow reader, all of it crossing the link at once. A window of this much time still fills the
+/// cap on round trips up to about as long.
+const RECEIVE_BUFFER: Duration = Duration::from_millis(250);
+const MIN_RECEIVE_BUFFER: usize = 64 * 1024;
+
 /// How much a quiet bucket saves up, in time at its rate (and at least `MIN_BURST` bytes).
 const BURST: Duration = Duration::from_millis(100);
 const MIN_BURST: f64 = 16.0 * 1024.0;
@@ -95,6 +102,12 @@ impl Budget {
         self.caps.is_empty()
     }
 
+    /// The receive buffer for this upstream's connections, when a cap applies. See `RECEIVE_BUFFER`.
+    pub fn receive_buffer(&self) -> Option<usize> {
+        let tightest = self.caps.iter().map(|cap| cap.rate).reduce(f64::min)?;
+        Some(((tightest * RECEIVE_BUFFER.as_secs_f64()) as usize).max(MIN_RECEIVE_BUFFER))
+    }
+
     /// Pay for `bytes` just read in `lane`: how long to wait before reading more (always zero in the priority lane,
     /// whose bytes still count against the bulk lane).
     pub fn pay(&self, bytes: u64, lane: Lane) -> Duration {
@@ -163,6 +176,8 @@ mod tests {
         let wait = other.pay(1_000_000, Lane::Bulk);
         assert!(wait >= Duration::from_millis(100), "{wait:?}");
         assert!(Budget::default().is_unlimited());
+        assert_eq!(Budget::default().receive_buffer(), None);
+        assert_eq!(own.receive_buffer(), Some(250_000), "a quarter of a second at the tighter cap");
         assert_eq!(Budget::default().pay(u64::MAX, Lane::Bulk), Duration::ZERO);
     }
 }

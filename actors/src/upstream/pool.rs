@@ -92,7 +92,10 @@ impl UpstreamPool {
             .entry(client_key(upstream, purpose))
             .or_insert_with(|| {
                 let connector = awc::Connector::new()
-                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose))
+                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose).receive_buffer(match purpose {
+                        Purpose::Registry => upstream.budget.receive_buffer(),
+                        Purpose::Token => None,
+                    }))
                     .rustls_0_23(upstream.tls.clone())
                     .timeout(timeouts.connect)
                     .handshake_timeout(timeouts.connect)
