@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::config::Settings;
-use crate::summary::{policy_name, tls_line, upstream_line};
+use crate::summary::{policy_name, rate_text, tls_line, upstream_line};
 
 fn ids() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -47,5 +47,8 @@ pub fn print(settings: &Settings) {
     );
     eprintln!("Upstreams: {}", if upstreams.is_empty() { "none".to_string() } else { upstreams.join(", ") });
     eprintln!("Upstream policy: {} (namespaces not listed above)", policy_name(settings.mirror.policy));
+    if let Some(rate) = settings.mirror.upstream_bandwidth {
+        eprintln!("Upstream bandwidth: {} for all upstreams together", rate_text(rate.get()));
+    }
     eprintln!("{line}");
 }

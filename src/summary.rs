@@ -57,6 +57,9 @@ impl fmt::Display for Settings {
         writeln!(f, "Shutdown grace: {}", humantime::format_duration(self.shutdown_grace))?;
         writeln!(f, "Default namespace: {}", dash(self.default_ns.clone()))?;
         writeln!(f, "Upstream policy: {}", policy_name(self.mirror.policy))?;
+        if let Some(rate) = self.mirror.upstream_bandwidth {
+            writeln!(f, "Upstream bandwidth: {} (all upstreams together)", rate_text(rate.get()))?;
+        }
         if self.mirror.air_gapped {
             writeln!(f, "Air-gapped: no upstream is ever contacted")?;
         } else {
@@ -130,10 +133,18 @@ pub fn upstream_line(spec: &UpstreamSpec) -> String {
     if spec.max_concurrent != DEFAULT_MAX_CONCURRENT {
         line += &format!(" (maxConcurrent {})", spec.max_concurrent);
     }
+    if let Some(rate) = spec.bandwidth {
+        line += &format!(" (upstreamBandwidth {})", rate_text(rate.get()));
+    }
     if tls.insecure_skip_verify {
         line += " (TLS verification disabled)";
     }
     line
+}
+
+/// A rate for the banner, in both units an operator may have written: `625000 B/s (5 Mbit/s)`.
+pub fn rate_text(bytes_per_second: u64) -> String {
+    format!("{bytes_per_second} B/s ({} Mbit/s)", bytes_per_second as f64 * 8.0 / 1e6)
 }
 
 /// The `pruneConfig.type` a rule comes from.

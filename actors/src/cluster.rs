@@ -149,6 +149,8 @@ impl Cluster {
                     listed: true,
                     tag_ttl: None,
                     breaker: crate::upstream::breaker::Breaker::for_peer(),
+                    // Replicas talk over the cluster's own network, not the site's uplink.
+                    budget: Default::default(),
                 })
             })
             .clone()

@@ -6,7 +6,8 @@
 //! (no global registry). Gauges that describe the cache are computed at scrape time (`refresh`).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::store::{Capacity, Index};
@@ -38,6 +39,10 @@ pub struct Metrics {
     pub upstream_fetches: IntCounterVec,
     /// Body bytes received from upstreams, by namespace and kind.
     pub upstream_bytes: IntCounterVec,
+    /// Time bulk transfers waited for the bandwidth budget, by namespace.
+    pub bandwidth_wait: CounterVec,
+    /// `upstreamBandwidth` in bytes per second, by namespace (`*`: all upstreams together).
+    bandwidth_limit: IntGaugeVec,
     /// Upstream failures by namespace and reason.
     pub upstream_errors: IntCounterVec,
     /// Clients served by one upstream fetch (the coalescing ratio), by kind.
@@ -71,6 +76,12 @@ pub struct Metrics {
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let m = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
+    r.register(Box::new(m.clone())).expect("unique metric name");
+    m
+}
+
+fn float_counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    let m = CounterVec::new(Opts::new(name, help), labels).expect("metric definition");
     r.register(Box::new(m.clone())).expect("unique metric name");
     m
 }
@@ -127,6 +138,8 @@ impl Metrics {
             served_bytes: counter_vec(&r, "ociregistry_served_bytes_total", "Body bytes sent to clients, by namespace.", &["ns"]),
             upstream_fetches: counter_vec(&r, "ociregistry_upstream_fetches_total", "Upstream responses, by namespace, kind (manifest, blob, token) and HTTP status.", &["ns", "kind", "status"]),
             upstream_bytes: counter_vec(&r, "ociregistry_upstream_bytes_total", "Body bytes received from upstreams, by namespace and kind.", &["ns", "kind"]),
+            bandwidth_wait: float_counter_vec(&r, "ociregistry_upstream_bandwidth_wait_seconds_total", "Time transfers of large blobs from an upstream waited for its upstreamBandwidth budget, by namespace.", &["ns"]),
+            bandwidth_limit: gauge_vec(&r, "ociregistry_upstream_bandwidth_limit_bytes", "upstreamBandwidth in bytes per second, by namespace (ns=\"*\": all upstreams together); absent where no cap is set.", &["ns"]),
             upstream_errors: counter_vec(&r, "ociregistry_upstream_errors_total", "Upstream failures, by namespace and reason (timeout, connect, 429, 5xx, digest_mismatch, auth, refused).", &["ns", "reason"]),
             fetch_waiters: histogram_vec(&r, "ociregistry_fetch_waiters", "Client requests served by one upstream fetch (the coalescing ratio), by kind.", &["kind"], waiters),
             fetches_in_flight: gauge_vec(&r, "ociregistry_fetches_in_flight", "Upstream fetches running now, by kind.", &["kind"]),
@@ -145,6 +158,22 @@ impl Metrics {
             volume_size: gauge(&r, "ociregistry_cache_volume_size_bytes", "Size of the cache filesystem in bytes."),
             cache_loading: gauge(&r, "ociregistry_cache_index_loading", "1 while the cache's index is still being loaded from the store after start (cached content is served meanwhile), else 0."),
             registry: r,
+        }
+    }
+
+    /// Show the bandwidth caps (`ns`, bytes per second; `*` for all upstreams together) and start every listed
+    /// namespace's wait counter at 0 when any cap is set, so a dashboard shows 0 rather than nothing.
+    pub fn bandwidth_caps(&self, caps: &[(String, Option<std::num::NonZeroU64>)]) {
+        if caps.iter().all(|(_, cap)| cap.is_none()) {
+            return;
+        }
+        for (ns, cap) in caps {
+            if let Some(rate) = cap {
+                self.bandwidth_limit.with_label_values(&[ns]).set(i64::try_from(rate.get()).unwrap_or(i64::MAX));
+            }
+            if ns != "*" {
+                self.bandwidth_wait.with_label_values(&[ns]).inc_by(0.0);
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! `never` and `0s` TTLs, and "0 or empty means off". The error travels through serde as one marked string that
 //! `read.rs` turns back into a `ConfigError` with the key path.
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use actors::PruneRule;
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde_yaml::Value;
 
-use crate::values::forms::{parse_endpoint, parse_size, SizeError};
+use crate::values::forms::{parse_endpoint, parse_rate, parse_size, RateError, SizeError};
 use crate::values::{from_millis, parse_duration, parse_host, DurationError, LogFormat, LogLevel};
 
 /// Frames a kind's error (`MARK value MARK reason`) inside serde's error text.
@@ -158,6 +159,13 @@ kind!(/// A size where 0 and "" mean no limit (`Some(None)`).
 OffSize -> Option<u64>, |v| match v {
     Value::String(s) if s.trim().is_empty() => Ok(Some(None)),
     _ => size(v).map(|n| Some((n > 0).then_some(n))),
+});
+kind!(/// `upstreamBandwidth`: bytes or bits per second (`values::forms::parse_rate`); 0 and "" mean no cap (`Some(None)`).
+    Rate -> Option<NonZeroU64>, |v| match v {
+    Value::String(s) if s.trim().is_empty() => Ok(Some(None)),
+    Value::Number(n) => n.as_u64().map(|n| Some(NonZeroU64::new(n))).ok_or_else(|| RateError::Unparsable.to_string()),
+    Value::String(s) => parse_rate(s).map(|n| Some(NonZeroU64::new(n))).map_err(|e| e.to_string()),
+    _ => Err(RateError::Unparsable.to_string()),
 });
 kind!(/// A listen IP address.
     Host -> String, text |t| parse_host(t).map_err(|_| "expected an IP address such as 0.0.0.0 or ::".to_string()));

@@ -53,7 +53,8 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     let https = entry.scheme.get().unwrap_or(true);
     let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
     let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
-    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl: entry.tag_ttl.get() }))
+    let (tag_ttl, bandwidth) = (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten());
+    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth }))
 }
 
 /// A registry's `auth` at key path `path`.

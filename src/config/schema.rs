@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub scrub_interval: Val<Never>,
     pub max_cache_size: Val<OffSize>,
     pub max_blob_size: Val<OffSize>,
+    pub upstream_bandwidth: Val<Rate>,
     pub storage: Option<StorageFile>,
     pub cluster: Option<ClusterFile>,
     pub pinned: Option<Vec<Val<Pattern>>>,
@@ -64,6 +65,7 @@ pub struct RegistryFile {
     pub endpoint: Val<Url>,
     pub max_concurrent: Val<Concurrency>,
     pub tag_ttl: Val<Ttl>,
+    pub upstream_bandwidth: Val<Rate>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
 }

@@ -507,6 +507,38 @@ fn unused_client_ca_warns() {
 }
 
 #[test]
+fn upstream_bandwidth_takes_bytes_or_bits_per_second_at_top_level_and_per_registry() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.mirror.upstream_bandwidth, None, "no cap by default");
+    let yaml = "upstreamBandwidth: 5Mbit\nregistries:\n  - name: a.io\n    upstreamBandwidth: 2MB\n  - name: b.io\n";
+    let (_dir, path) = config_file(yaml);
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(settings.mirror.upstream_bandwidth.map(|r| r.get()), Some(625_000));
+    let own: Vec<_> = settings.mirror.upstreams.iter().map(|u| u.bandwidth.map(|r| r.get())).collect();
+    assert_eq!(own, [Some(2_000_000), None]);
+    let shown = settings.to_string();
+    assert!(shown.contains("Upstream bandwidth: 625000 B/s (5 Mbit/s) (all upstreams together)"), "{shown}");
+    assert!(shown.contains("a.io -> https://a.io (upstreamBandwidth 2000000 B/s (16 Mbit/s))"), "{shown}");
+    for off in ["upstreamBandwidth: 0\n", "upstreamBandwidth: ''\n", "upstreamBandwidth: '0Mbit'\n"] {
+        let (_dir, path) = config_file(off);
+        let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(off);
+        assert_eq!(settings.mirror.upstream_bandwidth, None, "{off}");
+    }
+    for (bad, key) in [
+        ("upstreamBandwidth: -5\n", "upstreamBandwidth"),
+        ("upstreamBandwidth: 10Mb\n", "upstreamBandwidth"),
+        ("upstreamBandwidth: fast\n", "upstreamBandwidth"),
+        ("registries:\n  - name: a.io\n    upstreamBandwidth: -1Mbit\n", "registries[0].upstreamBandwidth"),
+    ] {
+        let (_dir, path) = config_file(bad);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
+        assert!(err.starts_with(&format!("config key '{key}'")), "{bad}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
 fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
     assert_eq!(settings.mirror.max_blob_size, Some(16 << 30), "documented default");

@@ -49,6 +49,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
     let mirror = MirrorConfig {
         image_path,
         upstreams: registries,
+        upstream_bandwidth: file.upstream_bandwidth.get().flatten(),
         timeouts: Timeouts {
             connect: file.connect_timeout.get().unwrap_or(Duration::from_secs(10)),
             head: file.pull_timeout.get().unwrap_or(Duration::from_secs(60)),

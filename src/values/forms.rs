@@ -1,4 +1,5 @@
-//! The string forms a few config values take: byte sizes with units (`500Mi`, `50Gi`, `1G`) and base URLs
+//! The string forms a few config values take: byte sizes with units (`500Mi`, `50Gi`, `1G`), rates in bytes or
+//! bits per second (`2MB`, `10Mbit`), and base URLs
 //! (`endpoint`, `cluster.peers`): absolute http(s), a host, an optional port and path, no credentials, query or
 //! fragment.
 
@@ -43,6 +44,38 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
         return Err(SizeError::TooLarge);
     }
     Ok(value.round() as u64)
+}
+
+/// Why a rate (`upstreamBandwidth`) could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error(
+        "expected bytes per second (\"2MB\", \"500KiB\", a plain number) or bits per second (\"10Mbit\", \"10Mbps\"); \
+         0 or empty for no cap"
+    )]
+    Unparsable,
+    #[error("the rate is larger than this server can count")]
+    TooLarge,
+}
+
+/// Parses a rate in bytes per second: a size as `parse_size` reads it (`2MB`, `500KiB`, `1000000`), or bits per
+/// second with `bit` or `bps` after an optional `k`, `M`, `G` in either case (`10Mbit`, `10mbit`, `512kbps`; powers
+/// of 1000, as `tc` counts). An optional `/s` follows either. A lone `b` (`10Mb`) is refused: bits or bytes?
+pub fn parse_rate(text: &str) -> Result<u64, RateError> {
+    let text = text.trim();
+    let text = text.strip_suffix("/s").unwrap_or(text);
+    let bits = text.strip_suffix("bit").or_else(|| text.strip_suffix("bps"));
+    let size = |text: &str| {
+        parse_size(text).map_err(|e| match e {
+            SizeError::Unparsable => RateError::Unparsable,
+            SizeError::TooLarge => RateError::TooLarge,
+        })
+    };
+    match bits {
+        Some(number) if number.ends_with(['i', 'B']) => Err(RateError::Unparsable),
+        Some(number) => Ok(size(&number.replace('m', "M").replace('g', "G"))?.div_ceil(8)),
+        None => size(text),
+    }
 }
 
 /// Validates an `endpoint` URL: absolute http(s), a host, an optional port and path, no
@@ -127,6 +160,31 @@ mod tests {
             assert_eq!(parse_size(text), Err(SizeError::Unparsable), "{text:?}");
         }
         assert_eq!(parse_size("99999999999Ti"), Err(SizeError::TooLarge));
+    }
+
+    #[test]
+    fn rates_in_bytes_or_bits() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("2MB", 2_000_000),
+            ("2MB/s", 2_000_000),
+            ("500KiB", 500 << 10),
+            ("1250000", 1_250_000),
+            ("10Mbit", 1_250_000),
+            ("10mbit", 1_250_000),
+            ("10Mbps", 1_250_000),
+            ("10Mbit/s", 1_250_000),
+            ("512kbit", 64_000),
+            ("1Gbit", 125_000_000),
+            ("1.5Mbit", 187_500),
+            ("12bit", 2),
+        ] {
+            assert_eq!(parse_rate(text), Ok(bytes), "{text:?}");
+        }
+        for text in ["", "10Mb", "10mb", "fast", "-5Mbit", "10MBbit", "10Mibit", "bit", "10 parsecs/s"] {
+            assert_eq!(parse_rate(text), Err(RateError::Unparsable), "{text:?}");
+        }
+        assert_eq!(parse_rate("99999999999Ti"), Err(RateError::TooLarge));
     }
 
     #[test]

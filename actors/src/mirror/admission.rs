@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use crate::error::MirrorError;
 use crate::reference::Namespace;
 use crate::upstream::auth::Credentials;
+use crate::upstream::bandwidth::Budget;
 use crate::upstream::guard::{AddressGuard, Purpose, UpstreamPolicy};
 use crate::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
 
@@ -25,6 +26,8 @@ pub(super) struct Admission {
     pub(super) guard: Arc<AddressGuard>,
     /// TLS configuration for admitted namespaces: the system roots.
     default_tls: Arc<rustls::ClientConfig>,
+    /// What admitted namespaces pay into: the cap all upstreams share, if any.
+    budget: Budget,
 }
 
 /// The canonical namespace for a configured registry name (Docker Hub has several names).
@@ -63,8 +66,9 @@ impl Admission {
         listed: HashMap<Namespace, Arc<Upstream>>,
         guard: Arc<AddressGuard>,
         default_tls: Arc<rustls::ClientConfig>,
+        budget: Budget,
     ) -> Admission {
-        Admission { listed, admitted: DashMap::new(), guard, default_tls }
+        Admission { listed, admitted: DashMap::new(), guard, default_tls, budget }
     }
 
     /// The upstream for a namespace: a configured one, or one `upstreamPolicy` admits; otherwise `Denied`, decided
@@ -102,6 +106,7 @@ impl Admission {
             listed: false,
             tag_ttl: None,
             breaker: Default::default(),
+            budget: self.budget.clone(),
         });
         if self.admitted.len() >= ADMITTED_MAX {
             self.admitted.clear();

@@ -19,6 +19,7 @@ mod response;
 mod tags;
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ use crate::metrics::Metrics;
 use crate::reference::{ImageKey, Namespace, Reference};
 use crate::store::{FsStorage, Index, RefKey, S3Settings, S3Storage, Store, StoredObject, Version};
 use crate::upstream::auth::Credentials;
+use crate::upstream::bandwidth::{Bandwidth, Budget};
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
@@ -65,6 +67,8 @@ pub struct UpstreamSpec {
     pub max_concurrent: usize,
     /// This registry's `tagTtl`, when it overrides the mirror's.
     pub tag_ttl: Option<TagTtl>,
+    /// This registry's `upstreamBandwidth` in bytes per second, within the mirror's.
+    pub bandwidth: Option<NonZeroU64>,
 }
 
 /// Everything `Mirror::start` needs.
@@ -74,6 +78,8 @@ pub struct MirrorConfig {
     pub image_path: PathBuf,
     /// The upstreams that may be dialled.
     pub upstreams: Vec<UpstreamSpec>,
+    /// `upstreamBandwidth`: bytes per second all upstreams together may use.
+    pub upstream_bandwidth: Option<NonZeroU64>,
     /// Timeouts toward upstreams.
     pub timeouts: Timeouts,
     /// Which unlisted namespaces may be dialled.
@@ -156,10 +162,14 @@ impl Mirror {
         let hosts = config.upstreams.iter().map(|s| (s.namespace.as_str(), &*s.base_url));
         let listed_hosts = Arc::new(ListedHosts::new(hosts));
         let mut listed = HashMap::new();
+        let shared_cap = config.upstream_bandwidth.map(|rate| Arc::new(Bandwidth::new(rate)));
+        let mut caps = vec![("*".to_string(), config.upstream_bandwidth)];
         for spec in config.upstreams {
             let host = authority(&spec.base_url).map(|a| host_of(&a).to_string()).unwrap_or_default();
             let tls = client_config(&host, &spec.tls)?;
             let namespace = canonical(spec.namespace);
+            caps.push((namespace.to_string(), spec.bandwidth));
+            let own_cap = spec.bandwidth.map(|rate| Arc::new(Bandwidth::new(rate)));
             let upstream = Upstream {
                 namespace: namespace.clone(),
                 base_url: spec.base_url,
@@ -170,6 +180,7 @@ impl Mirror {
                 listed: true,
                 tag_ttl: spec.tag_ttl,
                 breaker: Default::default(),
+                budget: Budget::new(own_cap, shared_cap.clone()),
             };
             listed.insert(namespace, Arc::new(upstream));
         }
@@ -188,6 +199,7 @@ impl Mirror {
         };
         let bound = BlobBound::new(config.max_blob_size, config.lifecycle.max_cache_size);
         let metrics = Arc::new(Metrics::new());
+        metrics.bandwidth_caps(&caps);
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
@@ -203,7 +215,7 @@ impl Mirror {
             store,
             cache,
             pool,
-            admission: Admission::new(listed, guard, default_tls),
+            admission: Admission::new(listed, guard, default_tls, Budget::new(None, shared_cap)),
             actors: ImageActors::new(config.actor_idle_timeout),
             touches,
             metrics,

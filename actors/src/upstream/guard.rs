@@ -264,12 +264,19 @@ pub struct GuardedConnector {
     guard: Arc<AddressGuard>,
     purpose: Purpose,
     tcp: TcpConnectorService,
+    /// `SO_RCVBUF` for every connection (a capped upstream's: see `Budget::receive_buffer`).
+    receive_buffer: Option<usize>,
 }
 
 impl GuardedConnector {
     /// A connector enforcing `guard` for connections of `purpose`.
     pub fn new(guard: Arc<AddressGuard>, purpose: Purpose) -> GuardedConnector {
-        GuardedConnector { guard, purpose, tcp: TcpConnectorService::default() }
+        GuardedConnector { guard, purpose, tcp: TcpConnectorService::default(), receive_buffer: None }
+    }
+
+    /// Give every connection a receive buffer of `bytes` (the kernel stops growing it), when set.
+    pub fn receive_buffer(self, bytes: Option<usize>) -> GuardedConnector {
+        GuardedConnector { receive_buffer: bytes, ..self }
     }
 }
 
@@ -283,13 +290,20 @@ impl Service<ConnectInfo<Uri>> for GuardedConnector {
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
         let guard = self.guard.clone();
         let purpose = self.purpose;
-        let tcp = self.tcp;
+        let (tcp, receive_buffer) = (self.tcp, self.receive_buffer);
         Box::pin(async move {
             let host = req.hostname().to_string();
             let port = req.port();
             let addrs = guard.resolve(&host, port, purpose).await.map_err(|e| ConnectError::Resolver(Box::new(e)))?;
             tracing::debug!(%host, port, ?addrs, ?purpose, "connecting to upstream");
-            tcp.call(req.set_addrs(addrs)).await
+            let connection = tcp.call(req.set_addrs(addrs)).await?;
+            if let Some(bytes) = receive_buffer {
+                // Before the request goes out: what the upstream may send ahead of the budget stays this small.
+                if let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(connection.io_ref(), bytes) {
+                    tracing::debug!(%host, error = %e, "could not set the receive buffer");
+                }
+            }
+            Ok(connection)
         })
     }
 }

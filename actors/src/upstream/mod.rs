@@ -1,8 +1,9 @@
 //! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), who may be reached
-//! at all (`guard`), how to authenticate (`auth`, `session`), and the actor that owns every connection to them
-//! (`pool`, with its retry policy in `retry` and its body pump in `pump`).
+//! at all (`guard`), how to authenticate (`auth`, `session`), how fast bodies may come (`bandwidth`), and the actor
+//! that owns every connection to them (`pool`, with its retry policy in `retry` and its body pump in `pump`).
 
 pub mod auth;
+pub mod bandwidth;
 pub mod breaker;
 pub mod guard;
 pub(crate) mod pool;
@@ -40,6 +41,8 @@ pub struct Upstream {
     pub tag_ttl: Option<crate::freshness::TagTtl>,
     /// Opens after failures in a row; shared by every request to this upstream.
     pub breaker: breaker::Breaker,
+    /// The bandwidth caps its bodies pay into (`upstreamBandwidth`).
+    pub budget: bandwidth::Budget,
 }
 
 impl Upstream {

@@ -92,7 +92,10 @@ impl UpstreamPool {
             .entry(client_key(upstream, purpose))
             .or_insert_with(|| {
                 let connector = awc::Connector::new()
-                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose))
+                    .connector(GuardedConnector::new(upstream.guard.clone(), purpose).receive_buffer(match purpose {
+                        Purpose::Registry => upstream.budget.receive_buffer(),
+                        Purpose::Token => None,
+                    }))
                     .rustls_0_23(upstream.tls.clone())
                     .timeout(timeouts.connect)
                     .handshake_timeout(timeouts.connect)
@@ -225,7 +228,16 @@ impl Handler<Fetch> for UpstreamPool {
                             200 | 206 | 404 => {
                                 let counter = session.metrics.upstream_bytes.with_label_values(&[&name, kind]);
                                 let errors = session.metrics.upstream_errors.clone();
-                                let pump = Pump { idle: session.timeouts.idle, name, bytes: counter, errors };
+                                let waited = session.metrics.bandwidth_wait.with_label_values(&[&name]);
+                                let pump = Pump {
+                                    idle: session.timeouts.idle,
+                                    name,
+                                    bytes: counter,
+                                    errors,
+                                    budget: session.upstream.budget.clone(),
+                                    manifest: kind == "manifest",
+                                    waited,
+                                };
                                 return Ok(respond(resp, status, msg.head, permit, pump));
                             }
                             401 if !answered_challenge => {

@@ -2,7 +2,8 @@
 //! socket only as fast as the consumer takes chunks (backpressure), failing a body that sends nothing for the idle
 //! timeout, and always ending the channel with an explicit `End` or an error. The concurrency slot of the request
 //! is held until the body is done, or until its receiver is dropped: the pump stops at once then, even while the
-//! upstream sends nothing, which closes the upstream connection and frees the slot.
+//! upstream sends nothing, which closes the upstream connection and frees the slot. Under an `upstreamBandwidth` cap
+//! the pump pays for every chunk and, in the bulk lane, waits out the debt before it reads on (`bandwidth`).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use awc::http::header;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::bandwidth::{Budget, Lane};
 use super::retry::header_str;
 use crate::body::BodyEvent;
 use crate::error::UpstreamError;
@@ -26,6 +28,12 @@ pub(super) struct Pump {
     /// `ociregistry_upstream_bytes_total` for this upstream and kind.
     pub(super) bytes: prometheus::IntCounter,
     pub(super) errors: prometheus::IntCounterVec,
+    /// The caps this upstream's bodies pay into.
+    pub(super) budget: Budget,
+    /// A manifest (the priority lane whatever its size).
+    pub(super) manifest: bool,
+    /// `ociregistry_upstream_bandwidth_wait_seconds_total` for this upstream.
+    pub(super) waited: prometheus::Counter,
 }
 
 /// Turn a response into the head plus a pumped body channel; the concurrency slot is held until the body is done.
@@ -50,7 +58,8 @@ where
         // Nothing to stream; the end event keeps the contract that every channel ends explicitly.
         let _ = tx.try_send(Ok(BodyEvent::End));
     } else {
-        let Pump { idle, name, bytes, errors } = pump;
+        let Pump { idle, name, bytes, errors, budget, manifest, waited } = pump;
+        let lane = Lane::of(manifest, content_length);
         actix_rt::spawn(async move {
             let _slot = permit;
             loop {
@@ -72,10 +81,23 @@ where
                     Err(e) => errors.with_label_values(&[&name, error_reason(e)]).inc(),
                     Ok(BodyEvent::End) => {}
                 }
+                let paid = match &event {
+                    Ok(BodyEvent::Data(chunk)) if !budget.is_unlimited() => budget.pay(chunk.len() as u64, lane),
+                    _ => Duration::ZERO,
+                };
                 let last = !matches!(event, Ok(BodyEvent::Data(_)));
                 // A closed receiver means nobody wants the rest: stop reading, which drops the connection.
                 if tx.send(event).await.is_err() || last {
                     break;
+                }
+                // Over budget: leave the socket unread (TCP slows the sender) until the debt is paid.
+                if !paid.is_zero() {
+                    waited.inc_by(paid.as_secs_f64());
+                    tokio::select! {
+                        biased;
+                        () = tx.closed() => break,
+                        () = tokio::time::sleep(paid) => {}
+                    }
                 }
             }
         });

@@ -104,6 +104,7 @@ mod registry {
             base_url: "https://10.0.0.5:5000".to_string(),
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             tag_ttl: None,
+            bandwidth: None,
             credentials,
             tls,
         };
