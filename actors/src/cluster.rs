@@ -149,6 +149,7 @@ impl Cluster {
                     listed: true,
                     tag_ttl: None,
                     breaker: crate::upstream::breaker::Breaker::for_peer(),
+                    access: Default::default(),
                 })
             })
             .clone()

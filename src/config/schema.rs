@@ -64,6 +64,8 @@ pub struct RegistryFile {
     pub endpoint: Val<Url>,
     pub max_concurrent: Val<Concurrency>,
     pub tag_ttl: Val<Ttl>,
+    pub allow: Option<Vec<Val<RepoPath>>>,
+    pub deny: Option<Vec<Val<RepoPath>>>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
 }

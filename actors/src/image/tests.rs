@@ -138,6 +138,7 @@ impl Rig {
             listed: true,
             tag_ttl: None,
             breaker: Default::default(),
+            access: Default::default(),
         });
         let cx = FetchContext {
             pool: pool.recipient(),

@@ -102,6 +102,7 @@ impl Admission {
             listed: false,
             tag_ttl: None,
             breaker: Default::default(),
+            access: Default::default(),
         });
         if self.admitted.len() >= ADMITTED_MAX {
             self.admitted.clear();

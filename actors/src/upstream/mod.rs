@@ -40,6 +40,8 @@ pub struct Upstream {
     pub tag_ttl: Option<crate::freshness::TagTtl>,
     /// Opens after failures in a row; shared by every request to this upstream.
     pub breaker: breaker::Breaker,
+    /// Which repositories it serves (`allow`, `deny`); open for admitted namespaces and peers.
+    pub access: crate::access::AccessRule,
 }
 
 impl Upstream {
