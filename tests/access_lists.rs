@@ -18,6 +18,7 @@ use common::{skopeo, TestDir};
 
 const DENIED_TOTAL: &str = "ociregistry_denied_total";
 const HUB: [(&str, &str); 2] = [("ns", "docker.io"), ("reason", "repository")];
+const UNLISTED: [(&str, &str); 2] = [("ns", "(unlisted)"), ("reason", "namespace")];
 
 /// Requests our server sent to the upstream for a repository path containing `repo` (`/library/nginx/`).
 fn upstream_requests_for(up: &Upstream, repo: &str) -> usize {
@@ -87,6 +88,7 @@ fn allowed_images_pull_and_refused_ones_get_403_denied_without_asking_the_upstre
     let server = Server::start_with(config);
     assert!(server.log_tail().contains("(allow library/*) (deny library/nginx)"), "{}", server.log_tail());
     assert_eq!(scrape(metrics_port).sum(DENIED_TOTAL, &HUB), 0.0, "the counter shows 0 before any refusal");
+    assert_eq!(scrape(metrics_port).sum(DENIED_TOTAL, &UNLISTED), 0.0, "so does the namespace refusals'");
 
     // Allowed: pulled through, from the upstream.
     skopeo::pull_verified(&server.url(), &app, &app.reference(), &dir.path().join("app-out"));
@@ -116,6 +118,11 @@ fn allowed_images_pull_and_refused_ones_get_403_denied_without_asking_the_upstre
     let counted = scrape(metrics_port).sum(DENIED_TOTAL, &HUB);
     assert!(counted >= refused as f64, "{refused} refusals by curl (and skopeo's) counted as {counted}");
     assert!(!holds(server.cache_dir(), &nginx.digest), "nothing of a denied image is cached");
+    // A namespace upstreamPolicy refuses (public: never loopback) is counted with its own reason and label.
+    let resp = http::client().get(format!("{}/v2/127.0.0.1:1/x/manifests/1", server.url())).send();
+    let (status, codes, _) = http::oci_error(resp.expect("GET"), "GET an unlisted namespace");
+    assert_eq!((status, codes), (StatusCode::FORBIDDEN, vec!["DENIED".to_string()]));
+    assert_eq!(scrape(metrics_port).sum(DENIED_TOTAL, &UNLISTED), 1.0);
     let logs = server.logs();
     assert!(logs.contains("refused by the registry's allow/deny lists"), "the refusal is logged");
     assert!(logs.contains(r#"deny pattern "library/nginx""#), "the log names the rule");
@@ -131,7 +138,7 @@ fn content_cached_while_allowed_is_refused_after_a_restart_with_a_deny() {
     let config = ServerConfig::for_upstream(&up.url()).extra(&format!("metrics: {metrics_port}"));
     let mut server = Server::start_with(config);
     for image in [&app, &kept] {
-        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(&image.repo));
+        skopeo::pull_verified(&server.url(), image, &image.reference(), &dir.path().join(image.repo.replace('/', "-")));
     }
     assert!(holds(server.cache_dir(), &app.manifest().layers[0].digest), "the image is cached");
 
