@@ -199,6 +199,13 @@ pub struct Unmatchable {
     pub pattern: RepoPattern,
 }
 
+impl Unmatchable {
+    /// Its key under the registry's entry: `deny[1]`.
+    pub fn key(&self) -> String {
+        format!("{}[{}]", self.list, self.index)
+    }
+}
+
 /// One registry's allow and deny lists. The default (both empty) serves everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessRule {
@@ -371,7 +378,7 @@ mod tests {
         let hub: Namespace = "index.docker.io".parse().expect("ns");
         let err =
             AccessRule::for_registry(&hub, vec![p("library/*")], vec![p("org/**"), p("nginx")]).expect_err("nginx");
-        assert_eq!((err.list, err.index, err.pattern.as_str()), ("deny", 1, "nginx"));
+        assert_eq!((err.key().as_str(), err.pattern.as_str()), ("deny[1]", "nginx"));
         assert!(AccessRule::for_registry(&hub, vec![p("library/*"), p("**")], vec![]).is_ok());
         let k8s: Namespace = "registry.k8s.io".parse().expect("ns");
         let rule = AccessRule::for_registry(&k8s, vec![p("kube-*")], vec![p("pause")]).expect("one segment is fine");

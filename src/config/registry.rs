@@ -54,11 +54,9 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     let https = entry.scheme.get().unwrap_or(true);
     let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
     let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
-    let (allow, deny) =
-        (check.list(&format!("{path}.allow"), entry.allow)?, check.list(&format!("{path}.deny"), entry.deny)?);
-    let access = AccessRule::for_registry(&namespace, allow, deny).map_err(|e| {
-        check.invalid(&format!("{path}.{}[{}]", e.list, e.index), format!("{:?}", e.pattern.as_str()), &e)
-    })?;
+    let list = |key, items| check.list(&format!("{path}.{key}"), items);
+    let access = AccessRule::for_registry(&namespace, list("allow", entry.allow)?, list("deny", entry.deny)?)
+        .map_err(|e| check.invalid(&format!("{path}.{}", e.key()), format!("{:?}", e.pattern.as_str()), &e))?;
     let tag_ttl = entry.tag_ttl.get();
     Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, access }))
 }
