@@ -139,6 +139,11 @@ pub fn upstream_line(spec: &UpstreamSpec) -> String {
     if tls.insecure_skip_verify {
         line += " (TLS verification disabled)";
     }
+    for (list, patterns) in [("allow", spec.access.allow()), ("deny", spec.access.deny())] {
+        if !patterns.is_empty() {
+            line += &format!(" ({list} {})", patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+        }
+    }
     line
 }
 

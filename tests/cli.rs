@@ -141,6 +141,33 @@ fn broken_paths_and_files_stop_the_server_with_exit_2_and_one_line_naming_the_ke
 }
 
 #[test]
+fn bad_allow_and_deny_patterns_stop_the_server_with_exit_2_and_one_line_naming_the_key() {
+    let dir = TestDir::new("cli-access");
+    let port = common::ports::free_port();
+    let head = format!("imagePath: \"{}/cache\"\nhost: 127.0.0.1\nport: {port}\n", dir.path().display());
+    let cases = [
+        (
+            "empty-segment",
+            "  - name: quay.io\n    deny: [org/*, 'a//b']\n",
+            "registries[0].deny[1]",
+            "empty path segment",
+        ),
+        ("triple-star", "  - name: a.io\n  - name: quay.io\n    allow: ['x/***']\n", "registries[1].allow[0]", "'***'"),
+        ("mixed-star", "  - name: quay.io\n    allow: ['org/a**']\n", "registries[0].allow[0]", "whole path segment"),
+        ("bad-char", "  - name: quay.io\n    deny: ['org/App']\n", "registries[0].deny[0]", "'A' is not allowed"),
+        ("hub-one-segment", "  - name: docker.io\n    deny: [nginx]\n", "registries[0].deny[0]", "library/nginx"),
+    ];
+    for (name, registries, key, reason) in cases {
+        let (code, stderr) = serve_until_exit(&dir, name, &format!("{head}registries:\n{registries}"));
+        assert_eq!(code, Some(2), "{name}: exit code; stderr {stderr}");
+        assert!(stderr.contains(&format!("'{key}'")), "{name}: the message names {key}: {stderr}");
+        assert!(stderr.contains(reason), "{name}: the message says {reason:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: one line: {stderr}");
+    }
+    assert!(!dir.path().join("cache").exists(), "no case got as far as creating the cache directory");
+}
+
+#[test]
 fn a_start_error_is_printed_once() {
     // A cache directory held by another process (its lock file taken with flock) fails the start, with exit code 1.
     let dir = TestDir::new("cli-start");

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::digest::Digest;
-use crate::reference::Namespace;
+use crate::reference::{ImageKey, Namespace};
 
 /// A failure while talking to one upstream registry. Every variant names the upstream (its namespace), so the
 /// message a client finally sees says which registry failed.
@@ -289,6 +289,15 @@ pub enum MirrorError {
     /// The namespace is not one this mirror may dial.
     #[error("namespace {0} is not a configured upstream registry of this mirror")]
     Denied(Namespace),
+    /// The registry's `allow` or `deny` list refuses the repository (nothing is asked upstream, nothing cached is
+    /// served).
+    #[error("repository {image} is refused by this mirror's configuration (the registry's {list} list)")]
+    RepositoryDenied {
+        /// The repository, canonical (`docker.io/library/nginx`).
+        image: ImageKey,
+        /// `deny` or `allow`: the list that refused it.
+        list: &'static str,
+    },
     /// The upstream has no such manifest.
     #[error("manifest unknown: {0}")]
     ManifestUnknown(String),

@@ -19,6 +19,7 @@
 //! - `claim`, `outcome`, `transfer`, `read`, `passthrough`: how a request gets a blob (one claim type); how a fetch
 //!   ends (an explicit outcome); a blob in flight; how a client reads a stored or growing object; an uncached blob
 //!   verified as it passes.
+//! - [`access`]: the allow and deny lists of a configured registry (which repositories it serves).
 //! - [`digest`], [`reference`], `graph`: the validated domain types every message carries, and the image graph.
 //! - The cache's life (`cache/`: `evict`, `prune`, `pins`, `images`): the size cap with least-recently-pulled
 //!   eviction, pins, pruning; [`preload`]: loading image lists through the front door and archives into the cache
@@ -41,6 +42,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 mod body;
 mod cache;
 mod claim;

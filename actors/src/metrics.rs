@@ -59,6 +59,8 @@ pub struct Metrics {
     pub store_faults: IntCounterVec,
     /// Cached tags served without the upstream's confirmation, by namespace and reason.
     pub stale_serves: IntCounterVec,
+    /// Requests refused before anything was asked or served, by namespace and reason (namespace, repository).
+    pub denied: IntCounterVec,
     /// Circuit breaker state per upstream (0 closed, 1 open, 2 half-open).
     pub breaker_state: IntGaugeVec,
     /// Images removed from the cache, by reason (cap, disk, prune).
@@ -147,6 +149,7 @@ impl Metrics {
             token_fetches: counter_vec(&r, "ociregistry_token_fetches_total", "Bearer tokens fetched from upstream token endpoints, by namespace.", &["ns"]),
             image_actors: gauge(&r, "ociregistry_image_actors", "Image actors alive: repositories with requests within actorIdleTimeout or fetches running."),
             stale_serves: counter_vec(&r, "ociregistry_stale_serves_total", "Cached tags served without the upstream's confirmation because checking failed, by namespace and reason (timeout, unreachable, 429, 5xx, auth, gone, fetch_failed, breaker_open).", &["ns", "reason"]),
+            denied: counter_vec(&r, "ociregistry_denied_total", "Requests refused with DENIED before anything was asked upstream or served from the cache, by namespace and reason: repository (a registry's allow or deny list; ns is the registry) or namespace (not a registry this mirror may dial; ns is (unlisted)).", &["ns", "reason"]),
             breaker_state: gauge_vec(&r, "ociregistry_upstream_breaker_state", "Circuit breaker of each upstream: 0 closed, 1 open (requests fail at once, cached tags are not checked), 2 half-open (one probe in flight).", &["ns"]),
             store_faults: counter_vec(&r, "ociregistry_store_faults_total", "Damaged objects found in the cache store and fetched again, by kind (blob, manifest) and fault (missing, corrupt, size, unreadable, changed).", &["kind", "fault"]),
             evictions: counter_vec(&r, "ociregistry_evictions_total", "Images removed from the cache, by reason: cap (maxCacheSize), disk (a full volume), prune.", &["reason"]),

@@ -207,6 +207,11 @@ Pattern -> String, |v| match v {
     Value::String(t) => actors::Pins::new(&[t]).map(|_| Some(t.trim().to_string())).map_err(|e| e.to_string()),
     _ => Err("expected an image pattern such as docker.io/library/*".to_string()),
 });
+kind!(/// One `registries[].allow` or `registries[].deny` pattern, compiled.
+RepoPath -> actors::access::RepoPattern, |v| match v {
+    Value::String(t) => actors::access::RepoPattern::parse(t).map(Some).map_err(|e| e.to_string()),
+    _ => Err("expected a repository path pattern such as library/* or org/**".to_string()),
+});
 kind!(/// `pruneConfig.expr`: regular expressions, comma-separated, each checked to compile.
 Exprs -> Vec<regex::Regex>, |v| {
     let exprs = text(v)?.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty());

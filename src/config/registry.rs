@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use actors::access::AccessRule;
 use actors::reference::Namespace;
 use actors::upstream::auth::Credentials;
 use actors::upstream::tls::TlsOptions;
@@ -53,8 +54,11 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     let https = entry.scheme.get().unwrap_or(true);
     let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
     let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
+    let list = |key, items| check.list(&format!("{path}.{key}"), items);
+    let access = AccessRule::for_registry(&namespace, list("allow", entry.allow)?, list("deny", entry.deny)?)
+        .map_err(|e| check.invalid(&format!("{path}.{}", e.key()), format!("{:?}", e.pattern.as_str()), &e))?;
     let (tag_ttl, bandwidth) = (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten());
-    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth }))
+    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth, access }))
 }
 
 /// A registry's `auth` at key path `path`.

@@ -66,6 +66,8 @@ pub struct RegistryFile {
     pub max_concurrent: Val<Concurrency>,
     pub tag_ttl: Val<Ttl>,
     pub upstream_bandwidth: Val<Rate>,
+    pub allow: Option<Vec<Val<RepoPath>>>,
+    pub deny: Option<Vec<Val<RepoPath>>>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
 }

@@ -120,7 +120,9 @@ impl From<MirrorError> for OciError {
     fn from(err: MirrorError) -> OciError {
         let message = err.to_string();
         match &err {
-            MirrorError::Denied(_) => OciError::new(StatusCode::FORBIDDEN, "DENIED", message),
+            MirrorError::Denied(_) | MirrorError::RepositoryDenied { .. } => {
+                OciError::new(StatusCode::FORBIDDEN, "DENIED", message)
+            }
             MirrorError::ManifestUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             MirrorError::BlobUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", message),
             MirrorError::NameUnknown(_) => OciError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", message),

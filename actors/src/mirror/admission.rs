@@ -107,6 +107,7 @@ impl Admission {
             tag_ttl: None,
             breaker: Default::default(),
             budget: self.budget.clone(),
+            access: Default::default(),
         });
         if self.admitted.len() >= ADMITTED_MAX {
             self.admitted.clear();

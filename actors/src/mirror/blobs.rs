@@ -57,7 +57,8 @@ impl Mirror {
         digest: &Digest,
         from_peer: bool,
     ) -> Result<BlobResponse, MirrorError> {
-        let resp = self.blob_from_anywhere(image, digest, from_peer).await;
+        self.admit(image)?;
+        let resp = self.counted(self.blob_from_anywhere(image, digest, from_peer).await);
         if let Ok(resp) = &resp {
             // Counted by where the bytes finally came from: a request that found the blob committed by the time its
             // claim was answered is a hit too.
@@ -260,6 +261,11 @@ impl Mirror {
     /// A blob's size without its bytes: from the index when the store still has it whole, else a HEAD to the
     /// upstream (nothing is fetched or cached).
     pub async fn blob_size(&self, image: &ImageKey, digest: &Digest) -> Result<Option<u64>, MirrorError> {
+        self.admit(image)?;
+        self.counted(self.admitted_blob_size(image, digest).await)
+    }
+
+    async fn admitted_blob_size(&self, image: &ImageKey, digest: &Digest) -> Result<Option<u64>, MirrorError> {
         if let Some((opened, _)) = self.open_stored(digest).await? {
             return Ok(Some(opened.size));
         }

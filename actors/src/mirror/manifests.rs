@@ -99,6 +99,7 @@ impl Mirror {
             let reply = empty_index();
             Ok(ManifestResponse { meta: reply.meta, bytes: Some(reply.bytes), from_cache: true })
         };
+        self.admit(image)?;
         let Some(tag) = referrers_tag(subject) else {
             return empty();
         };
@@ -147,7 +148,20 @@ impl Mirror {
         index
     }
 
+    /// Every manifest request: refused first when the registry's lists refuse the repository (cached or not).
     async fn manifest_for(
+        &self,
+        image: &ImageKey,
+        reference: &Reference,
+        want_body: bool,
+        referrers_of: Option<Digest>,
+        from_peer: bool,
+    ) -> Result<ManifestResponse, MirrorError> {
+        self.admit(image)?;
+        self.counted(self.admitted_manifest(image, reference, want_body, referrers_of, from_peer).await)
+    }
+
+    async fn admitted_manifest(
         &self,
         image: &ImageKey,
         reference: &Reference,

@@ -30,6 +30,7 @@ use actix::prelude::*;
 use self::actors::ImageActors;
 use self::admission::{authority, canonical, host_of, Admission};
 pub use self::response::{BlobResponse, ManifestResponse};
+use crate::access::{AccessRule, Refusal};
 use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};
 use crate::cache::{PruneReport, PruneRequest};
 use crate::cluster::{Cluster, ClusterSettings};
@@ -48,6 +49,10 @@ use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream};
+
+/// The `ns` label of `ociregistry_denied_total{reason="namespace"}`: refused namespaces come from clients, so they
+/// are not labels of their own.
+const UNLISTED: &str = "(unlisted)";
 
 /// Attempts at reaching a live image actor before giving up (each failed one found an actor that had just retired).
 const ACTOR_ATTEMPTS: usize = 3;
@@ -69,6 +74,8 @@ pub struct UpstreamSpec {
     pub tag_ttl: Option<TagTtl>,
     /// This registry's `upstreamBandwidth` in bytes per second, within the mirror's.
     pub bandwidth: Option<NonZeroU64>,
+    /// Which of its repositories are served (`allow`, `deny`).
+    pub access: AccessRule,
 }
 
 /// Everything `Mirror::start` needs.
@@ -181,6 +188,7 @@ impl Mirror {
                 tag_ttl: spec.tag_ttl,
                 breaker: Default::default(),
                 budget: Budget::new(own_cap, shared_cap.clone()),
+                access: spec.access,
             };
             listed.insert(namespace, Arc::new(upstream));
         }
@@ -200,6 +208,15 @@ impl Mirror {
         let bound = BlobBound::new(config.max_blob_size, config.lifecycle.max_cache_size);
         let metrics = Arc::new(Metrics::new());
         metrics.bandwidth_caps(&caps);
+        // The refusal counters show 0 from the start, for each registry with lists and for unlisted namespaces.
+        for (ns, upstream) in &listed {
+            if !upstream.access.is_open() {
+                metrics.denied.with_label_values(&[ns.as_str(), "repository"]);
+            }
+        }
+        if config.policy != UpstreamPolicy::Any {
+            metrics.denied.with_label_values(&[UNLISTED, "namespace"]);
+        }
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
@@ -344,6 +361,30 @@ impl Mirror {
             }
         }
         Err(last)
+    }
+
+    /// Refuse `image` when its registry's allow or deny list does: before anything is looked up, created or asked,
+    /// cached or not. Counted, and logged with the rule.
+    fn admit(&self, image: &ImageKey) -> Result<(), MirrorError> {
+        let Some(refusal) = self.refusal(image) else {
+            return Ok(());
+        };
+        tracing::info!(repository = %image, rule = %refusal, "refused by the registry's allow/deny lists");
+        self.inner.metrics.denied.with_label_values(&[image.ns().as_str(), "repository"]).inc();
+        Err(MirrorError::RepositoryDenied { image: image.clone(), list: refusal.list() })
+    }
+
+    /// Why the registry's allow or deny list refuses `image`, if it does (unlisted namespaces have no lists).
+    pub(crate) fn refusal(&self, image: &ImageKey) -> Option<Refusal> {
+        self.inner.admission.listed.get(image.ns())?.access.check(image.repo()).err()
+    }
+
+    /// `result`, with a namespace refused by admission (`upstreamPolicy`) counted.
+    fn counted<T>(&self, result: Result<T, MirrorError>) -> Result<T, MirrorError> {
+        if let Err(MirrorError::Denied(_)) = &result {
+            self.inner.metrics.denied.with_label_values(&[UNLISTED, "namespace"]).inc();
+        }
+        result
     }
 
     /// Tell the cache actor a stored object is damaged, and wait until it is un-indexed.

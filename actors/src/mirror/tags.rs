@@ -10,6 +10,16 @@ use crate::reference::ImageKey;
 impl Mirror {
     /// One page of `image`'s tags: at most `n`, after `last`.
     pub async fn tags(&self, image: &ImageKey, n: Option<u32>, last: Option<String>) -> Result<TagPage, MirrorError> {
+        self.admit(image)?;
+        self.counted(self.admitted_tags(image, n, last).await)
+    }
+
+    async fn admitted_tags(
+        &self,
+        image: &ImageKey,
+        n: Option<u32>,
+        last: Option<String>,
+    ) -> Result<TagPage, MirrorError> {
         let local = || local_tags(self.index(), image, n, last.as_deref());
         if self.inner.air_gapped {
             return Ok(local());

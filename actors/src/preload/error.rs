@@ -8,6 +8,7 @@ use std::io;
 use actix::MailboxError;
 
 use super::platform::PlatformFilter;
+use crate::access::Refusal;
 use crate::digest::{Digest, DigestError};
 use crate::error::{MirrorError, StoreError};
 use crate::messages::ImportError;
@@ -120,6 +121,14 @@ pub enum PreloadError {
     NotKept {
         /// The blob.
         digest: Digest,
+    },
+    /// The registry's allow or deny list refuses the image: it is neither fetched nor loaded.
+    #[error("{image} is refused by the registry's {refusal} (registries[].allow, registries[].deny)")]
+    Refused {
+        /// `ns/repo:tag`.
+        image: String,
+        /// The rule.
+        refusal: Refusal,
     },
     /// The pull of an image's manifest through the front door failed.
     #[error(transparent)]

@@ -3,6 +3,8 @@
 //! its end), or from an archive (`docker save`, OCI layout) with no upstream at all, every object entering the cache
 //! verified through the cache actor (`import`).
 //!
+//! An image its registry's allow or deny list refuses is neither pulled nor loaded (`PreloadError::Refused`).
+//!
 //! Loading is additive and idempotent: what is cached already is not fetched again, a tag is recorded for what it
 //! names now. One image failing does not stop the others; the summary says which failed and why.
 //!
@@ -94,7 +96,11 @@ impl Mirror {
                 Ok((image, reference)) => {
                     let name = Named(&image, &reference).to_string();
                     progress(LoadEvent::Started { image: name.clone() });
-                    (name, pull::pull_image(self, &image, &reference, platform).await)
+                    let result = match self.refusal(&image) {
+                        Some(refusal) => Err(PreloadError::Refused { image: name.clone(), refusal }),
+                        None => pull::pull_image(self, &image, &reference, platform).await,
+                    };
+                    (name, result)
                 }
                 Err(why) => (line, Err(why.into())),
             };
@@ -138,9 +144,13 @@ impl Mirror {
                 Ok(names) => {
                     let name = names.iter().map(|(i, r)| Named(i, r).to_string()).collect::<Vec<_>>().join(", ");
                     progress(LoadEvent::Started { image: name.clone() });
-                    let result = match item.kind {
-                        PlanKind::Oci(descriptor) => self.import_oci(&source, &names, &descriptor, platform).await,
-                        PlanKind::Docker(entry) => self.import_docker(&source, &names, &entry).await,
+                    let refused = names.iter().find_map(|(i, r)| Some((Named(i, r).to_string(), self.refusal(i)?)));
+                    let result = match (refused, item.kind) {
+                        (Some((image, refusal)), _) => Err(PreloadError::Refused { image, refusal }),
+                        (None, PlanKind::Oci(descriptor)) => {
+                            self.import_oci(&source, &names, &descriptor, platform).await
+                        }
+                        (None, PlanKind::Docker(entry)) => self.import_docker(&source, &names, &entry).await,
                     };
                     (name, result)
                 }

@@ -43,6 +43,8 @@ pub struct Upstream {
     pub breaker: breaker::Breaker,
     /// The bandwidth caps its bodies pay into (`upstreamBandwidth`).
     pub budget: bandwidth::Budget,
+    /// Which repositories it serves (`allow`, `deny`); open for admitted namespaces and peers.
+    pub access: crate::access::AccessRule,
 }
 
 impl Upstream {

@@ -25,6 +25,30 @@ mod registry {
     }
 
     #[test]
+    fn allow_and_deny_lists_compile_and_bad_patterns_name_their_key() {
+        let list = parse("- name: quay.io\n  allow: [org/**]\n  deny: [org/secret/*]\n").0.expect("valid");
+        let access = &list[0].access;
+        assert_eq!(access.check(&"org/a/b".parse().expect("repo")), Ok(()));
+        assert!(access.check(&"org/secret/x".parse().expect("repo")).is_err(), "deny wins");
+        assert!(access.check(&"other/x".parse().expect("repo")).is_err(), "not allowed");
+        let msg = error("- name: quay.io\n  deny: [org/*, 'a//b']\n");
+        assert!(msg.starts_with("config key 'registries[0].deny[1]'") && msg.contains("\"a//b\""), "{msg}");
+        assert!(msg.contains("empty path segment"), "{msg}");
+        let msg = error("- name: a.io\n- name: quay.io\n  allow: ['x/***']\n");
+        assert!(msg.starts_with("config key 'registries[1].allow[0]'") && msg.contains("'***'"), "{msg}");
+        let msg = error("- name: quay.io\n  allow: [x/, ~]\n");
+        assert!(msg.starts_with("config key 'registries[0].allow[0]'"), "{msg}");
+        let msg = error("- name: quay.io\n  allow: [x, ~]\n");
+        assert!(msg.starts_with("config key 'registries[0].allow[1]'") && msg.contains("null"), "{msg}");
+        let msg = error("- name: docker.io\n  deny: [library/*, nginx]\n");
+        assert!(msg.starts_with("config key 'registries[0].deny[1]'") && msg.contains("library/nginx"), "{msg}");
+        let msg = error("- name: quay.io\n  deny: org/*\n");
+        assert!(msg.contains("'registries[0].deny'") && msg.contains("expected a list"), "{msg}");
+        let list = parse("- name: quay.io\n  allow: []\n").0.expect("valid");
+        assert!(list[0].access.is_open(), "an empty allow list allows everything not denied");
+    }
+
+    #[test]
     fn full_entry() {
         let (result, warnings) = parse(
             "- name: localhost:5000\n  scheme: HTTP\n  endpoint: http://127.0.0.1:5000/\n  \
@@ -105,6 +129,7 @@ mod registry {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             tag_ttl: None,
             bandwidth: None,
+            access: Default::default(),
             credentials,
             tls,
         };
