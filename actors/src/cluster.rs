@@ -151,6 +151,7 @@ impl Cluster {
                     breaker: crate::upstream::breaker::Breaker::for_peer(),
                     // Replicas talk over the cluster's own network, not the site's uplink.
                     budget: Default::default(),
+                    pull_budget: Default::default(),
                 })
             })
             .clone()

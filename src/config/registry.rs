@@ -53,8 +53,11 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     let https = entry.scheme.get().unwrap_or(true);
     let base_url = endpoint.unwrap_or_else(|| Upstream::default_base_url(&namespace, https));
     let max_concurrent = entry.max_concurrent.get().unwrap_or(DEFAULT_MAX_CONCURRENT);
-    let (tag_ttl, bandwidth) = (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten());
-    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth }))
+    let (tag_ttl, bandwidth, rate_limit_reserve) =
+        (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten(), entry.rate_limit_reserve.get());
+    let spec =
+        UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth, rate_limit_reserve };
+    Ok((name, spec))
 }
 
 /// A registry's `auth` at key path `path`.

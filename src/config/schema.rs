@@ -50,6 +50,7 @@ pub struct FileConfig {
     pub max_cache_size: Val<OffSize>,
     pub max_blob_size: Val<OffSize>,
     pub upstream_bandwidth: Val<Rate>,
+    pub rate_limit_reserve: Val<Reserve>,
     pub storage: Option<StorageFile>,
     pub cluster: Option<ClusterFile>,
     pub pinned: Option<Vec<Val<Pattern>>>,
@@ -66,6 +67,7 @@ pub struct RegistryFile {
     pub max_concurrent: Val<Concurrency>,
     pub tag_ttl: Val<Ttl>,
     pub upstream_bandwidth: Val<Rate>,
+    pub rate_limit_reserve: Val<Reserve>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
 }

@@ -139,6 +139,7 @@ impl Rig {
             tag_ttl: None,
             breaker: Default::default(),
             budget: Default::default(),
+            pull_budget: Default::default(),
         });
         let cx = FetchContext {
             pool: pool.recipient(),

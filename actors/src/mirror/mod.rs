@@ -46,6 +46,7 @@ use crate::upstream::auth::Credentials;
 use crate::upstream::bandwidth::{Bandwidth, Budget};
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
+use crate::upstream::pull_budget::PullBudget;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream};
 
@@ -69,6 +70,8 @@ pub struct UpstreamSpec {
     pub tag_ttl: Option<TagTtl>,
     /// This registry's `upstreamBandwidth` in bytes per second, within the mirror's.
     pub bandwidth: Option<NonZeroU64>,
+    /// This registry's `rateLimitReserve`, when it overrides the mirror's.
+    pub rate_limit_reserve: Option<u64>,
 }
 
 /// Everything `Mirror::start` needs.
@@ -80,6 +83,8 @@ pub struct MirrorConfig {
     pub upstreams: Vec<UpstreamSpec>,
     /// `upstreamBandwidth`: bytes per second all upstreams together may use.
     pub upstream_bandwidth: Option<NonZeroU64>,
+    /// `rateLimitReserve`: pulls of an upstream's stated budget kept for clients (background work waits).
+    pub rate_limit_reserve: u64,
     /// Timeouts toward upstreams.
     pub timeouts: Timeouts,
     /// Which unlisted namespaces may be dialled.
@@ -181,6 +186,7 @@ impl Mirror {
                 tag_ttl: spec.tag_ttl,
                 breaker: Default::default(),
                 budget: Budget::new(own_cap, shared_cap.clone()),
+                pull_budget: PullBudget::new(spec.rate_limit_reserve.unwrap_or(config.rate_limit_reserve)),
             };
             listed.insert(namespace, Arc::new(upstream));
         }
@@ -200,6 +206,7 @@ impl Mirror {
         let bound = BlobBound::new(config.max_blob_size, config.lifecycle.max_cache_size);
         let metrics = Arc::new(Metrics::new());
         metrics.bandwidth_caps(&caps);
+        metrics.pull_budgets(listed.iter().map(|(ns, up)| (ns.as_str(), up.pull_budget.reserve())));
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
@@ -215,7 +222,12 @@ impl Mirror {
             store,
             cache,
             pool,
-            admission: Admission::new(listed, guard, default_tls, Budget::new(None, shared_cap)),
+            admission: Admission::new(
+                listed,
+                guard,
+                default_tls,
+                (Budget::new(None, shared_cap), config.rate_limit_reserve),
+            ),
             actors: ImageActors::new(config.actor_idle_timeout),
             touches,
             metrics,

@@ -47,6 +47,13 @@ pub enum LoadEvent {
         /// `ns/repo:tag`.
         image: String,
     },
+    /// An image waits: its upstream keeps what is left of its pull budget for clients (`rateLimitReserve`).
+    Waiting {
+        /// `ns/repo:tag`.
+        image: String,
+        /// Why, and until when at most, in words.
+        reason: String,
+    },
     /// An image is done.
     Finished {
         /// `ns/repo:tag`.
@@ -94,7 +101,7 @@ impl Mirror {
                 Ok((image, reference)) => {
                     let name = Named(&image, &reference).to_string();
                     progress(LoadEvent::Started { image: name.clone() });
-                    (name, pull::pull_image(self, &image, &reference, platform).await)
+                    (name, pull::pull_image(self, &image, &reference, platform, progress).await)
                 }
                 Err(why) => (line, Err(why.into())),
             };

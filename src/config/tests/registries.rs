@@ -105,6 +105,7 @@ mod registry {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             tag_ttl: None,
             bandwidth: None,
+            rate_limit_reserve: None,
             credentials,
             tls,
         };
