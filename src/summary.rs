@@ -133,6 +133,9 @@ pub fn upstream_line(spec: &UpstreamSpec) -> String {
     if spec.max_concurrent != DEFAULT_MAX_CONCURRENT {
         line += &format!(" (maxConcurrent {})", spec.max_concurrent);
     }
+    if let Some(reserve) = spec.rate_limit_reserve {
+        line += &format!(" (rateLimitReserve {reserve})");
+    }
     if let Some(rate) = spec.bandwidth {
         line += &format!(" (upstreamBandwidth {})", rate_text(rate.get()));
     }

@@ -152,6 +152,7 @@ impl Cluster {
                     // Replicas talk over the cluster's own network, not the site's uplink.
                     budget: Default::default(),
                     access: Default::default(),
+                    pull_budget: Default::default(),
                 })
             })
             .clone()

@@ -43,6 +43,16 @@ pub struct Metrics {
     pub bandwidth_wait: CounterVec,
     /// `upstreamBandwidth` in bytes per second, by namespace (`*`: all upstreams together).
     bandwidth_limit: IntGaugeVec,
+    /// The pull budget each upstream's answers state (`RateLimit-Limit`), by namespace.
+    pub ratelimit_limit: IntGaugeVec,
+    /// Pulls left as the last answer said (`RateLimit-Remaining`), by namespace.
+    pub ratelimit_remaining: IntGaugeVec,
+    /// The budget's window in seconds (`w=`), by namespace.
+    pub ratelimit_window: IntGaugeVec,
+    /// `rateLimitReserve`, by namespace.
+    pub ratelimit_reserve: IntGaugeVec,
+    /// Background manifest GETs held back to keep the reserve, by namespace.
+    pub ratelimit_deferred: IntCounterVec,
     /// Upstream failures by namespace and reason.
     pub upstream_errors: IntCounterVec,
     /// Clients served by one upstream fetch (the coalescing ratio), by kind.
@@ -142,6 +152,11 @@ impl Metrics {
             upstream_bytes: counter_vec(&r, "ociregistry_upstream_bytes_total", "Body bytes received from upstreams, by namespace and kind.", &["ns", "kind"]),
             bandwidth_wait: float_counter_vec(&r, "ociregistry_upstream_bandwidth_wait_seconds_total", "Time transfers of large blobs from an upstream waited for its upstreamBandwidth budget, by namespace.", &["ns"]),
             bandwidth_limit: gauge_vec(&r, "ociregistry_upstream_bandwidth_limit_bytes", "upstreamBandwidth in bytes per second, by namespace (ns=\"*\": all upstreams together); absent where no cap is set.", &["ns"]),
+            ratelimit_limit: gauge_vec(&r, "ociregistry_upstream_ratelimit_limit", "The pull budget an upstream's answers state (RateLimit-Limit: pulls per window), by namespace; absent until an answer carries it.", &["ns"]),
+            ratelimit_remaining: gauge_vec(&r, "ociregistry_upstream_ratelimit_remaining", "Pulls left in the window, as an upstream's last answer stated (RateLimit-Remaining), by namespace; absent until an answer carries it.", &["ns"]),
+            ratelimit_window: gauge_vec(&r, "ociregistry_upstream_ratelimit_window_seconds", "The window of an upstream's pull budget in seconds (RateLimit-*: w=), by namespace; absent until an answer states it.", &["ns"]),
+            ratelimit_reserve: gauge_vec(&r, "ociregistry_upstream_ratelimit_reserve", "rateLimitReserve: pulls of the budget kept for clients; at or below it, background work makes no manifest GET. By namespace.", &["ns"]),
+            ratelimit_deferred: counter_vec(&r, "ociregistry_upstream_ratelimit_deferred_total", "Manifest GETs of background work (preload, load of an image list) held back while the pull budget was at or below rateLimitReserve, by namespace.", &["ns"]),
             upstream_errors: counter_vec(&r, "ociregistry_upstream_errors_total", "Upstream failures, by namespace and reason (timeout, connect, 429, 5xx, digest_mismatch, auth, refused).", &["ns", "reason"]),
             fetch_waiters: histogram_vec(&r, "ociregistry_fetch_waiters", "Client requests served by one upstream fetch (the coalescing ratio), by kind.", &["kind"], waiters),
             fetches_in_flight: gauge_vec(&r, "ociregistry_fetches_in_flight", "Upstream fetches running now, by kind.", &["kind"]),
@@ -177,6 +192,14 @@ impl Metrics {
             if ns != "*" {
                 self.bandwidth_wait.with_label_values(&[ns]).inc_by(0.0);
             }
+        }
+    }
+
+    /// Show each listed upstream's `rateLimitReserve` and start its deferred counter at 0.
+    pub fn pull_budgets<'a>(&self, reserves: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (ns, reserve) in reserves {
+            self.ratelimit_reserve.with_label_values(&[ns]).set(i64::try_from(reserve).unwrap_or(i64::MAX));
+            self.ratelimit_deferred.with_label_values(&[ns]).inc_by(0);
         }
     }
 

@@ -30,6 +30,7 @@ pub struct LoadRequest {
 pub enum Wire {
     Planned { images: usize },
     Started { image: String },
+    Waiting { image: String, reason: String },
     Loaded { image: String, bytes: u64 },
     Failed { image: String, error: String },
     Summary { summary: LoadSummary },
@@ -40,6 +41,7 @@ impl From<LoadEvent> for Wire {
         match event {
             LoadEvent::Planned { images } => Wire::Planned { images },
             LoadEvent::Started { image } => Wire::Started { image },
+            LoadEvent::Waiting { image, reason } => Wire::Waiting { image, reason },
             LoadEvent::Finished { image, result: Ok(bytes) } => Wire::Loaded { image, bytes },
             LoadEvent::Finished { image, result: Err(error) } => Wire::Failed { image, error },
         }
@@ -103,6 +105,7 @@ pub async fn run_remote(
         .post_file_lines(&path, file, |line| match serde_json::from_str::<Wire>(line) {
             Ok(Wire::Planned { images }) => progress(LoadEvent::Planned { images }),
             Ok(Wire::Started { image }) => progress(LoadEvent::Started { image }),
+            Ok(Wire::Waiting { image, reason }) => progress(LoadEvent::Waiting { image, reason }),
             Ok(Wire::Loaded { image, bytes }) => progress(LoadEvent::Finished { image, result: Ok(bytes) }),
             Ok(Wire::Failed { image, error }) => progress(LoadEvent::Finished { image, result: Err(error) }),
             Ok(Wire::Summary { summary: s }) => summary = Some(s),
@@ -166,6 +169,10 @@ impl Display {
             LoadEvent::Started { image } => match &*self.bar.borrow() {
                 Some(bar) => bar.set_message(image),
                 None => eprintln!("loading {image}"),
+            },
+            LoadEvent::Waiting { image, reason } => match &*self.bar.borrow() {
+                Some(bar) => bar.println(format!("waiting: {image}: {reason}")),
+                None => eprintln!("waiting: {image}: {reason}"),
             },
             LoadEvent::Finished { image, result } => {
                 let line = match &result {

@@ -18,6 +18,8 @@ pub struct PreloadStatus {
     loaded: AtomicUsize,
     failed: AtomicUsize,
     done: AtomicBool,
+    /// Why the image being loaded waits, if it does.
+    waiting: std::sync::Mutex<Option<String>>,
 }
 
 impl PreloadStatus {
@@ -29,13 +31,21 @@ impl PreloadStatus {
             self.failed.load(Ordering::Relaxed),
         );
         let state = if self.done.load(Ordering::Relaxed) { "done" } else { "running" };
-        format!("preload {state}: {loaded} of {planned} images loaded, {failed} failed")
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = waiting.as_ref().map(|w| format!("; waiting: {w}")).unwrap_or_default();
+        format!("preload {state}: {loaded} of {planned} images loaded, {failed} failed{waiting}")
     }
 
     fn event(&self, event: &LoadEvent) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        *waiting = match event {
+            LoadEvent::Waiting { image, reason } => Some(format!("{image}: {reason}")),
+            _ => None,
+        };
+        drop(waiting);
         match event {
             LoadEvent::Planned { images } => drop(self.planned.fetch_add(*images, Ordering::Relaxed)),
-            LoadEvent::Started { .. } => {}
+            LoadEvent::Started { .. } | LoadEvent::Waiting { .. } => {}
             LoadEvent::Finished { result: Ok(_), .. } => drop(self.loaded.fetch_add(1, Ordering::Relaxed)),
             LoadEvent::Finished { result: Err(_), .. } => drop(self.failed.fetch_add(1, Ordering::Relaxed)),
         }

@@ -181,6 +181,8 @@ Concurrency -> usize, |v| match v.as_u64() {
     Some(n @ 1..=1024) => Ok(Some(n as usize)),
     _ => Err("expected a whole number from 1 to 1024".to_string()),
 });
+kind!(/// `rateLimitReserve`: a whole number of pulls, 0 or more.
+Reserve -> u64, |v| v.as_u64().map(Some).ok_or_else(|| "expected a whole number of pulls, 0 or more".to_string()));
 kind!(/// `pruneConfig.count`: -1 is no limit (`Some(None)`).
 Count -> Option<usize>, |v| match v.as_i64() {
     Some(-1) => Ok(Some(None)),

@@ -57,8 +57,20 @@ fn registry(check: &mut Check<'_>, path: &str, entry: RegistryFile) -> Result<(S
     let list = |key, items| check.list(&format!("{path}.{key}"), items);
     let access = AccessRule::for_registry(&namespace, list("allow", entry.allow)?, list("deny", entry.deny)?)
         .map_err(|e| check.invalid(&format!("{path}.{}", e.key()), format!("{:?}", e.pattern.as_str()), &e))?;
-    let (tag_ttl, bandwidth) = (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten());
-    Ok((name, UpstreamSpec { namespace, base_url, tls, credentials, max_concurrent, tag_ttl, bandwidth, access }))
+    let (tag_ttl, bandwidth, rate_limit_reserve) =
+        (entry.tag_ttl.get(), entry.upstream_bandwidth.get().flatten(), entry.rate_limit_reserve.get());
+    let spec = UpstreamSpec {
+        namespace,
+        base_url,
+        tls,
+        credentials,
+        max_concurrent,
+        tag_ttl,
+        bandwidth,
+        access,
+        rate_limit_reserve,
+    };
+    Ok((name, spec))
 }
 
 /// A registry's `auth` at key path `path`.

@@ -50,6 +50,7 @@ pub struct FileConfig {
     pub max_cache_size: Val<OffSize>,
     pub max_blob_size: Val<OffSize>,
     pub upstream_bandwidth: Val<Rate>,
+    pub rate_limit_reserve: Val<Reserve>,
     pub storage: Option<StorageFile>,
     pub cluster: Option<ClusterFile>,
     pub pinned: Option<Vec<Val<Pattern>>>,
@@ -68,6 +69,7 @@ pub struct RegistryFile {
     pub upstream_bandwidth: Val<Rate>,
     pub allow: Option<Vec<Val<RepoPath>>>,
     pub deny: Option<Vec<Val<RepoPath>>>,
+    pub rate_limit_reserve: Val<Reserve>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
 }

@@ -539,6 +539,30 @@ fn upstream_bandwidth_takes_bytes_or_bits_per_second_at_top_level_and_per_regist
 }
 
 #[test]
+fn rate_limit_reserve_is_a_count_at_top_level_and_per_registry() {
+    let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
+    assert_eq!(settings.mirror.rate_limit_reserve, 5, "documented default");
+    let yaml = "rateLimitReserve: 10\nregistries:\n  - name: a.io\n    rateLimitReserve: 0\n  - name: b.io\n";
+    let (_dir, path) = config_file(yaml);
+    let (settings, warnings) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(yaml);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(settings.mirror.rate_limit_reserve, 10);
+    let own: Vec<_> = settings.mirror.upstreams.iter().map(|u| u.rate_limit_reserve).collect();
+    assert_eq!(own, [Some(0), None]);
+    for (bad, key) in [
+        ("rateLimitReserve: -1\n", "rateLimitReserve"),
+        ("rateLimitReserve: some\n", "rateLimitReserve"),
+        ("rateLimitReserve: 2.5\n", "rateLimitReserve"),
+        ("registries:\n  - name: a.io\n    rateLimitReserve: -3\n", "registries[0].rateLimitReserve"),
+    ] {
+        let (_dir, path) = config_file(bad);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
+        assert!(err.starts_with(&format!("config key '{key}'")), "{bad}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
 fn max_blob_size_takes_the_size_forms_and_zero_or_empty_lifts_its_own_cap() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
     assert_eq!(settings.mirror.max_blob_size, Some(16 << 30), "documented default");

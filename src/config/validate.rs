@@ -50,6 +50,7 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
         image_path,
         upstreams: registries,
         upstream_bandwidth: file.upstream_bandwidth.get().flatten(),
+        rate_limit_reserve: file.rate_limit_reserve.get().unwrap_or(actors::upstream::pull_budget::DEFAULT_RESERVE),
         timeouts: Timeouts {
             connect: file.connect_timeout.get().unwrap_or(Duration::from_secs(10)),
             head: file.pull_timeout.get().unwrap_or(Duration::from_secs(60)),

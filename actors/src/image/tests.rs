@@ -140,6 +140,7 @@ impl Rig {
             breaker: Default::default(),
             budget: Default::default(),
             access: Default::default(),
+            pull_budget: Default::default(),
         });
         let cx = FetchContext {
             pool: pool.recipient(),

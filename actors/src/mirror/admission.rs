@@ -12,6 +12,7 @@ use crate::reference::Namespace;
 use crate::upstream::auth::Credentials;
 use crate::upstream::bandwidth::Budget;
 use crate::upstream::guard::{AddressGuard, Purpose, UpstreamPolicy};
+use crate::upstream::pull_budget::PullBudget;
 use crate::upstream::{Upstream, DEFAULT_MAX_CONCURRENT};
 
 /// Most unlisted namespaces remembered as admitted (their names come from clients; the memory must stay bounded).
@@ -28,6 +29,8 @@ pub(super) struct Admission {
     default_tls: Arc<rustls::ClientConfig>,
     /// What admitted namespaces pay into: the cap all upstreams share, if any.
     budget: Budget,
+    /// Their `rateLimitReserve`: the mirror's.
+    reserve: u64,
 }
 
 /// The canonical namespace for a configured registry name (Docker Hub has several names).
@@ -66,9 +69,9 @@ impl Admission {
         listed: HashMap<Namespace, Arc<Upstream>>,
         guard: Arc<AddressGuard>,
         default_tls: Arc<rustls::ClientConfig>,
-        budget: Budget,
+        (budget, reserve): (Budget, u64),
     ) -> Admission {
-        Admission { listed, admitted: DashMap::new(), guard, default_tls, budget }
+        Admission { listed, admitted: DashMap::new(), guard, default_tls, budget, reserve }
     }
 
     /// The upstream for a namespace: a configured one, or one `upstreamPolicy` admits; otherwise `Denied`, decided
@@ -108,6 +111,7 @@ impl Admission {
             breaker: Default::default(),
             budget: self.budget.clone(),
             access: Default::default(),
+            pull_budget: PullBudget::new(self.reserve),
         });
         if self.admitted.len() >= ADMITTED_MAX {
             self.admitted.clear();

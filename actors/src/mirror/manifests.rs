@@ -15,6 +15,7 @@ use crate::freshness::StaleReason;
 use crate::messages::{Adopt, Fault, GetManifest, ManifestOrigin};
 use crate::reference::{ImageKey, Named, Reference};
 use crate::store::{now_ms, ManifestMeta, ManifestRead, RefKey, StoredObject};
+use crate::upstream::pull_budget::Hold;
 
 impl Mirror {
     /// The cached manifest a reference names, with when the upstream last confirmed it (a digest never expires),
@@ -53,6 +54,18 @@ impl Mirror {
         self.inner.cache.send(Adopt::Manifest { meta, bytes }).await.ok()?;
         self.inner.cache.send(Adopt::Record(record)).await.ok()?;
         self.cached_manifest(image, reference)
+    }
+
+    /// The digest a reference names in the cache now, asking no upstream.
+    pub(crate) fn cached_digest(&self, image: &ImageKey, reference: &Reference) -> Option<Digest> {
+        self.cached_manifest(image, reference).map(|(meta, _)| meta.digest)
+    }
+
+    /// Whether background work must wait before a manifest GET to `image`'s upstream, which keeps what is left of its
+    /// pull budget for clients (`rateLimitReserve`); `None`: it may go ahead.
+    pub(crate) async fn pull_budget_hold(&self, image: &ImageKey) -> Option<Hold> {
+        let upstream = self.inner.admission.upstream(image.ns()).await.ok()?;
+        upstream.pull_budget.held(std::time::Instant::now())
     }
 
     /// Whether a cached tag confirmed at `checked` (ms) must be asked about again before it is served.

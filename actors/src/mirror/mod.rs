@@ -47,6 +47,7 @@ use crate::upstream::auth::Credentials;
 use crate::upstream::bandwidth::{Bandwidth, Budget};
 use crate::upstream::guard::{AddressGuard, ListedHosts, UpstreamPolicy};
 use crate::upstream::pool::UpstreamPool;
+use crate::upstream::pull_budget::PullBudget;
 use crate::upstream::tls::{client_config, TlsOptions, TlsSetupError};
 use crate::upstream::{Timeouts, Upstream};
 
@@ -76,6 +77,8 @@ pub struct UpstreamSpec {
     pub bandwidth: Option<NonZeroU64>,
     /// Which of its repositories are served (`allow`, `deny`).
     pub access: AccessRule,
+    /// This registry's `rateLimitReserve`, when it overrides the mirror's.
+    pub rate_limit_reserve: Option<u64>,
 }
 
 /// Everything `Mirror::start` needs.
@@ -87,6 +90,8 @@ pub struct MirrorConfig {
     pub upstreams: Vec<UpstreamSpec>,
     /// `upstreamBandwidth`: bytes per second all upstreams together may use.
     pub upstream_bandwidth: Option<NonZeroU64>,
+    /// `rateLimitReserve`: pulls of an upstream's stated budget kept for clients (background work waits).
+    pub rate_limit_reserve: u64,
     /// Timeouts toward upstreams.
     pub timeouts: Timeouts,
     /// Which unlisted namespaces may be dialled.
@@ -189,6 +194,7 @@ impl Mirror {
                 breaker: Default::default(),
                 budget: Budget::new(own_cap, shared_cap.clone()),
                 access: spec.access,
+                pull_budget: PullBudget::new(spec.rate_limit_reserve.unwrap_or(config.rate_limit_reserve)),
             };
             listed.insert(namespace, Arc::new(upstream));
         }
@@ -217,6 +223,7 @@ impl Mirror {
         if config.policy != UpstreamPolicy::Any {
             metrics.denied.with_label_values(&[UNLISTED, "namespace"]);
         }
+        metrics.pull_budgets(listed.iter().map(|(ns, up)| (ns.as_str(), up.pull_budget.reserve())));
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
@@ -232,7 +239,12 @@ impl Mirror {
             store,
             cache,
             pool,
-            admission: Admission::new(listed, guard, default_tls, Budget::new(None, shared_cap)),
+            admission: Admission::new(
+                listed,
+                guard,
+                default_tls,
+                (Budget::new(None, shared_cap), config.rate_limit_reserve),
+            ),
             actors: ImageActors::new(config.actor_idle_timeout),
             touches,
             metrics,

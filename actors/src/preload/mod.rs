@@ -49,6 +49,13 @@ pub enum LoadEvent {
         /// `ns/repo:tag`.
         image: String,
     },
+    /// An image waits: its upstream keeps what is left of its pull budget for clients (`rateLimitReserve`).
+    Waiting {
+        /// `ns/repo:tag`.
+        image: String,
+        /// Why, and until when at most, in words.
+        reason: String,
+    },
     /// An image is done.
     Finished {
         /// `ns/repo:tag`.
@@ -98,7 +105,7 @@ impl Mirror {
                     progress(LoadEvent::Started { image: name.clone() });
                     let result = match self.refusal(&image) {
                         Some(refusal) => Err(PreloadError::Refused { image: name.clone(), refusal }),
-                        None => pull::pull_image(self, &image, &reference, platform).await,
+                        None => pull::pull_image(self, &image, &reference, platform, progress).await,
                     };
                     (name, result)
                 }

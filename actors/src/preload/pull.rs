@@ -1,19 +1,28 @@
 //! Preloading one image from a list: through the front door, as a client pulls it. The manifest by its tag (or
 //! digest); for an index, each platform manifest the filter accepts, by digest; then every blob, read to its end,
 //! four at a time. A blob the cache could not keep (it was passed through) fails the image: it is not cached.
+//! Background work spends no pull budget a client may need: while the upstream's last answer left `rateLimitReserve`
+//! pulls or fewer, a cached manifest is taken as it is and an uncached one waits (`manifest`).
+
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
 use super::archive::{is_index, AnyManifest};
 use super::error::{Fault, Object, PreloadError};
 use super::platform::PlatformFilter;
+use super::LoadEvent;
 use crate::digest::Digest;
+use crate::error::MirrorError;
 use crate::messages::AwaitBlob;
-use crate::mirror::Mirror;
-use crate::reference::{ImageKey, Reference};
+use crate::mirror::{ManifestResponse, Mirror};
+use crate::reference::{ImageKey, Named, Reference};
 
 /// Blobs of one image fetched at once.
 const PARALLEL_BLOBS: usize = 4;
+
+/// How often a load waiting for the pull budget looks again (a client's pull may bring an answer with budget).
+const BUDGET_POLL: Duration = Duration::from_secs(1);
 
 /// Pull one image into the cache; returns the bytes of its blobs.
 pub(super) async fn pull_image(
@@ -21,8 +30,9 @@ pub(super) async fn pull_image(
     image: &ImageKey,
     reference: &Reference,
     platform: &PlatformFilter,
+    progress: &dyn Fn(LoadEvent),
 ) -> Result<u64, PreloadError> {
-    let top = mirror.manifest(image, reference, true).await?;
+    let top = manifest(mirror, image, reference, progress).await?;
     let top_bytes = top.bytes.clone().unwrap_or_default();
     let mut manifests = Vec::new();
     if is_index(&top.meta.media_type) {
@@ -30,7 +40,7 @@ pub(super) async fn pull_image(
         let index: AnyManifest = serde_json::from_slice(&top_bytes).map_err(|e| in_index(e.into()))?;
         for child in index.manifests.iter().filter(|c| platform.accepts(c.platform.as_ref())) {
             let digest = child.digest.parse::<Digest>().map_err(|e| in_index(e.into()))?;
-            let resp = mirror.manifest(image, &Reference::Digest(digest.clone()), true).await?;
+            let resp = manifest(mirror, image, &Reference::Digest(digest.clone()), progress).await?;
             manifests.push((digest, resp.bytes.unwrap_or_default()));
         }
         if manifests.is_empty() {
@@ -61,6 +71,39 @@ pub(super) async fn pull_image(
 }
 
 /// Read one blob to its end through the front door; Ok with its size once the cache has it.
+/// A manifest as a client would get it, except while the upstream keeps its pull budget for clients: a cached one is
+/// then taken by its digest as it is (no check, no GET), and an uncached one waits until the window has passed or a
+/// later answer shows budget again; the wait is logged, counted and reported once per manifest.
+async fn manifest(
+    mirror: &Mirror,
+    image: &ImageKey,
+    reference: &Reference,
+    progress: &dyn Fn(LoadEvent),
+) -> Result<ManifestResponse, MirrorError> {
+    let mut told = false;
+    while let Some(hold) = mirror.pull_budget_hold(image).await {
+        if let Some(digest) = mirror.cached_digest(image, reference) {
+            return mirror.manifest(image, &Reference::Digest(digest), true).await;
+        }
+        let left = hold.until.saturating_duration_since(Instant::now());
+        if !told {
+            told = true;
+            let ns = image.ns().as_str();
+            let reason = format!(
+                "{ns} has {} pulls left, at or below rateLimitReserve {}: waiting up to {}s for its window",
+                hold.remaining,
+                hold.reserve,
+                left.as_secs()
+            );
+            tracing::info!("{} waits: {reason}", Named(image, reference));
+            mirror.metrics().ratelimit_deferred.with_label_values(&[ns]).inc();
+            progress(LoadEvent::Waiting { image: Named(image, reference).to_string(), reason });
+        }
+        tokio::time::sleep(left.min(BUDGET_POLL)).await;
+    }
+    mirror.manifest(image, reference, true).await
+}
+
 async fn pull_blob(mirror: &Mirror, image: &ImageKey, digest: &Digest) -> Result<u64, PreloadError> {
     let blob = |fault: Fault| PreloadError::object(Object::Blob(digest.clone()), fault);
     let resp = mirror.blob(image, digest).await.map_err(|e| blob(e.into()))?;

@@ -1,5 +1,6 @@
 //! Upstream registries: what each configured registry is (`Upstream`), how to reach it (`tls`), who may be reached
-//! at all (`guard`), how to authenticate (`auth`, `session`), how fast bodies may come (`bandwidth`), and the actor
+//! at all (`guard`), how to authenticate (`auth`, `session`), how fast bodies may come (`bandwidth`), what its pull
+//! budget allows (`pull_budget`), and the actor
 //! that owns every connection to them (`pool`, with its retry policy in `retry` and its body pump in `pump`).
 
 pub mod auth;
@@ -7,6 +8,7 @@ pub mod bandwidth;
 pub mod breaker;
 pub mod guard;
 pub(crate) mod pool;
+pub mod pull_budget;
 mod pump;
 mod realm_backoff;
 mod retry;
@@ -45,6 +47,8 @@ pub struct Upstream {
     pub budget: bandwidth::Budget,
     /// Which repositories it serves (`allow`, `deny`); open for admitted namespaces and peers.
     pub access: crate::access::AccessRule,
+    /// Its pull budget as its answers state it, and the reserve kept for clients (`rateLimitReserve`).
+    pub pull_budget: pull_budget::PullBudget,
 }
 
 impl Upstream {

@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use super::auth::parse_challenge;
 use super::breaker::Admit;
 use super::guard::{client_key, GuardedConnector, Purpose};
+use super::pull_budget::Quota;
 use super::pump::{respond, Pump};
 use super::retry::{backoff, closed_before_response, header_str, retry_after, retryable, send_error, MAX_RETRIES};
 use super::session::{AuthBook, Deadline, Session};
@@ -142,6 +143,31 @@ impl Actor for UpstreamPool {
     }
 }
 
+/// Read the pull budget an answer states (`RateLimit-Limit`, `RateLimit-Remaining`) into the upstream's
+/// `PullBudget` and the gauges; a value that does not parse is logged once per upstream and otherwise ignored.
+fn note_pull_budget(upstream: &Upstream, name: &str, headers: &header::HeaderMap, metrics: &Metrics) {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    if let Some(limit) = header_str(headers, header::HeaderName::from_static("ratelimit-limit")) {
+        if let Ok(limit) = limit.parse::<Quota>() {
+            metrics.ratelimit_limit.with_label_values(&[name]).set(as_i64(limit.count));
+        }
+    }
+    let Some(remaining) = header_str(headers, header::HeaderName::from_static("ratelimit-remaining")) else {
+        return;
+    };
+    match upstream.pull_budget.observe(&remaining, Instant::now()) {
+        Ok(quota) => {
+            metrics.ratelimit_remaining.with_label_values(&[name]).set(as_i64(quota.count));
+            metrics.ratelimit_reserve.with_label_values(&[name]).set(as_i64(upstream.pull_budget.reserve()));
+            if let Some(window) = quota.window {
+                metrics.ratelimit_window.with_label_values(&[name]).set(as_i64(window.as_secs()));
+            }
+        }
+        Err(Some(e)) => tracing::warn!(upstream = %name, value = %remaining, "ignoring RateLimit-Remaining: {e}"),
+        Err(None) => {}
+    }
+}
+
 impl Handler<Fetch> for UpstreamPool {
     type Result = ResponseFuture<Result<UpstreamResponse, UpstreamError>>;
 
@@ -224,6 +250,7 @@ impl Handler<Fetch> for UpstreamPool {
                         let status = resp.status().as_u16();
                         tracing::debug!(upstream = %name, %url, status, "upstream response");
                         session.metrics.upstream_fetches.with_label_values(&[&name, kind, &status.to_string()]).inc();
+                        note_pull_budget(&session.upstream, &name, resp.headers(), &session.metrics);
                         match status {
                             200 | 206 | 404 => {
                                 let counter = session.metrics.upstream_bytes.with_label_values(&[&name, kind]);

@@ -130,6 +130,7 @@ mod registry {
             tag_ttl: None,
             bandwidth: None,
             access: Default::default(),
+            rate_limit_reserve: None,
             credentials,
             tls,
         };
