@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod ports;
 pub mod process;
+pub mod ratelimit_relay;
 pub mod realm_registry;
 pub mod server;
 pub mod skopeo;
