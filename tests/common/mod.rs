@@ -31,6 +31,7 @@ pub mod thread_server;
 pub mod tls_client;
 pub mod token_server;
 pub mod upstream;
+pub mod wan;
 
 use std::path::{Path, PathBuf};
 
