@@ -35,7 +35,7 @@ const RATE: u64 = 20_000_000;
 
 /// Bytes a pull of `image` moves: the manifest, the config and the layers.
 fn image_bytes(image: &Image) -> u64 {
-    image.bytes.len() as u64 + image.blobs().iter().map(|b| b.size as u64).sum::<u64>()
+    image.bytes.len() as u64 + image.blobs().iter().map(|b| b.size).sum::<u64>()
 }
 
 /// A raw TCP server that writes `n` bytes to each connection and closes it; its listener bound on the thread it
@@ -188,7 +188,7 @@ fn a_tag_check_and_a_small_manifest_do_not_wait_behind_a_layer_that_fills_the_li
     let before = link.bytes();
     let pull = background_get(format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), big.repo, layer.digest));
     // The link is full once a second's worth has crossed.
-    let full = (RATE / 8) as u64;
+    let full = RATE / 8;
     common::wait_for("the large layer filling the link", Duration::from_secs(30), || {
         (link.bytes() - before >= full).then_some(())
     });
@@ -213,7 +213,7 @@ fn a_tag_check_and_a_small_manifest_do_not_wait_behind_a_layer_that_fills_the_li
         manifest.as_secs_f64() * 1000.0,
         layer.size
     );
-    assert!(in_flight < layer.size as u64, "the layer was still filling the link while both were answered");
+    assert!(in_flight < layer.size, "the layer was still filling the link while both were answered");
     assert!(tag_check <= Duration::from_secs(1), "the tag check took {tag_check:?} behind the layer");
     assert!(manifest <= Duration::from_secs(1), "the uncached manifest took {manifest:?} behind the layer");
     up.settle_log();
@@ -269,7 +269,7 @@ fn a_mirror_killed_in_the_middle_of_a_layer_resumes_it_over_the_link() {
         let (url, digest) = (url.clone(), layer.digest.clone());
         std::thread::spawn(move || download_until_whole(&url, &digest))
     };
-    let half = (layer.size / 2) as u64;
+    let half = layer.size / 2;
     let kept = common::wait_for("half the layer on disk", Duration::from_secs(60), || {
         let len = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
         (len >= half).then_some(len)
@@ -280,7 +280,7 @@ fn a_mirror_killed_in_the_middle_of_a_layer_resumes_it_over_the_link() {
     server.restart();
     client.join().expect("the client got the whole layer");
     let crossed = link.bytes() - before;
-    let size = layer.size as u64;
+    let size = layer.size;
     eprintln!(
         "wan restart: killed with {kept} bytes kept ({crossed_at_kill} across), {crossed} bytes over the link for a {size}-byte layer ({:.4}x)",
         crossed as f64 / size as f64
