@@ -38,19 +38,18 @@ pub struct Link {
     rate_bits_per_s: u64,
 }
 
-/// Run `ip netns exec NS ARGS..`; `Err(one line)` if it fails.
-fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
+/// Run `ip netns exec NS COMMAND` (COMMAND's words separated by single spaces); `Err(one line)` if it fails.
+fn in_ns(ns: &str, command: &str) -> Result<String, String> {
     let out = Command::new("ip")
         .args(["netns", "exec", ns])
-        .args(args)
+        .args(command.split(' '))
         .output()
-        .map_err(|e| format!("run ip netns exec {ns} {}: {e}", args.join(" ")))?;
+        .map_err(|e| format!("run ip netns exec {ns} {command}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
-            "`{}` failed ({}): {}",
-            args.join(" "),
+            "`{command}` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim().replace('\n', " / ")
         ))
@@ -73,28 +72,14 @@ impl Wan {
         }
         // From here on Drop deletes the namespace, also if the setup below fails.
         let wan = Wan { name, next_class: AtomicU32::new(20), entered: Mutex::new(None) };
-        let default = DEFAULT_CLASS.to_string();
-        let steps: [&[&str]; 3] = [
-            &["ip", "link", "set", "lo", "up"],
-            // r2q keeps HTB's quantum sane for both the fast default and the slow links.
-            &["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", &default, "r2q", "1000"],
-            &[
-                "tc",
-                "class",
-                "add",
-                "dev",
-                "lo",
-                "parent",
-                "1:",
-                "classid",
-                &format!("1:{default}"),
-                "htb",
-                "rate",
-                "100gbit",
-            ],
+        let steps = [
+            "ip link set lo up".to_string(),
+            // r2q keeps HTB's quantum sane for the slow links, an explicit quantum for the fast default class.
+            format!("tc qdisc add dev lo root handle 1: htb default {DEFAULT_CLASS} r2q 1000"),
+            format!("tc class add dev lo parent 1: classid 1:{DEFAULT_CLASS} htb rate 100gbit quantum 200000"),
         ];
         for step in steps {
-            if let Err(e) = in_ns(&wan.name, step) {
+            if let Err(e) = in_ns(&wan.name, &step) {
                 panic!("wan: cannot set up namespace {} (needs root, tc with HTB): {e}", wan.name);
             }
         }
@@ -125,14 +110,8 @@ impl Wan {
         let class = self.next_class.fetch_add(1, Ordering::SeqCst);
         let rate = format!("{rate_bits_per_s}bit");
         let classid = format!("1:{class}");
-        in_ns(
-            &self.name,
-            &[
-                "tc", "class", "add", "dev", "lo", "parent", "1:", "classid", &classid, "htb", "rate", &rate, "ceil",
-                &rate,
-            ],
-        )
-        .unwrap_or_else(|e| panic!("wan: cannot add link {classid} in {}: {e}", self.name));
+        in_ns(&self.name, &format!("tc class add dev lo parent 1: classid {classid} htb rate {rate} ceil {rate}"))
+            .unwrap_or_else(|e| panic!("wan: cannot add link {classid} in {}: {e}", self.name));
         Link { netns: self.name.clone(), class, rate_bits_per_s }
     }
 }
@@ -158,18 +137,17 @@ impl Drop for Wan {
 impl Link {
     /// Answers from source port `port` go through this link (several ports on one link share it).
     pub fn shape(&self, port: u16) {
-        let (port, flowid) = (port.to_string(), format!("1:{}", self.class));
-        let args = [
-            "tc", "filter", "add", "dev", "lo", "protocol", "ip", "parent", "1:", "prio", "1", "u32", "match", "ip",
-            "sport", &port, "0xffff", "flowid", &flowid,
-        ];
-        in_ns(&self.netns, &args).unwrap_or_else(|e| panic!("wan: cannot shape port {port} in {}: {e}", self.netns));
+        let filter = format!(
+            "tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport {port} 0xffff flowid 1:{}",
+            self.class
+        );
+        in_ns(&self.netns, &filter).unwrap_or_else(|e| panic!("wan: cannot shape port {port} in {}: {e}", self.netns));
     }
 
     /// Bytes sent through this link so far (IP packets as the qdisc counts them: payload plus TCP/IP headers).
     pub fn bytes(&self) -> u64 {
         let classid = format!("1:{}", self.class);
-        let out = in_ns(&self.netns, &["tc", "-s", "class", "show", "dev", "lo", "classid", &classid])
+        let out = in_ns(&self.netns, &format!("tc -s class show dev lo classid {classid}"))
             .unwrap_or_else(|e| panic!("wan: cannot read link {classid} in {}: {e}", self.netns));
         sent_bytes(&out).unwrap_or_else(|| panic!("wan: no `Sent N bytes` for {classid} in:\n{out}"))
     }
