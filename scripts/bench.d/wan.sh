@@ -237,8 +237,9 @@ YAML
     wan_restart_mid "$who"
     wan_share "$who" "$who"
   done
-  # A variant of the link-sharing figure with more config for the proxy is one more line here, e.g.
-  #   wan_share "ours, upstreamBandwidth 5Mbit" ours "upstreamBandwidth: 5Mbit"
+  # The same with the mirror capped at a quarter of the link (issue 23, item 3): the other flow keeps the rest.
+  say "wan: ours, upstreamBandwidth 5Mbit"
+  wan_share "ours, upstreamBandwidth 5Mbit" ours "upstreamBandwidth: 5Mbit"
 
   local image_mib
   image_mib=$(mib $((wan_cold_bytes / 1024)))
@@ -258,10 +259,11 @@ YAML
     "${wan_share_other[ours]}" "${wan_share_other[dist]}" - - - -
   row wan "link sharing: the proxy's own upstream rate meanwhile (Mbit/s)" \
     "${wan_share_proxy[ours]}" "${wan_share_proxy[dist]}" - - - -
-  for who in $(printf '%s\n' "${!wan_share_other[@]}" | grep -v -x -e ours -e dist); do
-    row wan "link sharing, $who: another flow / the proxy (Mbit/s)" \
-      "${wan_share_other[$who]} / ${wan_share_proxy[$who]}" - - - - -
-  done
+  who="ours, upstreamBandwidth 5Mbit"
+  row wan "link sharing, $who: another flow (Mbit/s)" "${wan_share_other[$who]}" - - - ">= 14" \
+    "$(verdict "${wan_share_other[$who]}" ">=" 14)"
+  row wan "link sharing, $who: the mirror's upstream rate (Mbit/s)" "${wan_share_proxy[$who]}" - - - "<= 5.5" \
+    "$(verdict "${wan_share_proxy[$who]}" "<=" 5.5)"
   wan_stop_pid "$up_pid_wan"
   wan_stop_pid "$other_pid"
   wan_teardown
