@@ -506,6 +506,16 @@ fn unused_client_ca_warns() {
     assert!(settings.to_string().contains("Tls: https (client certificates: none)"));
 }
 
+/// Each `(yaml, key)`: the file is refused with one line naming the key.
+fn refused_naming_keys(cases: &[(&str, &str)]) {
+    for (bad, key) in cases {
+        let (_dir, path) = config_file(bad);
+        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
+        assert!(err.starts_with(&format!("config key '{key}'")), "{bad}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
 #[test]
 fn upstream_bandwidth_takes_bytes_or_bits_per_second_at_top_level_and_per_registry() {
     let (settings, _) = load(&cli(&["serve"])).expect("embedded default loads");
@@ -525,17 +535,12 @@ fn upstream_bandwidth_takes_bytes_or_bits_per_second_at_top_level_and_per_regist
         let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect(off);
         assert_eq!(settings.mirror.upstream_bandwidth, None, "{off}");
     }
-    for (bad, key) in [
+    refused_naming_keys(&[
         ("upstreamBandwidth: -5\n", "upstreamBandwidth"),
         ("upstreamBandwidth: 10Mb\n", "upstreamBandwidth"),
         ("upstreamBandwidth: fast\n", "upstreamBandwidth"),
         ("registries:\n  - name: a.io\n    upstreamBandwidth: -1Mbit\n", "registries[0].upstreamBandwidth"),
-    ] {
-        let (_dir, path) = config_file(bad);
-        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
-        assert!(err.starts_with(&format!("config key '{key}'")), "{bad}: {err}");
-        assert!(!err.contains('\n'), "one line: {err}");
-    }
+    ]);
 }
 
 #[test]
@@ -549,17 +554,12 @@ fn rate_limit_reserve_is_a_count_at_top_level_and_per_registry() {
     assert_eq!(settings.mirror.rate_limit_reserve, 10);
     let own: Vec<_> = settings.mirror.upstreams.iter().map(|u| u.rate_limit_reserve).collect();
     assert_eq!(own, [Some(0), None]);
-    for (bad, key) in [
+    refused_naming_keys(&[
         ("rateLimitReserve: -1\n", "rateLimitReserve"),
         ("rateLimitReserve: some\n", "rateLimitReserve"),
         ("rateLimitReserve: 2.5\n", "rateLimitReserve"),
         ("registries:\n  - name: a.io\n    rateLimitReserve: -3\n", "registries[0].rateLimitReserve"),
-    ] {
-        let (_dir, path) = config_file(bad);
-        let err = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect_err(bad).to_string();
-        assert!(err.starts_with(&format!("config key '{key}'")), "{bad}: {err}");
-        assert!(!err.contains('\n'), "one line: {err}");
-    }
+    ]);
 }
 
 #[test]
