@@ -36,7 +36,7 @@ use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::bound::BlobBound;
 use crate::fetch::FetchContext;
-use crate::freshness::{Freshness, StaleNotes, TagTtl};
+use crate::freshness::{Freshness, StaleNotes, StaleReason, TagTtl};
 use crate::image::ImageActor;
 use crate::messages::{Fault, Flush, Invalidate, Prune, ReportDamage};
 use crate::metrics::Metrics;
@@ -200,6 +200,8 @@ impl Mirror {
         let bound = BlobBound::new(config.max_blob_size, config.lifecycle.max_cache_size);
         let metrics = Arc::new(Metrics::new());
         metrics.bandwidth_caps(&caps);
+        let namespaces: Vec<&str> = caps.iter().map(|(ns, _)| ns.as_str()).filter(|ns| *ns != "*").collect();
+        metrics.upstreams(&namespaces, &StaleReason::ALL.map(StaleReason::label));
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
