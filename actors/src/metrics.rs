@@ -186,7 +186,7 @@ impl Metrics {
     }
 
     /// Start every per-upstream counter a dashboard sums or an alert takes `increase` of at 0 for each configured
-    /// upstream namespace, and the eviction counters for every reason, so that a panel shows 0 rather than "No
+    /// upstream namespace, and the cache's hit/miss and eviction counters for every label, so that a panel shows 0 rather than "No
     /// data" and the first event is an increase Prometheus can see (a series born at 1 has none). `stale_reasons`
     /// are the `reason` labels of `ociregistry_stale_serves_total` (freshness owns them).
     pub fn upstreams(&self, namespaces: &[&str], stale_reasons: &[&str]) {
@@ -204,6 +204,11 @@ impl Metrics {
             }
             for reason in stale_reasons {
                 self.stale_serves.with_label_values(&[ns, reason]).inc_by(0);
+            }
+        }
+        for kind in ["manifest", "blob"] {
+            for result in ["hit", "miss"] {
+                self.cache_requests.with_label_values(&[kind, result]).inc_by(0);
             }
         }
         for reason in ["cap", "disk", "prune"] {
