@@ -58,6 +58,20 @@ fn after_storm(name: &str) -> AfterStorm {
     let before = Scrape::fetch(&metrics_url);
     assert_eq!(before.sum("ociregistry_cached_blob_count", &[]), 0.0, "blob count before any pull");
     assert_eq!(before.sum_or_zero("ociregistry_upstream_fetches_total", &[("kind", "blob")]), 0.0);
+    // Present at 0 from the start for the configured upstream, so panels show 0 and the first event is an increase.
+    for (name, labels) in [
+        ("ociregistry_upstream_errors_total", &[("ns", "docker.io"), ("reason", "digest_mismatch")][..]),
+        ("ociregistry_token_fetches_total", &[("ns", "docker.io")][..]),
+        ("ociregistry_stale_serves_total", &[("ns", "docker.io"), ("reason", "timeout")][..]),
+        ("ociregistry_upstream_breaker_state", &[("ns", "docker.io")][..]),
+        ("ociregistry_cache_requests_total", &[("kind", "blob"), ("result", "hit")][..]),
+        ("ociregistry_evictions_total", &[("reason", "cap")][..]),
+        ("ociregistry_eviction_idle_seconds_bucket", &[("reason", "cap"), ("le", "3600")][..]),
+    ] {
+        assert_eq!(before.sum(name, labels), 0.0, "{name}{labels:?} before any pull");
+    }
+    let (open, max) = (before.sum("process_open_fds", &[]), before.sum("process_max_fds", &[]));
+    assert!(open >= 3.0 && open < max, "process_open_fds {open}, process_max_fds {max}");
 
     storm(&server.url(), &image, CLIENTS);
     // Clients are answered once a blob's digest matches; its fetch ends after the fsync and commit that follow.

@@ -112,6 +112,18 @@ pub enum StaleReason {
 }
 
 impl StaleReason {
+    /// Every reason, for starting the counter at 0 for each upstream.
+    pub const ALL: [StaleReason; 8] = [
+        StaleReason::Timeout,
+        StaleReason::Unreachable,
+        StaleReason::RateLimited,
+        StaleReason::ServerError,
+        StaleReason::Auth,
+        StaleReason::Gone,
+        StaleReason::FetchFailed,
+        StaleReason::BreakerOpen,
+    ];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {

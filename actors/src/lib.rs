@@ -49,6 +49,7 @@ mod claim;
 mod cluster;
 pub mod digest;
 mod error;
+mod fds;
 mod fetch;
 pub mod freshness;
 mod graph;

@@ -84,6 +84,11 @@ pub struct Metrics {
     volume_free: IntGauge,
     volume_size: IntGauge,
     cache_loading: IntGauge,
+    /// Time since each evicted image's last pull, by reason (issue 24: the cap is too small when it is short).
+    pub eviction_idle: HistogramVec,
+    /// The process's open file descriptors and their soft limit (standard names), read at scrape time.
+    open_fds: IntGauge,
+    max_fds: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -175,6 +180,9 @@ impl Metrics {
             volume_free: gauge(&r, "ociregistry_cache_volume_free_bytes", "Free bytes on the cache filesystem (for unprivileged users)."),
             volume_size: gauge(&r, "ociregistry_cache_volume_size_bytes", "Size of the cache filesystem in bytes."),
             cache_loading: gauge(&r, "ociregistry_cache_index_loading", "1 while the cache's index is still being loaded from the store after start (cached content is served meanwhile), else 0."),
+            eviction_idle: histogram_vec(&r, "ociregistry_eviction_idle_seconds", "Time from each evicted image's last pull to its eviction, by reason (cap, disk, prune); many under an hour mean the cache is too small for what is pulled.", &["reason"], EVICTION_IDLE_BUCKETS.to_vec()),
+            open_fds: gauge(&r, "process_open_fds", "Number of open file descriptors."),
+            max_fds: gauge(&r, "process_max_fds", "Maximum number of open file descriptors (the soft RLIMIT_NOFILE)."),
             registry: r,
         }
     }
@@ -203,8 +211,47 @@ impl Metrics {
         }
     }
 
+    /// Start every per-upstream counter a dashboard sums or an alert takes `increase` of at 0 for each configured
+    /// upstream namespace, and the cache's hit/miss and eviction counters for every label, so that a panel shows 0 rather than "No
+    /// data" and the first event is an increase Prometheus can see (a series born at 1 has none). `stale_reasons`
+    /// are the `reason` labels of `ociregistry_stale_serves_total` (freshness owns them).
+    pub fn upstreams(&self, namespaces: &[&str], stale_reasons: &[&str]) {
+        for ns in namespaces {
+            self.token_fetches.with_label_values(&[ns]).inc_by(0);
+            self.cached_pulls_by_ns.with_label_values(&[ns]).inc_by(0);
+            self.upstream_pulls_by_ns.with_label_values(&[ns]).inc_by(0);
+            self.served_bytes.with_label_values(&[ns]).inc_by(0);
+            self.breaker_state.with_label_values(&[ns]).set(0);
+            for kind in ["manifest", "blob"] {
+                self.upstream_bytes.with_label_values(&[ns, kind]).inc_by(0);
+            }
+            for reason in ERROR_REASONS {
+                self.upstream_errors.with_label_values(&[ns, reason]).inc_by(0);
+            }
+            for reason in stale_reasons {
+                self.stale_serves.with_label_values(&[ns, reason]).inc_by(0);
+            }
+        }
+        for kind in ["manifest", "blob"] {
+            for result in ["hit", "miss"] {
+                self.cache_requests.with_label_values(&[kind, result]).inc_by(0);
+            }
+        }
+        for reason in ["cap", "disk", "prune"] {
+            self.evictions.with_label_values(&[reason]).inc_by(0);
+            self.evicted_bytes.with_label_values(&[reason]).inc_by(0);
+            let _ = self.eviction_idle.with_label_values(&[reason]);
+        }
+    }
+
     /// Update the gauges that describe the cache.
     pub fn refresh(&self, index: &Index, capacity: Option<Capacity>) {
+        if let Some(open) = crate::fds::open_fds() {
+            self.open_fds.set(i64::try_from(open).unwrap_or(i64::MAX));
+        }
+        if let Some(max) = crate::fds::max_fds() {
+            self.max_fds.set(i64::try_from(max).unwrap_or(i64::MAX));
+        }
         self.cache_loading.set(i64::from(index.loading()));
         let (blobs, blob_bytes) = index.blob_totals();
         let (manifests, manifest_bytes) = index.manifest_totals();
@@ -230,6 +277,14 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// Buckets of `ociregistry_eviction_idle_seconds`: a minute, ten minutes, an hour (the alert's bound), six hours, a
+/// day, a week, thirty days.
+const EVICTION_IDLE_BUCKETS: [f64; 7] = [60.0, 600.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0];
+
+/// Every value [`error_reason`] gives (kept next to it), started at 0 for each upstream.
+const ERROR_REASONS: [&str; 10] =
+    ["timeout", "connect", "too_large", "429", "5xx", "digest_mismatch", "auth", "refused", "breaker", "tls"];
 
 /// The `reason` label of an upstream error.
 pub fn error_reason(err: &crate::error::UpstreamError) -> &'static str {

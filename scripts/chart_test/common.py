@@ -29,8 +29,15 @@ SERVER_METRICS = {
     "ociregistry_fetches_in_flight", "ociregistry_cache_requests_total", "ociregistry_token_fetches_total",
     "ociregistry_cache_bytes", "ociregistry_cache_entries", "ociregistry_cache_volume_free_bytes",
     "ociregistry_cache_volume_size_bytes",
+    # Issue 24: what the alerts and the added dashboard panels read.
+    "ociregistry_image_actors", "ociregistry_stale_serves_total", "ociregistry_upstream_breaker_state",
+    "ociregistry_evictions_total", "ociregistry_evicted_bytes_total", "ociregistry_upstream_bandwidth_wait_seconds_total",
+    "ociregistry_upstream_bandwidth_limit_bytes", "ociregistry_upstream_ratelimit_limit",
+    "ociregistry_upstream_ratelimit_remaining", "ociregistry_upstream_ratelimit_reserve",
+    "ociregistry_upstream_ratelimit_deferred_total", "process_open_fds", "process_max_fds",
 }
-HISTOGRAMS = {"ociregistry_http_request_duration_seconds", "ociregistry_fetch_waiters"}
+HISTOGRAMS = {"ociregistry_http_request_duration_seconds", "ociregistry_fetch_waiters",
+              "ociregistry_eviction_idle_seconds"}
 SERIES = SERVER_METRICS | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
 # Alerts may also use Prometheus' own `up` and kube-state-metrics' restart counter.
 RULE_SERIES = SERIES | {"up", "kube_pod_container_status_restarts_total"}

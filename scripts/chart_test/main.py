@@ -10,6 +10,7 @@ import common
 from common import *  # noqa: F401,F403
 from dockerfile import *  # noqa: F401,F403
 from rules_more import *  # noqa: F401,F403
+from alerts import check_alert_tests
 
 # ---------------------------------------------------------------------------------------------------------------
 start = time.monotonic()
@@ -24,6 +25,7 @@ with tempfile.TemporaryDirectory() as rendered:
 for p in fails:
     check(f"{os.path.relpath(p, CHART)}: fails with its message", check_fail_case, p)
 check("custom resources render only when the cluster has their API", check_capabilities)
+check("alerts: promtool test rules (tests/alerts/rules.test.yaml), each alert firing and not", check_alert_tests)
 check("Dockerfile: stages, user, port, entrypoint, cache directory, Rust version", check_dockerfile)
 check(".dockerignore", check_dockerignore)
 check("binary: flags and version the chart and Dockerfile rely on", check_binary_flags)

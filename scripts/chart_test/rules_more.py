@@ -97,7 +97,9 @@ def check_observability(docs, values):
         assert not unknown, f"alert {name} reads unknown metrics {sorted(unknown)}"
     text = " ".join(alerts.values())
     for needed in ("ociregistry_upstream_errors_total", "ociregistry_cache_volume_free_bytes",
-                   "kube_pod_container_status_restarts_total"):
+                   "kube_pod_container_status_restarts_total", "ociregistry_upstream_ratelimit_remaining",
+                   "ociregistry_upstream_breaker_state", "ociregistry_stale_serves_total",
+                   "ociregistry_eviction_idle_seconds_bucket", "process_open_fds"):
         assert needed in text, f"no alert on {needed}"
     promtool_check(rules, "PrometheusRule")
     # Dashboards: JSON, the sidecar's label, PromQL that parses and reads only the server's metrics.

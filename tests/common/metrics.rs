@@ -1,6 +1,7 @@
 //! Reading `/metrics`: a parser for the Prometheus text format (enough for
 //! our exposition: samples with quoted label values) and `promtool check
-//! metrics`.
+//! metrics`; where the Prometheus server binary is (tests/common/prometheus.rs
+//! runs it).
 //!
 //! promtool is not packaged on its own in Debian; it ships in the
 //! `prometheus` package. When it is not on `PATH`, [`promtool`] fetches that
@@ -117,14 +118,30 @@ fn parse_sample(line: &str) -> Option<Sample> {
 /// The promtool binary: from `PATH`, or unpacked from Debian's `prometheus`
 /// package into the target directory (downloaded once).
 pub fn promtool() -> PathBuf {
-    if Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return PathBuf::from("promtool");
+    from_path_or_package("promtool")
+}
+
+/// The Prometheus server binary (Debian's `prometheus` package, 2.x), found
+/// like [`promtool`]: from `PATH`, or unpacked from the same package.
+pub fn prometheus_server() -> PathBuf {
+    from_path_or_package("prometheus")
+}
+
+/// `name` from `PATH` when it runs, else `usr/bin/NAME` of the unpacked package.
+fn from_path_or_package(name: &str) -> PathBuf {
+    if Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return PathBuf::from(name);
     }
+    unpacked_package().join("usr/bin").join(name)
+}
+
+/// Debian's `prometheus` package unpacked under the target directory, once.
+fn unpacked_package() -> PathBuf {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = base.join("prometheus-deb");
     let bin = dir.join("usr/bin/promtool");
     if bin.exists() {
-        return bin;
+        return dir;
     }
     // Unpack into a private directory and rename it into place, so two test
     // processes doing this at once cannot see a half-written tree.
@@ -155,7 +172,7 @@ pub fn promtool() -> PathBuf {
     if std::fs::rename(&tree, &dir).is_err() && !bin.exists() {
         panic!("cannot move promtool into {}", dir.display());
     }
-    bin
+    dir
 }
 
 /// `promtool check metrics` on an exposition: the problems it reports, each

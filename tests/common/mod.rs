@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod chart_queries;
 pub mod commands;
 pub mod containerd;
 pub mod fake_upstream;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod ratelimit_relay;
 pub mod realm_registry;
 pub mod server;

@@ -111,6 +111,11 @@ impl CacheActor {
         }
         self.metrics.evictions.with_label_values(&[reason]).inc_by(removal.images.len() as u64);
         self.metrics.evicted_bytes.with_label_values(&[reason]).inc_by(removal.bytes);
+        let idle = self.metrics.eviction_idle.with_label_values(&[reason]);
+        let now = crate::store::now_unix();
+        for image in &removal.images {
+            idle.observe(now.saturating_sub(image.pulled).max(0) as f64);
+        }
         let records: Vec<StoredObject> = removal.refs.into_iter().map(StoredObject::Record).collect();
         let manifests: Vec<StoredObject> = removal.manifests.into_iter().map(StoredObject::Manifest).collect();
         let blobs: Vec<StoredObject> = removal.blobs.into_iter().map(StoredObject::Blob).collect();

@@ -126,6 +126,24 @@ async fn the_cap_evicts_least_recently_pulled_images_keeping_shared_blobs_and_pi
 }
 
 #[actix_rt::test]
+async fn an_evicted_image_is_observed_with_the_time_since_its_last_pull() {
+    let r = rig(capped(4_000, &[]));
+    let now = now_unix();
+    let (old, _) = image(&r, "docker.io/library/idle", "1", &[&blob(10, 1500)], now).await;
+    let (recent, _) = image(&r, "docker.io/library/recent", "1", &[&blob(11, 1500)], now + 5).await;
+    // Pull times are whole seconds: let at least one pass before the eviction.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (newest, _) = image(&r, "docker.io/library/newest", "1", &[&blob(12, 1500)], now + 6).await;
+    settle(&r).await;
+    assert!(!has_ref(&r, &old) && has_ref(&r, &recent) && has_ref(&r, &newest), "the least recently pulled went");
+    let idle = r.metrics.eviction_idle.with_label_values(&["cap"]);
+    assert_eq!(idle.get_sample_count(), 1, "one evicted image");
+    let seconds = idle.get_sample_sum();
+    assert!((1.0..60.0).contains(&seconds), "seconds from its last pull to its eviction: {seconds}");
+    assert_eq!(r.metrics.eviction_idle.with_label_values(&["disk"]).get_sample_count(), 0);
+}
+
+#[actix_rt::test]
 async fn room_beyond_the_cap_or_the_volume_is_made_by_eviction_and_refused_when_nothing_can_go() {
     let r = rig(capped(5_000, &[]));
     let now = now_unix();

@@ -37,7 +37,7 @@ use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{MirrorError, StoreError};
 use crate::fetch::bound::BlobBound;
 use crate::fetch::FetchContext;
-use crate::freshness::{Freshness, StaleNotes, TagTtl};
+use crate::freshness::{Freshness, StaleNotes, StaleReason, TagTtl};
 use crate::image::ImageActor;
 use crate::messages::{Fault, Flush, Invalidate, Prune, ReportDamage};
 use crate::metrics::Metrics;
@@ -224,6 +224,8 @@ impl Mirror {
             metrics.denied.with_label_values(&[UNLISTED, "namespace"]);
         }
         metrics.pull_budgets(listed.iter().map(|(ns, up)| (ns.as_str(), up.pull_budget.reserve())));
+        let namespaces: Vec<&str> = caps.iter().map(|(ns, _)| ns.as_str()).filter(|ns| *ns != "*").collect();
+        metrics.upstreams(&namespaces, &StaleReason::ALL.map(StaleReason::label));
         let touches = Arc::new(Touches::default());
         let cache = CacheActor::new(store.clone(), touches.clone(), config.scrub, metrics.clone())
             .with_lifecycle(config.lifecycle)
