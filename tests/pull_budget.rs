@@ -118,3 +118,24 @@ fn the_preload_waits_out_a_short_window_and_ready_says_why() {
     assert_eq!(relay.manifest_gets(), 2, "one GET each, the second after the window");
     drop(server);
 }
+
+#[test]
+fn a_remaining_count_that_does_not_parse_is_ignored_and_logged_once() {
+    let up = Upstream::start();
+    let dir = TestDir::new("pull-budget-garbled");
+    let [a, b] = ["a", "b"].map(|name| images::custom(&up, &dir.subdir(name), &format!("library/{name}:v1"), &[1_000]));
+    let relay = RateLimitRelay::start(&up.url(), 100, 60);
+    relay.set_remaining(2);
+    let metrics = free_port();
+    let server = Server::start_with(ServerConfig::for_upstream(&relay.url()).extra(&format!("metrics: {metrics}")));
+    skopeo::pull_verified(&server.url(), &a, &a.reference(), &dir.path().join("a"));
+    assert_eq!(gauge(metrics, "ociregistry_upstream_ratelimit_remaining"), 1.0, "a good answer first");
+    relay.garble_remaining("plenty");
+    relay.set_remaining(50);
+    skopeo::pull_verified(&server.url(), &b, &b.reference(), &dir.path().join("b"));
+    skopeo::pull_verified(&server.url(), &a, &a.digest_reference(), &dir.path().join("a-again"));
+    assert_eq!(gauge(metrics, "ociregistry_upstream_ratelimit_remaining"), 1.0, "the garbled value changed nothing");
+    let logs = server.logs();
+    assert_eq!(logs.matches("ignoring RateLimit-Remaining").count(), 1, "logged once:\n{}", server.log_tail());
+    assert!(logs.contains("plenty"), "the value is named:\n{}", server.log_tail());
+}

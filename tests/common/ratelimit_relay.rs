@@ -20,6 +20,8 @@ struct Budget {
     limit: u64,
     window_secs: u64,
     remaining: u64,
+    /// Sent as the `ratelimit-remaining` value instead of the count (a registry's malformed header).
+    garbled: Option<String>,
     manifest_gets: usize,
     refused: usize,
 }
@@ -38,8 +40,14 @@ impl RateLimitRelay {
             .unwrap_or_else(|| panic!("the relay forwards to plain HTTP, not {upstream_url}"))
             .trim_end_matches('/')
             .to_string();
-        let budget =
-            Arc::new(Mutex::new(Budget { limit, window_secs, remaining: limit, manifest_gets: 0, refused: 0 }));
+        let budget = Arc::new(Mutex::new(Budget {
+            limit,
+            window_secs,
+            remaining: limit,
+            garbled: None,
+            manifest_gets: 0,
+            refused: 0,
+        }));
         let shared = budget.clone();
         let server = ServerThread::spawn("ratelimit-relay", move |listener| async move {
             loop {
@@ -63,6 +71,11 @@ impl RateLimitRelay {
     /// Set what is left of the budget (0: manifest GETs are refused with 429 from now on).
     pub fn set_remaining(&self, n: u64) {
         self.budget.lock().expect("lock").remaining = n;
+    }
+
+    /// Send `value` as the `ratelimit-remaining` header from now on (the count is still kept and spent).
+    pub fn garble_remaining(&self, value: &str) {
+        self.budget.lock().expect("lock").garbled = Some(value.to_string());
     }
 
     /// What is left of the budget.
@@ -134,7 +147,8 @@ async fn relay(mut client: TcpStream, target: &str, budget: &Mutex<Budget>) {
             }
         }
         let w = b.window_secs;
-        (format!("ratelimit-limit: {};w={w}\r\nratelimit-remaining: {};w={w}\r\n", b.limit, b.remaining), refuse)
+        let remaining = b.garbled.clone().unwrap_or_else(|| format!("{};w={w}", b.remaining));
+        (format!("ratelimit-limit: {};w={w}\r\nratelimit-remaining: {remaining}\r\n", b.limit), refuse)
     };
     if refuse {
         let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
