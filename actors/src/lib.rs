@@ -58,6 +58,7 @@ mod messages;
 mod metrics;
 mod mirror;
 mod outcome;
+mod pace;
 mod passthrough;
 pub mod preload;
 mod read;

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -17,6 +18,7 @@ use crate::body::Body;
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::outcome::{Outcome, PassReason, Progress};
+use crate::pace::Pace;
 use crate::read::{object_stream, transfer_stretches, ByteStream, Limit, StretchStream};
 use crate::store::ObjectReader;
 
@@ -56,6 +58,8 @@ struct Shared {
     readers: AtomicUsize,
     /// Where the reader count goes once every handle is gone (set by the leader).
     waiters_metric: OnceLock<prometheus::Histogram>,
+    /// How fast the bytes arrive (for a range ahead of them: wait, or fetch it on its own).
+    pace: Pace,
 }
 
 impl Drop for Shared {
@@ -84,6 +88,7 @@ pub fn transfer(digest: Digest) -> (Transfer, TransferPublisher) {
         handoff: Mutex::new(None),
         readers: AtomicUsize::new(0),
         waiters_metric: OnceLock::new(),
+        pace: Pace::default(),
     });
     (Transfer { shared: shared.clone(), verified_when_joined: false }, TransferPublisher { tx, shared, settled: false })
 }
@@ -96,6 +101,7 @@ impl TransferPublisher {
 
     /// Report bytes stored so far (and the announced size).
     pub fn running(&self, written: u64, total: Option<u64>) {
+        self.shared.pace.note(written, Instant::now());
         self.tx.send_replace(Progress::Running { written, total });
     }
 
@@ -149,6 +155,16 @@ impl Transfer {
     /// Whether this handle was given out after the blob was verified: its follower is served like a cache hit.
     pub fn served_verified(&self) -> bool {
         self.verified_when_joined
+    }
+
+    /// Whether this transfer has delivered byte `offset`, or will within about a second at its current pace
+    /// (`pace`): a range starting there waits for it rather than being fetched on its own. True once it has ended.
+    pub fn reaches_soon(&self, offset: u64) -> bool {
+        match &*self.shared.progress.borrow() {
+            Progress::Starting => false,
+            Progress::Running { written, .. } => self.shared.pace.reaches_soon(*written, offset, Instant::now()),
+            Progress::Settled(_) => true,
+        }
     }
 
     /// Wait until the upstream has answered (or the transfer ended), and say what to do.

@@ -264,6 +264,9 @@ async fn blob(
             blob_body(req, &mut builder, blob, (0, size), served)
         }
         RangeRequest::Partial(r) => {
+            // Ahead of a running transfer, a client's range may come from a ranged upstream GET (a replica resuming
+            // from this one gets the transfer's verified bytes).
+            let blob = if from_peer { blob } else { mirror.range_ahead(&image, &digest, blob, (r.start, r.end)).await };
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest, &tag);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));

@@ -116,6 +116,7 @@ impl FetchContext {
             accept,
             scope,
             range_from,
+            range_end: None,
             if_range: None,
             deadline,
             peer: false,

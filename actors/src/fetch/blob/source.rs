@@ -35,6 +35,7 @@ impl Source {
             accept: None,
             scope,
             range_from: offset,
+            range_end: None,
             if_range: offset.and(validator),
             deadline: None,
             peer: self.peer,
