@@ -4,7 +4,10 @@
 //! - against a real `docker-registry`: the tail range (`bytes=-65536`, where a lazy puller finds a layer's table of
 //!   contents) of a fresh ~25 MB layer answers in well under the layer's link time, byte-exact, counted in the
 //!   metrics; afterwards the whole layer is cached and verified (served again with the upstream stopped), and the link
-//!   carried the layer and the range, no more; with `rangePassThrough: false` the range waits for the transfer;
+//!   carried the layer and the range, no more; four concurrent ranges covering a fresh layer (containerd 2.x) finish
+//!   within 1.1x the layer's link time with the link carrying the layer about once (the ranges' bytes are written
+//!   into the download, which does not fetch them again); with `rangePassThrough: false` the range waits for the
+//!   transfer;
 //! - bad input, from an in-process upstream (a real registry answers ranges right): one that ignores `Range` and
 //!   answers 200 with the whole blob, and one whose `Content-Range` is not the range asked for: the client still gets
 //!   exactly its range (from the transfer), never the upstream's wrong bytes, and one whole-blob transfer runs; a range
@@ -105,6 +108,58 @@ fn the_tail_of_a_fresh_layer_answers_at_once_and_the_layer_still_crosses_the_lin
     assert!(again == whole, "cached whole and verified");
     let (status, _, tail_again, _) = ranged_get(&url, &format!("bytes=-{TAIL}"));
     assert_eq!((status, tail_again == tail), (StatusCode::PARTIAL_CONTENT, true), "the tail from the cache");
+}
+
+#[test]
+fn four_concurrent_ranges_of_a_fresh_layer_take_the_link_time_of_the_layer_once() {
+    let wan = Wan::new();
+    wan.enter();
+    let work = TestDir::new("ranges-four");
+    let (mut up, image, link) = shaped_registry(&wan, &work, "library/parallel:1", 16_000_000);
+    let layer = image.manifest().layers[0].clone();
+    let (server, scrape) = mirror(&up.url(), "");
+    let url = format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layer.digest);
+    let size = layer.size;
+    let quarter = size / 4;
+    let spans: Vec<(u64, u64)> =
+        (0..4).map(|i| (i * quarter, if i == 3 { size - 1 } else { (i + 1) * quarter - 1 })).collect();
+
+    // containerd 2.x: one layer as four ranges at once.
+    let before = link.bytes();
+    let start = Instant::now();
+    let clients: Vec<_> = spans
+        .iter()
+        .map(|&(a, b)| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let (status, content_range, body, took) = ranged_get(&url, &format!("bytes={a}-{b}"));
+                assert_eq!(status, StatusCode::PARTIAL_CONTENT, "range {a}-{b}");
+                assert_eq!(content_range, format!("bytes {a}-{b}/{size}"));
+                (a, body, took)
+            })
+        })
+        .collect();
+    let mut parts: Vec<(u64, Vec<u8>, Duration)> = clients.into_iter().map(|c| c.join().expect("a range")).collect();
+    let wall = start.elapsed().as_secs_f64();
+    parts.sort_by_key(|p| p.0);
+    let link_time = link.seconds_for(size);
+    // The whole layer, verified, from the transfer the ranges joined (it ends once verified).
+    let whole = http::get_verified(&http::client(), &url, &layer.digest);
+    let crossed = link.bytes() - before;
+    eprintln!(
+        "ranges four: {size}-byte layer as four ranges in {wall:.2} s (link time {link_time:.2} s, {:.3}x; each {:?}), {crossed} bytes over the link ({:.4}x), {} passed through",
+        wall / link_time,
+        parts.iter().map(|p| format!("{:.2}", p.2.as_secs_f64())).collect::<Vec<_>>(),
+        crossed as f64 / size as f64,
+        scrape().sum("ociregistry_range_passthrough_total", &[("ns", "docker.io")]),
+    );
+    let joined: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+    assert!(joined == whole, "the four ranges are the layer");
+    // 0.5 s: the ranges' requests, the transfer's response head, and its one request after the pieces.
+    assert!(wall <= 1.1 * link_time + 0.5, "four ranges took {wall:.2} s, the link needs {link_time:.2} s");
+    assert!(crossed as f64 <= 1.05 * size as f64, "{crossed} bytes crossed the link for a {size}-byte layer");
+    up.stop();
+    assert!(http::get_verified(&http::client(), &url, &layer.digest) == whole, "cached whole and verified");
 }
 
 #[test]

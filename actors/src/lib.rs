@@ -60,6 +60,7 @@ mod mirror;
 mod outcome;
 mod pace;
 mod passthrough;
+mod pieces;
 pub mod preload;
 mod read;
 pub mod reference;

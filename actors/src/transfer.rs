@@ -19,6 +19,7 @@ use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::outcome::{Outcome, PassReason, Progress};
 use crate::pace::Pace;
+use crate::pieces::{Piece, Pieces};
 use crate::read::{object_stream, transfer_stretches, ByteStream, Limit, StretchStream};
 use crate::store::ObjectReader;
 
@@ -60,6 +61,8 @@ struct Shared {
     waiters_metric: OnceLock<prometheus::Histogram>,
     /// How fast the bytes arrive (for a range ahead of them: wait, or fetch it on its own).
     pace: Pace,
+    /// Ranges fetched ahead, whose bytes the transfer takes instead of fetching them again.
+    pieces: Arc<Pieces>,
 }
 
 impl Drop for Shared {
@@ -89,6 +92,7 @@ pub fn transfer(digest: Digest) -> (Transfer, TransferPublisher) {
         readers: AtomicUsize::new(0),
         waiters_metric: OnceLock::new(),
         pace: Pace::default(),
+        pieces: Arc::default(),
     });
     (Transfer { shared: shared.clone(), verified_when_joined: false }, TransferPublisher { tx, shared, settled: false })
 }
@@ -97,6 +101,11 @@ impl TransferPublisher {
     /// Where readers find the bytes (before the first `running`).
     pub fn attach(&self, object: Arc<dyn ObjectReader>) {
         let _ = self.shared.object.set(object);
+    }
+
+    /// The pieces fetched ahead of this transfer (`pieces`).
+    pub fn pieces(&self) -> &Pieces {
+        &self.shared.pieces
     }
 
     /// Report bytes stored so far (and the announced size).
@@ -165,6 +174,11 @@ impl Transfer {
             Progress::Running { written, .. } => self.shared.pace.reaches_soon(*written, offset, Instant::now()),
             Progress::Settled(_) => true,
         }
+    }
+
+    /// Claim `start..end` for a range fetched ahead of this transfer: its bytes go into the download (`pieces`).
+    pub fn claim_piece(&self, start: u64, end: u64) -> Option<Piece> {
+        self.shared.pieces.claim(start, end)
     }
 
     /// Wait until the upstream has answered (or the transfer ended), and say what to do.

@@ -26,6 +26,7 @@ use super::response::{BlobResponse, BlobSource};
 use super::Mirror;
 use crate::body::{Body, BodyEvent};
 use crate::digest::Digest;
+use crate::pieces::Piece;
 use crate::read::ByteStream;
 use crate::reference::ImageKey;
 
@@ -49,7 +50,10 @@ impl Mirror {
         if transfer.reaches_soon(start) {
             return blob;
         }
-        match self.fetch_range(image, digest, (start, end), size).await {
+        // Its bytes go into the download too, so the transfer does not fetch them again (`pieces.rs`); a range that
+        // overlaps another piece, or a store that cannot take pieces, is passed through without being kept.
+        let piece = transfer.claim_piece(start, end);
+        match self.fetch_range(image, digest, (start, end), size, piece).await {
             Some(bytes) => BlobResponse { size: Some(size), from_cache: false, source: BlobSource::Ranged(bytes) },
             None => blob,
         }
@@ -63,6 +67,7 @@ impl Mirror {
         digest: &Digest,
         (start, end): (u64, u64),
         size: u64,
+        piece: Option<Piece>,
     ) -> Option<ByteStream> {
         let upstream = self.inner.admission.upstream(image.ns()).await.ok()?;
         let name = upstream.namespace.to_string();
@@ -91,7 +96,7 @@ impl Mirror {
         let metrics = &self.inner.metrics;
         metrics.range_passthrough.with_label_values(&[&name]).inc();
         let counted = metrics.range_passthrough_bytes.with_label_values(&[&name]);
-        Some(exact(resp.body, len, counted))
+        Some(exact(resp.body, len, counted, piece))
     }
 }
 
@@ -128,20 +133,23 @@ pub(super) fn mismatch(
 }
 
 /// `body` as exactly `len` bytes: a byte more, or an end short of `len`, ends the stream with an error (the client's
-/// response is cut, never a clean end) and closes the upstream body at once. Bytes passed on are added to `counted`.
-pub(super) fn exact(body: Body, len: u64, counted: IntCounter) -> ByteStream {
+/// response is cut, never a clean end) and closes the upstream body at once. Bytes passed on are added to `counted`,
+/// and written into the blob's download first through `piece` while it takes them.
+pub(super) fn exact(body: Body, len: u64, counted: IntCounter, piece: Option<Piece>) -> ByteStream {
     struct State {
         body: Body,
         left: u64,
         counted: IntCounter,
         done: bool,
+        piece: Option<Piece>,
     }
     let fail = |s: &mut State, why: String| {
         s.done = true;
+        s.piece = None;
         s.body.close();
         std::io::Error::other(why)
     };
-    let state = State { body, left: len, counted, done: false };
+    let state = State { body, left: len, counted, done: false, piece };
     Box::pin(stream::unfold(state, move |mut s| async move {
         if s.done {
             return None;
@@ -151,10 +159,19 @@ pub(super) fn exact(body: Body, len: u64, counted: IntCounter) -> ByteStream {
                 Err(fail(&mut s, format!("the upstream sent more than the {len} bytes of the range")))
             }
             Some(Ok(BodyEvent::Data(chunk))) => {
+                if let Some(piece) = s.piece.as_mut() {
+                    if !piece.write(chunk.clone()).await {
+                        s.piece = None;
+                    }
+                }
                 s.left -= chunk.len() as u64;
                 s.counted.inc_by(chunk.len() as u64);
-                // The whole range: nothing more is read (the body, dropped with the stream, ends the pump).
+                // The whole range: nothing more is read (the body, dropped with the stream, ends the pump), and the
+                // piece is complete.
                 s.done = s.left == 0;
+                if s.done {
+                    s.piece = None;
+                }
                 Ok(chunk)
             }
             Some(Ok(BodyEvent::End)) => {
@@ -202,7 +219,7 @@ mod tests {
             tx.send(Ok(BodyEvent::End)).await.expect("send");
         }
         let counter = IntCounter::new("c", "c").expect("counter");
-        let mut out = exact(rx, len, counter.clone());
+        let mut out = exact(rx, len, counter.clone(), None);
         let (mut got, mut failed) = (Vec::new(), false);
         while let Some(item) = out.next().await {
             match item {
