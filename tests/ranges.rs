@@ -162,6 +162,66 @@ fn four_concurrent_ranges_of_a_fresh_layer_take_the_link_time_of_the_layer_once(
     assert!(http::get_verified(&http::client(), &url, &layer.digest) == whole, "cached whole and verified");
 }
 
+/// GET `url` whole until a body arrives complete (the mirror may be down for a moment); panics unless it hashes to
+/// `digest`.
+fn whole_eventually(url: &str, digest: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match http::download(url) {
+            Ok(body) if common::sha256_digest(&body) == digest => return body,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    panic!("no whole download of {url} within 2 minutes");
+}
+
+#[test]
+fn a_client_that_leaves_a_range_fetched_ahead_and_a_mirror_killed_mid_layer_still_end_verified() {
+    use std::io::Read;
+    let wan = Wan::new();
+    wan.enter();
+    let work = TestDir::new("ranges-cut");
+    let (up, image, link) = shaped_registry(&wan, &work, "library/cut:1", 12_000_000);
+    let layer = image.manifest().layers[0].clone();
+    let (mut server, _) = mirror(&up.url(), "");
+    let url = format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layer.digest);
+    let size = layer.size;
+
+    // The second half as a range, left after 1 MB: the transfer takes what the piece brought and fetches the rest.
+    let before = link.bytes();
+    let mut resp = http::client().get(&url).header("Range", format!("bytes={}-", size / 2)).send().expect("GET");
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    let mut first = vec![0u8; MB];
+    resp.read_exact(&mut first).expect("the range's first MB");
+    drop(resp);
+    // The tail too, then the mirror killed once half the layer has crossed: the restart resumes the bytes appended
+    // (never the pieces ahead of them, nor the holes between) and the layer ends verified.
+    let (_, _, tail, _) = ranged_get(&url, &format!("bytes=-{TAIL}"));
+    let client = {
+        let (url, digest) = (url.clone(), layer.digest.clone());
+        std::thread::spawn(move || whole_eventually(&url, &digest))
+    };
+    common::wait_for("half the layer across", Duration::from_secs(60), || {
+        (link.bytes() - before >= size / 2).then_some(())
+    });
+    server.signal("KILL");
+    server.wait_exit(Duration::from_secs(10)).expect("the mirror killed");
+    server.restart();
+    let whole = client.join().expect("the whole layer, verified");
+    let crossed = link.bytes() - before;
+    eprintln!(
+        "ranges cut: a range left after 1 MB, the tail, a kill at half: {crossed} bytes over the link for a {size}-byte layer ({:.4}x)",
+        crossed as f64 / size as f64
+    );
+    assert!(whole[(size / 2) as usize..][..MB] == first[..], "the range's bytes are the layer's");
+    assert!(whole[whole.len() - TAIL as usize..] == tail[..]);
+    // The tail and the piece's bytes lost with the kill, and what was in flight: well under twice the layer.
+    assert!(crossed as f64 <= 1.3 * size as f64, "{crossed} bytes crossed the link for a {size}-byte layer");
+    let after = link.bytes();
+    assert!(http::get_verified(&http::client(), &url, &layer.digest) == whole);
+    assert!(link.bytes() - after < 4096, "then served from the cache");
+}
+
 #[test]
 fn with_range_pass_through_off_a_range_ahead_waits_for_the_transfer() {
     let wan = Wan::new();

@@ -112,6 +112,8 @@ pub(super) struct FileUpload {
     pos: Arc<AtomicU64>,
     /// `<path>.ahead`, see `FilePatch`.
     ahead_path: PathBuf,
+    /// A piece was written ahead: each append records the new prefix in `ahead_path`.
+    marked: Arc<AtomicBool>,
     /// Set (under the write lock) once the upload ends: a piece's write, holding the read lock, then stops.
     closed: Arc<RwLock<bool>>,
     resumed: u64,
@@ -167,6 +169,7 @@ impl FileUpload {
             file: Arc::new(file),
             pos,
             ahead_path,
+            marked: Arc::default(),
             closed,
             resumed,
             done: false,
@@ -194,7 +197,16 @@ impl Upload for FileUpload {
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
         let (file, path) = (self.file.clone(), self.path.clone());
         let (at, len) = (self.pos.load(Ordering::Acquire), data.len() as u64);
-        blocking("write", move || file.write_all_at(&data, at).map_err(io("write", &path))).await?;
+        // With pieces ahead, the prefix a kill would leave grows with the appends (an older value is safe too).
+        let ahead = self.marked.load(Ordering::Acquire).then(|| self.ahead_path.clone());
+        blocking("write", move || {
+            file.write_all_at(&data, at).map_err(io("write", &path))?;
+            match ahead {
+                Some(ahead) => fs::write(&ahead, (at + len).to_string()).map_err(io("write", &ahead)),
+                None => Ok(()),
+            }
+        })
+        .await?;
         self.pos.store(at + len, Ordering::Release);
         Ok(())
     }
@@ -205,7 +217,7 @@ impl Upload for FileUpload {
             path: self.path.clone(),
             pos: self.pos.clone(),
             ahead_path: self.ahead_path.clone(),
-            marked: AtomicBool::new(false),
+            marked: self.marked.clone(),
             closed: self.closed.clone(),
         }))
     }
@@ -223,7 +235,13 @@ impl Upload for FileUpload {
         let (file, path) = (self.file.clone(), self.path.clone());
         self.resumed = 0;
         self.pos.store(0, Ordering::Release);
-        blocking("truncate", move || file.set_len(0).map_err(io("truncate", &path))).await
+        self.marked.store(false, Ordering::Release);
+        let ahead = self.ahead_path.clone();
+        blocking("truncate", move || {
+            let _ = fs::remove_file(&ahead);
+            file.set_len(0).map_err(io("truncate", &path))
+        })
+        .await
     }
 
     async fn abort(mut self: Box<Self>) {
@@ -258,14 +276,15 @@ impl Upload for FileUpload {
 }
 
 /// Pieces of an upload written ahead of its appends (`Patch`). Before the first, the append position is recorded in
-/// `<partial>.ahead`, so that a run killed before it cleaned up resumes only the bytes before any piece (`open`); a
-/// run that stops cleanly cuts the pieces off itself (`Drop`).
+/// `<partial>.ahead`, and again after each append from then on, so that a run killed before it cleaned up resumes
+/// only the bytes appended, never a piece or a hole (`open`); a run that stops cleanly cuts the pieces off itself
+/// (`Drop`).
 struct FilePatch {
     file: Arc<File>,
     path: PathBuf,
     pos: Arc<AtomicU64>,
     ahead_path: PathBuf,
-    marked: AtomicBool,
+    marked: Arc<AtomicBool>,
     closed: Arc<RwLock<bool>>,
 }
 

@@ -220,12 +220,13 @@ async fn pieces_written_ahead_are_hashed_in_order_and_never_resumed_as_the_prefi
     writer.patcher().expect("patch").write_at(250, data.slice(250..)).await.expect("piece");
     drop(writer);
     assert_eq!(store.begin_blob(&digest).await.expect("again").resumed(), 50);
-    // Killed with a piece ahead (no cleanup): the prefix recorded before the first piece is what is resumed.
+    // Killed with a piece ahead (no cleanup): the bytes appended, up to the last append, are what is resumed.
     let mut writer = store.begin_blob(&digest).await.expect("begin");
     writer.append(data.slice(50..120)).await.expect("append");
     writer.patcher().expect("patch").write_at(250, data.slice(250..)).await.expect("piece");
+    writer.append(data.slice(120..180)).await.expect("append after the piece was written");
     std::mem::forget(writer);
     let writer = store.begin_blob(&digest).await.expect("after a kill");
-    assert_eq!(writer.resumed(), 120);
+    assert_eq!(writer.resumed(), 180);
     assert!(!writer.resumed_whole());
 }
