@@ -223,6 +223,31 @@ fn a_client_that_leaves_a_range_fetched_ahead_and_a_mirror_killed_mid_layer_stil
 }
 
 #[test]
+fn a_range_whose_client_stops_reading_does_not_hold_up_the_transfer() {
+    let wan = Wan::new();
+    wan.enter();
+    let work = TestDir::new("ranges-stall");
+    let (up, image, link) = shaped_registry(&wan, &work, "library/stall:1", 24 * MB);
+    let layer = image.manifest().layers[0].clone();
+    let (server, _) = mirror(&up.url(), "");
+    let url = format!("{}/v2/{}/blobs/{}?ns=docker.io", server.url(), image.repo, layer.digest);
+    let size = layer.size;
+
+    // A range of the second half whose client reads nothing: its piece stops once the buffers on the way are full.
+    let held = http::client().get(&url).header("Range", format!("bytes={}-", size / 2)).send().expect("GET");
+    assert_eq!(held.status(), StatusCode::PARTIAL_CONTENT);
+    let start = Instant::now();
+    http::get_verified(&http::client(), &url, &layer.digest);
+    let took = start.elapsed().as_secs_f64();
+    let link_time = link.seconds_for(size);
+    eprintln!("ranges stall: the whole layer in {took:.2} s beside a range nobody reads (link time {link_time:.2} s)");
+    // The transfer waits 2 s for a piece that brings nothing, then fetches the bytes itself.
+    assert!(took <= 1.3 * link_time + 3.0, "the whole layer took {took:.2} s");
+    assert!(server.logs().contains("a piece fetched ahead stalled"), "the transfer took the stalled piece over");
+    drop(held);
+}
+
+#[test]
 fn with_range_pass_through_off_a_range_ahead_waits_for_the_transfer() {
     let wan = Wan::new();
     wan.enter();

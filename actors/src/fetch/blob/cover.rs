@@ -4,6 +4,7 @@
 //! on from where it is (`reopen`).
 
 use std::iter::Peekable;
+use std::time::Instant;
 use std::vec::IntoIter;
 
 use super::source::Source;
@@ -25,6 +26,8 @@ pub(super) async fn cover(
 ) -> Result<(), Abort> {
     let pieces = publisher.pieces();
     let mut changed = pieces.subscribe();
+    // The piece waited on, how far it was filled, and since when (other pieces' progress does not count).
+    let mut waiting: Option<(u64, u64, Instant)> = None;
     loop {
         let at = writer.written();
         let Some(piece) = pieces.at(at) else { return Ok(()) };
@@ -37,15 +40,19 @@ pub(super) async fn cover(
             pieces.revoke(piece.id).await;
             return Ok(());
         }
-        match tokio::time::timeout(STALL, changed.changed()).await {
-            Ok(Ok(())) => {}
+        let since = match waiting {
+            Some((id, filled, since)) if id == piece.id && filled == piece.filled => since,
+            _ => Instant::now(),
+        };
+        waiting = Some((piece.id, piece.filled, since));
+        let left = STALL.saturating_sub(since.elapsed());
+        if left.is_zero() {
             // Nothing for `STALL` (its client reads slowly, or its upstream stalls): the transfer takes over.
-            _ => {
-                tracing::debug!(offset = at, "a piece fetched ahead stalled; the transfer fetches its bytes itself");
-                pieces.revoke(piece.id).await;
-                return Ok(());
-            }
+            tracing::debug!(offset = at, "a piece fetched ahead stalled; the transfer fetches its bytes itself");
+            pieces.revoke(piece.id).await;
+            return Ok(());
         }
+        let _ = tokio::time::timeout(left, changed.changed()).await;
     }
 }
 
