@@ -11,7 +11,9 @@
 //! - bad input, from an in-process upstream (a real registry answers ranges right): one that ignores `Range` and
 //!   answers 200 with the whole blob, and one whose `Content-Range` is not the range asked for: the client still gets
 //!   exactly its range (from the transfer), never the upstream's wrong bytes, and one whole-blob transfer runs; a range
-//!   past the blob's end gets 416 with `Content-Range: bytes */SIZE`, as for a cached blob.
+//!   past the blob's end gets 416 with `Content-Range: bytes */SIZE`, as for a cached blob;
+//! - a client that leaves its range, one that stops reading it, and a mirror killed mid-layer with pieces ahead: the
+//!   layer still ends verified; a blob whose upstream announces no size: the tail's size comes from the upstream.
 //!
 //! Bounds are generous: they show the feature works, not its speed.
 
@@ -362,4 +364,46 @@ fn a_range_past_the_end_of_a_fresh_blob_is_416_as_for_a_cached_one() {
         http::get_verified(&http::client(), &url, &digest);
     }
     assert_eq!(blob_gets(&stub), (1, 0), "no ranged GET upstream for a range the blob cannot satisfy");
+}
+
+#[test]
+fn a_range_of_a_blob_of_unknown_size_takes_the_size_from_the_upstreams_answer() {
+    let wan = Wan::new();
+    wan.enter();
+    let image = StubImage::new("library/unsized", "1", &[6 * MB]);
+    let served = image.clone();
+    // The whole blob with no length (delimited by the connection's end); ranges as a registry answers them.
+    let stub = StubServer::start(move |req| match (served.blob_requested(req), req.header("range")) {
+        (Some(digest), Some(range)) => {
+            let bytes = served.blob(&digest).unwrap_or_default();
+            match range.strip_prefix("bytes=-").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => {
+                    let (len, start) = (bytes.len(), bytes.len().saturating_sub(n));
+                    Reply::status(206)
+                        .body("application/octet-stream", bytes[start..].to_vec())
+                        .header("Content-Range", &format!("bytes {start}-{}/{len}", len - 1))
+                }
+                None => serve_bytes(req, bytes, &digest),
+            }
+        }
+        (Some(digest), None) => serve_bytes(req, served.blob(&digest).unwrap_or_default(), &digest).without_length(),
+        _ => served.serve(req),
+    });
+    let link = wan.link(RATE);
+    link.shape(stub.port());
+    let (server, scrape) = mirror(&stub.url(), "");
+    let (digest, bytes) = image.layers[0].clone();
+    let url = format!("{}/v2/{}/blobs/{digest}?ns=docker.io", server.url(), image.repo);
+    let size = bytes.len() as u64;
+
+    let (status, content_range, tail, took) = ranged_get(&url, &format!("bytes=-{TAIL}"));
+    let link_time = link.seconds_for(size);
+    eprintln!("ranges unsized: the tail in {:.0} ms (link time {link_time:.2} s)", took.as_secs_f64() * 1000.0);
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(content_range, format!("bytes {}-{}/{size}", size - TAIL, size - 1), "the size the upstream stated");
+    assert!(tail[..] == bytes[(size - TAIL) as usize..]);
+    assert!(took.as_secs_f64() < link_time / 2.0, "the tail waited for the transfer: {took:?}");
+    assert_eq!(scrape().sum("ociregistry_range_passthrough_total", &[("ns", "docker.io")]), 1.0);
+    http::get_verified(&http::client(), &url, &digest);
+    assert_eq!(blob_gets(&stub), (1, 1), "one transfer, one ranged GET");
 }

@@ -117,6 +117,7 @@ impl FetchContext {
             scope,
             range_from,
             range_end: None,
+            range_suffix: None,
             if_range: None,
             deadline,
             peer: false,

@@ -105,6 +105,7 @@ pub(super) async fn from_owner(
             scope: None,
             range_from: None,
             range_end: None,
+            range_suffix: None,
             if_range: None,
             deadline: None,
             peer: true,

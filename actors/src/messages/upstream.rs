@@ -28,6 +28,9 @@ pub struct Fetch {
     /// With `range_from`: only up to this offset, exclusive (`Range: bytes=N-(E-1)`): a range passed through
     /// ahead of the transfer (`mirror/ahead.rs`).
     pub range_end: Option<u64>,
+    /// Instead of `range_from`: the last this many bytes (`Range: bytes=-N`), for a range of a blob whose size is
+    /// not known yet.
+    pub range_suffix: Option<u64>,
     /// With `range_from`: only if the object is still this one (`If-Range`, the `ETag` of the earlier attempt).
     pub if_range: Option<String>,
     /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation

@@ -30,6 +30,34 @@ use crate::pieces::Piece;
 use crate::read::ByteStream;
 use crate::reference::ImageKey;
 
+/// A single range as a request states it, before a size resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=FIRST-LAST`, or `bytes=FIRST-` (to the end).
+    From {
+        /// The first byte.
+        first: u64,
+        /// The last byte, if stated.
+        last: Option<u64>,
+    },
+    /// `bytes=-N`: the last N bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// The bytes `start..end` (end exclusive) it names of a body of `size` bytes; `None` when it names none of them
+    /// (unsatisfiable: 416).
+    pub fn span(self, size: u64) -> Option<(u64, u64)> {
+        let (start, end) = match self {
+            RangeSpec::Suffix(0) => return None,
+            RangeSpec::Suffix(n) => (size.saturating_sub(n), size),
+            RangeSpec::From { first, last: None } => (first, size),
+            RangeSpec::From { first, last: Some(last) } => (first, last.saturating_add(1).min(size)),
+        };
+        (start < size).then_some((start, end))
+    }
+}
+
 impl Mirror {
     /// The response for the bytes `start..end` (end exclusive) of `blob`, as the front door answered it: unchanged,
     /// unless it follows a transfer that will not reach `start` soon and the upstream answers a ranged GET of
@@ -57,6 +85,62 @@ impl Mirror {
             Some(bytes) => BlobResponse { size: Some(size), from_cache: false, source: BlobSource::Ranged(bytes) },
             None => blob,
         }
+    }
+
+    /// A range of a blob whose size is not known yet (its transfer's upstream announced none), as the request states
+    /// it: passed through as above unless the transfer will reach its start soon (a suffix never), with the blob's
+    /// size from the upstream's `Content-Range` and the range checked against it. `Ok`: the response, the bytes
+    /// `start..end` it carries, and the blob's size; `Err`: `blob` unchanged (served whole, as before).
+    pub async fn range_unsized(
+        &self,
+        image: &ImageKey,
+        digest: &Digest,
+        blob: BlobResponse,
+        spec: RangeSpec,
+    ) -> Result<(BlobResponse, (u64, u64), u64), BlobResponse> {
+        let BlobSource::Transfer(transfer) = &blob.source else {
+            return Err(blob);
+        };
+        let soon = match spec {
+            RangeSpec::From { first, .. } => transfer.reaches_soon(first),
+            RangeSpec::Suffix(n) => n == 0,
+        };
+        if !self.inner.range_pass_through || blob.size.is_some() || soon {
+            return Err(blob);
+        }
+        let Ok(upstream) = self.inner.admission.upstream(image.ns()).await else {
+            return Err(blob);
+        };
+        let name = upstream.namespace.to_string();
+        let mut fetch = blob_fetch(upstream, image, digest, false);
+        match spec {
+            RangeSpec::From { first, last } => {
+                (fetch.range_from, fetch.range_end) = (Some(first), last.map(|l| l.saturating_add(1)))
+            }
+            RangeSpec::Suffix(n) => fetch.range_suffix = Some(n),
+        }
+        let Ok(Ok(resp)) = self.inner.pool.send(fetch).await else {
+            return Err(blob);
+        };
+        // The blob's size is the one the upstream states; the range must be what the request names of it.
+        let stated = (resp.status == 206).then(|| resp.content_range.as_deref().and_then(parse_content_range));
+        let checked = stated.flatten().and_then(|(_, _, total)| total).and_then(|size| {
+            let span = spec.span(size)?;
+            mismatch(resp.content_range.as_deref(), resp.content_length, span, size).is_none().then_some((span, size))
+        });
+        let Some(((start, end), size)) = checked else {
+            tracing::warn!(blob = %digest, upstream = %name, ?spec, status = resp.status, content_range = ?resp.content_range, "ranged upstream GET of a blob of unknown size not usable; not passed on");
+            return Err(blob);
+        };
+        let metrics = &self.inner.metrics;
+        metrics.range_passthrough.with_label_values(&[&name]).inc();
+        let counted = metrics.range_passthrough_bytes.with_label_values(&[&name]);
+        let bytes = exact(resp.body, end - start, counted, None);
+        Ok((
+            BlobResponse { size: Some(size), from_cache: false, source: BlobSource::Ranged(bytes) },
+            (start, end),
+            size,
+        ))
     }
 
     /// A ranged GET of `start..end` of the blob of `size` bytes: its body bounded to exactly the range, or `None`
@@ -112,16 +196,7 @@ pub(super) fn mismatch(
     let Some(value) = content_range else {
         return Some("206 without Content-Range".into());
     };
-    let parsed = value.trim().strip_prefix("bytes ").and_then(|rest| {
-        let (span, total) = rest.split_once('/')?;
-        let (first, last) = span.split_once('-')?;
-        let total = match total.trim() {
-            "*" => None,
-            n => Some(n.parse::<u64>().ok()?),
-        };
-        Some((first.trim().parse::<u64>().ok()?, last.trim().parse::<u64>().ok()?, total))
-    });
-    match parsed {
+    match parse_content_range(value) {
         Some((first, last, total)) if first == start && last + 1 == end && total.is_none_or(|t| t == size) => {
             match content_length {
                 Some(n) if n != end - start => Some(format!("Content-Length {n} for a range of {}", end - start)),
@@ -130,6 +205,19 @@ pub(super) fn mismatch(
         }
         _ => Some(format!("Content-Range {value:?} for bytes {start}-{}/{size}", end - 1)),
     }
+}
+
+/// `bytes FIRST-LAST/TOTAL` (`TOTAL` may be `*`): first, last, total.
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        n => Some(n.parse::<u64>().ok()?),
+    };
+    let (first, last) = (first.trim().parse::<u64>().ok()?, last.trim().parse::<u64>().ok()?);
+    (last >= first).then_some((first, last, total))
 }
 
 /// `body` as exactly `len` bytes: a byte more, or an end short of `len`, ends the stream with an error (the client's
@@ -208,6 +296,17 @@ mod tests {
         for (range, length, ok) in cases {
             assert_eq!(mismatch(*range, *length, want, 1000).is_none(), *ok, "{range:?} {length:?}");
         }
+    }
+
+    #[test]
+    fn a_stated_range_names_bytes_of_a_size_or_none() {
+        let from = |first, last| RangeSpec::From { first, last };
+        assert_eq!(RangeSpec::Suffix(10).span(1000), Some((990, 1000)));
+        assert_eq!(RangeSpec::Suffix(5000).span(1000), Some((0, 1000)));
+        assert_eq!(RangeSpec::Suffix(0).span(1000), None);
+        assert_eq!(from(100, None).span(1000), Some((100, 1000)));
+        assert_eq!(from(990, Some(5000)).span(1000), Some((990, 1000)));
+        assert_eq!(from(1000, None).span(1000), None);
     }
 
     async fn run(chunks: &[&'static [u8]], end: bool, len: u64) -> (Vec<u8>, bool, bool, u64) {

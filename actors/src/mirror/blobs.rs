@@ -351,6 +351,7 @@ pub(super) fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Dig
         scope,
         range_from: None,
         range_end: None,
+        range_suffix: None,
         if_range: None,
         deadline: None,
         peer: false,

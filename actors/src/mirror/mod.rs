@@ -30,6 +30,7 @@ use actix::prelude::*;
 
 use self::actors::ImageActors;
 use self::admission::{authority, canonical, host_of, Admission};
+pub use self::ahead::RangeSpec;
 pub use self::response::{BlobResponse, ManifestResponse};
 use crate::access::{AccessRule, Refusal};
 use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};

@@ -36,6 +36,7 @@ impl Source {
             scope,
             range_from: offset,
             range_end: None,
+            range_suffix: None,
             if_range: offset.and(validator),
             deadline: None,
             peer: self.peer,
