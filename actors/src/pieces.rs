@@ -117,9 +117,11 @@ impl Pieces {
         room
     }
 
-    /// The piece that holds byte `written`, forgetting those the transfer has passed.
+    /// The piece that holds byte `written`, forgetting those the transfer has passed (in the same step as it
+    /// refuses claims before `written`: no piece ever starts among bytes the transfer has hashed).
     pub fn at(&self, written: u64) -> Option<View> {
         let mut state = self.lock();
+        state.sequential = state.sequential.max(written);
         state.pieces.retain(|p| p.end > written);
         state.pieces.iter().find(|p| p.start <= written).map(|p| View {
             id: p.id,
@@ -236,6 +238,7 @@ mod tests {
         drop(pieces.claim(300, 400).expect("claimed"));
         assert_eq!(pieces.sequential_room(200, 200), 200, "a piece that brought nothing is forgotten");
         assert!(pieces.at(200).is_none(), "passed");
+        assert!(pieces.claim(150, 180).is_none(), "among bytes the transfer has taken over");
         assert_eq!(*writes.0.lock().expect("lock"), vec![(100, 60)]);
     }
 

@@ -8,9 +8,10 @@
 //! Honesty: the mirror cannot check a range against the blob's digest (the client does, chunk by chunk, for the lazy
 //! formats). A passed-through range is exactly the bytes the upstream sent for it: the answer must be a 206 whose
 //! `Content-Range` is the range asked for, of the blob's size; not a byte more than the range is passed on, and a
-//! body that ends short cuts the client's response. They are never cached: the transfer fetches the blob whole
-//! itself. Counted in `ociregistry_range_passthrough_total` and `_bytes_total`; `rangePassThrough: false` turns it
-//! off (ranges then wait for the transfer's verified bytes, as before).
+//! body that ends short cuts the client's response. They are never cached as such: written into the blob's download
+//! as a piece (`pieces.rs`), so that the transfer does not fetch them again, they are hashed with the rest before the
+//! blob is committed. Counted in `ociregistry_range_passthrough_total` and `_bytes_total`; `rangePassThrough: false`
+//! turns it off (ranges then wait for the transfer's verified bytes, as before).
 //!
 //! An answer that cannot be used as the range (an upstream that ignores `Range` and sends the whole blob with 200, a
 //! `Content-Range` or length other than the one asked for, an error) is dropped at once, which closes its upstream
