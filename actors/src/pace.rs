@@ -52,6 +52,17 @@ impl Pace {
         }
     }
 
+    /// `len` bytes were delivered at once, fetched by others (pieces fetched ahead, `pieces.rs`): not the transfer's
+    /// own rate, so they do not count in it.
+    pub fn leap(&self, len: u64) {
+        let mut guard = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let m = &mut *guard;
+        m.latest += len;
+        for mark in [&mut m.older, &mut m.newer].into_iter().flatten() {
+            mark.1 += len;
+        }
+    }
+
     /// Bytes per second over the last half second or more, up to `now`; `None` before there is that much history.
     pub fn rate(&self, now: Instant) -> Option<f64> {
         let m = self.marks.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,9 +116,14 @@ mod tests {
         assert!((2_400_000.0..2_600_000.0).contains(&rate), "{rate}");
         assert!(pace.reaches_soon(5_000_000, 7_400_000, now), "within a second");
         assert!(!pace.reaches_soon(5_000_000, 7_700_000, now), "beyond a second");
+        // A piece of 10 MB taken at once does not make the transfer faster.
+        pace.leap(10_000_000);
+        let rate = pace.rate(now).expect("a rate");
+        assert!((2_400_000.0..2_600_000.0).contains(&rate), "{rate}");
+        assert!(pace.reaches_soon(15_000_000, 17_400_000, now), "from where it is now");
         // Nothing more for four seconds: the estimate falls.
         let later = t0 + ms(6000);
         assert!(pace.rate(later).expect("a rate") < 500_000.0);
-        assert!(!pace.reaches_soon(5_000_000, 6_000_000, later));
+        assert!(!pace.reaches_soon(15_000_000, 16_000_000, later));
     }
 }

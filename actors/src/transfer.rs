@@ -108,6 +108,13 @@ impl TransferPublisher {
         &self.shared.pieces
     }
 
+    /// Report `len` bytes taken at once from pieces fetched ahead (`pieces`), now `written` in all: published like
+    /// any progress, but not counted in the transfer's own rate.
+    pub fn adopted(&self, len: u64, written: u64, total: Option<u64>) {
+        self.shared.pace.leap(len);
+        self.running(written, total);
+    }
+
     /// Report bytes stored so far (and the announced size).
     pub fn running(&self, written: u64, total: Option<u64>) {
         self.shared.pace.note(written, Instant::now());

@@ -33,7 +33,7 @@ pub(super) async fn cover(
         let Some(piece) = pieces.at(at) else { return Ok(()) };
         if piece.filled > at {
             writer.adopt(piece.filled - at).await.map_err(Abort::store)?;
-            publisher.running(writer.written(), total);
+            publisher.adopted(piece.filled - at, writer.written(), total);
             continue;
         }
         if piece.stopped {
