@@ -58,7 +58,9 @@ mod messages;
 mod metrics;
 mod mirror;
 mod outcome;
+mod pace;
 mod passthrough;
+mod pieces;
 pub mod preload;
 mod read;
 pub mod reference;
@@ -74,7 +76,9 @@ pub use cluster::{ClusterSettings, DnsPeers};
 pub use error::{MirrorError, StoreError, UpstreamError};
 pub use messages::TagPage;
 pub use metrics::Metrics;
-pub use mirror::{BlobResponse, ManifestResponse, Mirror, MirrorConfig, StartError, StorageChoice, UpstreamSpec};
+pub use mirror::{
+    BlobResponse, ManifestResponse, Mirror, MirrorConfig, RangeSpec, StartError, StorageChoice, UpstreamSpec,
+};
 pub use read::{ByteStream, Stretch, StretchStream};
 pub use store::{FileRange, S3Settings};
 pub use store::{Index, ManifestMeta, RebuildReport, RefRecord};

@@ -86,6 +86,10 @@ pub struct Metrics {
     cache_loading: IntGauge,
     /// Time since each evicted image's last pull, by reason (issue 24: the cap is too small when it is short).
     pub eviction_idle: HistogramVec,
+    /// `ociregistry_range_passthrough_total{ns}`: ranges answered from the upstream ahead of the blob's transfer.
+    pub range_passthrough: IntCounterVec,
+    /// `ociregistry_range_passthrough_bytes_total{ns}`: their bytes passed on to clients.
+    pub range_passthrough_bytes: IntCounterVec,
     /// The process's open file descriptors and their soft limit (standard names), read at scrape time.
     open_fds: IntGauge,
     max_fds: IntGauge,
@@ -181,6 +185,8 @@ impl Metrics {
             volume_size: gauge(&r, "ociregistry_cache_volume_size_bytes", "Size of the cache filesystem in bytes."),
             cache_loading: gauge(&r, "ociregistry_cache_index_loading", "1 while the cache's index is still being loaded from the store after start (cached content is served meanwhile), else 0."),
             eviction_idle: histogram_vec(&r, "ociregistry_eviction_idle_seconds", "Time from each evicted image's last pull to its eviction, by reason (cap, disk, prune); many under an hour mean the cache is too small for what is pulled.", &["reason"], EVICTION_IDLE_BUCKETS.to_vec()),
+            range_passthrough: counter_vec(&r, "ociregistry_range_passthrough_total", "Blob ranges answered with a ranged GET to the upstream, ahead of the blob's own transfer (rangePassThrough): bytes as the upstream sent them, not verified against the digest by the mirror. By namespace.", &["ns"]),
+            range_passthrough_bytes: counter_vec(&r, "ociregistry_range_passthrough_bytes_total", "Bytes of blob ranges passed on to clients from ranged upstream GETs ahead of the blob's transfer (rangePassThrough), by namespace.", &["ns"]),
             open_fds: gauge(&r, "process_open_fds", "Number of open file descriptors."),
             max_fds: gauge(&r, "process_max_fds", "Maximum number of open file descriptors (the soft RLIMIT_NOFILE)."),
             registry: r,
@@ -231,6 +237,8 @@ impl Metrics {
             for reason in stale_reasons {
                 self.stale_serves.with_label_values(&[ns, reason]).inc_by(0);
             }
+            self.range_passthrough.with_label_values(&[ns]).inc_by(0);
+            self.range_passthrough_bytes.with_label_values(&[ns]).inc_by(0);
         }
         for kind in ["manifest", "blob"] {
             for result in ["hit", "miss"] {

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -17,6 +18,8 @@ use crate::body::Body;
 use crate::digest::Digest;
 use crate::error::MirrorError;
 use crate::outcome::{Outcome, PassReason, Progress};
+use crate::pace::Pace;
+use crate::pieces::{Piece, Pieces};
 use crate::read::{object_stream, transfer_stretches, ByteStream, Limit, StretchStream};
 use crate::store::ObjectReader;
 
@@ -56,6 +59,10 @@ struct Shared {
     readers: AtomicUsize,
     /// Where the reader count goes once every handle is gone (set by the leader).
     waiters_metric: OnceLock<prometheus::Histogram>,
+    /// How fast the bytes arrive (for a range ahead of them: wait, or fetch it on its own).
+    pace: Pace,
+    /// Ranges fetched ahead, whose bytes the transfer takes instead of fetching them again.
+    pieces: Arc<Pieces>,
 }
 
 impl Drop for Shared {
@@ -84,6 +91,8 @@ pub fn transfer(digest: Digest) -> (Transfer, TransferPublisher) {
         handoff: Mutex::new(None),
         readers: AtomicUsize::new(0),
         waiters_metric: OnceLock::new(),
+        pace: Pace::default(),
+        pieces: Arc::default(),
     });
     (Transfer { shared: shared.clone(), verified_when_joined: false }, TransferPublisher { tx, shared, settled: false })
 }
@@ -94,8 +103,21 @@ impl TransferPublisher {
         let _ = self.shared.object.set(object);
     }
 
+    /// The pieces fetched ahead of this transfer (`pieces`).
+    pub fn pieces(&self) -> &Pieces {
+        &self.shared.pieces
+    }
+
+    /// Report `len` bytes taken at once from pieces fetched ahead (`pieces`), now `written` in all: published like
+    /// any progress, but not counted in the transfer's own rate.
+    pub fn adopted(&self, len: u64, written: u64, total: Option<u64>) {
+        self.shared.pace.leap(len);
+        self.running(written, total);
+    }
+
     /// Report bytes stored so far (and the announced size).
     pub fn running(&self, written: u64, total: Option<u64>) {
+        self.shared.pace.note(written, Instant::now());
         self.tx.send_replace(Progress::Running { written, total });
     }
 
@@ -149,6 +171,21 @@ impl Transfer {
     /// Whether this handle was given out after the blob was verified: its follower is served like a cache hit.
     pub fn served_verified(&self) -> bool {
         self.verified_when_joined
+    }
+
+    /// Whether this transfer has delivered byte `offset`, or will within about a second at its current pace
+    /// (`pace`): a range starting there waits for it rather than being fetched on its own. True once it has ended.
+    pub fn reaches_soon(&self, offset: u64) -> bool {
+        match &*self.shared.progress.borrow() {
+            Progress::Starting => false,
+            Progress::Running { written, .. } => self.shared.pace.reaches_soon(*written, offset, Instant::now()),
+            Progress::Settled(_) => true,
+        }
+    }
+
+    /// Claim `start..end` for a range fetched ahead of this transfer: its bytes go into the download (`pieces`).
+    pub fn claim_piece(&self, start: u64, end: u64) -> Option<Piece> {
+        self.shared.pieces.claim(start, end)
     }
 
     /// Wait until the upstream has answered (or the transfer ended), and say what to do.

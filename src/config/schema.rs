@@ -30,6 +30,7 @@ pub struct FileConfig {
     pub client_idle_timeout: Val<Millis>,
     pub always_pull_latest: Val<Flag>,
     pub air_gapped: Val<Flag>,
+    pub range_pass_through: Val<Flag>,
     /// Not supported yet: accepted only when false.
     pub hello_world: Val<Flag>,
     pub default_ns: Val<Text>,

@@ -207,6 +207,15 @@ fn unsupported_options_fail_and_the_go_commands_load() {
 }
 
 #[test]
+fn ranges_ahead_of_the_transfer_are_passed_through_unless_turned_off() {
+    let (settings, _) = load(&cli(&["serve"])).expect("defaults");
+    assert!(settings.mirror.range_pass_through, "on by default");
+    let (_dir, path) = config_file("rangePassThrough: false\n");
+    let (settings, _) = load(&cli(&["serve", "--config-file", path_arg(&path)])).expect("loads");
+    assert!(!settings.mirror.range_pass_through);
+}
+
+#[test]
 fn summary_mentions_every_registry() {
     let (settings, _) = load(&cli(&["serve"])).expect("loads");
     let text = settings.to_string();

@@ -71,6 +71,8 @@ pub fn settings(file: FileConfig, source: &str, env: &EnvLookup) -> Result<(Sett
             negative_ttl: file.negative_ttl.get().unwrap_or(freshness.negative_ttl),
         },
         air_gapped: file.air_gapped.get().unwrap_or(false),
+        // On: lazy pullers read a layer's table of contents at its end first (docs/configuration.md).
+        range_pass_through: file.range_pass_through.get().unwrap_or(true),
         lifecycle: LifecycleSettings { max_cache_size, pins, prune },
         storage,
         cluster,

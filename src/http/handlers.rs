@@ -14,7 +14,7 @@ use prometheus::IntCounter;
 
 use super::errors::OciError;
 use super::kernel_copy::KernelCopy;
-use super::negotiate::{accepts, etag, not_modified, range, RangeRequest};
+use super::negotiate::{accepts, etag, not_modified, range, range_spec, RangeRequest};
 use super::target::{parse_route, Object, ReferrersTarget, Route, TagsTarget};
 
 /// What every handler shares: built once, outside the per-worker factory, so all workers use the same actors.
@@ -251,6 +251,21 @@ async fn blob(
     };
     let cache = cache_word(blob.from_cache);
     let served = mirror.metrics().served_bytes.with_label_values(&[image.ns().as_str()]);
+    // A range of a blob whose size its upstream did not announce: from a ranged upstream GET, which states it.
+    // (Only then is the `Range` looked at here: a blob of known size costs nothing more.)
+    let spec = if blob.size.is_none() && !from_peer { range_spec(req.headers(), &tag) } else { None };
+    let blob = match spec {
+        Some(spec) => match mirror.range_unsized(&image, &digest, blob, spec).await {
+            Ok((blob, (start, end), size)) => {
+                let mut builder = HttpResponse::PartialContent();
+                blob_headers(&mut builder, &digest, &tag);
+                builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)));
+                return (blob_body(req, &mut builder, blob, (start, end), served), cache);
+            }
+            Err(blob) => blob,
+        },
+        None => blob,
+    };
     let Some(size) = blob.size else {
         let mut builder = HttpResponse::Ok();
         blob_headers(&mut builder, &digest, &tag);
@@ -264,6 +279,9 @@ async fn blob(
             blob_body(req, &mut builder, blob, (0, size), served)
         }
         RangeRequest::Partial(r) => {
+            // Ahead of a running transfer, a client's range may come from a ranged upstream GET (a replica resuming
+            // from this one gets the transfer's verified bytes).
+            let blob = if from_peer { blob } else { mirror.range_ahead(&image, &digest, blob, (r.start, r.end)).await };
             let mut builder = HttpResponse::PartialContent();
             blob_headers(&mut builder, &digest, &tag);
             builder.insert_header((header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));

@@ -8,6 +8,7 @@
 
 use actix_web::http::header::{HeaderMap, ACCEPT, IF_NONE_MATCH, IF_RANGE, RANGE};
 use actors::digest::Digest;
+pub use actors::RangeSpec;
 
 /// Whether the request's `Accept` headers admit `media_type`. Several `Accept` lines count together (skopeo sends
 /// six); parameters such as `q=` are ignored; `*/*` and `type/*` match; no `Accept` at all admits anything.
@@ -137,41 +138,43 @@ fn if_range_holds(headers: &HeaderMap, ours: &str) -> bool {
 /// Resolve the request's `Range` header against a body of `size` bytes whose entity tag is `etag`: with an
 /// `If-Range` that does not hold, the whole body.
 pub fn range(headers: &HeaderMap, size: u64, etag: &str) -> RangeRequest {
+    match range_spec(headers, etag) {
+        None => RangeRequest::Full,
+        Some(spec) => resolve(spec, size),
+    }
+}
+
+/// The request's single `Range` as stated, before a size resolves it; `None` when the whole body is to be sent (no
+/// `Range`, an `If-Range` that does not hold, several ranges, or one that does not parse).
+pub fn range_spec(headers: &HeaderMap, etag: &str) -> Option<RangeSpec> {
     if !if_range_holds(headers, etag) {
-        return RangeRequest::Full;
+        return None;
     }
-    let Some(value) = headers.get(RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeRequest::Full;
-    };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Full;
-    };
+    let value = headers.get(RANGE).and_then(|v| v.to_str().ok())?;
+    let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
-        return RangeRequest::Full;
+        return None;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Full;
-    };
+    let (first, last) = spec.trim().split_once('-')?;
     let (first, last) = (first.trim(), last.trim());
-    let parsed = match (first.is_empty(), last.is_empty()) {
+    match (first.is_empty(), last.is_empty()) {
         // bytes=-N: the last N bytes.
-        (true, false) => match last.parse::<u64>() {
-            Ok(0) => return RangeRequest::Unsatisfiable,
-            Ok(n) => Some((size.saturating_sub(n), size)),
-            Err(_) => None,
-        },
+        (true, false) => last.parse::<u64>().ok().map(RangeSpec::Suffix),
         // bytes=N-: from N to the end.
-        (false, true) => first.parse::<u64>().ok().map(|s| (s, size)),
+        (false, true) => first.parse::<u64>().ok().map(|first| RangeSpec::From { first, last: None }),
         (false, false) => match (first.parse::<u64>(), last.parse::<u64>()) {
-            (Ok(s), Ok(e)) if e >= s => Some((s, e.saturating_add(1).min(size))),
+            (Ok(first), Ok(last)) if last >= first => Some(RangeSpec::From { first, last: Some(last) }),
             _ => None,
         },
         (true, true) => None,
-    };
-    match parsed {
-        None => RangeRequest::Full,
-        Some((start, _)) if start >= size => RangeRequest::Unsatisfiable,
+    }
+}
+
+/// A stated range against a body of `size` bytes.
+pub fn resolve(spec: RangeSpec, size: u64) -> RangeRequest {
+    match spec.span(size) {
         Some((start, end)) => RangeRequest::Partial(ByteRange { start, end }),
+        None => RangeRequest::Unsatisfiable,
     }
 }
 

@@ -39,12 +39,15 @@ pub struct Reply {
     pub cut_after: Option<usize>,
     /// Add the body bytes the socket took (written, not just offered) to this counter.
     pub sent: Option<Arc<AtomicU64>>,
+    /// Announce no length: the body is sent chunked (`Transfer-Encoding: chunked`).
+    pub no_length: bool,
 }
 
 impl Reply {
     /// An empty response with this status.
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new(), hold: Duration::ZERO, cut_after: None, sent: None }
+        let (hold, no_length) = (Duration::ZERO, false);
+        Reply { status, headers: Vec::new(), body: Vec::new(), hold, cut_after: None, sent: None, no_length }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -80,6 +83,12 @@ impl Reply {
 
     pub fn hold(mut self, d: Duration) -> Reply {
         self.hold = d;
+        self
+    }
+
+    /// Send no `Content-Length`: the body goes chunked.
+    pub fn without_length(mut self) -> Reply {
+        self.no_length = true;
         self
     }
 }
@@ -218,10 +227,13 @@ async fn write_reply(stream: &mut TcpStream, reply: &Reply, head: bool) -> bool 
     for (n, v) in &reply.headers {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nDocker-Distribution-Api-Version: registry/2.0\r\n\r\n",
-        reply.body.len()
-    ));
+    match reply.no_length {
+        true => out.push_str("Transfer-Encoding: chunked\r\nDocker-Distribution-Api-Version: registry/2.0\r\n\r\n"),
+        false => out.push_str(&format!(
+            "Content-Length: {}\r\nDocker-Distribution-Api-Version: registry/2.0\r\n\r\n",
+            reply.body.len()
+        )),
+    }
     let mut ok = stream.write_all(out.as_bytes()).await.is_ok();
     if !head {
         let n = reply.cut_after.unwrap_or(reply.body.len()).min(reply.body.len());
@@ -230,11 +242,20 @@ async fn write_reply(stream: &mut TcpStream, reply: &Reply, head: bool) -> bool 
             if !ok {
                 break;
             }
-            ok = stream.write_all(piece).await.is_ok();
+            ok = match reply.no_length {
+                true => stream
+                    .write_all(&[format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat())
+                    .await
+                    .is_ok(),
+                false => stream.write_all(piece).await.is_ok(),
+            };
             if let (true, Some(sent)) = (ok, &reply.sent) {
                 sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
             }
         }
+    }
+    if reply.no_length && !head && ok {
+        ok = stream.write_all(b"0\r\n\r\n").await.is_ok();
     }
     ok = ok && stream.flush().await.is_ok();
     if reply.cut_after.is_some() && !head {

@@ -116,6 +116,8 @@ impl FetchContext {
             accept,
             scope,
             range_from,
+            range_end: None,
+            range_suffix: None,
             if_range: None,
             deadline,
             peer: false,

@@ -104,6 +104,8 @@ pub(super) async fn from_owner(
             accept: Some(MANIFEST_ACCEPT),
             scope: None,
             range_from: None,
+            range_end: None,
+            range_suffix: None,
             if_range: None,
             deadline: None,
             peer: true,

@@ -67,6 +67,7 @@ impl Handler<Fetch> for FakeUpstream {
                     docker_digest: None,
                     link: None,
                     etag: None,
+                    content_range: None,
                     body: rx,
                 });
             };
@@ -96,6 +97,7 @@ impl Handler<Fetch> for FakeUpstream {
                 docker_digest: digest,
                 link: None,
                 etag: None,
+                content_range: None,
                 body: rx,
             })
         })

@@ -25,6 +25,12 @@ pub struct Fetch {
     pub scope: Option<String>,
     /// Ask for the body from this offset on (`Range: bytes=N-`), to resume a broken transfer.
     pub range_from: Option<u64>,
+    /// With `range_from`: only up to this offset, exclusive (`Range: bytes=N-(E-1)`): a range passed through
+    /// ahead of the transfer (`mirror/ahead.rs`).
+    pub range_end: Option<u64>,
+    /// Instead of `range_from`: the last this many bytes (`Range: bytes=-N`), for a range of a blob whose size is
+    /// not known yet.
+    pub range_suffix: Option<u64>,
     /// With `range_from`: only if the object is still this one (`If-Range`, the `ETag` of the earlier attempt).
     pub if_range: Option<String>,
     /// The response head must arrive within this (retries included) instead of `pullTimeout`: a revalidation
@@ -49,6 +55,8 @@ pub struct UpstreamResponse {
     pub link: Option<String>,
     /// `ETag`, if sent (the validator a resumed download sends back in `If-Range`).
     pub etag: Option<String>,
+    /// `Content-Range`, if sent (checked against the range asked for).
+    pub content_range: Option<String>,
     /// The body, pumped by the pool.
     pub body: Body,
 }

@@ -340,8 +340,20 @@ impl Custody for StoredCustody {
 }
 
 /// A GET or HEAD of a blob that the front door sends itself (uncached pass-through, blob HEAD).
-fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
+pub(super) fn blob_fetch(upstream: Arc<Upstream>, image: &ImageKey, digest: &Digest, head: bool) -> Fetch {
     let path = blob_path(image, digest);
     let scope = Some(pull_scope(image.repo().as_str()));
-    Fetch { upstream, path, head, accept: None, scope, range_from: None, if_range: None, deadline: None, peer: false }
+    Fetch {
+        upstream,
+        path,
+        head,
+        accept: None,
+        scope,
+        range_from: None,
+        range_end: None,
+        range_suffix: None,
+        if_range: None,
+        deadline: None,
+        peer: false,
+    }
 }

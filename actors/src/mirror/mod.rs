@@ -12,6 +12,7 @@
 
 mod actors;
 mod admission;
+mod ahead;
 mod blobs;
 mod loading;
 mod manifests;
@@ -29,6 +30,7 @@ use actix::prelude::*;
 
 use self::actors::ImageActors;
 use self::admission::{authority, canonical, host_of, Admission};
+pub use self::ahead::RangeSpec;
 pub use self::response::{BlobResponse, ManifestResponse};
 use crate::access::{AccessRule, Refusal};
 use crate::cache::{CacheActor, LifecycleSettings, ScrubSettings, Touches};
@@ -109,6 +111,8 @@ pub struct MirrorConfig {
     pub freshness: Freshness,
     /// `airGapped`: never dial an upstream; a miss is a 404 at once.
     pub air_gapped: bool,
+    /// `rangePassThrough`: a range ahead of a blob's transfer is fetched from the upstream on its own (`ahead`).
+    pub range_pass_through: bool,
     /// The size cap, pins and background pruning (`maxCacheSize`, `pinned`, `pruneConfig`).
     pub lifecycle: LifecycleSettings,
     /// Where bytes at rest live (`storage`): `imagePath` itself, or a bucket with `imagePath` as the local tier.
@@ -151,6 +155,7 @@ struct Inner {
     freshness: Freshness,
     stale: Arc<StaleNotes>,
     air_gapped: bool,
+    range_pass_through: bool,
     cluster: Option<Arc<Cluster>>,
     /// The store is shared with other replicas: what the index lacks may be in it.
     shared: bool,
@@ -253,6 +258,7 @@ impl Mirror {
             freshness: config.freshness,
             stale: Arc::new(StaleNotes::default()),
             air_gapped: config.air_gapped,
+            range_pass_through: config.range_pass_through,
             cluster,
             shared,
             bound,

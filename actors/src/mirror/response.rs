@@ -53,6 +53,8 @@ pub(super) enum BlobSource {
     Transfer(Transfer),
     /// Straight from the upstream, verified as it passes.
     Uncached(ByteStream),
+    /// A range fetched from the upstream ahead of the blob's transfer (`ahead`): exactly its bytes, not verified.
+    Ranged(ByteStream),
 }
 
 /// A blob ready to serve.
@@ -112,7 +114,8 @@ impl BlobResponse {
         }
     }
 
-    /// The bytes `start..end` (end exclusive; `None` = to the end). Offsets are ignored for uncached blobs.
+    /// The bytes `start..end` (end exclusive; `None` = to the end). Offsets are ignored for uncached blobs and for a
+    /// range passed through, which is the range already.
     pub fn stream(self, start: u64, end: Option<u64>) -> ByteStream {
         match self.source {
             BlobSource::Memory(bytes) => {
@@ -133,7 +136,7 @@ impl BlobResponse {
                 }
             }
             BlobSource::Transfer(t) => t.stream(start, end),
-            BlobSource::Uncached(s) => s,
+            BlobSource::Uncached(s) | BlobSource::Ranged(s) => s,
         }
     }
 }

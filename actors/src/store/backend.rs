@@ -112,6 +112,16 @@ pub trait Upload: Send {
     /// Forget the bytes appended so far and start again from byte 0.
     async fn truncate(&mut self) -> Result<(), StoreError>;
 
+    /// Where pieces of the object fetched ahead of the appends are written at their offsets (`Patch`), if this
+    /// upload can take them; `None`: pieces ahead are not kept.
+    fn patcher(&self) -> Option<Arc<dyn Patch>> {
+        None
+    }
+
+    /// Take the next `len` bytes after those appended as appended: a piece written there through `patcher` filled
+    /// them. Only called on an upload that gave a patcher.
+    fn skip(&mut self, _len: u64) {}
+
     /// Make the appended bytes durable (before `complete`).
     async fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
@@ -122,6 +132,15 @@ pub trait Upload: Send {
 
     /// Delete the bytes appended so far.
     async fn abort(self: Box<Self>);
+}
+
+/// Writes of an upload's bytes ahead of its appends, at their offsets (a range of a blob fetched ahead of its
+/// transfer, `pieces.rs`). They never change a byte before the appended ones: whoever writes a piece stops before the
+/// appends reach it (the transfer revokes the piece first).
+#[async_trait]
+pub trait Patch: Send + Sync {
+    /// Write `data` at `offset`.
+    async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), StoreError>;
 }
 
 /// How a backend keeps access times (`journal`).

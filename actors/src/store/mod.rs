@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use self::backend::{ObjectReader, OpenedBlob};
+pub use self::backend::{ObjectReader, OpenedBlob, Patch};
 pub use self::fs::FsStorage;
 pub use self::index::{BlobInfo, Index};
 pub(crate) use self::mediatype::{for_new_manifest, ManifestType};

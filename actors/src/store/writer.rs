@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::digest::{Digest, Digester};
 use crate::error::StoreError;
-use crate::store::backend::{ObjectReader, Upload};
+use crate::store::backend::{ObjectReader, Patch, Upload};
 use crate::store::records::Version;
 use crate::store::storage::{Begun, Storage};
 
@@ -126,6 +126,40 @@ impl BlobWriter {
     /// A reader of what has been appended, for the transfer's followers.
     pub fn reader(&self) -> Arc<dyn ObjectReader> {
         self.inner.reader()
+    }
+
+    /// Where pieces of the blob fetched ahead of the appends are written, if the backend keeps them (`Patch`).
+    pub fn patcher(&self) -> Option<Arc<dyn Patch>> {
+        self.inner.patcher()
+    }
+
+    /// The next `len` bytes were written by a piece (`patcher`): read them back and hash them, as if appended. So the
+    /// digest covers every byte, in order, whoever fetched it.
+    pub async fn adopt(&mut self, len: u64) -> Result<(), StoreError> {
+        let reader = self.inner.reader();
+        let (mut pos, end) = (self.written, self.written + len);
+        while pos < end {
+            let chunk = reader
+                .read_range(pos, RESUME_CHUNK.min((end - pos) as usize))
+                .await
+                .map_err(|e| StoreError::Task { op: "read a piece fetched ahead", detail: e.to_string() })?;
+            if chunk.is_empty() {
+                return Err(StoreError::Task { op: "read a piece fetched ahead", detail: format!("nothing at {pos}") });
+            }
+            pos += chunk.len() as u64;
+            let hashing = self.hasher.take().map(|mut h| {
+                tokio::task::spawn_blocking(move || {
+                    h.update(&chunk);
+                    h
+                })
+            });
+            if let Some(task) = hashing {
+                self.hasher = task.await.ok();
+            }
+        }
+        self.inner.skip(len);
+        self.written = end;
+        Ok(())
     }
 
     /// Append bytes; they are hashed on the blocking pool while the backend writes them.

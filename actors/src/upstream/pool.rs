@@ -218,8 +218,12 @@ impl Handler<Fetch> for UpstreamPool {
                 if let Some(accept) = msg.accept {
                     req = req.insert_header((header::ACCEPT, accept));
                 }
+                if let Some(n) = msg.range_suffix {
+                    req = req.insert_header((header::RANGE, format!("bytes=-{n}")));
+                }
                 if let Some(from) = msg.range_from {
-                    req = req.insert_header((header::RANGE, format!("bytes={from}-")));
+                    let to = msg.range_end.map(|end| end.saturating_sub(1).to_string()).unwrap_or_default();
+                    req = req.insert_header((header::RANGE, format!("bytes={from}-{to}")));
                     if let Some(validator) = &msg.if_range {
                         req = req.insert_header((header::IF_RANGE, validator.as_str()));
                     }

@@ -53,6 +53,7 @@ where
     let docker_digest = header_str(headers, header::HeaderName::from_static("docker-content-digest"));
     let link = header_str(headers, header::LINK);
     let etag = header_str(headers, header::ETAG);
+    let content_range = header_str(headers, header::CONTENT_RANGE);
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
     if head || status == 404 {
         // Nothing to stream; the end event keeps the contract that every channel ends explicitly.
@@ -102,5 +103,5 @@ where
             }
         });
     }
-    UpstreamResponse { status, content_type, content_length, docker_digest, link, etag, body: rx }
+    UpstreamResponse { status, content_type, content_length, docker_digest, link, etag, content_range, body: rx }
 }

@@ -18,7 +18,7 @@ src/commands/config_keys.rs):
 - helloWorld: dropped (ociregistry.keys.goOnly); the Go server's key that this server does not have: left out of the
   file, listed in the install notes.
 */}}
-{{- define "ociregistry.keys.top" -}}imagePath logLevel logFormat logFile preloadImages imageFile port host os arch pullTimeout connectTimeout idleTimeout shutdownGrace clientIdleTimeout alwaysPullLatest airGapped defaultNs health metrics admin registries upstreamPolicy pruneConfig serverTlsConfig minFreeSpace tagTtl revalidateTimeout negativeTtl actorIdleTimeout scrubInterval maxCacheSize maxBlobSize upstreamBandwidth rateLimitReserve pinned{{- end }}
+{{- define "ociregistry.keys.top" -}}imagePath logLevel logFormat logFile preloadImages imageFile port host os arch pullTimeout connectTimeout idleTimeout shutdownGrace clientIdleTimeout alwaysPullLatest airGapped rangePassThrough defaultNs health metrics admin registries upstreamPolicy pruneConfig serverTlsConfig minFreeSpace tagTtl revalidateTimeout negativeTtl actorIdleTimeout scrubInterval maxCacheSize maxBlobSize upstreamBandwidth rateLimitReserve pinned{{- end }}
 {{- define "ociregistry.keys.registry" -}}name scheme endpoint maxConcurrent tagTtl upstreamBandwidth allow deny rateLimitReserve auth tls{{- end }}
 {{- define "ociregistry.keys.auth" -}}user password passwordFromEnv helper helperCacheTime{{- end }}
 {{- define "ociregistry.keys.registryTls" -}}ca caOnly cert key insecureSkipVerify{{- end }}

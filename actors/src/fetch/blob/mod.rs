@@ -13,9 +13,11 @@
 //! replicas owning the digest), `write` (batches into the store, room for a blob of unknown size, the verification,
 //! and `Abort`, how a download ends without a blob).
 
+mod cover;
 mod source;
 mod write;
 
+use self::cover::{cover, reopen};
 use self::source::sources;
 use self::write::{finish, next_batch, over_limit, write, Abort, BatchEnd, UnknownSizeRoom};
 use super::context::{FetchContext, InFlight};
@@ -192,6 +194,7 @@ async fn download(
         }
     }
     publisher.attach(writer.reader());
+    publisher.pieces().attach(writer.patcher(), writer.written());
     publisher.running(writer.written(), total);
     let mut body = resp.body;
     // A resumed transfer answered with the whole body (200 instead of 206): bytes we already have, to drop.
@@ -207,6 +210,10 @@ async fn download(
             data = data.slice(n as usize..);
             skip -= n;
         }
+        // Up to a piece fetched ahead (`pieces.rs`), if one begins within this batch.
+        let own = publisher.pieces().sequential_room(writer.written(), data.len() as u64);
+        let at_piece = own < data.len() as u64;
+        data.truncate(own as usize);
         if !data.is_empty() {
             let after = writer.written() + data.len() as u64;
             // Checked before the bytes are written: nothing past the announced length, or past the bound when none.
@@ -226,6 +233,17 @@ async fn download(
             }
             write(&mut writer, data, total).await?;
             publisher.running(writer.written(), total);
+        }
+        if at_piece {
+            // This connection has brought what the piece does not: stop it, take the pieces' bytes, fetch on after.
+            drop(body);
+            cover(&mut writer, publisher, total).await?;
+            let written = writer.written();
+            if total.is_some_and(|t| written >= t) {
+                break;
+            }
+            (body, skip) = reopen(cx, &mut source, &mut candidates, digest, written, writer.validator()).await?;
+            continue;
         }
         // A body that ends short of its announced length is a connection that closed early: resume it too.
         let end = match (end, total) {
@@ -254,28 +272,7 @@ async fn download(
                 stalled_resumes += 1;
                 written_at_last_resume = written;
                 tracing::warn!(blob = %digest, written, error = %e, "upstream transfer broke; resuming from byte {written}");
-                let mut validator = writer.validator();
-                let resp = loop {
-                    match source.get(cx, Some(written), validator.clone()).await {
-                        Ok(resp) => break resp,
-                        // The owning replica went away mid-transfer: the next one (or the upstream) gives the rest.
-                        // Its validator means nothing there; the digest check at the end guards the whole.
-                        Err(MirrorError::Upstream(e))
-                            if source.peer && candidates.peek().is_some() && e.is_outage() =>
-                        {
-                            tracing::info!(blob = %digest, peer = %source.upstream.base_url, error = %e, "owning replica gone mid-transfer; resuming from the next source");
-                            source = candidates.next().expect("peeked");
-                            validator = None;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
-                match resp.status {
-                    206 => skip = 0,
-                    200 => skip = written,
-                    _ => return Err(MirrorError::BlobUnknown(digest.clone()).into()),
-                }
-                body = resp.body;
+                (body, skip) = reopen(cx, &mut source, &mut candidates, digest, written, writer.validator()).await?;
             }
         }
     }
@@ -285,5 +282,7 @@ async fn download(
         writer.discard().await;
         return Err(UpstreamError::LengthMismatch { upstream: name, expected: total, got: size }.into());
     }
+    // No piece writes a byte more: what is hashed is what is committed.
+    publisher.pieces().close().await;
     finish(writer, &name, digest).await
 }

@@ -35,6 +35,8 @@ impl Source {
             accept: None,
             scope,
             range_from: offset,
+            range_end: None,
+            range_suffix: None,
             if_range: offset.and(validator),
             deadline: None,
             peer: self.peer,

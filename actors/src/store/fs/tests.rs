@@ -196,3 +196,37 @@ async fn a_hot_manifest_is_served_from_memory_only_while_its_stored_copy_is_unch
     fs::remove_file(layout.manifest(&digest)).expect("delete");
     assert!(matches!(read().await, ManifestRead::Missing));
 }
+
+#[tokio::test]
+async fn pieces_written_ahead_are_hashed_in_order_and_never_resumed_as_the_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _layout) = open(dir.path());
+    let data = Bytes::from((0..300u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let digest = Digest::sha256_of(&data);
+    // A piece at 200..300 while the appends are at 100: the blob verifies with the piece adopted in order.
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.append(data.slice(..100)).await.expect("append");
+    let patch = writer.patcher().expect("the filesystem keeps pieces");
+    patch.write_at(200, data.slice(200..)).await.expect("piece");
+    writer.append(data.slice(100..200)).await.expect("append up to the piece");
+    writer.adopt(100).await.expect("adopt the piece");
+    assert_eq!(writer.written(), 300);
+    let blob = writer.verify().await.map_err(|_| "verify").expect("the digest matches");
+    drop(blob);
+    // Stopped cleanly with a piece ahead: the next attempt resumes the appended bytes only.
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.restart().await.expect("restart");
+    writer.append(data.slice(..50)).await.expect("append");
+    writer.patcher().expect("patch").write_at(250, data.slice(250..)).await.expect("piece");
+    drop(writer);
+    assert_eq!(store.begin_blob(&digest).await.expect("again").resumed(), 50);
+    // Killed with a piece ahead (no cleanup): the bytes appended, up to the last append, are what is resumed.
+    let mut writer = store.begin_blob(&digest).await.expect("begin");
+    writer.append(data.slice(50..120)).await.expect("append");
+    writer.patcher().expect("patch").write_at(250, data.slice(250..)).await.expect("piece");
+    writer.append(data.slice(120..180)).await.expect("append after the piece was written");
+    std::mem::forget(writer);
+    let writer = store.begin_blob(&digest).await.expect("after a kill");
+    assert_eq!(writer.resumed(), 180);
+    assert!(!writer.resumed_whole());
+}

@@ -15,7 +15,7 @@ use super::locks::WritingMark;
 use super::tier::Tier;
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::store::backend::{ObjectReader, Upload};
+use crate::store::backend::{ObjectReader, Patch, Upload};
 use crate::store::keys;
 use crate::store::records::Version;
 
@@ -55,6 +55,15 @@ impl Upload for S3Upload {
     async fn truncate(&mut self) -> Result<(), StoreError> {
         self.size = 0;
         self.spool.truncate().await
+    }
+
+    fn patcher(&self) -> Option<Arc<dyn Patch>> {
+        self.spool.patcher()
+    }
+
+    fn skip(&mut self, len: u64) {
+        self.spool.skip(len);
+        self.size += len;
     }
 
     async fn sync(&mut self) -> Result<(), StoreError> {
