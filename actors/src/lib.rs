@@ -49,7 +49,6 @@ mod claim;
 mod cluster;
 pub mod digest;
 mod error;
-mod fds;
 mod fetch;
 pub mod freshness;
 mod graph;

@@ -252,14 +252,17 @@ impl Metrics {
         }
     }
 
-    /// Update the gauges that describe the cache.
-    pub fn refresh(&self, index: &Index, capacity: Option<Capacity>) {
-        if let Some(open) = crate::fds::open_fds() {
-            self.open_fds.set(i64::try_from(open).unwrap_or(i64::MAX));
-        }
-        if let Some(max) = crate::fds::max_fds() {
+    /// The process's file descriptors now (`process_open_fds`) and its soft limit (`process_max_fds`; `None`:
+    /// unlimited, not set). The server reads them, as it reads its limits at start; the actors only show them.
+    pub fn process_fds(&self, open: u64, max: Option<u64>) {
+        self.open_fds.set(i64::try_from(open).unwrap_or(i64::MAX));
+        if let Some(max) = max {
             self.max_fds.set(i64::try_from(max).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Update the gauges that describe the cache.
+    pub fn refresh(&self, index: &Index, capacity: Option<Capacity>) {
         self.cache_loading.set(i64::from(index.loading()));
         let (blobs, blob_bytes) = index.blob_totals();
         let (manifests, manifest_bytes) = index.manifest_totals();

@@ -84,6 +84,11 @@ pub fn connection_budget(limit: u64, open_now: u64, workers: usize, ops_listener
     ConnectionBudget { per_worker, reserve }
 }
 
+/// The soft `RLIMIT_NOFILE` now in force; `None` when unlimited.
+pub fn fd_soft_limit() -> Option<u64> {
+    getrlimit(Resource::Nofile).current
+}
+
 /// Descriptors open in this process now (0 when `/proc` cannot tell).
 pub fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map(|dir| dir.count() as u64).unwrap_or(0)

@@ -46,6 +46,7 @@ pub async fn ready(state: web::Data<OpsState>) -> HttpResponse {
 
 /// `/metrics`: every metric in the Prometheus text format.
 pub async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+    state.mirror.metrics().process_fds(super::limits::open_fds(), super::limits::fd_soft_limit());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.mirror.render_metrics().await)
