@@ -57,11 +57,8 @@ fn mirror(upstream_url: &str, extra: &str) -> (Server, impl Fn() -> Scrape) {
 
 /// A real registry inside `wan` holding one image of one layer of `size` bytes, its answers shaped by a new link.
 fn shaped_registry(wan: &Wan, work: &TestDir, name: &str, size: usize) -> (Upstream, images::Image, Link) {
-    let up = Upstream::start();
-    let image = images::custom(&up, &work.subdir("image"), name, &[size]);
-    let link = wan.link(RATE);
-    link.shape(up.port());
-    (up, image, link)
+    let (up, mut pushed, link) = common::wan::shaped_registry(wan, work, &[(name, &[size])], RATE);
+    (up, pushed.remove(0), link)
 }
 
 #[test]

@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use common::containerd::Containerd;
 use common::http::{self, StatusCode};
-use common::images::{self, Image};
+use common::images::Image;
 use common::server::{Server, ServerConfig};
 use common::storm::storm;
 use common::upstream::Upstream;
@@ -100,14 +100,7 @@ fn the_emulator_shapes_a_port_at_the_link_rate_and_leaves_the_others_alone() {
 
 /// Upstream started inside `wan`, `images` pushed to it, then its answers shaped by a new 20 Mbit/s link.
 fn shaped_upstream(wan: &Wan, work: &TestDir, images: &[(&str, &[usize])]) -> (Upstream, Vec<Image>, Link) {
-    let up = Upstream::start();
-    let pushed = images
-        .iter()
-        .map(|(name, sizes)| images::custom(&up, &work.subdir(&name.replace(['/', ':'], "-")), name, sizes))
-        .collect();
-    let link = wan.link(RATE);
-    link.shape(up.port());
-    (up, pushed, link)
+    common::wan::shaped_registry(wan, work, images, RATE)
 }
 
 #[test]

@@ -168,3 +168,21 @@ fn sent_bytes(tc_output: &str) -> Option<u64> {
     let rest = &tc_output[tc_output.find("Sent ")? + 5..];
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// A real registry started inside `wan` (after `enter`), `images` (`repo:tag`, layer sizes) pushed to it, then its
+/// answers shaped by a new link of `rate_bits_per_s` (pushes are never shaped: their data goes to the registry).
+pub fn shaped_registry(
+    wan: &Wan,
+    work: &super::TestDir,
+    images: &[(&str, &[usize])],
+    rate_bits_per_s: u64,
+) -> (super::upstream::Upstream, Vec<super::images::Image>, Link) {
+    let up = super::upstream::Upstream::start();
+    let pushed = images
+        .iter()
+        .map(|(name, sizes)| super::images::custom(&up, &work.subdir(&name.replace(['/', ':'], "-")), name, sizes))
+        .collect();
+    let link = wan.link(rate_bits_per_s);
+    link.shape(up.port());
+    (up, pushed, link)
+}
